@@ -1,0 +1,33 @@
+//! The `ringmaster` binary.
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+/// Call-state coordination for simultaneous ring across phones, tablets and browsers.
+#[derive(Parser)]
+#[command(name = "ringmaster", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the canonical call state machine (JSON, Graphviz or Markdown).
+    States(cli::states::StatesArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::States(args) => cli::states::run(args),
+    }
+}
