@@ -29,7 +29,10 @@ pub enum DismissReason {
 impl DismissReason {
     /// Whether this dismissal makes the call a missed call.
     pub fn is_missed(&self) -> bool {
-        matches!(self, DismissReason::CallerCancelled | DismissReason::Timeout)
+        matches!(
+            self,
+            DismissReason::CallerCancelled | DismissReason::Timeout
+        )
     }
 
     /// The device that caused the dismissal, if a device did.

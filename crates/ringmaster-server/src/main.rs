@@ -16,6 +16,8 @@ struct Cli {
 enum Command {
     /// Print the canonical call state machine (JSON, Graphviz or Markdown).
     States(cli::states::StatesArgs),
+    /// Run a local Telnyx Call Control emulator that sends signed webhooks.
+    Emulator(cli::emulator::EmulatorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,5 +31,6 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::States(args) => cli::states::run(args),
+        Command::Emulator(args) => cli::emulator::run(args),
     }
 }

@@ -1,0 +1,220 @@
+//! What a session reacts to: provider webhooks, command results, device requests and timer ticks.
+
+use crate::ids::{CallControlId, CallSessionId, DeviceId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Longest recording URL accepted from a webhook; anything longer is not a URL we will store.
+pub const MAX_URL_LEN: usize = 2048;
+
+/// One thing that happened to a session. The driver builds it from the outside world.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "input", rename_all = "snake_case")]
+pub enum Input {
+    /// Emit the session's opening effects (answer/dial/notify). Repeating it changes nothing.
+    Start,
+    /// The Telnyx response to a `Dial` command, matched by the command's `command_id`.
+    DialResult {
+        /// The `command_id` of the `Dial` command.
+        command_id: String,
+        /// The new leg's `call_control_id`, or why the dial was refused.
+        result: Result<CallControlId, CommandError>,
+    },
+    /// The final Telnyx response to any other command (answer, bridge, hangup, speak, ...).
+    CommandResult {
+        /// The `command_id` of the command.
+        command_id: String,
+        /// Success, or the error the provider returned after the dispatcher's own retries.
+        result: Result<(), CommandError>,
+    },
+    /// A deduplicated, signature-checked Call Control webhook.
+    Provider(ProviderEvent),
+    /// A device declined the call for everyone (`POST /api/voip/calls/{id}/decline`).
+    DeviceDecline {
+        /// The declining device.
+        device: DeviceId,
+    },
+    /// A device stopped ringing for itself only (`POST /api/voip/calls/{id}/ignore`).
+    DeviceIgnore {
+        /// The ignoring device.
+        device: DeviceId,
+    },
+    /// The session's deadline may have passed; early or repeated ticks are harmless.
+    Tick,
+}
+
+/// An error returned by the provider for a command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandError {
+    /// Provider error code, e.g. `"90018"` (call has already ended), when there is one.
+    pub code: Option<String>,
+    /// Human-readable description, for the timeline.
+    pub message: String,
+}
+
+impl CommandError {
+    /// An error with a provider code.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: Some(code.into()),
+            message: message.into(),
+        }
+    }
+}
+
+/// The decoded `client_state` every command of a session sets: it routes any webhook, even one
+/// that overtakes the dial response, to its session and leg. The Telnyx adapter base64-encodes
+/// its JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ClientStateRef {
+    /// The session the leg belongs to.
+    pub session: CallSessionId,
+    /// The device a device leg rings; `None` for the caller and PSTN legs.
+    pub device: Option<DeviceId>,
+    /// The leg's role label: [`LEG_CALLER`], [`LEG_DEVICE`] or [`LEG_PSTN`].
+    pub leg: String,
+}
+
+/// Leg label of the inbound caller.
+pub const LEG_CALLER: &str = "caller";
+/// Leg label of a leg that rings one device.
+pub const LEG_DEVICE: &str = "device";
+/// Leg label of the outbound leg to the PSTN destination.
+pub const LEG_PSTN: &str = "pstn";
+
+/// A Call Control webhook reduced to what a session needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProviderEvent {
+    /// `payload.call_control_id`; the spec omits it on `call.recording.saved`.
+    pub call_control_id: Option<CallControlId>,
+    /// `payload.client_state`, decoded; `None` when never set (e.g. a fresh inbound call).
+    pub client_state: Option<ClientStateRef>,
+    /// What happened.
+    pub kind: ProviderEventKind,
+}
+
+impl ProviderEvent {
+    /// An event about the leg `ccid`, routed by `client_state` when the leg is not yet known.
+    pub fn new(
+        ccid: impl Into<CallControlId>,
+        client_state: Option<ClientStateRef>,
+        kind: ProviderEventKind,
+    ) -> Self {
+        Self {
+            call_control_id: Some(ccid.into()),
+            client_state,
+            kind,
+        }
+    }
+}
+
+/// The webhook event types a session acts on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ProviderEventKind {
+    /// `call.initiated`.
+    Initiated,
+    /// `call.answered`.
+    Answered,
+    /// `call.bridged`.
+    Bridged,
+    /// `call.hangup`.
+    Hangup {
+        /// `payload.hangup_cause`.
+        cause: HangupCause,
+        /// `payload.hangup_source`.
+        source: HangupSource,
+        /// `payload.call_quality_stats`, kept verbatim for the history.
+        quality: Option<Value>,
+    },
+    /// `call.speak.ended`.
+    SpeakEnded,
+    /// `call.recording.saved`.
+    RecordingSaved {
+        /// The recording's URL (Telnyx URLs are valid for 10 minutes; the driver copies the file).
+        url: String,
+    },
+    /// `call.recording.error`.
+    RecordingFailed,
+}
+
+/// `payload.hangup_cause` of `call.hangup`. Unknown values read as `Unspecified`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HangupCause {
+    /// A normal end of call.
+    NormalClearing,
+    /// The caller hung up before the call was answered.
+    OriginatorCancel,
+    /// `timeout_secs` passed without an answer.
+    Timeout,
+    /// `time_limit_secs` was reached.
+    TimeLimit,
+    /// The callee was busy.
+    UserBusy,
+    /// The destination does not exist.
+    NotFound,
+    /// The dial was aborted on timeout (`retry_on_timeout=false`).
+    NoAnswer,
+    /// The callee rejected the call.
+    CallRejected,
+    /// Any other or missing cause.
+    #[serde(other)]
+    Unspecified,
+}
+
+impl HangupCause {
+    /// Parses the wire value; unknown values become `Unspecified` (the set is open).
+    pub fn from_wire(raw: &str) -> Self {
+        match raw {
+            "normal_clearing" => Self::NormalClearing,
+            "originator_cancel" => Self::OriginatorCancel,
+            "timeout" => Self::Timeout,
+            "time_limit" => Self::TimeLimit,
+            "user_busy" => Self::UserBusy,
+            "not_found" => Self::NotFound,
+            "no_answer" => Self::NoAnswer,
+            "call_rejected" => Self::CallRejected,
+            _ => Self::Unspecified,
+        }
+    }
+
+    /// The wire value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NormalClearing => "normal_clearing",
+            Self::OriginatorCancel => "originator_cancel",
+            Self::Timeout => "timeout",
+            Self::TimeLimit => "time_limit",
+            Self::UserBusy => "user_busy",
+            Self::NotFound => "not_found",
+            Self::NoAnswer => "no_answer",
+            Self::CallRejected => "call_rejected",
+            Self::Unspecified => "unspecified",
+        }
+    }
+}
+
+/// `payload.hangup_source` of `call.hangup`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HangupSource {
+    /// The calling side hung up.
+    Caller,
+    /// The called side hung up.
+    Callee,
+    /// Not reported.
+    #[serde(other)]
+    Unknown,
+}
+
+impl HangupSource {
+    /// Parses the wire value; unknown values become `Unknown`.
+    pub fn from_wire(raw: &str) -> Self {
+        match raw {
+            "caller" => Self::Caller,
+            "callee" => Self::Callee,
+            _ => Self::Unknown,
+        }
+    }
+}

@@ -1,0 +1,1244 @@
+//! Unit tests: scenarios with explicit timestamps, asserting the effects a user would notice.
+
+use super::*;
+use crate::dismissal::DismissReason;
+
+const CALLER: &str = "caller-ccid";
+
+fn t(ms: u64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+fn target(id: &str, platform: &str) -> RingTarget {
+    RingTarget {
+        device_id: DeviceId::new(id),
+        sip_uri: format!("sip:{id}@sip.telnyx.com"),
+        platform: platform.to_owned(),
+    }
+}
+
+fn three_devices() -> Vec<RingTarget> {
+    vec![
+        target("ios", "ios"),
+        target("android", "android"),
+        target("web", "web"),
+    ]
+}
+
+fn dev(id: &str) -> DeviceId {
+    DeviceId::new(id)
+}
+
+fn leg_ccid(device: &str) -> CallControlId {
+    CallControlId::new(format!("leg-{device}"))
+}
+
+fn voicemail_config() -> SessionConfig {
+    SessionConfig {
+        voicemail: Some(VoicemailConfig {
+            greeting: "Leave a message".to_owned(),
+            ..VoicemailConfig::default()
+        }),
+        ..SessionConfig::default()
+    }
+}
+
+/// A session plus everything it has emitted, driven with explicit times.
+struct H {
+    s: Session,
+    log: Vec<Effect>,
+}
+
+impl H {
+    fn inbound_with(devices: Vec<RingTarget>, config: SessionConfig, busy: bool) -> H {
+        let s = Session::new_inbound(
+            NewInbound {
+                id: CallSessionId::new("sess-1"),
+                tenant: TenantId::new("tenant-1"),
+                user: UserId::new("user-1"),
+                caller_leg: CallControlId::new(CALLER),
+                from: "+15550001111".to_owned(),
+                to: "+15550002222".to_owned(),
+                devices,
+                busy,
+                config,
+            },
+            t(0),
+        )
+        .expect("valid session");
+        let mut h = H { s, log: Vec::new() };
+        h.send(Input::Start, 0);
+        h
+    }
+
+    fn inbound(config: SessionConfig) -> H {
+        H::inbound_with(three_devices(), config, false)
+    }
+
+    fn outbound() -> H {
+        let s = Session::new_outbound(
+            NewOutbound {
+                id: CallSessionId::new("out-1"),
+                tenant: TenantId::new("tenant-1"),
+                user: UserId::new("user-1"),
+                device: target("web", "web"),
+                from: "+15550002222".to_owned(),
+                to: "+15553334444".to_owned(),
+                config: SessionConfig::default(),
+            },
+            t(0),
+        )
+        .expect("valid session");
+        let mut h = H { s, log: Vec::new() };
+        h.send(Input::Start, 0);
+        h
+    }
+
+    fn send(&mut self, input: Input, at: u64) -> Vec<Effect> {
+        let fx = self.s.handle(input, t(at)).expect("input accepted");
+        self.log.extend(fx.iter().cloned());
+        fx
+    }
+
+    fn dial_id(&self, device: &str) -> String {
+        self.log
+            .iter()
+            .find_map(|e| match e {
+                Effect::Telnyx(Command {
+                    command_id,
+                    action:
+                        Action::Dial {
+                            device: Some(d), ..
+                        },
+                    ..
+                }) if d.as_str() == device => Some(command_id.clone()),
+                _ => None,
+            })
+            .expect("device was dialled")
+    }
+
+    fn pstn_dial_id(&self) -> String {
+        self.log
+            .iter()
+            .find_map(|e| match e {
+                Effect::Telnyx(Command {
+                    command_id,
+                    action: Action::Dial { device: None, .. },
+                    ..
+                }) => Some(command_id.clone()),
+                _ => None,
+            })
+            .expect("pstn was dialled")
+    }
+
+    fn dial_ok(&mut self, device: &str, at: u64) -> Vec<Effect> {
+        let command_id = self.dial_id(device);
+        self.send(
+            Input::DialResult {
+                command_id,
+                result: Ok(leg_ccid(device)),
+            },
+            at,
+        )
+    }
+
+    fn all_dials_ok(&mut self, at: u64) {
+        for d in ["ios", "android", "web"] {
+            self.dial_ok(d, at);
+        }
+    }
+
+    fn device_event(&mut self, device: &str, kind: ProviderEventKind, at: u64) -> Vec<Effect> {
+        let cs = ClientStateRef {
+            session: self.s.id().clone(),
+            device: Some(dev(device)),
+            leg: LEG_DEVICE.to_owned(),
+        };
+        self.send(
+            Input::Provider(ProviderEvent::new(leg_ccid(device), Some(cs), kind)),
+            at,
+        )
+    }
+
+    fn answered(&mut self, device: &str, at: u64) -> Vec<Effect> {
+        self.device_event(device, ProviderEventKind::Answered, at)
+    }
+
+    fn caller_event(&mut self, kind: ProviderEventKind, at: u64) -> Vec<Effect> {
+        self.send(Input::Provider(ProviderEvent::new(CALLER, None, kind)), at)
+    }
+
+    fn ok(&mut self, command_id: &str, at: u64) -> Vec<Effect> {
+        self.send(
+            Input::CommandResult {
+                command_id: command_id.to_owned(),
+                result: Ok(()),
+            },
+            at,
+        )
+    }
+
+    fn err(&mut self, command_id: &str, at: u64) -> Vec<Effect> {
+        self.send(
+            Input::CommandResult {
+                command_id: command_id.to_owned(),
+                result: Err(CommandError::new("90034", "Call not answered yet")),
+            },
+            at,
+        )
+    }
+}
+
+fn hangup(cause: HangupCause) -> ProviderEventKind {
+    ProviderEventKind::Hangup {
+        cause,
+        source: HangupSource::Unknown,
+        quality: None,
+    }
+}
+
+fn commands(fx: &[Effect]) -> Vec<&Command> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Telnyx(c) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+fn find_command(fx: &[Effect], pred: impl Fn(&Action) -> bool) -> Option<&Command> {
+    commands(fx).into_iter().find(|c| pred(&c.action))
+}
+
+fn answer_of(fx: &[Effect]) -> Option<String> {
+    find_command(fx, |a| matches!(a, Action::Answer { .. })).map(|c| c.command_id.clone())
+}
+
+fn bridge_of(fx: &[Effect]) -> Option<String> {
+    find_command(fx, |a| matches!(a, Action::Bridge { .. })).map(|c| c.command_id.clone())
+}
+
+fn bridges(fx: &[Effect]) -> Vec<(CallControlId, CallControlId)> {
+    commands(fx)
+        .into_iter()
+        .filter_map(|c| match &c.action {
+            Action::Bridge { ccid, to_ccid } => Some((ccid.clone(), to_ccid.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Legs hung up or rejected, in order.
+fn released(fx: &[Effect]) -> Vec<CallControlId> {
+    commands(fx)
+        .into_iter()
+        .filter_map(|c| match &c.action {
+            Action::Hangup { ccid } | Action::Reject { ccid, .. } => Some(ccid.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn notifications(fx: &[Effect]) -> Vec<&Notification> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Notify(n) => Some(n),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ws_call_ended(fx: &[Effect]) -> Vec<DismissReason> {
+    notifications(fx)
+        .into_iter()
+        .filter_map(|n| match (&n.channel, &n.event) {
+            (Channel::WebSocket, NotifyEvent::CallEnded { reason, .. }) => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn push_call_ended(fx: &[Effect]) -> Vec<(String, DismissReason)> {
+    notifications(fx)
+        .into_iter()
+        .filter_map(|n| match (&n.channel, &n.event) {
+            (Channel::Push { device, .. }, NotifyEvent::CallEnded { reason, .. }) => {
+                Some((device.to_string(), reason.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn finals(fx: &[Effect]) -> Vec<&CallRecordUpdate> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::History(h) if h.is_final => Some(h),
+            _ => None,
+        })
+        .collect()
+}
+
+fn registry(fx: &[Effect]) -> Vec<&RegistryUpdate> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Registry(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+fn outbox(fx: &[Effect]) -> Vec<Effect> {
+    fx.iter()
+        .filter(|e| !matches!(e, Effect::Leg(_) | Effect::Timeline(_)))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn start_dials_every_device_in_parallel_and_notifies() {
+    let h = H::inbound(SessionConfig::default());
+    let dials: Vec<_> = commands(&h.log)
+        .into_iter()
+        .filter_map(|c| match &c.action {
+            Action::Dial {
+                to,
+                link_to,
+                client_state,
+                timeout_secs,
+                device,
+                ..
+            } => Some((to, link_to, client_state, *timeout_secs, device)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dials.len(), 3);
+    for (to, link_to, cs, timeout, device) in dials {
+        let d = device.as_ref().expect("device leg");
+        assert_eq!(to, &format!("sip:{d}@sip.telnyx.com"));
+        assert_eq!(link_to.as_ref().map(|c| c.as_str()), Some(CALLER));
+        assert_eq!(cs.session.as_str(), "sess-1");
+        assert_eq!(cs.device.as_ref(), Some(d));
+        assert_eq!(cs.leg, LEG_DEVICE);
+        assert_eq!(timeout, DEFAULT_RING_TIMEOUT_SECS);
+    }
+    // OnDeviceAnswer (the default) leaves the caller parked.
+    assert!(answer_of(&h.log).is_none());
+    let incoming: Vec<_> = notifications(&h.log)
+        .into_iter()
+        .filter(|n| n.event.name() == "incoming_call")
+        .map(|n| n.channel.clone())
+        .collect();
+    assert_eq!(
+        incoming.len(),
+        3,
+        "one websocket event and one push per mobile device"
+    );
+    assert_eq!(incoming[0], Channel::WebSocket);
+    assert!(incoming.contains(&Channel::Push {
+        device: dev("ios"),
+        platform: "ios".to_owned()
+    }));
+    assert!(incoming.contains(&Channel::Push {
+        device: dev("android"),
+        platform: "android".to_owned()
+    }));
+    assert_eq!(h.s.status(), SessionStatus::Ringing);
+    assert_eq!(h.s.next_deadline(), Some(t(30_000)));
+    assert_eq!(
+        h.s.status_for(&dev("web")).unwrap().status,
+        DeviceStatus::Ringing
+    );
+}
+
+#[test]
+fn three_devices_one_answers_one_bridge_two_hangups_answered_elsewhere() {
+    let mut h = H::inbound(SessionConfig::default());
+    h.all_dials_ok(100);
+    let fx = h.answered("android", 2_000);
+    // The parked caller is answered first; the bridge waits for that answer.
+    let answer = answer_of(&fx).expect("caller answered on device answer");
+    assert!(bridge_of(&fx).is_none());
+    assert_eq!(released(&fx), vec![leg_ccid("ios"), leg_ccid("web")]);
+    let winner = DismissReason::AnsweredElsewhere {
+        device_id: dev("android"),
+    };
+    assert_eq!(ws_call_ended(&fx), vec![winner.clone()]);
+    assert_eq!(
+        push_call_ended(&fx),
+        vec![("ios".to_owned(), winner.clone())]
+    );
+    assert_eq!(h.s.status(), SessionStatus::Answered);
+
+    let fx = h.ok(&answer, 2_100);
+    assert_eq!(
+        bridges(&fx),
+        vec![(CallControlId::new(CALLER), leg_ccid("android"))]
+    );
+    let bridge = bridge_of(&fx).unwrap();
+    let fx = h.ok(&bridge, 2_200);
+    assert_eq!(h.s.status(), SessionStatus::Bridged);
+    match registry(&fx).as_slice() {
+        [RegistryUpdate::Set(active)] => {
+            assert_eq!(active.device, dev("android"));
+            assert_eq!(active.call_session_id.as_str(), "sess-1");
+        }
+        other => panic!("expected one registry set, got {other:?}"),
+    }
+    // Both legs report call.bridged: harmless.
+    assert!(outbox(&h.caller_event(ProviderEventKind::Bridged, 2_300)).is_empty());
+
+    for d in ["ios", "web"] {
+        let st = h.s.status_for(&dev(d)).unwrap();
+        assert_eq!(st.status, DeviceStatus::AnsweredElsewhere);
+        assert_eq!(st.device_id, Some(dev("android")));
+        assert_eq!(st.reason, Some(winner.clone()));
+    }
+    assert_eq!(
+        h.s.status_for(&dev("android")).unwrap().status,
+        DeviceStatus::AnsweredHere
+    );
+    assert_eq!(bridges(&h.log).len(), 1);
+    assert_eq!(h.s.next_deadline(), None);
+}
+
+#[test]
+fn second_answer_is_hung_up_never_bridged() {
+    let mut h = H::inbound(SessionConfig {
+        caller_answer: CallerAnswer::Immediately,
+        ..SessionConfig::default()
+    });
+    let answer = answer_of(&h.log).expect("answered at start");
+    h.ok(&answer, 50);
+    h.all_dials_ok(100);
+    let first = h.answered("ios", 1_000);
+    assert_eq!(
+        bridges(&first),
+        vec![(CallControlId::new(CALLER), leg_ccid("ios"))]
+    );
+    let second = h.answered("web", 1_010);
+    // web's leg was already hung up by the first answer; the second answer adds nothing.
+    assert!(bridges(&second).is_empty());
+    assert!(released(&second).is_empty());
+    assert_eq!(bridges(&h.log).len(), 1);
+    let web_hangups = released(&h.log)
+        .into_iter()
+        .filter(|c| *c == leg_ccid("web"))
+        .count();
+    assert_eq!(web_hangups, 1);
+    assert_eq!(h.s.answered_device(), Some(&dev("ios")));
+}
+
+#[test]
+fn answer_racing_dial_response_still_bridges_and_no_redial() {
+    let mut h = H::inbound(SessionConfig {
+        caller_answer: CallerAnswer::Immediately,
+        ..SessionConfig::default()
+    });
+    let answer = answer_of(&h.log).unwrap();
+    h.ok(&answer, 10);
+    // No dial result has arrived yet: the webhook's client_state finds the leg.
+    let fx = h.answered("web", 500);
+    assert_eq!(
+        bridges(&fx),
+        vec![(CallControlId::new(CALLER), leg_ccid("web"))]
+    );
+    // Other legs' ids are unknown: their hangups wait for the dial results.
+    assert!(released(&fx).is_empty());
+    let fx = h.dial_ok("web", 600);
+    assert!(
+        commands(&fx).is_empty(),
+        "late dial result neither re-dials nor hangs up"
+    );
+    let fx = h.dial_ok("ios", 700);
+    assert_eq!(released(&fx), vec![leg_ccid("ios")]);
+    let fx = h.dial_ok("android", 800);
+    assert_eq!(released(&fx), vec![leg_ccid("android")]);
+    let dials = commands(&h.log)
+        .into_iter()
+        .filter(|c| matches!(c.action, Action::Dial { .. }))
+        .count();
+    assert_eq!(dials, 3);
+    // A repeated dial result changes nothing.
+    assert!(h.dial_ok("ios", 900).is_empty());
+}
+
+#[test]
+fn caller_cancel_hangs_up_every_leg_and_is_missed() {
+    let mut h = H::inbound(SessionConfig::default());
+    h.dial_ok("ios", 100);
+    h.dial_ok("android", 100);
+    let fx = h.caller_event(hangup(HangupCause::OriginatorCancel), 5_000);
+    assert_eq!(released(&fx), vec![leg_ccid("ios"), leg_ccid("android")]);
+    assert_eq!(ws_call_ended(&fx), vec![DismissReason::CallerCancelled]);
+    assert_eq!(push_call_ended(&fx).len(), 2);
+    let f = finals(&fx);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].status, SessionStatus::Missed);
+    assert_eq!(f[0].hangup_cause, Some(HangupCause::OriginatorCancel));
+    assert_eq!(f[0].dismiss_reason, Some(DismissReason::CallerCancelled));
+    assert!(h.s.is_closed());
+    assert_eq!(h.s.next_deadline(), None);
+    // The web leg's dial result arrives late: it is hung up at once, nothing else.
+    let fx = h.dial_ok("web", 5_100);
+    assert_eq!(released(&fx), vec![leg_ccid("web")]);
+    assert!(finals(&fx).is_empty());
+    assert_eq!(
+        h.s.status_for(&dev("web")).unwrap().status,
+        DeviceStatus::Missed
+    );
+    assert!(bridges(&h.log).is_empty());
+}
+
+#[test]
+fn ring_timeout_without_voicemail_is_missed() {
+    let mut h = H::inbound(SessionConfig::default());
+    h.all_dials_ok(100);
+    assert!(
+        h.send(Input::Tick, 29_999).is_empty(),
+        "early tick is harmless"
+    );
+    let fx = h.send(Input::Tick, 30_000);
+    let mut expected: Vec<_> = ["ios", "android", "web"].map(leg_ccid).to_vec();
+    expected.push(CallControlId::new(CALLER));
+    assert_eq!(released(&fx), expected);
+    assert_eq!(ws_call_ended(&fx), vec![DismissReason::Timeout]);
+    assert_eq!(finals(&fx)[0].status, SessionStatus::Missed);
+    assert!(
+        h.send(Input::Tick, 30_001).is_empty(),
+        "second tick is harmless"
+    );
+}
+
+#[test]
+fn ring_timeout_goes_to_voicemail_and_attaches_recording() {
+    let mut h = H::inbound(voicemail_config());
+    h.all_dials_ok(100);
+    let fx = h.send(Input::Tick, 30_000);
+    assert_eq!(released(&fx).len(), 3, "device legs hung up, caller kept");
+    assert_eq!(ws_call_ended(&fx), vec![DismissReason::Timeout]);
+    assert_eq!(h.s.status(), SessionStatus::Voicemail);
+    let answer = answer_of(&fx).expect("caller answered for voicemail");
+    assert!(finals(&fx).is_empty());
+
+    let fx = h.ok(&answer, 30_200);
+    let speak = find_command(&fx, |a| matches!(a, Action::Speak { .. })).expect("greeting");
+    assert!(matches!(&speak.action, Action::Speak { text, .. } if text == "Leave a message"));
+    // The caller's call.answered webhook duplicates the command result: nothing new.
+    assert!(commands(&h.caller_event(ProviderEventKind::Answered, 30_250)).is_empty());
+
+    let fx = h.caller_event(ProviderEventKind::SpeakEnded, 33_000);
+    assert!(find_command(&fx, |a| matches!(a, Action::RecordStart { .. })).is_some());
+    assert!(h
+        .caller_event(ProviderEventKind::SpeakEnded, 33_001)
+        .is_empty());
+
+    let fx = h.caller_event(hangup(HangupCause::NormalClearing), 50_000);
+    assert!(finals(&fx).is_empty(), "final row waits for the recording");
+    assert_eq!(h.s.next_deadline(), Some(t(80_000)));
+    let fx = h.caller_event(
+        ProviderEventKind::RecordingSaved {
+            url: "https://rec.example/1.mp3".to_owned(),
+        },
+        52_000,
+    );
+    let f = finals(&fx);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].status, SessionStatus::Voicemail);
+    assert_eq!(
+        f[0].recording_url.as_deref(),
+        Some("https://rec.example/1.mp3")
+    );
+    assert_eq!(f[0].dismiss_reason, Some(DismissReason::Timeout));
+    assert!(commands(&fx).is_empty(), "caller already gone");
+    assert_eq!(
+        h.s.status_for(&dev("ios")).unwrap().status,
+        DeviceStatus::Missed
+    );
+    assert_eq!(finals(&h.log).len(), 1);
+}
+
+#[test]
+fn voicemail_caller_who_never_records_is_missed() {
+    let mut h = H::inbound(voicemail_config());
+    h.all_dials_ok(100);
+    let answer = answer_of(&h.send(Input::Tick, 30_000)).unwrap();
+    h.ok(&answer, 30_100);
+    let fx = h.caller_event(hangup(HangupCause::NormalClearing), 31_000);
+    assert_eq!(finals(&fx)[0].status, SessionStatus::Missed);
+    assert!(finals(&fx)[0].recording_url.is_none());
+}
+
+#[test]
+fn voicemail_recording_that_never_arrives_closes_after_the_wait() {
+    let mut h = H::inbound(voicemail_config());
+    h.all_dials_ok(100);
+    let answer = answer_of(&h.send(Input::Tick, 30_000)).unwrap();
+    h.ok(&answer, 30_100);
+    h.caller_event(ProviderEventKind::SpeakEnded, 33_000);
+    h.caller_event(hangup(HangupCause::NormalClearing), 40_000);
+    assert!(h.send(Input::Tick, 69_999).is_empty());
+    let fx = h.send(Input::Tick, 70_000);
+    assert_eq!(finals(&fx)[0].status, SessionStatus::Missed);
+    // A recording that shows up after the final row changes nothing.
+    let late = h.caller_event(
+        ProviderEventKind::RecordingSaved {
+            url: "https://rec.example/late.mp3".to_owned(),
+        },
+        71_000,
+    );
+    assert!(late.is_empty());
+}
+
+#[test]
+fn bridge_failure_is_retried_once_after_the_deadline() {
+    let mut h = H::inbound(SessionConfig {
+        caller_answer: CallerAnswer::Immediately,
+        ..SessionConfig::default()
+    });
+    let answer = answer_of(&h.log).unwrap();
+    h.ok(&answer, 10);
+    h.all_dials_ok(100);
+    let first = bridge_of(&h.answered("ios", 1_000)).unwrap();
+    let fx = h.err(&first, 1_100);
+    assert!(commands(&fx).is_empty(), "no immediate retry");
+    assert_eq!(h.s.next_deadline(), Some(t(1_600)));
+    assert!(h.send(Input::Tick, 1_599).is_empty());
+    let fx = h.send(Input::Tick, 1_600);
+    let second = bridge_of(&fx).expect("bridge retried");
+    assert_ne!(second, first);
+    assert!(
+        h.send(Input::Tick, 1_601).is_empty(),
+        "no third attempt from a double tick"
+    );
+    h.ok(&second, 1_700);
+    assert_eq!(h.s.status(), SessionStatus::Bridged);
+    assert_eq!(bridges(&h.log).len(), 2);
+}
+
+#[test]
+fn bridge_failing_twice_cleans_everything_up() {
+    let mut h = H::inbound(SessionConfig {
+        caller_answer: CallerAnswer::Immediately,
+        ..SessionConfig::default()
+    });
+    let answer = answer_of(&h.log).unwrap();
+    h.ok(&answer, 10);
+    h.all_dials_ok(100);
+    let first = bridge_of(&h.answered("ios", 1_000)).unwrap();
+    h.err(&first, 1_100);
+    let second = bridge_of(&h.send(Input::Tick, 1_600)).unwrap();
+    let fx = h.err(&second, 1_700);
+    assert_eq!(
+        released(&fx),
+        vec![CallControlId::new(CALLER), leg_ccid("ios")],
+        "the other legs were hung up at answer time"
+    );
+    let f = finals(&fx);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].status, SessionStatus::Failed);
+    assert!(f[0]
+        .failure
+        .as_deref()
+        .unwrap()
+        .contains("bridge failed twice"));
+    assert!(
+        registry(&h.log).is_empty(),
+        "never bridged, never registered"
+    );
+    assert_eq!(h.s.next_deadline(), None);
+    // Every leg got exactly one hangup over the whole call.
+    let mut all = released(&h.log);
+    all.sort();
+    let n = all.len();
+    all.dedup();
+    assert_eq!(all.len(), n);
+    assert_eq!(n, 4);
+}
+
+#[test]
+fn end_of_bridged_call_hangs_up_other_side_and_clears_registry() {
+    let mut h = H::inbound(SessionConfig::default());
+    h.all_dials_ok(100);
+    let answer = answer_of(&h.answered("web", 1_000)).unwrap();
+    let bridge = bridge_of(&h.ok(&answer, 1_100)).unwrap();
+    h.ok(&bridge, 1_200);
+    let quality = serde_json::json!({"inbound": {"mos": "4.3"}});
+    let fx = h.device_event(
+        "web",
+        ProviderEventKind::Hangup {
+            cause: HangupCause::NormalClearing,
+            source: HangupSource::Callee,
+            quality: Some(quality.clone()),
+        },
+        60_000,
+    );
+    assert_eq!(released(&fx), vec![CallControlId::new(CALLER)]);
+    assert!(matches!(
+        registry(&fx).as_slice(),
+        [RegistryUpdate::Clear { call_session_id, .. }] if call_session_id.as_str() == "sess-1"
+    ));
+    let f = finals(&fx);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].status, SessionStatus::Ended);
+    assert_eq!(f[0].answered_device, Some(dev("web")));
+    assert_eq!(f[0].bridged_at, Some(t(1_200)));
+    assert_eq!(f[0].ended_at, Some(t(60_000)));
+    assert_eq!(f[0].quality, Some(quality));
+    // Every later webhook is a no-op (the caller's hangup only updates its leg row).
+    let fx = h.caller_event(hangup(HangupCause::NormalClearing), 60_100);
+    assert!(outbox(&fx).is_empty());
+    assert!(h
+        .caller_event(hangup(HangupCause::NormalClearing), 60_200)
+        .is_empty());
+    assert!(outbox(&h.answered("ios", 60_300)).is_empty());
+    assert!(h.send(Input::Tick, 90_000).is_empty());
+    assert_eq!(
+        h.s.status_for(&dev("web")).unwrap().status,
+        DeviceStatus::Ended
+    );
+}
+
+#[test]
+fn decline_ends_ringing_everywhere_and_is_not_missed() {
+    let mut h = H::inbound(SessionConfig::default());
+    h.all_dials_ok(100);
+    let fx = h.send(Input::DeviceDecline { device: dev("ios") }, 3_000);
+    let reason = DismissReason::DeclinedElsewhere {
+        device_id: dev("ios"),
+    };
+    assert_eq!(ws_call_ended(&fx), vec![reason.clone()]);
+    assert_eq!(
+        push_call_ended(&fx),
+        vec![("android".to_owned(), reason.clone())]
+    );
+    let caller_reject = find_command(
+        &fx,
+        |a| matches!(a, Action::Reject { ccid, cause: RejectCause::UserBusy } if ccid.as_str() == CALLER),
+    );
+    assert!(
+        caller_reject.is_some(),
+        "unanswered caller is rejected busy"
+    );
+    assert_eq!(released(&fx).len(), 4);
+    assert_eq!(finals(&fx)[0].status, SessionStatus::Declined);
+    let web = h.s.status_for(&dev("web")).unwrap();
+    assert_eq!(web.status, DeviceStatus::DeclinedElsewhere);
+    assert_eq!(web.device_id, Some(dev("ios")));
+    assert_eq!(
+        h.s.status_for(&dev("ios")).unwrap().status,
+        DeviceStatus::Ended
+    );
+    // Repeating the decline is accepted and changes nothing; another device gets NotRinging.
+    assert!(h
+        .send(Input::DeviceDecline { device: dev("ios") }, 3_100)
+        .is_empty());
+    let err =
+        h.s.handle(Input::DeviceDecline { device: dev("web") }, t(3_200))
+            .unwrap_err();
+    assert_eq!(
+        err,
+        SessionError::NotRinging {
+            status: SessionStatus::Declined
+        }
+    );
+}
+
+#[test]
+fn ignore_stops_one_device_and_all_ignored_is_missed() {
+    let mut h = H::inbound(SessionConfig::default());
+    h.all_dials_ok(100);
+    let fx = h.send(Input::DeviceIgnore { device: dev("ios") }, 1_000);
+    assert_eq!(released(&fx), vec![leg_ccid("ios")]);
+    assert!(notifications(&fx).is_empty());
+    assert_eq!(h.s.status(), SessionStatus::Ringing);
+    assert!(h
+        .send(Input::DeviceIgnore { device: dev("ios") }, 1_001)
+        .is_empty());
+    h.send(
+        Input::DeviceIgnore {
+            device: dev("android"),
+        },
+        1_100,
+    );
+    let fx = h.send(Input::DeviceIgnore { device: dev("web") }, 1_200);
+    assert_eq!(
+        released(&fx),
+        vec![leg_ccid("web"), CallControlId::new(CALLER)]
+    );
+    assert_eq!(ws_call_ended(&fx), vec![DismissReason::Timeout]);
+    assert!(
+        push_call_ended(&fx).is_empty(),
+        "every device ignored it already"
+    );
+    assert_eq!(finals(&fx)[0].status, SessionStatus::Missed);
+}
+
+#[test]
+fn all_dials_failing_goes_to_voicemail() {
+    let mut h = H::inbound(voicemail_config());
+    for d in ["ios", "android", "web"] {
+        let command_id = h.dial_id(d);
+        h.send(
+            Input::DialResult {
+                command_id,
+                result: Err(CommandError::new("10015", "bad request")),
+            },
+            100,
+        );
+    }
+    assert_eq!(h.s.status(), SessionStatus::Voicemail);
+    assert!(answer_of(&h.log).is_some());
+}
+
+#[test]
+fn busy_user_rejects_caller_without_ringing() {
+    let h = H::inbound_with(three_devices(), SessionConfig::default(), true);
+    let cmds = commands(&h.log);
+    assert_eq!(cmds.len(), 1);
+    assert!(matches!(
+        cmds[0].action,
+        Action::Reject {
+            cause: RejectCause::UserBusy,
+            ..
+        }
+    ));
+    assert!(notifications(&h.log).is_empty());
+    assert_eq!(finals(&h.log)[0].status, SessionStatus::Busy);
+    assert_eq!(
+        h.s.status_for(&dev("ios")).unwrap().status,
+        DeviceStatus::Ended
+    );
+}
+
+#[test]
+fn user_without_devices_is_missed_at_once() {
+    let h = H::inbound_with(Vec::new(), SessionConfig::default(), false);
+    assert_eq!(released(&h.log), vec![CallControlId::new(CALLER)]);
+    assert_eq!(finals(&h.log)[0].status, SessionStatus::Missed);
+}
+
+#[test]
+fn reordered_and_duplicated_webhooks_give_the_clean_outcome() {
+    // Clean run: dial results, initiated, android answers, caller answered, bridged, hangup.
+    let clean = {
+        let mut h = H::inbound(SessionConfig::default());
+        h.all_dials_ok(100);
+        for d in ["ios", "android", "web"] {
+            h.device_event(d, ProviderEventKind::Initiated, 200);
+        }
+        let answer = answer_of(&h.answered("android", 1_000)).unwrap();
+        h.caller_event(ProviderEventKind::Answered, 1_100);
+        h.ok(&answer, 1_150);
+        h.device_event("android", ProviderEventKind::Bridged, 1_200);
+        h.caller_event(ProviderEventKind::Bridged, 1_200);
+        for d in ["ios", "web"] {
+            h.device_event(d, hangup(HangupCause::NormalClearing), 1_300);
+        }
+        h.caller_event(hangup(HangupCause::NormalClearing), 9_000);
+        h.device_event("android", hangup(HangupCause::NormalClearing), 9_100);
+        h
+    };
+    // Noisy run: the answer overtakes dial results and initiated events, everything twice.
+    let noisy = {
+        let mut h = H::inbound(SessionConfig::default());
+        h.dial_ok("ios", 100);
+        let answer = answer_of(&h.answered("android", 1_000)).unwrap();
+        h.answered("android", 1_000);
+        h.device_event("android", ProviderEventKind::Initiated, 1_000);
+        h.dial_ok("android", 1_000);
+        h.dial_ok("web", 1_000);
+        h.dial_ok("web", 1_000);
+        h.device_event("web", ProviderEventKind::Initiated, 1_000);
+        h.ok(&answer, 1_100);
+        h.caller_event(ProviderEventKind::Answered, 1_150);
+        h.caller_event(ProviderEventKind::Answered, 1_150);
+        h.caller_event(ProviderEventKind::Bridged, 1_200);
+        h.device_event("android", ProviderEventKind::Bridged, 1_200);
+        h.device_event("android", ProviderEventKind::Bridged, 1_200);
+        for d in ["web", "ios", "web"] {
+            h.device_event(d, hangup(HangupCause::NormalClearing), 1_300);
+        }
+        h.device_event("ios", ProviderEventKind::Initiated, 1_300);
+        h.caller_event(hangup(HangupCause::NormalClearing), 9_000);
+        h.caller_event(hangup(HangupCause::NormalClearing), 9_000);
+        h.device_event("android", hangup(HangupCause::NormalClearing), 9_100);
+        h.send(Input::Tick, 40_000);
+        h
+    };
+    let norm = |fx: &[Effect]| {
+        let mut v: Vec<String> = outbox(fx)
+            .iter()
+            .filter(|e| !matches!(e, Effect::History(h) if !h.is_final))
+            .map(|e| serde_json::to_string(e).unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(norm(&clean.log), norm(&noisy.log));
+    assert_eq!(finals(&noisy.log).len(), 1);
+    assert_eq!(clean.s.status(), noisy.s.status());
+}
+
+#[test]
+fn serde_round_trip_mid_call_behaves_identically() {
+    let mut h = H::inbound(voicemail_config());
+    h.dial_ok("ios", 100);
+    h.answered("android", 1_000);
+    let json = serde_json::to_string(&h.s).unwrap();
+    let mut restored: Session = serde_json::from_str(&json).unwrap();
+    assert_eq!(restored, h.s);
+    let answer = answer_of(&h.log).unwrap();
+    let inputs = vec![
+        (
+            Input::CommandResult {
+                command_id: answer,
+                result: Ok(()),
+            },
+            1_100,
+        ),
+        (
+            Input::DialResult {
+                command_id: h.dial_id("web"),
+                result: Ok(leg_ccid("web")),
+            },
+            1_150,
+        ),
+        (
+            Input::Provider(ProviderEvent::new(
+                CALLER,
+                None,
+                hangup(HangupCause::NormalClearing),
+            )),
+            5_000,
+        ),
+        (Input::Tick, 60_000),
+    ];
+    for (input, at) in inputs {
+        let a = h.s.handle(input.clone(), t(at)).unwrap();
+        let b = restored.handle(input, t(at)).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(h.s, restored);
+    }
+    assert!(h.s.is_closed());
+}
+
+#[test]
+fn command_ids_are_unique_and_deterministic() {
+    let run = || {
+        let mut h = H::inbound(SessionConfig::default());
+        h.all_dials_ok(100);
+        let answer = answer_of(&h.answered("ios", 1_000)).unwrap();
+        let bridge = bridge_of(&h.ok(&answer, 1_100)).unwrap();
+        h.err(&bridge, 1_200);
+        h.send(Input::Tick, 1_700);
+        h.caller_event(hangup(HangupCause::NormalClearing), 2_000);
+        commands(&h.log)
+            .into_iter()
+            .map(|c| c.command_id.clone())
+            .collect::<Vec<_>>()
+    };
+    let a = run();
+    assert_eq!(a, run());
+    let mut sorted = a.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), a.len());
+    assert!(a.iter().all(|id| id.starts_with("sess-1:")));
+}
+
+#[test]
+fn refused_inputs_change_nothing() {
+    let mut h = H::inbound(SessionConfig::default());
+    let before = h.s.clone();
+    let cases = vec![
+        (
+            Input::DeviceDecline {
+                device: dev("stranger"),
+            },
+            SessionError::UnknownDevice {
+                device: dev("stranger"),
+            },
+        ),
+        (
+            Input::CommandResult {
+                command_id: "sess-1:99".to_owned(),
+                result: Ok(()),
+            },
+            SessionError::UnknownCommand {
+                command_id: "sess-1:99".to_owned(),
+            },
+        ),
+        (
+            Input::Provider(ProviderEvent::new(
+                "nobody",
+                None,
+                ProviderEventKind::Answered,
+            )),
+            SessionError::UnknownLeg {
+                call_control_id: Some(CallControlId::new("nobody")),
+            },
+        ),
+        (
+            Input::Provider(ProviderEvent::new(
+                "x",
+                Some(ClientStateRef {
+                    session: CallSessionId::new("other"),
+                    device: Some(dev("ios")),
+                    leg: LEG_DEVICE.to_owned(),
+                }),
+                ProviderEventKind::Answered,
+            )),
+            SessionError::WrongSession {
+                got: CallSessionId::new("other"),
+            },
+        ),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(h.s.handle(input, t(10)).unwrap_err(), expected);
+        assert_eq!(h.s, before);
+    }
+    let long = "x".repeat(MAX_URL_LEN + 1);
+    let err = h.s.handle(
+        Input::Provider(ProviderEvent::new(
+            CALLER,
+            None,
+            ProviderEventKind::RecordingSaved { url: long },
+        )),
+        t(10),
+    );
+    assert!(matches!(err, Err(SessionError::Invalid(_))));
+    assert_eq!(h.s, before);
+    // A webhook naming a device leg whose id is known but different is not ours.
+    h.dial_ok("ios", 20);
+    let err = h.s.handle(
+        Input::Provider(ProviderEvent::new(
+            "imposter",
+            Some(ClientStateRef {
+                session: CallSessionId::new("sess-1"),
+                device: Some(dev("ios")),
+                leg: LEG_DEVICE.to_owned(),
+            }),
+            ProviderEventKind::Answered,
+        )),
+        t(30),
+    );
+    assert!(matches!(err, Err(SessionError::UnknownLeg { .. })));
+}
+
+#[test]
+fn inputs_before_start_are_refused() {
+    let mut s = Session::new_inbound(
+        NewInbound {
+            id: CallSessionId::new("s"),
+            tenant: TenantId::new("t"),
+            user: UserId::new("u"),
+            caller_leg: CallControlId::new(CALLER),
+            from: "+1".to_owned(),
+            to: "+2".to_owned(),
+            devices: three_devices(),
+            busy: false,
+            config: SessionConfig::default(),
+        },
+        t(0),
+    )
+    .unwrap();
+    assert_eq!(s.handle(Input::Tick, t(1)), Err(SessionError::NotStarted));
+    assert!(!s.handle(Input::Start, t(2)).unwrap().is_empty());
+    assert!(s.handle(Input::Start, t(3)).unwrap().is_empty());
+}
+
+#[test]
+fn invalid_construction_is_refused() {
+    let base = NewInbound {
+        id: CallSessionId::new("s"),
+        tenant: TenantId::new("t"),
+        user: UserId::new("u"),
+        caller_leg: CallControlId::new(CALLER),
+        from: "+1".to_owned(),
+        to: "+2".to_owned(),
+        devices: three_devices(),
+        busy: false,
+        config: SessionConfig::default(),
+    };
+    let mut dup = base.clone();
+    dup.devices.push(target("ios", "ios"));
+    assert!(Session::new_inbound(dup, t(0)).is_err());
+    let mut bad_timeout = base.clone();
+    bad_timeout.config.ring_timeout_secs = 2;
+    assert!(Session::new_inbound(bad_timeout, t(0)).is_err());
+    let mut too_many = base.clone();
+    too_many.devices = (0..=MAX_DEVICES)
+        .map(|i| target(&format!("d{i}"), "web"))
+        .collect();
+    assert!(Session::new_inbound(too_many, t(0)).is_err());
+    let mut empty_from = base;
+    empty_from.from = String::new();
+    assert!(Session::new_inbound(empty_from, t(0)).is_err());
+}
+
+#[test]
+fn outbound_dials_device_then_destination_and_bridges() {
+    let mut h = H::outbound();
+    let dial = find_command(&h.log, |a| matches!(a, Action::Dial { .. })).unwrap();
+    assert!(
+        matches!(&dial.action, Action::Dial { to, link_to: None, .. } if to == "sip:web@sip.telnyx.com")
+    );
+    h.dial_ok("web", 100);
+    let fx = h.answered("web", 2_000);
+    let pstn =
+        find_command(&fx, |a| matches!(a, Action::Dial { .. })).expect("destination dialled");
+    match &pstn.action {
+        Action::Dial {
+            to,
+            from,
+            link_to,
+            client_state,
+            ..
+        } => {
+            assert_eq!(to, "+15553334444");
+            assert_eq!(from, "+15550002222");
+            assert_eq!(link_to.as_ref(), Some(&leg_ccid("web")));
+            assert_eq!(client_state.leg, LEG_PSTN);
+        }
+        _ => unreachable!(),
+    }
+    assert_eq!(
+        h.s.status_for(&dev("web")).unwrap().status,
+        DeviceStatus::Ringing
+    );
+    let pstn_id = h.pstn_dial_id();
+    h.send(
+        Input::DialResult {
+            command_id: pstn_id,
+            result: Ok(CallControlId::new("pstn-1")),
+        },
+        2_100,
+    );
+    let fx = h.send(
+        Input::Provider(ProviderEvent::new(
+            "pstn-1",
+            None,
+            ProviderEventKind::Answered,
+        )),
+        6_000,
+    );
+    assert_eq!(
+        bridges(&fx),
+        vec![(leg_ccid("web"), CallControlId::new("pstn-1"))]
+    );
+    let fx = h.send(
+        Input::Provider(ProviderEvent::new(
+            "pstn-1",
+            None,
+            ProviderEventKind::Bridged,
+        )),
+        6_100,
+    );
+    assert!(
+        matches!(registry(&fx).as_slice(), [RegistryUpdate::Set(a)] if a.remote == "+15553334444")
+    );
+    assert_eq!(
+        h.s.status_for(&dev("web")).unwrap().status,
+        DeviceStatus::AnsweredHere
+    );
+    let fx = h.send(
+        Input::Provider(ProviderEvent::new(
+            "pstn-1",
+            None,
+            hangup(HangupCause::NormalClearing),
+        )),
+        60_000,
+    );
+    assert_eq!(released(&fx), vec![leg_ccid("web")]);
+    assert_eq!(registry(&fx).len(), 1);
+    assert_eq!(finals(&fx)[0].status, SessionStatus::Ended);
+    assert_eq!(finals(&fx)[0].answered_device, Some(dev("web")));
+}
+
+#[test]
+fn outbound_busy_destination_hangs_up_the_device() {
+    let mut h = H::outbound();
+    h.dial_ok("web", 100);
+    h.answered("web", 1_000);
+    // The destination's events overtake its dial result.
+    let cs = ClientStateRef {
+        session: CallSessionId::new("out-1"),
+        device: None,
+        leg: LEG_PSTN.to_owned(),
+    };
+    let fx = h.send(
+        Input::Provider(ProviderEvent::new(
+            "pstn-1",
+            Some(cs),
+            hangup(HangupCause::UserBusy),
+        )),
+        3_000,
+    );
+    assert_eq!(released(&fx), vec![leg_ccid("web")]);
+    let f = finals(&fx);
+    assert_eq!(f[0].status, SessionStatus::Ended);
+    assert_eq!(f[0].hangup_cause, Some(HangupCause::UserBusy));
+    assert!(f[0].answered_at.is_none());
+    assert!(registry(&h.log).is_empty());
+}
+
+#[test]
+fn outbound_device_not_answering_times_out() {
+    let mut h = H::outbound();
+    h.dial_ok("web", 100);
+    let fx = h.send(Input::Tick, 30_000);
+    assert_eq!(released(&fx), vec![leg_ccid("web")]);
+    assert_eq!(finals(&fx)[0].hangup_cause, Some(HangupCause::Timeout));
+    assert!(
+        h.s.handle(Input::DeviceDecline { device: dev("ios") }, t(30_001))
+            .is_err(),
+        "other devices are not part of an outbound call"
+    );
+}
+
+#[test]
+fn effects_and_inputs_round_trip_through_json() {
+    let mut h = H::inbound(voicemail_config());
+    h.all_dials_ok(100);
+    h.send(Input::DeviceIgnore { device: dev("web") }, 500);
+    h.answered("ios", 1_000);
+    for e in &h.log {
+        let json = serde_json::to_string(e).unwrap();
+        let back: Effect = serde_json::from_str(&json).unwrap();
+        assert_eq!(&back, e, "{json}");
+    }
+    let ended = serde_json::to_value(NotifyEvent::CallEnded {
+        reason: DismissReason::AnsweredElsewhere {
+            device_id: dev("ios"),
+        },
+        version: 3,
+    })
+    .unwrap();
+    assert_eq!(
+        ended,
+        serde_json::json!({"event": "call_ended", "reason": "answered_elsewhere", "device_id": "ios", "version": 3})
+    );
+    let inputs = vec![
+        Input::Tick,
+        Input::DialResult {
+            command_id: "a:1".to_owned(),
+            result: Err(CommandError::new("90018", "Call has already ended")),
+        },
+        Input::Provider(ProviderEvent::new(
+            "c",
+            None,
+            ProviderEventKind::Hangup {
+                cause: HangupCause::from_wire("something_new"),
+                source: HangupSource::from_wire("caller"),
+                quality: Some(serde_json::json!({"mos": "4.1"})),
+            },
+        )),
+    ];
+    for i in inputs {
+        let back: Input = serde_json::from_str(&serde_json::to_string(&i).unwrap()).unwrap();
+        assert_eq!(back, i);
+    }
+    let unknown: HangupCause = serde_json::from_str("\"brand_new_cause\"").unwrap();
+    assert_eq!(unknown, HangupCause::Unspecified);
+}

@@ -1,0 +1,357 @@
+//! One task per WebSocket: reads client frames, writes queued events, and keeps the
+//! liveness timer. Nothing else is spawned per connection.
+
+use crate::channel::{ChannelKind, ChannelName};
+use crate::event::Event;
+use crate::hub::{Outbound, PresenceMember, RealtimeHub, SubscribeError};
+use crate::protocol::{self, ClientMessage, ProtocolError};
+use crate::signing;
+use crate::socket_id::SocketId;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use serde_json::Value;
+use std::time::Duration;
+use tokio::time::{sleep_until, Instant};
+
+/// Pusher limits client events to 10 per second per connection.
+const CLIENT_EVENTS_PER_SECOND: f64 = 10.0;
+/// Pusher limits `user_info` to 1 KB.
+const MAX_CHANNEL_DATA_BYTES: usize = 1024;
+
+/// The connection ended; the caller stops reading.
+struct Closed;
+
+struct Connection {
+    hub: RealtimeHub,
+    socket: WebSocket,
+    socket_id: SocketId,
+    /// This socket's subscriptions, with the presence user it joined as.
+    channels: Vec<(ChannelName, Option<String>)>,
+    client_event_tokens: f64,
+    client_event_refill: Instant,
+}
+
+/// Serves an upgraded socket. `refusal` is set when the URL was already known to be bad
+/// (unknown app key, protocol version): the client then gets the error and a close.
+pub(crate) async fn serve(hub: RealtimeHub, mut socket: WebSocket, refusal: Option<ProtocolError>) {
+    let write_timeout = hub.config().write_timeout;
+    if let Some(error) = refusal {
+        let _ = close_with(&mut socket, error, write_timeout).await;
+        return;
+    }
+    let (socket_id, rx) = match hub.register() {
+        Ok(registered) => registered,
+        Err(error) => {
+            let _ = close_with(&mut socket, error, write_timeout).await;
+            return;
+        }
+    };
+    let mut conn = Connection {
+        hub: hub.clone(),
+        socket,
+        socket_id: socket_id.clone(),
+        channels: Vec::new(),
+        client_event_tokens: CLIENT_EVENTS_PER_SECOND,
+        client_event_refill: Instant::now(),
+    };
+    let _ = conn.run(rx).await;
+    let channels: Vec<ChannelName> = conn.channels.into_iter().map(|(c, _)| c).collect();
+    hub.unregister(&socket_id, &channels);
+}
+
+async fn write(socket: &mut WebSocket, msg: Message, timeout: Duration) -> Result<(), Closed> {
+    match tokio::time::timeout(timeout, socket.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(Closed),
+    }
+}
+
+/// Sends `pusher:error` and, for closing errors, a close frame with the same code.
+async fn close_with(
+    socket: &mut WebSocket,
+    error: ProtocolError,
+    timeout: Duration,
+) -> Result<(), Closed> {
+    let frame = protocol::error_frame(error.code(), error.message());
+    write(socket, Message::Text(frame.into()), timeout).await?;
+    if error.closes() {
+        let close = CloseFrame {
+            code: error.code(),
+            reason: Utf8Bytes::from_static(error.message()),
+        };
+        write(socket, Message::Close(Some(close)), timeout).await?;
+    }
+    Ok(())
+}
+
+impl Connection {
+    async fn send(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), Closed> {
+        let timeout = self.hub.config().write_timeout;
+        write(&mut self.socket, Message::Text(text.into()), timeout).await
+    }
+
+    async fn close(&mut self, error: ProtocolError) -> Result<(), Closed> {
+        tracing::debug!(socket_id = %self.socket_id, code = error.code(), "closing: {}", error.message());
+        let timeout = self.hub.config().write_timeout;
+        let _ = close_with(&mut self.socket, error, timeout).await;
+        Err(Closed)
+    }
+
+    async fn run(&mut self, mut rx: tokio::sync::mpsc::Receiver<Outbound>) -> Result<(), Closed> {
+        let config = self.hub.config().clone();
+        self.send(protocol::connection_established(
+            self.socket_id.as_str(),
+            config.advertised_activity_timeout(),
+        ))
+        .await?;
+        let mut last_seen = Instant::now();
+        let mut pinged_at: Option<Instant> = None;
+        loop {
+            let deadline = match pinged_at {
+                Some(at) => at + config.pong_timeout,
+                None => last_seen + config.activity_timeout,
+            };
+            tokio::select! {
+                inbound = self.socket.recv() => {
+                    // Any frame, control frames included, proves the client alive.
+                    last_seen = Instant::now();
+                    pinged_at = None;
+                    match inbound {
+                        None | Some(Ok(Message::Close(_))) => return Ok(()),
+                        Some(Err(_)) => return self.close(ProtocolError::MessageTooLarge).await,
+                        Some(Ok(Message::Text(text))) => {
+                            if text.len() > config.max_message_bytes {
+                                return self.close(ProtocolError::MessageTooLarge).await;
+                            }
+                            self.handle_text(text.as_str()).await?;
+                        }
+                        Some(Ok(Message::Binary(_))) => return self.close(ProtocolError::InvalidMessage).await,
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    }
+                }
+                outbound = rx.recv() => match outbound {
+                    Some(Outbound::Frame(frame)) => self.send(frame).await?,
+                    Some(Outbound::Close(error)) => return self.close(error).await,
+                    None => return self.close(ProtocolError::SlowConsumer).await,
+                },
+                () = sleep_until(deadline) => {
+                    if pinged_at.is_some() {
+                        return self.close(ProtocolError::PongTimeout).await;
+                    }
+                    self.send(protocol::ping_frame()).await?;
+                    pinged_at = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    async fn handle_text(&mut self, text: &str) -> Result<(), Closed> {
+        let message = match protocol::parse_client_message(text) {
+            Ok(message) => message,
+            Err(error) => return self.close(error).await,
+        };
+        match message {
+            ClientMessage::Ping => self.send(protocol::pong_frame()).await,
+            ClientMessage::Pong | ClientMessage::Other(_) => Ok(()),
+            ClientMessage::Subscribe {
+                channel,
+                auth,
+                channel_data,
+            } => {
+                self.subscribe(&channel, auth.as_deref(), channel_data.as_deref())
+                    .await
+            }
+            ClientMessage::Unsubscribe { channel } => {
+                if let Some(pos) = self
+                    .channels
+                    .iter()
+                    .position(|(c, _)| c.as_str() == channel)
+                {
+                    let (channel, _) = self.channels.swap_remove(pos);
+                    self.hub.unsubscribe(&self.socket_id, &channel);
+                }
+                Ok(())
+            }
+            ClientMessage::ClientEvent {
+                event,
+                channel,
+                data,
+            } => self.client_event(event, &channel, data).await,
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        raw: &str,
+        auth: Option<&str>,
+        channel_data: Option<&str>,
+    ) -> Result<(), Closed> {
+        let Ok(channel) = ChannelName::parse(raw) else {
+            let shown: String = raw
+                .chars()
+                .take(crate::channel::MAX_CHANNEL_NAME_LEN)
+                .collect();
+            return self
+                .send(protocol::subscription_error(
+                    &shown,
+                    "InvalidChannel",
+                    "Invalid channel name",
+                    400,
+                ))
+                .await;
+        };
+        let already = self.channels.iter().any(|(c, _)| *c == channel);
+        if !already && self.channels.len() >= self.hub.config().max_channels_per_connection {
+            let msg = "Too many channels on this connection";
+            return self
+                .send(protocol::subscription_error(
+                    channel.as_str(),
+                    "LimitReached",
+                    msg,
+                    400,
+                ))
+                .await;
+        }
+        let kind = channel.kind();
+        let signed_data = (kind == ChannelKind::Presence)
+            .then_some(channel_data)
+            .flatten();
+        if channel.requires_auth() {
+            let config = self.hub.config();
+            let authorized = (kind != ChannelKind::Presence || signed_data.is_some())
+                && signing::verify_channel_auth(
+                    &config.key,
+                    &config.secret,
+                    auth.unwrap_or_default(),
+                    self.socket_id.as_str(),
+                    channel.as_str(),
+                    signed_data,
+                );
+            if !authorized {
+                let msg = "The connection is unauthorized.";
+                self.send(protocol::subscription_error(
+                    channel.as_str(),
+                    "AuthError",
+                    msg,
+                    401,
+                ))
+                .await?;
+                return self.close(ProtocolError::Unauthorized).await;
+            }
+        }
+        let member = match signed_data {
+            Some(data) => match parse_channel_data(data) {
+                Some(member) => Some(member),
+                None => {
+                    let msg = "channel_data must be JSON with a user_id and at most 1 KB";
+                    return self
+                        .send(protocol::subscription_error(
+                            channel.as_str(),
+                            "InvalidChannelData",
+                            msg,
+                            400,
+                        ))
+                        .await;
+                }
+            },
+            None => None,
+        };
+        let user_id = member.as_ref().map(|m| m.user_id.clone());
+        match self.hub.subscribe(&self.socket_id, &channel, member) {
+            Ok(presence) => {
+                if !already {
+                    self.channels.push((channel.clone(), user_id));
+                }
+                self.send(protocol::subscription_succeeded(channel.as_str(), presence))
+                    .await
+            }
+            Err(SubscribeError::PresenceFull) => {
+                let msg = "Presence channel is full";
+                self.send(protocol::subscription_error(
+                    channel.as_str(),
+                    "LimitReached",
+                    msg,
+                    400,
+                ))
+                .await
+            }
+            Err(SubscribeError::Gone) => Err(Closed),
+        }
+    }
+
+    async fn client_event(
+        &mut self,
+        event: String,
+        channel: &str,
+        data: Value,
+    ) -> Result<(), Closed> {
+        let config = self.hub.config().clone();
+        if !config.client_events {
+            return self.reject_client_event("Client events are disabled").await;
+        }
+        let Some((channel, user_id)) = self
+            .channels
+            .iter()
+            .find(|(c, _)| c.as_str() == channel && c.kind() != ChannelKind::Public)
+            .cloned()
+        else {
+            return self
+                .reject_client_event(
+                    "Client events need a private or presence channel you are subscribed to",
+                )
+                .await;
+        };
+        let now = Instant::now();
+        let refill =
+            now.duration_since(self.client_event_refill).as_secs_f64() * CLIENT_EVENTS_PER_SECOND;
+        self.client_event_tokens =
+            (self.client_event_tokens + refill).min(CLIENT_EVENTS_PER_SECOND);
+        self.client_event_refill = now;
+        if self.client_event_tokens < 1.0 {
+            return self
+                .reject_client_event("Client event rate limit exceeded")
+                .await;
+        }
+        self.client_event_tokens -= 1.0;
+        let data = match data {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        match Event::new(
+            vec![channel],
+            event,
+            data,
+            Some(self.socket_id.clone()),
+            config.max_event_bytes,
+        ) {
+            Ok(event) => {
+                self.hub.relay_client_event(event, user_id.as_deref()).await;
+                Ok(())
+            }
+            Err(e) => self.reject_client_event(&e.to_string()).await,
+        }
+    }
+
+    async fn reject_client_event(&mut self, message: &str) -> Result<(), Closed> {
+        self.send(protocol::error_frame(
+            ProtocolError::ClientEventRejected.code(),
+            message,
+        ))
+        .await
+    }
+}
+
+/// Reads presence `channel_data`: a JSON object with `user_id` (string or number) and an
+/// optional `user_info`.
+fn parse_channel_data(data: &str) -> Option<PresenceMember> {
+    if data.len() > MAX_CHANNEL_DATA_BYTES {
+        return None;
+    }
+    let value: Value = serde_json::from_str(data).ok()?;
+    let user_id = match value.get("user_id")? {
+        Value::String(s) if !s.is_empty() => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let user_info = value.get("user_info").cloned().unwrap_or(Value::Null);
+    Some(PresenceMember { user_id, user_info })
+}

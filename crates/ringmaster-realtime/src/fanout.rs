@@ -1,0 +1,74 @@
+//! The seam for cross-node fan-out. Every node delivers to its own sockets; a [`Fanout`] carries
+//! events published on one node to the others. [`InProcessFanout`] links hubs in one process
+//! (the embedded deployment, and tests of multi-node behaviour); a Redis or NATS implementation
+//! plugs in behind the same trait.
+
+use crate::event::Event;
+use async_trait::async_trait;
+use std::sync::{Arc, Mutex, Weak};
+
+/// Identifies one hub among those sharing a fan-out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NodeId(pub u64);
+
+/// Where a fan-out hands events that came from another node.
+pub trait FanoutSink: Send + Sync {
+    /// Delivers to this node's local subscribers; returns how many sockets got it.
+    fn deliver_local(&self, event: &Event) -> usize;
+}
+
+/// A fan-out transport failed; the local delivery still happened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("fan-out to other nodes failed: {0}")]
+pub struct FanoutError(pub String);
+
+/// Carries events between the nodes of a cluster.
+#[async_trait]
+pub trait Fanout: Send + Sync + 'static {
+    /// Registers a node; events forwarded by other nodes are handed to `sink` from then on.
+    fn attach(&self, sink: Weak<dyn FanoutSink>) -> NodeId;
+    /// Sends an event published on `origin` to every other attached node.
+    async fn forward(&self, origin: NodeId, event: &Event) -> Result<(), FanoutError>;
+}
+
+/// Fan-out between hubs living in one process: forwarding is a direct call.
+#[derive(Default)]
+pub struct InProcessFanout {
+    nodes: Mutex<Vec<(NodeId, Weak<dyn FanoutSink>)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl InProcessFanout {
+    /// A fan-out with no nodes attached yet.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+}
+
+#[async_trait]
+impl Fanout for InProcessFanout {
+    fn attach(&self, sink: Weak<dyn FanoutSink>) -> NodeId {
+        let id = NodeId(self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        self.nodes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id, sink));
+        id
+    }
+
+    async fn forward(&self, origin: NodeId, event: &Event) -> Result<(), FanoutError> {
+        let targets: Vec<Arc<dyn FanoutSink>> = {
+            let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+            nodes.retain(|(_, sink)| sink.strong_count() > 0);
+            nodes
+                .iter()
+                .filter(|(id, _)| *id != origin)
+                .filter_map(|(_, sink)| sink.upgrade())
+                .collect()
+        };
+        for sink in targets {
+            sink.deliver_local(event);
+        }
+        Ok(())
+    }
+}

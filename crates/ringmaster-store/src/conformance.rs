@@ -1,0 +1,1159 @@
+//! The behaviour every [`Store`] backend must show, as one suite.
+//!
+//! A backend provides a [`Harness`] (fresh, empty data per instance; opening it twice gives two
+//! stores on the same data, as after a restart) and stamps one test per case:
+//!
+//! ```text
+//! ringmaster_store::store_conformance_tests!(MyHarness::new());
+//! ```
+//!
+//! The stamped tests use `#[tokio::test]`, so the calling crate needs `tokio` (with `macros`
+//! and `rt-multi-thread`). [`run_all`] runs the same cases from any async context.
+//!
+//! Cases panic on the first broken expectation, like any test.
+
+use async_trait::async_trait;
+use ringmaster_core::{CallControlId, CallSessionId, DeviceId, TenantId, Timestamp, UserId};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+use crate::{
+    ActiveCall, CallDirection, CallRecord, CallStatus, Commit, CommitOutcome, Device,
+    DevicePlatform, LegRecord, MemoryStore, PushProvider, RegistryChange, Store, StoreError,
+    TimelineEntry, TimelineSource, User, UserSettings,
+};
+
+/// Opens stores on one backend's data set.
+#[async_trait]
+pub trait Harness: Send + Sync {
+    /// A store on this harness's data; everything committed by earlier stores is visible.
+    async fn open(&self) -> Arc<dyn Store>;
+}
+
+#[async_trait]
+impl Harness for MemoryStore {
+    async fn open(&self) -> Arc<dyn Store> {
+        Arc::new(self.clone())
+    }
+}
+
+/// Stamps one `#[tokio::test]` per conformance case, each with a fresh `$harness`.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($harness:expr) => {
+        $crate::__conformance_cases!(tests $harness);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    ($mode:ident $harness:expr) => {
+        $crate::__conformance_expand!($mode $harness;
+            users_and_numbers
+            devices_and_push_tokens
+            session_create_and_compare_and_set
+            concurrent_commits_have_one_winner
+            concurrent_creates_have_one_winner
+            dedupe_makes_a_repeat_a_no_op
+            outbox_keeps_commit_order_and_tracks_dispatch
+            timers_fire_when_due
+            registry_allows_one_active_call_without_call_waiting
+            registry_call_waiting_allows_several
+            history_is_upserted_once_per_call
+            history_is_scoped_to_its_user
+            history_pages_newest_first
+            invalid_input_changes_nothing
+            state_survives_reopen
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_expand {
+    (tests $harness:expr; $($case:ident)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let harness = $harness;
+                $crate::conformance::$case(&harness).await;
+            }
+        )*
+    };
+    (run $harness:expr; $($case:ident)*) => {
+        $(
+            {
+                let harness = $harness;
+                $crate::conformance::$case(&harness).await;
+            }
+        )*
+    };
+}
+
+/// Runs every case in turn, each on a fresh harness from `fresh`. Needs a Tokio runtime
+/// (the race cases spawn tasks).
+pub async fn run_all<H: Harness, F: Fn() -> H>(fresh: F) {
+    crate::__conformance_cases!(run fresh());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builders
+
+fn t(ms: u64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+fn sid(raw: &str) -> CallSessionId {
+    CallSessionId::new(raw)
+}
+
+fn uid(raw: &str) -> UserId {
+    UserId::new(raw)
+}
+
+fn user(id: &str, tenant: &str, numbers: &[&str]) -> User {
+    User {
+        id: uid(id),
+        tenant_id: TenantId::new(tenant),
+        name: format!("User {id}"),
+        numbers: numbers.iter().map(|n| n.to_string()).collect(),
+        call_waiting: false,
+        voicemail_enabled: true,
+        created_at: t(1_000),
+    }
+}
+
+fn device(id: &str, user: &str, created: u64) -> Device {
+    Device {
+        id: DeviceId::new(id),
+        user_id: uid(user),
+        platform: DevicePlatform::Ios,
+        sip_uri: format!("sip:{id}@sip.telnyx.com"),
+        token_hash: format!("hash-{id}"),
+        push_token: None,
+        push_provider: None,
+        revoked: false,
+        created_at: t(created),
+    }
+}
+
+fn commit(session: &str, user: &str, expected: Option<u64>, label: &str) -> Commit {
+    Commit::new(
+        sid(session),
+        uid(user),
+        expected,
+        json!({ "state": label, "session": session }),
+        label,
+        t(1_000),
+    )
+}
+
+fn record(session: &str, user: &str, tenant: &str, started: u64) -> CallRecord {
+    CallRecord {
+        call_session_id: sid(session),
+        user_id: uid(user),
+        tenant_id: TenantId::new(tenant),
+        direction: CallDirection::Inbound,
+        from: "+15557770000".into(),
+        to: "+15550000001".into(),
+        status: CallStatus::Ringing,
+        answered_device: None,
+        started_at: t(started),
+        answered_at: None,
+        ended_at: None,
+        hangup_cause: None,
+        recording_url: None,
+        quality: None,
+    }
+}
+
+fn leg(control: &str, session: &str, device: &str, status: &str, started: u64) -> LegRecord {
+    LegRecord {
+        call_control_id: CallControlId::new(control),
+        call_session_id: sid(session),
+        device_id: Some(DeviceId::new(device)),
+        status: status.into(),
+        started_at: t(started),
+        answered_at: None,
+        ended_at: None,
+        hangup_cause: None,
+    }
+}
+
+fn entry(session: &str, at: u64, kind: &str, to_state: &str) -> TimelineEntry {
+    TimelineEntry {
+        call_session_id: sid(session),
+        at: t(at),
+        source: TimelineSource::Backend,
+        device_id: None,
+        kind: kind.into(),
+        from_state: None,
+        to_state: Some(to_state.into()),
+        detail: json!({ "kind": kind }),
+    }
+}
+
+fn active(user: &str, session: &str, device: &str, started: u64) -> ActiveCall {
+    ActiveCall {
+        user_id: uid(user),
+        call_session_id: sid(session),
+        device_id: Some(DeviceId::new(device)),
+        started_at: t(started),
+    }
+}
+
+async fn apply(store: &dyn Store, c: Commit) -> (u64, Vec<u64>) {
+    match store.commit(c).await.expect("commit") {
+        CommitOutcome::Committed {
+            version,
+            effect_seqs,
+        } => (version, effect_seqs),
+        other => panic!("expected Committed, got {other:?}"),
+    }
+}
+
+fn is_invalid<T: std::fmt::Debug>(result: Result<T, StoreError>) -> bool {
+    matches!(result, Err(StoreError::Invalid { .. }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Directory
+
+/// Users are found by id and by each of their numbers; a number belongs to one user only.
+pub async fn users_and_numbers(h: &dyn Harness) {
+    let store = h.open().await;
+    let alice = user("alice", "t1", &["+15550000001", "+15550000002"]);
+    assert_eq!(store.create_user(alice.clone()).await.unwrap(), alice);
+    assert_eq!(
+        store.get_user(&uid("alice")).await.unwrap(),
+        Some(alice.clone())
+    );
+    for n in ["+15550000001", "+15550000002"] {
+        assert_eq!(store.user_by_number(n).await.unwrap(), Some(alice.clone()));
+    }
+    assert_eq!(store.user_by_number("+15550009999").await.unwrap(), None);
+    assert_eq!(store.get_user(&uid("nobody")).await.unwrap(), None);
+
+    // A taken number refuses the whole user, even from another tenant.
+    let bob = user("bob", "t2", &["+15550000003", "+15550000002"]);
+    match store.create_user(bob).await {
+        Err(StoreError::NumberTaken { number }) => assert_eq!(number, "+15550000002"),
+        other => panic!("expected NumberTaken, got {other:?}"),
+    }
+    assert_eq!(store.get_user(&uid("bob")).await.unwrap(), None);
+    assert_eq!(store.user_by_number("+15550000003").await.unwrap(), None);
+
+    let again = user("alice", "t1", &["+15550000004"]);
+    assert!(matches!(
+        store.create_user(again).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert_eq!(store.user_by_number("+15550000004").await.unwrap(), None);
+
+    for bad in [
+        user("carol", "t1", &["5550000005"]),
+        user("carol", "t1", &["+15550000005", "+15550000005"]),
+        User {
+            name: "  ".into(),
+            ..user("carol", "t1", &[])
+        },
+        user("", "t1", &[]),
+        user("carol", "t1", &vec!["+15550000005"; 40]),
+    ] {
+        assert!(is_invalid(store.create_user(bad).await));
+    }
+    assert_eq!(store.get_user(&uid("carol")).await.unwrap(), None);
+
+    // Bob with a free number works now; numbers keep their order.
+    let bob = user("bob", "t2", &["+15550000006", "+15550000003"]);
+    store.create_user(bob.clone()).await.unwrap();
+    assert_eq!(
+        store.user_by_number("+15550000003").await.unwrap(),
+        Some(bob)
+    );
+
+    let settings = UserSettings {
+        call_waiting: true,
+        voicemail_enabled: false,
+    };
+    let updated = store
+        .update_user_settings(&uid("alice"), settings)
+        .await
+        .unwrap();
+    assert!(updated.call_waiting && !updated.voicemail_enabled);
+    assert_eq!(updated.numbers, alice.numbers);
+    assert_eq!(store.get_user(&uid("alice")).await.unwrap(), Some(updated));
+    assert!(matches!(
+        store.update_user_settings(&uid("nobody"), settings).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+/// Devices belong to an existing user; push tokens are replaced and pruned precisely.
+pub async fn devices_and_push_tokens(h: &dyn Harness) {
+    let store = h.open().await;
+    assert!(matches!(
+        store.create_device(device("d0", "alice", 1)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store
+        .create_user(user("alice", "t1", &["+15550000001"]))
+        .await
+        .unwrap();
+    let d1 = device("d1", "alice", 10);
+    let d2 = Device {
+        platform: DevicePlatform::Web,
+        push_token: Some("fcm-token".into()),
+        push_provider: Some(PushProvider::Fcm),
+        ..device("d2", "alice", 5)
+    };
+    store.create_device(d1.clone()).await.unwrap();
+    store.create_device(d2.clone()).await.unwrap();
+    assert_eq!(store.get_device(&d1.id).await.unwrap(), Some(d1.clone()));
+    assert_eq!(
+        store.devices_of_user(&uid("alice")).await.unwrap(),
+        vec![d2.clone(), d1.clone()]
+    );
+    assert!(store.devices_of_user(&uid("bob")).await.unwrap().is_empty());
+    assert!(matches!(
+        store.create_device(device("d1", "alice", 11)).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    let bad = Device {
+        sip_uri: "alice@example.com".into(),
+        ..device("d3", "alice", 12)
+    };
+    assert!(is_invalid(store.create_device(bad).await));
+    let half = Device {
+        push_token: Some("x".into()),
+        ..device("d3", "alice", 12)
+    };
+    assert!(is_invalid(store.create_device(half).await));
+    assert_eq!(store.get_device(&DeviceId::new("d3")).await.unwrap(), None);
+
+    store
+        .set_push_token(&d1.id, PushProvider::Apns, "tok1")
+        .await
+        .unwrap();
+    store
+        .set_push_token(&d1.id, PushProvider::Apns, "tok2")
+        .await
+        .unwrap();
+    // A rejection of the old token must not drop the new one.
+    assert!(!store.clear_push_token(&d1.id, "tok1").await.unwrap());
+    let got = store.get_device(&d1.id).await.unwrap().unwrap();
+    assert_eq!(got.push_token.as_deref(), Some("tok2"));
+    assert_eq!(got.push_provider, Some(PushProvider::Apns));
+    assert!(store.clear_push_token(&d1.id, "tok2").await.unwrap());
+    let got = store.get_device(&d1.id).await.unwrap().unwrap();
+    assert_eq!((got.push_token, got.push_provider), (None, None));
+    assert!(is_invalid(
+        store.set_push_token(&d1.id, PushProvider::Fcm, "").await
+    ));
+    assert!(matches!(
+        store
+            .set_push_token(&DeviceId::new("nope"), PushProvider::Fcm, "t")
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.clear_push_token(&DeviceId::new("nope"), "t").await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    store.revoke_device(&d2.id).await.unwrap();
+    let listed = store.devices_of_user(&uid("alice")).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed[0].revoked && !listed[1].revoked);
+    assert!(matches!(
+        store.revoke_device(&DeviceId::new("nope")).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions
+
+/// Creation requires absence, updates require the current version, and both bump it.
+pub async fn session_create_and_compare_and_set(h: &dyn Harness) {
+    let store = h.open().await;
+    assert_eq!(store.load_session(&sid("s1")).await.unwrap(), None);
+
+    let mut create = commit("s1", "alice", None, "ringing");
+    create.next_deadline = Some(t(31_000));
+    let doc = create.doc.clone();
+    assert_eq!(apply(&*store, create).await, (1, vec![]));
+    let loaded = store.load_session(&sid("s1")).await.unwrap().unwrap();
+    assert_eq!(loaded.id, sid("s1"));
+    assert_eq!(loaded.user_id, uid("alice"));
+    assert_eq!(loaded.version, 1);
+    assert_eq!(loaded.doc, doc);
+    assert_eq!(loaded.state_label, "ringing");
+    assert_eq!(loaded.next_deadline, Some(t(31_000)));
+
+    assert_eq!(
+        store
+            .commit(commit("s1", "alice", None, "other"))
+            .await
+            .unwrap(),
+        CommitOutcome::Conflict {
+            current_version: Some(1)
+        }
+    );
+    assert_eq!(
+        store
+            .commit(commit("s1", "alice", Some(2), "other"))
+            .await
+            .unwrap(),
+        CommitOutcome::Conflict {
+            current_version: Some(1)
+        }
+    );
+    assert_eq!(
+        store.load_session(&sid("s1")).await.unwrap().unwrap(),
+        loaded
+    );
+
+    // The owner is fixed at creation; the deadline is replaced (here: cancelled).
+    let update = commit("s1", "mallory", Some(1), "bridged");
+    let doc = update.doc.clone();
+    assert_eq!(apply(&*store, update).await, (2, vec![]));
+    let loaded = store.load_session(&sid("s1")).await.unwrap().unwrap();
+    assert_eq!(
+        (loaded.version, loaded.doc, loaded.state_label.as_str()),
+        (2, doc, "bridged")
+    );
+    assert_eq!(loaded.user_id, uid("alice"));
+    assert_eq!(loaded.next_deadline, None);
+
+    assert_eq!(
+        store
+            .commit(commit("ghost", "alice", Some(1), "ringing"))
+            .await
+            .unwrap(),
+        CommitOutcome::Conflict {
+            current_version: None
+        }
+    );
+    assert_eq!(store.load_session(&sid("ghost")).await.unwrap(), None);
+}
+
+const RACERS: usize = 50;
+const ROUNDS: usize = 10;
+
+/// Many commits against the same version: exactly one wins, and only its effects exist.
+pub async fn concurrent_commits_have_one_winner(h: &dyn Harness) {
+    let store = h.open().await;
+    for round in 0..ROUNDS {
+        let session = format!("race-{round}");
+        apply(&*store, commit(&session, "alice", None, "ringing")).await;
+        let tasks: Vec<_> = (0..RACERS)
+            .map(|racer| {
+                let store = store.clone();
+                let session = session.clone();
+                tokio::spawn(async move {
+                    let mut c = commit(&session, "alice", Some(1), "answered");
+                    c.doc = json!({ "winner": racer });
+                    c.effects = vec![json!({ "bridge": racer })];
+                    c.dedupe_key = Some(format!("answer-{session}-{racer}"));
+                    (racer, store.commit(c).await.expect("commit"))
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for task in tasks {
+            let (racer, outcome) = task.await.expect("task");
+            match outcome {
+                CommitOutcome::Committed { version, .. } => {
+                    assert_eq!(version, 2);
+                    winners.push(racer);
+                }
+                CommitOutcome::Conflict { current_version } => {
+                    assert_eq!(current_version, Some(2))
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+        let winner = winners[0];
+        let loaded = store.load_session(&sid(&session)).await.unwrap().unwrap();
+        assert_eq!(loaded.version, 2);
+        assert_eq!(loaded.doc, json!({ "winner": winner }));
+        let effects: Vec<Value> = store
+            .pending_effects(1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.session_id.as_str() == session)
+            .map(|e| e.effect)
+            .collect();
+        assert_eq!(effects, vec![json!({ "bridge": winner })]);
+        for racer in 0..RACERS {
+            let key = format!("answer-{session}-{racer}");
+            assert_eq!(store.is_processed(&key).await.unwrap(), racer == winner);
+        }
+    }
+}
+
+/// Many creations of the same session: exactly one creates it.
+pub async fn concurrent_creates_have_one_winner(h: &dyn Harness) {
+    let store = h.open().await;
+    for round in 0..ROUNDS {
+        let session = format!("create-{round}");
+        let tasks: Vec<_> = (0..RACERS)
+            .map(|racer| {
+                let store = store.clone();
+                let session = session.clone();
+                tokio::spawn(async move {
+                    let mut c = commit(&session, "alice", None, "ringing");
+                    c.doc = json!({ "creator": racer });
+                    (racer, store.commit(c).await.expect("commit"))
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for task in tasks {
+            let (racer, outcome) = task.await.expect("task");
+            match outcome {
+                CommitOutcome::Committed { version: 1, .. } => winners.push(racer),
+                CommitOutcome::Conflict {
+                    current_version: Some(1),
+                } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+        let loaded = store.load_session(&sid(&session)).await.unwrap().unwrap();
+        assert_eq!(loaded.doc, json!({ "creator": winners[0] }));
+    }
+}
+
+/// An input seen before changes nothing, whatever version it claims; refused commits do not
+/// consume their key.
+pub async fn dedupe_makes_a_repeat_a_no_op(h: &dyn Harness) {
+    let store = h.open().await;
+    let mut c = commit("s1", "alice", None, "ringing");
+    c.dedupe_key = Some("evt-1".into());
+    c.effects = vec![json!({ "dial": "d1" })];
+    apply(&*store, c).await;
+    assert!(store.is_processed("evt-1").await.unwrap());
+    assert!(!store.is_processed("evt-2").await.unwrap());
+
+    for expected in [Some(1), Some(7), None] {
+        let mut again = commit("s1", "alice", expected, "answered");
+        again.dedupe_key = Some("evt-1".into());
+        again.effects = vec![json!({ "dial": "again" })];
+        assert_eq!(store.commit(again).await.unwrap(), CommitOutcome::Duplicate);
+    }
+    let loaded = store.load_session(&sid("s1")).await.unwrap().unwrap();
+    assert_eq!(
+        (loaded.version, loaded.state_label.as_str()),
+        (1, "ringing")
+    );
+    assert_eq!(store.pending_effects(100).await.unwrap().len(), 1);
+
+    let mut stale = commit("s1", "alice", Some(9), "answered");
+    stale.dedupe_key = Some("evt-3".into());
+    stale.at = t(2_000);
+    assert!(matches!(
+        store.commit(stale.clone()).await.unwrap(),
+        CommitOutcome::Conflict { .. }
+    ));
+    assert!(!store.is_processed("evt-3").await.unwrap());
+    stale.expected_version = Some(1);
+    assert_eq!(apply(&*store, stale).await.0, 2);
+    assert!(store.is_processed("evt-3").await.unwrap());
+
+    assert_eq!(store.prune_processed(t(1_500)).await.unwrap(), 1);
+    assert!(!store.is_processed("evt-1").await.unwrap());
+    assert!(store.is_processed("evt-3").await.unwrap());
+}
+
+/// Effects come out in commit order with per-session sequences; done and abandoned effects
+/// leave the queue, failed ones stay with their attempt count.
+pub async fn outbox_keeps_commit_order_and_tracks_dispatch(h: &dyn Harness) {
+    let store = h.open().await;
+    let with_effects = |mut c: Commit, effects: &[&str], at: u64| {
+        c.effects = effects.iter().map(|e| json!({ "op": e })).collect();
+        c.at = t(at);
+        c
+    };
+    let a1 = with_effects(commit("a", "alice", None, "ringing"), &["a1", "a2"], 100);
+    assert_eq!(apply(&*store, a1).await, (1, vec![1, 2]));
+    let b1 = with_effects(commit("b", "bob", None, "ringing"), &["b1"], 100);
+    assert_eq!(apply(&*store, b1).await, (1, vec![1]));
+    let a2 = with_effects(
+        commit("a", "alice", Some(1), "answered"),
+        &["a3", "a4"],
+        200,
+    );
+    assert_eq!(apply(&*store, a2).await, (2, vec![3, 4]));
+
+    let pending = store.pending_effects(100).await.unwrap();
+    let order: Vec<(String, u64, Value)> = pending
+        .iter()
+        .map(|e| (e.session_id.to_string(), e.seq, e.effect.clone()))
+        .collect();
+    let expected = [
+        ("a", 1, "a1"),
+        ("b", 1, "b1"),
+        ("a", 3, "a3"),
+        ("a", 4, "a4"),
+    ];
+    let mut expected: Vec<(String, u64, Value)> = expected
+        .iter()
+        .map(|(s, n, op)| (s.to_string(), *n, json!({ "op": op })))
+        .collect();
+    expected.insert(1, ("a".into(), 2, json!({ "op": "a2" })));
+    assert_eq!(order, expected);
+    assert!(pending
+        .iter()
+        .all(|e| e.attempts == 0 && e.last_error.is_none()));
+    assert_eq!(pending[0].created_at, t(100));
+    assert_eq!(pending[3].created_at, t(200));
+    assert_eq!(
+        store.pending_effects(2).await.unwrap(),
+        pending[..2].to_vec()
+    );
+    assert!(store.pending_effects(0).await.unwrap().is_empty());
+
+    store.mark_effect_done(&sid("a"), 1).await.unwrap();
+    store.mark_effect_done(&sid("a"), 1).await.unwrap();
+    store
+        .mark_effect_failed(&sid("a"), 2, "timeout")
+        .await
+        .unwrap();
+    store
+        .mark_effect_failed(&sid("a"), 2, "503 from Telnyx")
+        .await
+        .unwrap();
+    store
+        .mark_effect_abandoned(&sid("b"), 1, "gave up")
+        .await
+        .unwrap();
+    // A late failure report for an abandoned effect does not resurrect it.
+    store
+        .mark_effect_failed(&sid("b"), 1, "late")
+        .await
+        .unwrap();
+
+    let pending = store.pending_effects(100).await.unwrap();
+    let keys: Vec<(String, u64)> = pending
+        .iter()
+        .map(|e| (e.session_id.to_string(), e.seq))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![("a".into(), 2), ("a".into(), 3), ("a".into(), 4)]
+    );
+    assert_eq!(pending[0].attempts, 2);
+    assert_eq!(pending[0].last_error.as_deref(), Some("503 from Telnyx"));
+
+    for result in [
+        store.mark_effect_done(&sid("a"), 99).await,
+        store.mark_effect_failed(&sid("zzz"), 1, "x").await,
+        store.mark_effect_abandoned(&sid("a"), 0, "x").await,
+    ] {
+        assert!(
+            matches!(result, Err(StoreError::NotFound { .. })),
+            "{result:?}"
+        );
+    }
+
+    // Commits without effects keep the sequence going where it was.
+    assert_eq!(
+        apply(&*store, commit("a", "alice", Some(2), "bridged")).await,
+        (3, vec![])
+    );
+    let a4 = with_effects(commit("a", "alice", Some(3), "ended"), &["a5"], 300);
+    assert_eq!(apply(&*store, a4).await, (4, vec![5]));
+}
+
+/// Sessions come back once their deadline has passed, earliest first.
+pub async fn timers_fire_when_due(h: &dyn Harness) {
+    let store = h.open().await;
+    for (session, deadline) in [
+        ("s1", Some(5_000)),
+        ("s2", Some(3_000)),
+        ("s3", None),
+        ("s4", Some(5_000)),
+    ] {
+        let mut c = commit(session, "alice", None, "ringing");
+        c.next_deadline = deadline.map(t);
+        apply(&*store, c).await;
+    }
+    let due = |now: u64, limit: u32| {
+        let store = store.clone();
+        async move {
+            store
+                .due_sessions(t(now), limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(s, at)| (s.to_string(), at.as_millis()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let pair = |s: &str, at: u64| (s.to_string(), at);
+    assert!(due(2_999, 10).await.is_empty());
+    assert_eq!(due(3_000, 10).await, vec![pair("s2", 3_000)]);
+    assert_eq!(
+        due(10_000, 10).await,
+        vec![pair("s2", 3_000), pair("s1", 5_000), pair("s4", 5_000)]
+    );
+    assert_eq!(due(10_000, 1).await, vec![pair("s2", 3_000)]);
+
+    apply(&*store, commit("s2", "alice", Some(1), "missed")).await;
+    let mut later = commit("s1", "alice", Some(1), "voicemail");
+    later.next_deadline = Some(t(20_000));
+    apply(&*store, later).await;
+    assert_eq!(due(10_000, 10).await, vec![pair("s4", 5_000)]);
+    assert_eq!(
+        due(20_000, 10).await,
+        vec![pair("s4", 5_000), pair("s1", 20_000)]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry
+
+/// Without call waiting a second active call is refused (and nothing of that commit lands);
+/// `Clear` only removes the matching call.
+pub async fn registry_allows_one_active_call_without_call_waiting(h: &dyn Harness) {
+    let store = h.open().await;
+    store
+        .create_user(user("alice", "t1", &["+15550000001"]))
+        .await
+        .unwrap();
+    let mut c1 = commit("c1", "alice", None, "bridged");
+    c1.registry = vec![RegistryChange::Set(active("alice", "c1", "d1", 100))];
+    apply(&*store, c1).await;
+    assert_eq!(
+        store.active_calls(&uid("alice")).await.unwrap(),
+        vec![active("alice", "c1", "d1", 100)]
+    );
+
+    let mut c2 = commit("c2", "alice", None, "bridged");
+    c2.registry = vec![RegistryChange::Set(active("alice", "c2", "d2", 200))];
+    c2.effects = vec![json!({ "bridge": "c2" })];
+    c2.dedupe_key = Some("evt-c2".into());
+    c2.calls = vec![record("c2", "alice", "t1", 200)];
+    assert_eq!(
+        store.commit(c2.clone()).await.unwrap(),
+        CommitOutcome::Busy {
+            active: vec![active("alice", "c1", "d1", 100)]
+        }
+    );
+    assert_eq!(store.load_session(&sid("c2")).await.unwrap(), None);
+    assert!(!store.is_processed("evt-c2").await.unwrap());
+    assert!(store.pending_effects(10).await.unwrap().is_empty());
+    assert_eq!(
+        store.get_call(&uid("alice"), &sid("c2")).await.unwrap(),
+        None
+    );
+
+    // Re-setting the same call updates it; clearing another call is a no-op.
+    let mut c1b = commit("c1", "alice", Some(1), "bridged");
+    c1b.registry = vec![
+        RegistryChange::Set(active("alice", "c1", "d9", 150)),
+        RegistryChange::Clear {
+            user_id: uid("alice"),
+            call_session_id: sid("c2"),
+        },
+    ];
+    apply(&*store, c1b).await;
+    assert_eq!(
+        store.active_calls(&uid("alice")).await.unwrap(),
+        vec![active("alice", "c1", "d9", 150)]
+    );
+
+    let mut end = commit("c1", "alice", Some(2), "ended");
+    end.registry = vec![RegistryChange::Clear {
+        user_id: uid("alice"),
+        call_session_id: sid("c1"),
+    }];
+    apply(&*store, end).await;
+    assert!(store.active_calls(&uid("alice")).await.unwrap().is_empty());
+    assert_eq!(apply(&*store, c2).await.0, 1);
+    assert_eq!(
+        store.active_calls(&uid("alice")).await.unwrap(),
+        vec![active("alice", "c2", "d2", 200)]
+    );
+    // Someone else's registry is untouched by all of this.
+    assert!(store.active_calls(&uid("bob")).await.unwrap().is_empty());
+}
+
+/// With call waiting a user may hold several active calls.
+pub async fn registry_call_waiting_allows_several(h: &dyn Harness) {
+    let store = h.open().await;
+    let mut waiting = user("wendy", "t1", &["+15550000001"]);
+    waiting.call_waiting = true;
+    store.create_user(waiting).await.unwrap();
+    for (session, started) in [("c2", 200), ("c1", 100)] {
+        let mut c = commit(session, "wendy", None, "bridged");
+        c.registry = vec![RegistryChange::Set(active("wendy", session, "d1", started))];
+        apply(&*store, c).await;
+    }
+    let both = vec![
+        active("wendy", "c1", "d1", 100),
+        active("wendy", "c2", "d1", 200),
+    ];
+    assert_eq!(store.active_calls(&uid("wendy")).await.unwrap(), both);
+
+    store
+        .update_user_settings(
+            &uid("wendy"),
+            UserSettings {
+                call_waiting: false,
+                voicemail_enabled: true,
+            },
+        )
+        .await
+        .unwrap();
+    let mut c3 = commit("c3", "wendy", None, "bridged");
+    c3.registry = vec![RegistryChange::Set(active("wendy", "c3", "d1", 300))];
+    assert_eq!(
+        store.commit(c3).await.unwrap(),
+        CommitOutcome::Busy { active: both }
+    );
+
+    let mut end = commit("c1", "wendy", Some(1), "ended");
+    end.registry = vec![RegistryChange::Clear {
+        user_id: uid("wendy"),
+        call_session_id: sid("c1"),
+    }];
+    apply(&*store, end).await;
+    assert_eq!(
+        store.active_calls(&uid("wendy")).await.unwrap(),
+        vec![active("wendy", "c2", "d1", 200)]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// History
+
+/// However many commits touch a call, it has one history record holding the last write, one
+/// row per leg, and every timeline entry in order.
+pub async fn history_is_upserted_once_per_call(h: &dyn Harness) {
+    let store = h.open().await;
+    let mut c = commit("s1", "alice", None, "ringing");
+    c.calls = vec![record("s1", "alice", "t1", 1_000)];
+    c.legs = vec![
+        leg("v3:leg-2", "s1", "d2", "dialing", 1_010),
+        leg("v3:leg-1", "s1", "d1", "dialing", 1_005),
+    ];
+    c.timeline = vec![entry("s1", 1_000, "webhook.call.initiated", "ringing")];
+    apply(&*store, c).await;
+
+    let mut answered = record("s1", "alice", "t1", 1_000);
+    answered.status = CallStatus::Answered;
+    answered.answered_device = Some(DeviceId::new("d1"));
+    answered.answered_at = Some(t(4_000));
+    let mut c = commit("s1", "alice", Some(1), "answered");
+    c.calls = vec![answered.clone()];
+    c.legs = vec![LegRecord {
+        answered_at: Some(t(4_000)),
+        ..leg("v3:leg-1", "s1", "d1", "answered", 1_005)
+    }];
+    c.timeline = vec![entry("s1", 4_000, "webhook.call.answered", "answered")];
+    apply(&*store, c).await;
+
+    let mut ended = answered.clone();
+    ended.status = CallStatus::Ended;
+    ended.ended_at = Some(t(65_500));
+    ended.hangup_cause = Some("normal_clearing".into());
+    ended.recording_url = Some("https://example.com/rec.wav".into());
+    ended.quality = Some(json!({ "mos": 4.2 }));
+    let mut c = commit("s1", "alice", Some(2), "ended");
+    c.calls = vec![ended.clone()];
+    c.legs = vec![
+        LegRecord {
+            answered_at: Some(t(4_000)),
+            ended_at: Some(t(65_500)),
+            hangup_cause: Some("normal_clearing".into()),
+            ..leg("v3:leg-1", "s1", "d1", "ended", 1_005)
+        },
+        LegRecord {
+            ended_at: Some(t(4_100)),
+            hangup_cause: Some("answered_elsewhere".into()),
+            ..leg("v3:leg-2", "s1", "d2", "dismissed", 1_010)
+        },
+    ];
+    c.timeline = vec![
+        entry("s1", 65_500, "webhook.call.hangup", "ended"),
+        TimelineEntry {
+            source: TimelineSource::Device,
+            device_id: Some(DeviceId::new("d2")),
+            from_state: Some("RINGING".into()),
+            detail: json!({ "seq": 3 }),
+            ..entry("s1", 4_200, "device.transition", "ENDED")
+        },
+    ];
+    apply(&*store, c).await;
+    // A replayed write of the same record still leaves exactly one.
+    let mut c = commit("s1", "alice", Some(3), "ended");
+    c.calls = vec![ended.clone()];
+    apply(&*store, c).await;
+
+    let page = store.list_calls(&uid("alice"), None, 50).await.unwrap();
+    assert_eq!(page.items, vec![ended.clone()]);
+    assert_eq!(page.next_cursor, None);
+    assert_eq!(page.items[0].billable_seconds(), 62);
+    assert_eq!(page.items[0].billing_minutes(), 2);
+
+    let detail = store
+        .get_call(&uid("alice"), &sid("s1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(detail.call, ended);
+    let legs: Vec<(&str, &str, Option<&str>)> = detail
+        .legs
+        .iter()
+        .map(|l| {
+            (
+                l.call_control_id.as_str(),
+                l.status.as_str(),
+                l.hangup_cause.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        legs,
+        vec![
+            ("v3:leg-1", "ended", Some("normal_clearing")),
+            ("v3:leg-2", "dismissed", Some("answered_elsewhere")),
+        ]
+    );
+    let kinds: Vec<&str> = detail.timeline.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "webhook.call.initiated",
+            "webhook.call.answered",
+            "webhook.call.hangup",
+            "device.transition",
+        ]
+    );
+    let device_entry = &detail.timeline[3];
+    assert_eq!(device_entry.source, TimelineSource::Device);
+    assert_eq!(device_entry.device_id, Some(DeviceId::new("d2")));
+    assert_eq!(device_entry.from_state.as_deref(), Some("RINGING"));
+    assert_eq!(device_entry.detail, json!({ "seq": 3 }));
+}
+
+/// A user sees only their own calls; history cannot be moved to another user or call.
+pub async fn history_is_scoped_to_its_user(h: &dyn Harness) {
+    let store = h.open().await;
+    let mut a = commit("sa", "alice", None, "ringing");
+    a.calls = vec![record("sa", "alice", "t1", 1_000)];
+    a.legs = vec![leg("v3:a1", "sa", "da", "dialing", 1_000)];
+    apply(&*store, a).await;
+    let mut b = commit("sb", "bob", None, "ringing");
+    b.calls = vec![record("sb", "bob", "t2", 2_000)];
+    apply(&*store, b).await;
+
+    assert!(store
+        .get_call(&uid("alice"), &sid("sa"))
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(store.get_call(&uid("bob"), &sid("sa")).await.unwrap(), None);
+    assert_eq!(
+        store.get_call(&uid("alice"), &sid("sb")).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.get_call(&uid("bob"), &sid("nope")).await.unwrap(),
+        None
+    );
+    let bobs = store.list_calls(&uid("bob"), None, 10).await.unwrap();
+    assert_eq!(bobs.items, vec![record("sb", "bob", "t2", 2_000)]);
+
+    let before = store.get_call(&uid("alice"), &sid("sa")).await.unwrap();
+    let mut steal = commit("sa", "alice", Some(1), "answered");
+    steal.calls = vec![record("sa", "bob", "t2", 1_000)];
+    steal.effects = vec![json!({ "leak": true })];
+    assert!(is_invalid(store.commit(steal).await));
+    let mut move_leg = commit("sb", "bob", Some(1), "answered");
+    move_leg.legs = vec![leg("v3:a1", "sb", "db", "answered", 2_000)];
+    assert!(is_invalid(store.commit(move_leg).await));
+
+    assert_eq!(
+        store.get_call(&uid("alice"), &sid("sa")).await.unwrap(),
+        before
+    );
+    assert_eq!(store.get_call(&uid("bob"), &sid("sa")).await.unwrap(), None);
+    for s in ["sa", "sb"] {
+        assert_eq!(
+            store.load_session(&sid(s)).await.unwrap().unwrap().version,
+            1
+        );
+    }
+    assert!(store.pending_effects(10).await.unwrap().is_empty());
+}
+
+/// History pages go newest first, without gaps or repeats, ties broken by call id.
+pub async fn history_pages_newest_first(h: &dyn Harness) {
+    let store = h.open().await;
+    for (session, started) in [
+        ("c1", 100),
+        ("c4", 500),
+        ("c2", 200),
+        ("c3b", 300),
+        ("c3a", 300),
+    ] {
+        let mut c = commit(session, "alice", None, "ended");
+        c.calls = vec![record(session, "alice", "t1", started)];
+        apply(&*store, c).await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list_calls(&uid("alice"), cursor.as_deref(), 2)
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.iter().map(|c| c.call_session_id.to_string()));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+        assert!(pages < 10, "pagination does not end");
+    }
+    assert_eq!(seen, vec!["c4", "c3b", "c3a", "c2", "c1"]);
+    assert_eq!(pages, 3);
+
+    let all = store.list_calls(&uid("alice"), None, 10_000).await.unwrap();
+    assert_eq!(all.items.len(), 5);
+    assert_eq!(all.next_cursor, None);
+    let exact = store.list_calls(&uid("alice"), None, 5).await.unwrap();
+    assert_eq!((exact.items.len(), exact.next_cursor), (5, None));
+    assert!(is_invalid(store.list_calls(&uid("alice"), None, 0).await));
+    assert!(is_invalid(
+        store
+            .list_calls(&uid("alice"), Some("not-a-cursor"), 2)
+            .await
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Robustness
+
+/// Inputs beyond the limits are refused with `Invalid` and change nothing.
+pub async fn invalid_input_changes_nothing(h: &dyn Harness) {
+    let store = h.open().await;
+    let mut bad: Vec<Commit> = vec![
+        commit("s1", "alice", None, ""),
+        commit("s1", "alice", None, "has space"),
+        commit("", "alice", None, "ringing"),
+        commit("s1", "alice", Some(0), "ringing"),
+    ];
+    let mut c = commit("s1", "alice", None, "ringing");
+    c.doc = json!({ "blob": "x".repeat(crate::limits::MAX_DOC_BYTES) });
+    bad.push(c);
+    let mut c = commit("s1", "alice", None, "ringing");
+    c.next_deadline = Some(t(u64::MAX));
+    bad.push(c);
+    let mut c = commit("s1", "alice", None, "ringing");
+    c.effects = vec![json!(1); crate::limits::MAX_ITEMS_PER_COMMIT + 1];
+    bad.push(c);
+    let mut c = commit("s1", "alice", None, "ringing");
+    c.dedupe_key = Some("k".repeat(crate::limits::MAX_DEDUPE_KEY_LEN + 1));
+    bad.push(c);
+    let mut c = commit("s1", "alice", None, "ringing");
+    c.legs = vec![leg("v3:x", "s1", "d1", "Dialing Now", 1)];
+    bad.push(c);
+    let mut c = commit("s1", "alice", None, "ringing");
+    c.dedupe_key = Some("evt-bad".into());
+    c.effects = vec![json!({ "dial": 1 })];
+    c.calls = vec![CallRecord {
+        from: String::new(),
+        ..record("s1", "alice", "t1", 1)
+    }];
+    bad.push(c);
+
+    for c in bad {
+        let result = store.commit(c).await;
+        assert!(
+            matches!(result, Err(StoreError::Invalid { .. })),
+            "{result:?}"
+        );
+    }
+    assert_eq!(store.load_session(&sid("s1")).await.unwrap(), None);
+    assert_eq!(store.load_session(&sid("")).await.unwrap(), None);
+    assert!(!store.is_processed("evt-bad").await.unwrap());
+    assert!(store.pending_effects(10).await.unwrap().is_empty());
+    assert!(store
+        .list_calls(&uid("alice"), None, 10)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+}
+
+/// A restarted store sees every commit: directory, sessions, timers, pending effects with
+/// their attempts, dedupe keys, registry and history; sequences continue.
+pub async fn state_survives_reopen(h: &dyn Harness) {
+    let first = h.open().await;
+    let alice = user("alice", "t1", &["+15550000001"]);
+    first.create_user(alice.clone()).await.unwrap();
+    let d1 = device("d1", "alice", 10);
+    first.create_device(d1.clone()).await.unwrap();
+    let mut c = commit("s1", "alice", None, "bridged");
+    c.next_deadline = Some(t(31_000));
+    c.effects = vec![json!({ "n": 1 }), json!({ "n": 2 }), json!({ "n": 3 })];
+    c.dedupe_key = Some("evt-1".into());
+    c.registry = vec![RegistryChange::Set(active("alice", "s1", "d1", 100))];
+    c.calls = vec![record("s1", "alice", "t1", 100)];
+    c.timeline = vec![entry("s1", 100, "webhook.call.initiated", "ringing")];
+    apply(&*first, c).await;
+    first.mark_effect_done(&sid("s1"), 1).await.unwrap();
+    first
+        .mark_effect_failed(&sid("s1"), 2, "connection reset")
+        .await
+        .unwrap();
+    let session = first.load_session(&sid("s1")).await.unwrap();
+    let call = first.get_call(&uid("alice"), &sid("s1")).await.unwrap();
+    first.close().await;
+    drop(first);
+
+    let second = h.open().await;
+    assert_eq!(second.get_user(&uid("alice")).await.unwrap(), Some(alice));
+    assert_eq!(second.get_device(&d1.id).await.unwrap(), Some(d1));
+    assert_eq!(second.load_session(&sid("s1")).await.unwrap(), session);
+    let pending = second.pending_effects(10).await.unwrap();
+    let summary: Vec<(u64, Value, u32)> = pending
+        .iter()
+        .map(|e| (e.seq, e.effect.clone(), e.attempts))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![(2, json!({ "n": 2 }), 1), (3, json!({ "n": 3 }), 0)]
+    );
+    assert!(second.is_processed("evt-1").await.unwrap());
+    assert_eq!(
+        second.due_sessions(t(31_000), 10).await.unwrap(),
+        vec![(sid("s1"), t(31_000))]
+    );
+    assert_eq!(
+        second.active_calls(&uid("alice")).await.unwrap(),
+        vec![active("alice", "s1", "d1", 100)]
+    );
+    assert_eq!(
+        second.get_call(&uid("alice"), &sid("s1")).await.unwrap(),
+        call
+    );
+
+    let mut dup = commit("s1", "alice", Some(1), "ended");
+    dup.dedupe_key = Some("evt-1".into());
+    assert_eq!(second.commit(dup).await.unwrap(), CommitOutcome::Duplicate);
+    let mut next = commit("s1", "alice", Some(1), "ended");
+    next.effects = vec![json!({ "n": 4 })];
+    assert_eq!(apply(&*second, next).await, (2, vec![4]));
+    second.close().await;
+}

@@ -1,0 +1,638 @@
+//! The in-memory backend: deterministic (ordered maps, no clock, no randomness, no timers),
+//! for the simulator and for tests. Every future it returns is ready on first poll, so it can
+//! be driven without a runtime (e.g. `futures::executor::block_on`).
+
+use async_trait::async_trait;
+use ringmaster_core::{CallControlId, CallSessionId, DeviceId, Timestamp, UserId};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::directory::{Device, PushProvider, User, UserSettings};
+use crate::error::StoreError;
+use crate::history::{CallDetail, CallRecord, HistoryCursor, LegRecord, Page, TimelineEntry};
+use crate::limits;
+use crate::registry::{ActiveCall, RegistryChange};
+use crate::session::{Commit, CommitOutcome, OutboxEntry, StoredSession};
+use crate::Store;
+
+/// A [`Store`] held in process memory. Clones share the same data.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    users: BTreeMap<UserId, User>,
+    numbers: BTreeMap<String, UserId>,
+    devices: BTreeMap<DeviceId, Device>,
+    sessions: BTreeMap<CallSessionId, SessionRow>,
+    deadlines: BTreeSet<(u64, CallSessionId)>,
+    outbox: BTreeMap<u64, OutboxRow>,
+    outbox_index: BTreeMap<(CallSessionId, u64), u64>,
+    pending: BTreeSet<u64>,
+    next_outbox_id: u64,
+    processed: BTreeMap<String, Timestamp>,
+    active: BTreeMap<UserId, BTreeMap<CallSessionId, ActiveCall>>,
+    calls: BTreeMap<CallSessionId, CallRecord>,
+    legs: BTreeMap<CallControlId, LegRecord>,
+    timeline: BTreeMap<CallSessionId, Vec<TimelineEntry>>,
+}
+
+#[derive(Debug)]
+struct SessionRow {
+    session: StoredSession,
+    effect_seq: u64,
+}
+
+#[derive(Debug)]
+struct OutboxRow {
+    entry: OutboxEntry,
+    pending: bool,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every mutation validates first and then applies infallibly, so the data behind a
+        // poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn sorted_active(set: &BTreeMap<CallSessionId, ActiveCall>) -> Vec<ActiveCall> {
+    let mut calls: Vec<ActiveCall> = set.values().cloned().collect();
+    calls.sort_by(|a, b| {
+        (a.started_at, &a.call_session_id).cmp(&(b.started_at, &b.call_session_id))
+    });
+    calls
+}
+
+impl State {
+    fn user_with_numbers(&self, id: &UserId) -> Option<User> {
+        self.users.get(id).cloned()
+    }
+
+    fn call_waiting(&self, user_id: &UserId) -> bool {
+        self.users.get(user_id).is_some_and(|u| u.call_waiting)
+    }
+
+    fn outbox_row(
+        &mut self,
+        session_id: &CallSessionId,
+        seq: u64,
+    ) -> Result<(u64, &mut OutboxRow), StoreError> {
+        let id = *self
+            .outbox_index
+            .get(&(session_id.clone(), seq))
+            .ok_or_else(|| StoreError::not_found("effect", format!("{session_id}#{seq}")))?;
+        let row = self
+            .outbox
+            .get_mut(&id)
+            .ok_or_else(|| StoreError::Corrupt(format!("outbox index points at {id}")))?;
+        Ok((id, row))
+    }
+
+    fn commit(&mut self, commit: Commit) -> Result<CommitOutcome, StoreError> {
+        limits::commit(&commit)?;
+
+        if let Some(key) = &commit.dedupe_key {
+            if self.processed.contains_key(key) {
+                return Ok(CommitOutcome::Duplicate);
+            }
+        }
+
+        let current = self.sessions.get(&commit.session_id);
+        match (commit.expected_version, current) {
+            (None, Some(row)) => {
+                return Ok(CommitOutcome::Conflict {
+                    current_version: Some(row.session.version),
+                })
+            }
+            (Some(_), None) => {
+                return Ok(CommitOutcome::Conflict {
+                    current_version: None,
+                })
+            }
+            (Some(expected), Some(row)) if row.session.version != expected => {
+                return Ok(CommitOutcome::Conflict {
+                    current_version: Some(row.session.version),
+                })
+            }
+            _ => {}
+        }
+
+        // Registry: run the changes against working copies of the touched users' sets.
+        let mut registry: BTreeMap<UserId, BTreeMap<CallSessionId, ActiveCall>> = BTreeMap::new();
+        for change in &commit.registry {
+            let user_id = match change {
+                RegistryChange::Set(a) => &a.user_id,
+                RegistryChange::Clear { user_id, .. } => user_id,
+            };
+            let set = registry
+                .entry(user_id.clone())
+                .or_insert_with(|| self.active.get(user_id).cloned().unwrap_or_default());
+            match change {
+                RegistryChange::Set(active) => {
+                    let other_call = set.keys().any(|s| *s != active.call_session_id);
+                    if other_call && !self.call_waiting(&active.user_id) {
+                        return Ok(CommitOutcome::Busy {
+                            active: sorted_active(set),
+                        });
+                    }
+                    set.insert(active.call_session_id.clone(), active.clone());
+                }
+                RegistryChange::Clear {
+                    call_session_id, ..
+                } => {
+                    set.remove(call_session_id);
+                }
+            }
+        }
+
+        // History rows may be rewritten but never moved to another user or session.
+        let mut call_owner: BTreeMap<&CallSessionId, &UserId> = BTreeMap::new();
+        for call in &commit.calls {
+            let owner = call_owner
+                .get(&call.call_session_id)
+                .copied()
+                .or_else(|| self.calls.get(&call.call_session_id).map(|c| &c.user_id));
+            if owner.is_some_and(|o| *o != call.user_id) {
+                return Err(StoreError::invalid(
+                    "call record",
+                    format!("call {} belongs to another user", call.call_session_id),
+                ));
+            }
+            call_owner.insert(&call.call_session_id, &call.user_id);
+        }
+        let mut leg_owner: BTreeMap<&CallControlId, &CallSessionId> = BTreeMap::new();
+        for leg in &commit.legs {
+            let owner = leg_owner.get(&leg.call_control_id).copied().or_else(|| {
+                self.legs
+                    .get(&leg.call_control_id)
+                    .map(|l| &l.call_session_id)
+            });
+            if owner.is_some_and(|o| *o != leg.call_session_id) {
+                return Err(StoreError::invalid(
+                    "leg record",
+                    format!("leg {} belongs to another call", leg.call_control_id),
+                ));
+            }
+            leg_owner.insert(&leg.call_control_id, &leg.call_session_id);
+        }
+
+        // Everything is checked: apply.
+        let Commit {
+            session_id,
+            user_id,
+            expected_version,
+            doc,
+            state_label,
+            next_deadline,
+            effects,
+            dedupe_key,
+            registry: _,
+            calls,
+            legs,
+            timeline,
+            at,
+        } = commit;
+
+        let (version, first_seq) = match self.sessions.get_mut(&session_id) {
+            Some(row) => {
+                if let Some(old) = row.session.next_deadline {
+                    self.deadlines
+                        .remove(&(old.as_millis(), session_id.clone()));
+                }
+                row.session.version += 1;
+                row.session.doc = doc;
+                row.session.state_label = state_label;
+                row.session.next_deadline = next_deadline;
+                let first = row.effect_seq + 1;
+                row.effect_seq += effects.len() as u64;
+                (row.session.version, first)
+            }
+            None => {
+                debug_assert!(expected_version.is_none());
+                self.sessions.insert(
+                    session_id.clone(),
+                    SessionRow {
+                        session: StoredSession {
+                            id: session_id.clone(),
+                            user_id,
+                            version: 1,
+                            doc,
+                            next_deadline,
+                            state_label,
+                        },
+                        effect_seq: effects.len() as u64,
+                    },
+                );
+                (1, 1)
+            }
+        };
+        if let Some(deadline) = next_deadline {
+            self.deadlines
+                .insert((deadline.as_millis(), session_id.clone()));
+        }
+
+        let mut effect_seqs = Vec::with_capacity(effects.len());
+        for (seq, effect) in (first_seq..).zip(effects) {
+            let id = self.next_outbox_id;
+            self.next_outbox_id += 1;
+            self.outbox.insert(
+                id,
+                OutboxRow {
+                    entry: OutboxEntry {
+                        session_id: session_id.clone(),
+                        seq,
+                        effect,
+                        attempts: 0,
+                        last_error: None,
+                        created_at: at,
+                    },
+                    pending: true,
+                },
+            );
+            self.outbox_index.insert((session_id.clone(), seq), id);
+            self.pending.insert(id);
+            effect_seqs.push(seq);
+        }
+
+        if let Some(key) = dedupe_key {
+            self.processed.insert(key, at);
+        }
+        for (user, set) in registry {
+            if set.is_empty() {
+                self.active.remove(&user);
+            } else {
+                self.active.insert(user, set);
+            }
+        }
+        for call in calls {
+            self.calls.insert(call.call_session_id.clone(), call);
+        }
+        for leg in legs {
+            self.legs.insert(leg.call_control_id.clone(), leg);
+        }
+        for entry in timeline {
+            self.timeline
+                .entry(entry.call_session_id.clone())
+                .or_default()
+                .push(entry);
+        }
+
+        Ok(CommitOutcome::Committed {
+            version,
+            effect_seqs,
+        })
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create_user(&self, user: User) -> Result<User, StoreError> {
+        limits::user(&user)?;
+        let mut state = self.lock();
+        if state.users.contains_key(&user.id) {
+            return Err(StoreError::already_exists("user", user.id.as_str()));
+        }
+        if let Some(taken) = user.numbers.iter().find(|n| state.numbers.contains_key(*n)) {
+            return Err(StoreError::NumberTaken {
+                number: taken.clone(),
+            });
+        }
+        for number in &user.numbers {
+            state.numbers.insert(number.clone(), user.id.clone());
+        }
+        state.users.insert(user.id.clone(), user.clone());
+        Ok(user)
+    }
+
+    async fn get_user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        Ok(self.lock().user_with_numbers(id))
+    }
+
+    async fn user_by_number(&self, number: &str) -> Result<Option<User>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .numbers
+            .get(number)
+            .and_then(|id| state.user_with_numbers(id)))
+    }
+
+    async fn update_user_settings(
+        &self,
+        id: &UserId,
+        settings: UserSettings,
+    ) -> Result<User, StoreError> {
+        let mut state = self.lock();
+        let user = state
+            .users
+            .get_mut(id)
+            .ok_or_else(|| StoreError::not_found("user", id.as_str()))?;
+        user.call_waiting = settings.call_waiting;
+        user.voicemail_enabled = settings.voicemail_enabled;
+        Ok(user.clone())
+    }
+
+    async fn create_device(&self, device: Device) -> Result<Device, StoreError> {
+        limits::device(&device)?;
+        let mut state = self.lock();
+        if !state.users.contains_key(&device.user_id) {
+            return Err(StoreError::not_found("user", device.user_id.as_str()));
+        }
+        if state.devices.contains_key(&device.id) {
+            return Err(StoreError::already_exists("device", device.id.as_str()));
+        }
+        state.devices.insert(device.id.clone(), device.clone());
+        Ok(device)
+    }
+
+    async fn get_device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
+        Ok(self.lock().devices.get(id).cloned())
+    }
+
+    async fn devices_of_user(&self, user_id: &UserId) -> Result<Vec<Device>, StoreError> {
+        let state = self.lock();
+        let mut devices: Vec<Device> = state
+            .devices
+            .values()
+            .filter(|d| d.user_id == *user_id)
+            .cloned()
+            .collect();
+        devices.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(devices)
+    }
+
+    async fn set_push_token(
+        &self,
+        id: &DeviceId,
+        provider: PushProvider,
+        token: &str,
+    ) -> Result<(), StoreError> {
+        limits::push_token(token)?;
+        let mut state = self.lock();
+        let device = state
+            .devices
+            .get_mut(id)
+            .ok_or_else(|| StoreError::not_found("device", id.as_str()))?;
+        device.push_token = Some(token.to_owned());
+        device.push_provider = Some(provider);
+        Ok(())
+    }
+
+    async fn clear_push_token(&self, id: &DeviceId, token: &str) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let device = state
+            .devices
+            .get_mut(id)
+            .ok_or_else(|| StoreError::not_found("device", id.as_str()))?;
+        if device.push_token.as_deref() != Some(token) {
+            return Ok(false);
+        }
+        device.push_token = None;
+        device.push_provider = None;
+        Ok(true)
+    }
+
+    async fn revoke_device(&self, id: &DeviceId) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let device = state
+            .devices
+            .get_mut(id)
+            .ok_or_else(|| StoreError::not_found("device", id.as_str()))?;
+        device.revoked = true;
+        Ok(())
+    }
+
+    async fn load_session(&self, id: &CallSessionId) -> Result<Option<StoredSession>, StoreError> {
+        Ok(self.lock().sessions.get(id).map(|row| row.session.clone()))
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
+        self.lock().commit(commit)
+    }
+
+    async fn is_processed(&self, dedupe_key: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().processed.contains_key(dedupe_key))
+    }
+
+    async fn prune_processed(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let old = state.processed.len();
+        state.processed.retain(|_, at| *at >= before);
+        Ok((old - state.processed.len()) as u64)
+    }
+
+    async fn pending_effects(&self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .pending
+            .iter()
+            .take(limits::limit(limit))
+            .filter_map(|id| state.outbox.get(id).map(|row| row.entry.clone()))
+            .collect())
+    }
+
+    async fn mark_effect_done(
+        &self,
+        session_id: &CallSessionId,
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let (id, row) = state.outbox_row(session_id, seq)?;
+        row.pending = false;
+        state.pending.remove(&id);
+        Ok(())
+    }
+
+    async fn mark_effect_failed(
+        &self,
+        session_id: &CallSessionId,
+        seq: u64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let (_, row) = state.outbox_row(session_id, seq)?;
+        if row.pending {
+            row.entry.attempts = row.entry.attempts.saturating_add(1);
+            row.entry.last_error = Some(limits::truncate_error(error));
+        }
+        Ok(())
+    }
+
+    async fn mark_effect_abandoned(
+        &self,
+        session_id: &CallSessionId,
+        seq: u64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let (id, row) = state.outbox_row(session_id, seq)?;
+        if row.pending {
+            row.pending = false;
+            row.entry.last_error = Some(limits::truncate_error(error));
+            state.pending.remove(&id);
+        }
+        Ok(())
+    }
+
+    async fn due_sessions(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(CallSessionId, Timestamp)>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .deadlines
+            .iter()
+            .take_while(|(at, _)| *at <= now.as_millis())
+            .take(limits::limit(limit))
+            .map(|(at, id)| (id.clone(), Timestamp::from_millis(*at)))
+            .collect())
+    }
+
+    async fn active_calls(&self, user_id: &UserId) -> Result<Vec<ActiveCall>, StoreError> {
+        Ok(self
+            .lock()
+            .active
+            .get(user_id)
+            .map(sorted_active)
+            .unwrap_or_default())
+    }
+
+    async fn list_calls(
+        &self,
+        user_id: &UserId,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<CallRecord>, StoreError> {
+        let limit = limits::page_limit(limit)?;
+        let cursor = cursor.map(str::parse::<HistoryCursor>).transpose()?;
+        let state = self.lock();
+        let mut calls: Vec<&CallRecord> = state
+            .calls
+            .values()
+            .filter(|c| c.user_id == *user_id)
+            .filter(|c| cursor.as_ref().is_none_or(|cur| cur.precedes(c)))
+            .collect();
+        calls.sort_by(|a, b| {
+            (b.started_at, b.call_session_id.as_str())
+                .cmp(&(a.started_at, a.call_session_id.as_str()))
+        });
+        let more = calls.len() > limit;
+        let items: Vec<CallRecord> = calls.into_iter().take(limit).cloned().collect();
+        let next_cursor = match items.last() {
+            Some(last) if more => Some(HistoryCursor::after(last).to_string()),
+            _ => None,
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn get_call(
+        &self,
+        user_id: &UserId,
+        call_session_id: &CallSessionId,
+    ) -> Result<Option<CallDetail>, StoreError> {
+        let state = self.lock();
+        let Some(call) = state
+            .calls
+            .get(call_session_id)
+            .filter(|c| c.user_id == *user_id)
+        else {
+            return Ok(None);
+        };
+        let mut legs: Vec<LegRecord> = state
+            .legs
+            .values()
+            .filter(|l| l.call_session_id == *call_session_id)
+            .cloned()
+            .collect();
+        legs.sort_by(|a, b| {
+            (a.started_at, &a.call_control_id).cmp(&(b.started_at, &b.call_control_id))
+        });
+        Ok(Some(CallDetail {
+            call: call.clone(),
+            legs,
+            timeline: state
+                .timeline
+                .get(call_session_id)
+                .cloned()
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn close(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    /// Drives a future that must not wait for anything.
+    fn ready<T>(future: impl Future<Output = T>) -> T {
+        let mut future = pin!(future);
+        match future
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(value) => value,
+            Poll::Pending => panic!("the memory store must never wait"),
+        }
+    }
+
+    #[test]
+    fn runs_without_an_async_runtime() {
+        let store = MemoryStore::new();
+        let mut commit = Commit::new(
+            CallSessionId::new("s1"),
+            UserId::new("u1"),
+            None,
+            json!({}),
+            "ringing",
+            Timestamp::from_millis(5),
+        );
+        commit.next_deadline = Some(Timestamp::from_millis(30_005));
+        commit.effects = vec![json!({ "dial": "d1" })];
+        let outcome = ready(store.commit(commit)).unwrap();
+        assert_eq!(
+            outcome,
+            CommitOutcome::Committed {
+                version: 1,
+                effect_seqs: vec![1]
+            }
+        );
+        let due = ready(store.due_sessions(Timestamp::from_millis(30_005), 10)).unwrap();
+        assert_eq!(
+            due,
+            vec![(CallSessionId::new("s1"), Timestamp::from_millis(30_005))]
+        );
+        assert_eq!(ready(store.pending_effects(10)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn clones_share_their_data() {
+        let a = MemoryStore::new();
+        let b = a.clone();
+        let commit = Commit::new(
+            CallSessionId::new("s1"),
+            UserId::new("u1"),
+            None,
+            json!({ "x": 1 }),
+            "ringing",
+            Timestamp::from_millis(5),
+        );
+        ready(a.commit(commit)).unwrap();
+        let loaded = ready(b.load_session(&CallSessionId::new("s1"))).unwrap();
+        assert_eq!(loaded.map(|s| s.doc), Some(json!({ "x": 1 })));
+    }
+}

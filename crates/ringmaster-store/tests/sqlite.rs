@@ -1,0 +1,106 @@
+//! The SQLite backend against the shared conformance suite, plus what only SQLite has.
+
+use async_trait::async_trait;
+use ringmaster_core::{CallSessionId, Timestamp, UserId};
+use ringmaster_store::conformance::Harness;
+use ringmaster_store::{Commit, CommitOutcome, SqliteStore, Store, StoreError};
+use serde_json::json;
+use std::sync::Arc;
+use tempfile::TempDir;
+
+/// A database file in a fresh temporary directory; every `open` reopens the same file.
+struct SqliteFile {
+    dir: TempDir,
+}
+
+impl SqliteFile {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "sqlite://{}",
+            self.dir.path().join("ringmaster.db").display()
+        )
+    }
+}
+
+#[async_trait]
+impl Harness for SqliteFile {
+    async fn open(&self) -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(&self.url()).await.expect("open sqlite"))
+    }
+}
+
+ringmaster_store::store_conformance_tests!(SqliteFile::new());
+
+fn create(session: &str) -> Commit {
+    Commit::new(
+        CallSessionId::new(session),
+        UserId::new("alice"),
+        None,
+        json!({ "s": session }),
+        "ringing",
+        Timestamp::from_millis(1),
+    )
+}
+
+#[tokio::test]
+async fn in_memory_url_works_and_is_private_to_the_store() {
+    let a = SqliteStore::open("sqlite::memory:").await.unwrap();
+    let b = SqliteStore::open("sqlite::memory:").await.unwrap();
+    assert!(matches!(
+        a.commit(create("s1")).await.unwrap(),
+        CommitOutcome::Committed { version: 1, .. }
+    ));
+    assert!(a
+        .load_session(&CallSessionId::new("s1"))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(b
+        .load_session(&CallSessionId::new("s1"))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn file_is_created_with_its_directory_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/data/ringmaster.db");
+    let url = format!("sqlite://{}", path.display());
+    let store = SqliteStore::open(&url).await.unwrap();
+    store.commit(create("s1")).await.unwrap();
+    store.close().await;
+    assert!(path.exists());
+
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn reopening_does_not_rerun_or_break_migrations() {
+    let file = SqliteFile::new();
+    for _ in 0..3 {
+        let store = file.open().await;
+        store.close().await;
+    }
+    let store = SqliteStore::open(&file.url()).await.unwrap();
+    assert!(store.pending_effects(10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_malformed_url_is_invalid() {
+    let err = SqliteStore::open("postgres://nope").await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+}
