@@ -10,7 +10,7 @@ use serde::Serialize;
 
 /// Where a row comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(tag = "source", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Source {
     /// A row of spec §1.3.
     Spec,

@@ -25,6 +25,8 @@ pub mod signing;
 pub mod socket_id;
 
 pub use api_error::ApiError;
+/// Re-exported so implementors of [`Authenticator`] need no direct dependency.
+pub use async_trait::async_trait;
 pub use auth_endpoint::{owns_channel, Authenticator, Principal};
 pub use channel::{user_channel, user_presence_channel, ChannelKind, ChannelName};
 pub use config::RealtimeConfig;

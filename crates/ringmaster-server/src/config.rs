@@ -34,7 +34,7 @@ pub struct ServeArgs {
     /// Telnyx Call Control connection id used for dials.
     #[arg(long, env = "RINGMASTER_TELNYX_CONNECTION_ID")]
     pub telnyx_connection_id: Option<String>,
-    /// Seconds devices ring before the call goes to voicemail or is missed [default: 30].
+    /// Seconds devices ring before the call goes to voicemail or is missed, 5..=600 [default: 30].
     #[arg(long, env = "RINGMASTER_RING_TIMEOUT_SECS")]
     pub ring_timeout_secs: Option<u32>,
     /// Pusher-protocol app id [default: ringmaster].
@@ -126,9 +126,10 @@ impl Config {
             .ring_timeout_secs
             .or(file.ring_timeout_secs)
             .unwrap_or(30);
+        // Telnyx accepts dial timeouts of 5..=600 s, and sessions use the same bounds.
         anyhow::ensure!(
-            (1..=600).contains(&ring_timeout_secs),
-            "ring timeout must be between 1 and 600 seconds, got {ring_timeout_secs}"
+            (5..=600).contains(&ring_timeout_secs),
+            "ring timeout must be between 5 and 600 seconds, got {ring_timeout_secs}"
         );
         let api_key = args.telnyx_api_key.or(file.telnyx_api_key);
         let telnyx = match api_key {

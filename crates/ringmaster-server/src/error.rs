@@ -94,3 +94,42 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
 
 /// Route result type.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<ringmaster_store::StoreError> for ApiError {
+    fn from(err: ringmaster_store::StoreError) -> Self {
+        use ringmaster_store::StoreError as E;
+        match err {
+            E::Invalid { what, reason } => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_request", format!("invalid {what}: {reason}"))
+            }
+            E::NotFound { kind, id } => Self::not_found(format!("{kind} {id} not found")),
+            E::AlreadyExists { kind, id } => Self::new(
+                StatusCode::CONFLICT,
+                "already_exists",
+                format!("{kind} {id} already exists"),
+            ),
+            E::NumberTaken { number } => Self::new(
+                StatusCode::CONFLICT,
+                "number_taken",
+                format!("number {number} already belongs to a user"),
+            ),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<crate::engine::EngineError> for ApiError {
+    fn from(err: crate::engine::EngineError) -> Self {
+        use crate::engine::EngineError as E;
+        match err {
+            E::UnknownSession(_) => Self::not_found("no such call"),
+            E::Contention(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the call is changing too fast; try again",
+            ),
+            E::Store(e) => e.into(),
+            other => Self::internal(other),
+        }
+    }
+}

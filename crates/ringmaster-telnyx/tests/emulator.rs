@@ -10,7 +10,7 @@ use ringmaster_telnyx::webhook::{Event, HangupCause, HangupSource};
 use ringmaster_telnyx::{
     AnswerRequest, BridgeRequest, ClientConfig, CommandId, DialRequest, EmulatorHandle,
     HangupRequest, PlaybackStartRequest, RecordStartRequest, RecordingChannels, RecordingFormat,
-    RejectCause, RejectRequest, RetryPolicy, SpeakRequest, TelnyxClient,
+    RejectCause, RejectRequest, RetryPolicy, SpeakRequest, TelnyxClient, TransferRequest,
 };
 use serde_json::{json, Value};
 
@@ -308,6 +308,44 @@ async fn bridge_on_answer_bridges_by_itself() {
     receiver.wait_for("call.bridged", caller.as_str()).await;
     receiver.wait_for("call.bridged", leg.as_str()).await;
     assert_eq!(emulator.call(&leg).unwrap().bridged_with, Some(caller));
+}
+
+#[tokio::test]
+async fn transfer_dials_a_new_leg_and_bridges_it_on_answer() {
+    let (emulator, receiver) = emulator_with_receiver().await;
+    let client = client(&emulator);
+    emulator.script_endpoint("+15550003000", EndpointScript::AnswerAfterMs(1));
+    let caller = answered_caller(&emulator, &receiver, &client).await;
+    client
+        .transfer(
+            &caller,
+            &CommandId::random(),
+            &TransferRequest {
+                to: "+15550003000".into(),
+                from: None,
+                timeout_secs: None,
+                client_state: None,
+            },
+        )
+        .await
+        .unwrap();
+    let bridged = receiver
+        .wait_n(2, |e| e.event_type() == "call.bridged")
+        .await;
+    let new_leg = bridged
+        .iter()
+        .filter_map(|e| e.call().unwrap().call_control_id.clone())
+        .find(|c| *c != caller)
+        .unwrap();
+    receiver.wait_for("call.initiated", new_leg.as_str()).await;
+    receiver.wait_for("call.answered", new_leg.as_str()).await;
+    let snapshot = emulator.call(&new_leg).unwrap();
+    assert_eq!(snapshot.to, "+15550003000");
+    assert_eq!(snapshot.bridged_with, Some(caller.clone()));
+    assert_eq!(
+        snapshot.call_session_id,
+        emulator.call(&caller).unwrap().call_session_id
+    );
 }
 
 #[tokio::test]

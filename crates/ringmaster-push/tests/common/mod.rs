@@ -27,7 +27,10 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).map(|v| v.to_str().unwrap()).unwrap_or_default()
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or_default()
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -45,7 +48,11 @@ pub struct Reply {
 
 impl Reply {
     pub fn new(status: u16, body: impl Into<String>) -> Self {
-        Self { status, headers: Vec::new(), body: body.into() }
+        Self {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -54,10 +61,13 @@ impl Reply {
     }
 }
 
+/// Answers a request once its queue is empty, given the count of requests to that path.
+type Fallback = Box<dyn Fn(usize) -> Reply + Send>;
+
 #[derive(Default)]
 struct Script {
     /// Answers per path prefix, consumed in order; `fallback` when a queue is empty.
-    queues: Vec<(String, VecDeque<Reply>, Box<dyn Fn(usize) -> Reply + Send>)>,
+    queues: Vec<(String, VecDeque<Reply>, Fallback)>,
     requests: Vec<Recorded>,
 }
 
@@ -73,9 +83,17 @@ async fn handle(State(script): State<Arc<Mutex<Script>>>, request: Request) -> R
     let path = parts.uri.path().to_owned();
     let reply = {
         let mut s = script.lock().unwrap();
-        s.requests.push(Recorded { path: path.clone(), version: parts.version, headers: parts.headers, body });
+        s.requests.push(Recorded {
+            path: path.clone(),
+            version: parts.version,
+            headers: parts.headers,
+            body,
+        });
         let served = s.requests.iter().filter(|r| r.path == path).count();
-        let entry = s.queues.iter_mut().find(|(prefix, _, _)| path.starts_with(prefix.as_str()));
+        let entry = s
+            .queues
+            .iter_mut()
+            .find(|(prefix, _, _)| path.starts_with(prefix.as_str()));
         match entry {
             Some((_, queue, fallback)) => queue.pop_front().unwrap_or_else(|| fallback(served)),
             None => Reply::new(404, r#"{"reason":"no route in mock"}"#),
@@ -91,7 +109,9 @@ async fn handle(State(script): State<Arc<Mutex<Script>>>, request: Request) -> R
 impl MockServer {
     pub async fn start() -> Self {
         let script = Arc::new(Mutex::new(Script::default()));
-        let app = axum::Router::new().fallback(handle).with_state(script.clone());
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(script.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -104,8 +124,17 @@ impl MockServer {
 
     /// Routes paths starting with `prefix`: first the queued replies, then `fallback(n)` where
     /// `n` counts requests to that exact path so far (1-based).
-    pub fn route(&self, prefix: &str, replies: Vec<Reply>, fallback: impl Fn(usize) -> Reply + Send + 'static) {
-        self.script.lock().unwrap().queues.push((prefix.to_owned(), replies.into(), Box::new(fallback)));
+    pub fn route(
+        &self,
+        prefix: &str,
+        replies: Vec<Reply>,
+        fallback: impl Fn(usize) -> Reply + Send + 'static,
+    ) {
+        self.script.lock().unwrap().queues.push((
+            prefix.to_owned(),
+            replies.into(),
+            Box::new(fallback),
+        ));
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -113,7 +142,10 @@ impl MockServer {
     }
 
     pub fn requests_to(&self, prefix: &str) -> Vec<Recorded> {
-        self.requests().into_iter().filter(|r| r.path.starts_with(prefix)).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path.starts_with(prefix))
+            .collect()
     }
 }
 
@@ -136,7 +168,10 @@ impl ManualClock {
     }
 
     pub fn unix(&self) -> u64 {
-        self.now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs()
+        self.now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
     }
 
     pub fn sleeps(&self) -> Vec<Duration> {

@@ -123,7 +123,11 @@ pub fn run(args: EmulatorArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let emulator = Emulator::start(config).await?;
         let mut out = std::io::stdout().lock();
-        writeln!(out, "telnyx emulator listening on http://{}", emulator.addr())?;
+        writeln!(
+            out,
+            "telnyx emulator listening on http://{}",
+            emulator.addr()
+        )?;
         writeln!(out, "rest api base url: {}", emulator.base_url())?;
         writeln!(out, "control api: {}", emulator.control_url())?;
         writeln!(out, "webhooks to: {}", args.webhook_url)?;
@@ -222,7 +226,12 @@ mod tests {
         let args = parse(&[]);
         assert_eq!(args.listen, "127.0.0.1:8090".parse().unwrap());
         assert_eq!(args.second_ms, 1000);
-        for needle in ["/_emulator/calls", "/_emulator/faults", "/_emulator/log", "answer_after_ms"] {
+        for needle in [
+            "/_emulator/calls",
+            "/_emulator/faults",
+            "/_emulator/log",
+            "answer_after_ms",
+        ] {
             assert!(CONTROL_API_HELP.contains(needle), "{needle}");
         }
     }

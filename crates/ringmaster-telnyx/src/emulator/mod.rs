@@ -312,6 +312,8 @@ pub(crate) struct Shared {
     outbox: mpsc::UnboundedSender<delivery::Outgoing>,
     /// Webhooks queued but not yet fully delivered (or given up on).
     pending: AtomicUsize,
+    /// Where timers run, so handle methods work from any thread.
+    runtime: tokio::runtime::Handle,
     me: Weak<Shared>,
 }
 
@@ -354,7 +356,7 @@ impl Shared {
                 }
                 Effect::Timer { after, timer } => {
                     let me = self.me.clone();
-                    tokio::spawn(async move {
+                    self.runtime.spawn(async move {
                         tokio::time::sleep(after).await;
                         if let Some(shared) = me.upgrade() {
                             shared.with_world(|w, now| ((), w.fire(timer, now)));
@@ -416,6 +418,7 @@ impl Emulator {
             config,
             outbox: tx,
             pending: AtomicUsize::new(0),
+            runtime: tokio::runtime::Handle::current(),
             me: me.clone(),
         });
         let delivery = tokio::spawn(delivery::run(rx, Arc::downgrade(&shared)));

@@ -1194,3 +1194,88 @@ fn bad_state(detail: &str) -> ApiFailure {
 pub(crate) fn parse_dial(body: Value) -> Result<DialRequest, ApiFailure> {
     typed(body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn world() -> World {
+        World::new(WorldConfig {
+            connection_id: "conn".into(),
+            telnyx_second: Duration::from_millis(10),
+            media_duration: Duration::from_millis(10),
+            recording_base_url: "http://emulator/_emulator".into(),
+        })
+    }
+
+    fn at(secs: u64) -> Timestamp {
+        Timestamp::from_millis(1_700_000_000_000 + secs * 1000)
+    }
+
+    fn event_types(effects: &[Effect]) -> Vec<&str> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Webhook { event, .. } => Some(event.event_type()),
+                Effect::Timer { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn command_ids_are_remembered_for_sixty_seconds() {
+        let mut w = world();
+        w.remember("v3:a", "c1", at(0), 200, Value::from("first"));
+        assert_eq!(
+            w.deduplicated("v3:a", "c1", at(59)),
+            Some((200, Value::from("first")))
+        );
+        assert_eq!(
+            w.deduplicated("v3:b", "c1", at(59)),
+            None,
+            "scoped per call"
+        );
+        assert_eq!(w.deduplicated("v3:a", "c1", at(60)), None);
+    }
+
+    #[test]
+    fn stale_timers_do_nothing() {
+        let mut w = world();
+        let (call, _) = w.inbound_call("+15550000001".into(), "+15550000002".into(), None, at(0));
+        let ccid = call.call_control_id.as_str().to_owned();
+        // The inbound leg is parked, not ringing: a ring timeout must not end it.
+        assert!(w.fire(Timer::RingTimeout(ccid.clone()), at(1)).is_empty());
+        let effects = w.control_hangup(&ccid, at(2)).unwrap();
+        assert_eq!(event_types(&effects), ["call.hangup"]);
+        assert!(w.fire(Timer::ScriptAnswer(ccid.clone()), at(3)).is_empty());
+        assert!(w
+            .fire(Timer::MediaEnded { ccid, media: 1 }, at(3))
+            .is_empty());
+    }
+
+    #[test]
+    fn ending_a_bridged_leg_ends_its_peer_once() {
+        let mut w = world();
+        let (call, _) = w.inbound_call("+15550000001".into(), "+15550000002".into(), None, at(0));
+        let a = call.call_control_id.as_str().to_owned();
+        w.action(&a, "answer", Value::Object(Default::default()), at(1))
+            .unwrap();
+        let mut dial = DialRequest::new("conn", "sip:b@x", "+15550000002");
+        dial.link_to = Some(call.call_control_id.clone());
+        let (leg, _) = w.dial(dial, at(1)).unwrap();
+        let b = leg.call_control_id.as_str().to_owned();
+        w.control_answer(&b, at(2)).unwrap();
+        let (_, effects) = w
+            .action(
+                &a,
+                "bridge",
+                serde_json::json!({ "call_control_id": b }),
+                at(3),
+            )
+            .unwrap();
+        assert_eq!(event_types(&effects), ["call.bridged", "call.bridged"]);
+        let effects = w.control_hangup(&b, at(4)).unwrap();
+        assert_eq!(event_types(&effects), ["call.hangup", "call.hangup"]);
+        assert!(w.control_hangup(&a, at(5)).is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! The shared application state and the HTTP router.
+
+use crate::engine::Engine;
+use crate::error::ApiError;
+use crate::notify::Notifiers;
+use crate::routes::{admin, health, voip, webhooks};
+use crate::tokens::TokenSigner;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use ringmaster_core::session::{
+    CallerAnswer, SessionConfig, VoicemailConfig, DEFAULT_BRIDGE_RETRY_DELAY_MS,
+    DEFAULT_RING_TIMEOUT_SECS,
+};
+use ringmaster_store::Store;
+use ringmaster_telnyx::{WebhookVerifier, MAX_WEBHOOK_BODY_BYTES};
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::trace::TraceLayer;
+
+/// Largest body the JSON API accepts; its requests are a few hundred bytes.
+pub const API_BODY_LIMIT: usize = 64 * 1024;
+
+/// Behaviour settings of a running server.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Bearer token of the admin API (also keys device tokens).
+    pub admin_token: String,
+    /// Telnyx Call Control connection id used for dials.
+    pub connection_id: String,
+    /// Seconds devices ring (5–600).
+    pub ring_timeout_secs: u32,
+    /// When the inbound caller is answered.
+    pub caller_answer: CallerAnswer,
+    /// Wait before the one retry of a failed bridge.
+    pub bridge_retry_delay_ms: u64,
+    /// Voicemail used for users who have it enabled.
+    pub voicemail: VoicemailConfig,
+    /// How often due session timers are polled.
+    pub tick_interval: Duration,
+    /// How often the outbox is swept without a wake-up (restart safety, retries).
+    pub sweep_interval: Duration,
+}
+
+impl Settings {
+    /// Defaults with the given admin token and connection id.
+    pub fn new(admin_token: impl Into<String>, connection_id: impl Into<String>) -> Self {
+        Self {
+            admin_token: admin_token.into(),
+            connection_id: connection_id.into(),
+            ring_timeout_secs: DEFAULT_RING_TIMEOUT_SECS,
+            caller_answer: CallerAnswer::default(),
+            bridge_retry_delay_ms: DEFAULT_BRIDGE_RETRY_DELAY_MS,
+            voicemail: VoicemailConfig::default(),
+            tick_interval: Duration::from_millis(100),
+            sweep_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// The session settings for a user.
+    pub fn session_config(&self, voicemail_enabled: bool) -> SessionConfig {
+        SessionConfig {
+            ring_timeout_secs: self.ring_timeout_secs,
+            caller_answer: self.caller_answer,
+            bridge_retry_delay_ms: self.bridge_retry_delay_ms,
+            voicemail: voicemail_enabled.then(|| self.voicemail.clone()),
+        }
+    }
+}
+
+/// Present when the server drives the built-in emulator instead of Telnyx.
+#[derive(Clone, Debug)]
+pub struct SandboxInfo {
+    /// The emulator's control API root (`http://ADDR/_emulator`).
+    pub emulator_url: String,
+    /// The emulator's Telnyx API root (`http://ADDR/v2`).
+    pub telnyx_api_url: String,
+}
+
+/// Everything the routes share.
+pub struct AppInner {
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// Runs inputs against sessions.
+    pub engine: Engine,
+    /// Checks Telnyx webhook signatures.
+    pub verifier: WebhookVerifier,
+    /// Issues and checks device tokens.
+    pub tokens: TokenSigner,
+    /// Behaviour settings.
+    pub settings: Settings,
+    /// Notification channels (for `/readyz`; the dispatcher holds its own handle).
+    pub notifiers: Notifiers,
+    /// Sandbox details, when running against the built-in emulator.
+    pub sandbox: Option<SandboxInfo>,
+}
+
+/// The one application state every route receives. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub Arc<AppInner>);
+
+impl Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}
+
+/// All HTTP routes of the coordinator, with body limits and request tracing.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/admin/users", post(admin::create_user))
+        .route(
+            "/api/admin/users/{user_id}",
+            get(admin::get_user).patch(admin::update_user),
+        )
+        .route("/api/admin/users/{user_id}/devices", post(admin::create_device))
+        .route("/api/admin/sandbox", get(admin::sandbox))
+        .route("/api/voip/call-status/{call_id}", get(voip::call_status))
+        .route("/api/voip/my-active-call", get(voip::my_active_call))
+        .route("/api/voip/calls", post(voip::place_call).get(voip::history))
+        .route("/api/voip/calls/{call_id}", get(voip::call_detail))
+        .route("/api/voip/calls/{call_id}/events", post(voip::report))
+        .route("/api/voip/calls/{call_id}/decline", post(voip::decline))
+        .route("/api/voip/calls/{call_id}/ignore", post(voip::ignore))
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
+    let hooks = Router::new()
+        .route("/webhooks/telnyx", post(webhooks::telnyx))
+        .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY_BYTES));
+    Router::new()
+        .merge(api)
+        .merge(hooks)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(TraceLayer::new_for_http())
+}

@@ -1,0 +1,25 @@
+//! The Ringmaster coordinator: Telnyx webhooks in, one session per call driven through the
+//! store's compare-and-set, Call Control commands and notifications out through the outbox,
+//! and the admin and device HTTP APIs. The `ringmaster` binary (`serve`, `call`) is a thin
+//! shell around this library; the end-to-end tests start it in-process with [`server::start`].
+
+pub mod app;
+pub mod auth;
+pub mod call_cmd;
+pub mod clock;
+pub mod config;
+pub mod dispatch;
+pub mod engine;
+pub mod error;
+pub mod notify;
+pub mod provider;
+pub mod routes;
+pub mod serve_cmd;
+pub mod server;
+pub mod timers;
+pub mod tokens;
+
+pub use app::{AppState, SandboxInfo, Settings};
+pub use clock::{Clock, SystemClock};
+pub use notify::{Delivery, Notifier, Notifiers, NotifyError};
+pub use server::{start, RunningServer, ServerSetup};

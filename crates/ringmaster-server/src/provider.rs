@@ -1,0 +1,395 @@
+//! Translation between Telnyx wire types and the session's inputs and commands: webhooks become
+//! [`ProviderEvent`]s, [`Command`]s become Call Control requests whose outcome comes back as an
+//! [`Input`].
+
+use ringmaster_core::session::{
+    Action, ClientStateRef, Command, CommandError, HangupCause, HangupSource, Input,
+    ProviderEvent, ProviderEventKind, RejectCause,
+};
+use ringmaster_core::{CallSessionId, DeviceId};
+use ringmaster_telnyx::{
+    AnswerRequest, BridgeRequest, ClientState, CommandId, DialRequest, EndOutcome, Event,
+    HangupRequest, RecordStartRequest, RecordingChannels, RecordingFormat, RejectRequest,
+    SpeakRequest, TelnyxClient, TelnyxError, WebhookEvent,
+};
+use sha2::{Digest, Sha256};
+
+/// A webhook reduced to what the engine needs to route and handle it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoutedEvent {
+    /// The session it belongs to: our `client_state` names it, else the Telnyx
+    /// `call_session_id` (the inbound caller's leg carries no state until we answer it).
+    pub session: CallSessionId,
+    /// The input for that session.
+    pub event: ProviderEvent,
+    /// Set for `call.initiated` of a new inbound PSTN call: it may create a session.
+    pub new_inbound: Option<NewInboundCall>,
+}
+
+/// The parts of an incoming `call.initiated` that start a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewInboundCall {
+    /// Calling number.
+    pub from: String,
+    /// Called number (routes to a user).
+    pub to: String,
+}
+
+/// Why a webhook is acknowledged without being handled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ignored {
+    /// An event type sessions do not act on.
+    EventType(String),
+    /// A known event without the fields needed to act on it.
+    Incomplete(&'static str),
+}
+
+impl Ignored {
+    /// A short reason for the response body and the log.
+    pub fn reason(&self) -> String {
+        match self {
+            Ignored::EventType(t) => format!("event type {t} is not used"),
+            Ignored::Incomplete(what) => format!("event has no {what}"),
+        }
+    }
+}
+
+fn client_state_ref(cs: ClientState) -> ClientStateRef {
+    ClientStateRef {
+        session: cs.session,
+        device: cs.device,
+        leg: cs.leg,
+    }
+}
+
+/// Maps a parsed webhook to a session input, or says why it is ignored.
+pub fn route(webhook: &WebhookEvent) -> Result<RoutedEvent, Ignored> {
+    let (kind, call) = match &webhook.event {
+        Event::CallInitiated(p) => (ProviderEventKind::Initiated, &p.call),
+        Event::CallAnswered(p) => (ProviderEventKind::Answered, &p.call),
+        Event::CallBridged(p) => (ProviderEventKind::Bridged, &p.call),
+        Event::CallHangup(p) => (
+            ProviderEventKind::Hangup {
+                cause: HangupCause::from_wire(p.hangup_cause.as_str()),
+                source: HangupSource::from_wire(p.hangup_source.as_str()),
+                quality: p
+                    .call_quality_stats
+                    .as_ref()
+                    .and_then(|q| serde_json::to_value(q).ok()),
+            },
+            &p.call,
+        ),
+        Event::CallSpeakEnded(p) => (ProviderEventKind::SpeakEnded, &p.call),
+        Event::CallRecordingSaved(p) => {
+            let url = [
+                &p.recording_urls.mp3,
+                &p.recording_urls.wav,
+                &p.public_recording_urls.mp3,
+                &p.public_recording_urls.wav,
+            ]
+            .into_iter()
+            .find_map(|u| u.clone())
+            .ok_or(Ignored::Incomplete("recording URL"))?;
+            (ProviderEventKind::RecordingSaved { url }, &p.call)
+        }
+        Event::Unknown {
+            event_type,
+            payload,
+        } if event_type == "call.recording.error" => {
+            let call = serde_json::from_value(payload.clone())
+                .map_err(|_| Ignored::Incomplete("call fields"))?;
+            return Ok(routed(ProviderEventKind::RecordingFailed, &call, None));
+        }
+        other => return Err(Ignored::EventType(other.event_type().to_owned())),
+    };
+    let new_inbound = match &webhook.event {
+        Event::CallInitiated(p)
+            if p.direction == ringmaster_telnyx::webhook::Direction::Incoming
+                && !matches!(call.decode_client_state(), Some(Ok(_))) =>
+        {
+            Some(NewInboundCall {
+                from: call.from.clone().ok_or(Ignored::Incomplete("from"))?,
+                to: call.to.clone().ok_or(Ignored::Incomplete("to"))?,
+            })
+        }
+        _ => None,
+    };
+    Ok(routed(kind, call, new_inbound))
+}
+
+fn routed(
+    kind: ProviderEventKind,
+    call: &ringmaster_telnyx::webhook::CallRef,
+    new_inbound: Option<NewInboundCall>,
+) -> RoutedEvent {
+    // Another application's client_state is not ours to interpret: route by session id.
+    let client_state = match call.decode_client_state() {
+        Some(Ok(cs)) => Some(client_state_ref(cs)),
+        _ => None,
+    };
+    let session = client_state
+        .as_ref()
+        .map(|cs| cs.session.clone())
+        .unwrap_or_else(|| call.call_session_id.clone());
+    RoutedEvent {
+        session,
+        event: ProviderEvent {
+            call_control_id: call.call_control_id.clone(),
+            client_state,
+            kind,
+        },
+        new_inbound,
+    }
+}
+
+/// The `command_id` sent to Telnyx for a session command id (`"{session}:{n}"`): a UUID
+/// derived from it, so re-dispatching the same outbox entry sends the same id.
+pub fn wire_command_id(command_id: &str) -> CommandId {
+    let digest = Sha256::digest(command_id.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    CommandId::new(uuid::Builder::from_random_bytes(bytes).into_uuid().to_string())
+}
+
+fn encode_client_state(cs: &ClientStateRef) -> ringmaster_telnyx::EncodedClientState {
+    ClientState {
+        session: cs.session.clone(),
+        device: cs.device.clone(),
+        leg: cs.leg.clone(),
+    }
+    .encode()
+}
+
+/// A command that did not reach a final answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Transient {
+    /// What went wrong.
+    pub message: String,
+    /// The error to report to the session if we stop retrying.
+    pub as_final: CommandError,
+}
+
+/// Whether the dispatcher should keep retrying a command that failed transiently (instead of
+/// reporting the failure to the session at once). Only releases are worth it: a leg left up
+/// rings a device forever, while a late dial or bridge is worse than a reported failure.
+pub fn retry_transient(action: &Action) -> bool {
+    matches!(action, Action::Hangup { .. } | Action::Reject { .. })
+}
+
+fn command_error(err: &TelnyxError) -> CommandError {
+    CommandError {
+        code: err.code().map(str::to_owned),
+        message: err.to_string(),
+    }
+}
+
+fn is_transient(err: &TelnyxError) -> bool {
+    match err {
+        TelnyxError::Timeout { .. } | TelnyxError::Transport { .. } => true,
+        TelnyxError::Api { status, .. } | TelnyxError::Http { status, .. } => {
+            *status == 429 || *status >= 500
+        }
+        TelnyxError::RetryAfterTooLong { .. } => true,
+        TelnyxError::Decode(_) | TelnyxError::Config(_) => false,
+    }
+}
+
+fn finish<T>(
+    command_id: &str,
+    result: Result<T, TelnyxError>,
+) -> Result<Result<T, CommandError>, Transient> {
+    match result {
+        Ok(v) => Ok(Ok(v)),
+        Err(e) if is_transient(&e) => Err(Transient {
+            message: e.to_string(),
+            as_final: command_error(&e),
+        }),
+        Err(e) => {
+            tracing::info!(command_id, error = %e, "telnyx refused command");
+            Ok(Err(command_error(&e)))
+        }
+    }
+}
+
+/// The input that reports a final command outcome to its session.
+pub fn result_input(command: &Command, outcome: Result<Option<DeviceLeg>, CommandError>) -> Input {
+    let command_id = command.command_id.clone();
+    match &command.action {
+        Action::Dial { .. } => Input::DialResult {
+            command_id,
+            result: outcome.and_then(|leg| {
+                leg.map(|l| l.call_control_id).ok_or_else(|| CommandError {
+                    code: None,
+                    message: "dial response without call_control_id".to_owned(),
+                })
+            }),
+        },
+        _ => Input::CommandResult {
+            command_id,
+            result: outcome.map(|_| ()),
+        },
+    }
+}
+
+/// The leg a dial created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceLeg {
+    /// Its call control id.
+    pub call_control_id: ringmaster_core::CallControlId,
+}
+
+/// Sends one command. `Ok` carries the final outcome (success or a refusal to report to the
+/// session); `Err` means no final answer was obtained (network, 5xx after the client's own
+/// retries).
+pub async fn execute(
+    client: &TelnyxClient,
+    connection_id: &str,
+    command: &Command,
+) -> Result<Result<Option<DeviceLeg>, CommandError>, Transient> {
+    let id = wire_command_id(&command.command_id);
+    let cid = command.command_id.as_str();
+    match &command.action {
+        Action::Dial {
+            to,
+            from,
+            timeout_secs,
+            client_state,
+            link_to,
+            device: _,
+        } => {
+            let mut req = DialRequest::new(connection_id, to.clone(), from.clone());
+            req.timeout_secs = Some(*timeout_secs);
+            req.client_state = Some(encode_client_state(client_state));
+            req.link_to = link_to.clone();
+            let r = finish(cid, client.dial(&id, &req).await)?;
+            Ok(r.map(|resp| {
+                Some(DeviceLeg {
+                    call_control_id: resp.call_control_id,
+                })
+            }))
+        }
+        Action::Answer { ccid, client_state } => {
+            let req = AnswerRequest {
+                client_state: Some(encode_client_state(client_state)),
+            };
+            Ok(finish(cid, client.answer(ccid, &id, &req).await)?.map(|_| None))
+        }
+        Action::Bridge { ccid, to_ccid } => {
+            let req = BridgeRequest::to(to_ccid.clone());
+            Ok(finish(cid, client.bridge(ccid, &id, &req).await)?.map(|_| None))
+        }
+        Action::Hangup { ccid } => {
+            let r = client.hangup(ccid, &id, &HangupRequest::default()).await;
+            Ok(finish(cid, r.map(|_: EndOutcome| ()))?.map(|()| None))
+        }
+        Action::Reject { ccid, cause } => {
+            let req = RejectRequest {
+                cause: match cause {
+                    RejectCause::CallRejected => ringmaster_telnyx::RejectCause::CallRejected,
+                    RejectCause::UserBusy => ringmaster_telnyx::RejectCause::UserBusy,
+                },
+                client_state: None,
+            };
+            let r = client.reject(ccid, &id, &req).await;
+            Ok(finish(cid, r.map(|_: EndOutcome| ()))?.map(|()| None))
+        }
+        Action::Speak {
+            ccid,
+            text,
+            voice,
+            language,
+        } => {
+            let req = SpeakRequest {
+                payload: text.clone(),
+                voice: voice.clone(),
+                language: Some(language.clone()),
+                payload_type: None,
+                client_state: None,
+            };
+            Ok(finish(cid, client.speak(ccid, &id, &req).await)?.map(|_| None))
+        }
+        Action::RecordStart {
+            ccid,
+            max_length_secs,
+            play_beep,
+        } => {
+            let req = RecordStartRequest {
+                format: RecordingFormat::Mp3,
+                channels: RecordingChannels::Single,
+                play_beep: Some(*play_beep),
+                max_length: Some(*max_length_secs),
+                client_state: None,
+            };
+            Ok(finish(cid, client.record_start(ccid, &id, &req).await)?.map(|_| None))
+        }
+    }
+}
+
+/// The device a dial rings, for logs.
+pub fn dialled_device(action: &Action) -> Option<&DeviceId> {
+    match action {
+        Action::Dial { device, .. } => device.as_ref(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_command_ids_are_stable_distinct_uuids() {
+        let a = wire_command_id("sess-1:0");
+        assert_eq!(a, wire_command_id("sess-1:0"));
+        assert_ne!(a, wire_command_id("sess-1:1"));
+        assert!(uuid::Uuid::parse_str(a.as_str()).is_ok());
+    }
+
+    #[test]
+    fn webhooks_route_by_client_state_then_session_id() {
+        let cs = ClientState {
+            session: CallSessionId::new("ours"),
+            device: Some(DeviceId::new("d1")),
+            leg: "device".into(),
+        }
+        .encode();
+        let body = serde_json::json!({"data": {
+            "id": "e1", "event_type": "call.answered", "occurred_at": "2026-01-01T00:00:00Z",
+            "record_type": "event",
+            "payload": {"call_control_id": "v3:x", "call_leg_id": "l", "call_session_id": "telnyx",
+                        "client_state": cs.as_str()}}});
+        let ev = WebhookEvent::parse(body.to_string().as_bytes()).unwrap();
+        let routed = route(&ev).unwrap();
+        assert_eq!(routed.session.as_str(), "ours");
+        assert_eq!(routed.event.kind, ProviderEventKind::Answered);
+        assert_eq!(
+            routed.event.client_state.unwrap().device,
+            Some(DeviceId::new("d1"))
+        );
+
+        let body = serde_json::json!({"data": {
+            "id": "e2", "event_type": "call.initiated", "occurred_at": "2026-01-01T00:00:00Z",
+            "payload": {"call_control_id": "v3:c", "call_leg_id": "l", "call_session_id": "s9",
+                        "client_state": null, "direction": "incoming",
+                        "from": "+15551230000", "to": "+15559870000"}}});
+        let routed = route(&WebhookEvent::parse(body.to_string().as_bytes()).unwrap()).unwrap();
+        assert_eq!(routed.session.as_str(), "s9");
+        assert_eq!(
+            routed.new_inbound,
+            Some(NewInboundCall {
+                from: "+15551230000".into(),
+                to: "+15559870000".into()
+            })
+        );
+    }
+
+    #[test]
+    fn unused_event_types_are_ignored() {
+        let body = serde_json::json!({"data": {
+            "id": "e3", "event_type": "call.dtmf.received", "occurred_at": "2026-01-01T00:00:00Z",
+            "payload": {}}});
+        let ev = WebhookEvent::parse(body.to_string().as_bytes()).unwrap();
+        assert!(matches!(route(&ev), Err(Ignored::EventType(t)) if t == "call.dtmf.received"));
+    }
+}

@@ -1,0 +1,252 @@
+//! Admin API (bearer admin token): users, their numbers and devices; device tokens.
+
+use super::{is_e164, ApiJson};
+use crate::app::AppState;
+use crate::auth::Admin;
+use crate::error::{ApiError, ApiResult};
+use crate::tokens::token_hash;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use ringmaster_core::{DeviceId, TenantId, UserId};
+use ringmaster_store::{Device, DevicePlatform, User, UserSettings};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Longest device SIP URI (sessions refuse longer addresses).
+const MAX_SIP_URI: usize = 256;
+/// Longest user display name.
+const MAX_NAME: usize = 200;
+/// Longest tenant id.
+const MAX_TENANT: usize = 128;
+/// Tenant of users created without one.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// `POST /api/admin/users` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    name: String,
+    #[serde(default)]
+    numbers: Vec<String>,
+    #[serde(default)]
+    tenant_id: Option<String>,
+    #[serde(default)]
+    call_waiting: bool,
+    #[serde(default)]
+    voicemail: bool,
+}
+
+/// `PATCH /api/admin/users/{id}` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    #[serde(default)]
+    call_waiting: Option<bool>,
+    #[serde(default)]
+    voicemail: Option<bool>,
+}
+
+/// `POST /api/admin/users/{id}/devices` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDevice {
+    platform: String,
+    sip_uri: String,
+}
+
+fn user_json(user: &User, devices: Option<&[Device]>) -> Value {
+    let mut v = json!({
+        "id": user.id,
+        "tenant_id": user.tenant_id,
+        "name": user.name,
+        "numbers": user.numbers,
+        "call_waiting": user.call_waiting,
+        "voicemail": user.voicemail_enabled,
+        "created_at": user.created_at,
+    });
+    if let (Some(devices), Some(obj)) = (devices, v.as_object_mut()) {
+        obj.insert(
+            "devices".into(),
+            devices.iter().map(device_json).collect::<Vec<_>>().into(),
+        );
+    }
+    v
+}
+
+fn device_json(d: &Device) -> Value {
+    json!({
+        "id": d.id,
+        "user_id": d.user_id,
+        "platform": d.platform.as_str(),
+        "sip_uri": d.sip_uri,
+        "revoked": d.revoked,
+        "created_at": d.created_at,
+    })
+}
+
+fn valid_tenant(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= MAX_TENANT
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn valid_sip_uri(uri: &str) -> bool {
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"));
+    uri.len() <= MAX_SIP_URI
+        && rest.is_some_and(|r| !r.is_empty())
+        && !uri.chars().any(|c| c.is_control() || c.is_whitespace())
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// `POST /api/admin/users`: creates a user with its numbers.
+pub async fn create_user(
+    _: Admin,
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<NewUser>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let name = req.name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME {
+        return Err(ApiError::bad_request(format!(
+            "name must be 1..={MAX_NAME} characters"
+        )));
+    }
+    if let Some(bad) = req.numbers.iter().find(|n| !is_e164(n)) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_number",
+            format!(
+                "{:?} is not an E.164 number (+ and up to 15 digits)",
+                bad.chars().take(32).collect::<String>()
+            ),
+        ));
+    }
+    let tenant = req.tenant_id.unwrap_or_else(|| DEFAULT_TENANT.to_owned());
+    if !valid_tenant(&tenant) {
+        return Err(ApiError::bad_request(format!(
+            "tenant_id must be 1..={MAX_TENANT} of A-Z a-z 0-9 - _ ."
+        )));
+    }
+    let user = User {
+        id: UserId::new(new_id("usr")),
+        tenant_id: TenantId::new(tenant),
+        name: name.to_owned(),
+        numbers: req.numbers,
+        call_waiting: req.call_waiting,
+        voicemail_enabled: req.voicemail,
+        created_at: app.engine.now(),
+    };
+    let user = app.store.create_user(user).await?;
+    tracing::info!(user_id = %user.id, "user created");
+    Ok((StatusCode::CREATED, Json(user_json(&user, Some(&[])))))
+}
+
+/// `GET /api/admin/users/{id}`: the user and its devices.
+pub async fn get_user(
+    _: Admin,
+    State(app): State<AppState>,
+    Path(user_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = UserId::new(user_id);
+    let user = app
+        .store
+        .get_user(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such user"))?;
+    let devices = app.store.devices_of_user(&id).await?;
+    Ok(Json(user_json(&user, Some(&devices))))
+}
+
+/// `PATCH /api/admin/users/{id}`: call waiting and voicemail switches.
+pub async fn update_user(
+    _: Admin,
+    State(app): State<AppState>,
+    Path(user_id): Path<String>,
+    ApiJson(patch): ApiJson<UserPatch>,
+) -> ApiResult<Json<Value>> {
+    let id = UserId::new(user_id);
+    let user = app
+        .store
+        .get_user(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such user"))?;
+    let settings = UserSettings {
+        call_waiting: patch.call_waiting.unwrap_or(user.call_waiting),
+        voicemail_enabled: patch.voicemail.unwrap_or(user.voicemail_enabled),
+    };
+    let user = app.store.update_user_settings(&id, settings).await?;
+    Ok(Json(user_json(&user, None)))
+}
+
+/// `POST /api/admin/users/{id}/devices`: registers a device; the answer carries its token
+/// (shown once; only its hash is stored).
+pub async fn create_device(
+    _: Admin,
+    State(app): State<AppState>,
+    Path(user_id): Path<String>,
+    ApiJson(req): ApiJson<NewDevice>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let platform: DevicePlatform = req.platform.parse().map_err(|_| {
+        ApiError::bad_request("platform must be one of ios, android, web")
+    })?;
+    if !valid_sip_uri(&req.sip_uri) {
+        return Err(ApiError::bad_request(format!(
+            "sip_uri must be a sip: or sips: URI of at most {MAX_SIP_URI} bytes without spaces"
+        )));
+    }
+    let id = DeviceId::new(new_id("dev"));
+    let token = app.tokens.issue(&id);
+    let device = Device {
+        id,
+        user_id: UserId::new(user_id),
+        platform,
+        sip_uri: req.sip_uri,
+        token_hash: token_hash(&token),
+        push_token: None,
+        push_provider: None,
+        revoked: false,
+        created_at: app.engine.now(),
+    };
+    let device = app.store.create_device(device).await?;
+    tracing::info!(device_id = %device.id, user_id = %device.user_id, "device registered");
+    let mut body = device_json(&device);
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("token".into(), token.into());
+    }
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// `GET /api/admin/sandbox`: where the built-in emulator listens (404 outside sandbox mode).
+pub async fn sandbox(_: Admin, State(app): State<AppState>) -> ApiResult<Json<Value>> {
+    let sandbox = app
+        .sandbox
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("not in sandbox mode"))?;
+    Ok(Json(json!({
+        "emulator_url": sandbox.emulator_url,
+        "telnyx_api_url": sandbox.telnyx_api_url,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sip_uris_and_tenants_are_checked() {
+        assert!(valid_sip_uri("sip:alice@example.com"));
+        assert!(valid_sip_uri("sips:bob@example.com"));
+        for bad in ["alice@example.com", "sip:", "sip:a b@x", "tel:+1555", &format!("sip:{}", "a".repeat(300))] {
+            assert!(!valid_sip_uri(bad), "{bad}");
+        }
+        assert!(valid_tenant("acme-1.eu_west"));
+        assert!(!valid_tenant(""));
+        assert!(!valid_tenant("a/b"));
+    }
+}

@@ -1,0 +1,164 @@
+//! `ringmaster serve`: the coordinator, against Telnyx or, without an API key, against the
+//! built-in emulator (sandbox mode).
+
+use crate::app::{SandboxInfo, Settings};
+use crate::clock::SystemClock;
+use crate::config::{Config, ServeArgs};
+use crate::notify::Notifiers;
+use crate::server::{start, ServerSetup};
+use anyhow::Context as _;
+use rand::Rng as _;
+use ringmaster_store::SqliteStore;
+use ringmaster_telnyx::{ClientConfig, Emulator, EmulatorConfig, TelnyxClient};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+/// `connection_id` the sandbox dials with (the emulator accepts any).
+const SANDBOX_CONNECTION_ID: &str = "ringmaster-emulator";
+
+/// A random 32-hex-digit secret.
+pub fn random_secret() -> String {
+    hex::encode(rand::thread_rng().gen::<[u8; 16]>())
+}
+
+/// The Call Control API root with its `/v2`, whichever way it was configured.
+pub fn api_root(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    if url.ends_with("/v2") {
+        url.to_owned()
+    } else {
+        format!("{url}/v2")
+    }
+}
+
+/// Runs `serve` to completion (Ctrl-C or SIGTERM).
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::resolve(args, random_secret)?;
+    let store = SqliteStore::open(&config.database_url)
+        .await
+        .with_context(|| format!("opening the database {}", config.database_url))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let host = if addr.ip().is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        addr.ip()
+    };
+
+    let mut emulator = None;
+    let (telnyx, public_key, connection_id, sandbox) = match &config.telnyx {
+        Some(t) => (
+            TelnyxClient::new(ClientConfig::new(&t.api_key).with_base_url(api_root(&t.api_url)))?,
+            t.public_key.clone(),
+            t.connection_id.clone(),
+            None,
+        ),
+        None => {
+            let webhook_url = format!("http://{}/webhooks/telnyx", SocketAddr::new(host, addr.port()));
+            let emu = Emulator::start(EmulatorConfig::new(SocketAddr::new(host, 0), Some(webhook_url)))
+                .await
+                .context("starting the built-in Telnyx emulator")?;
+            let client =
+                TelnyxClient::new(ClientConfig::new("sandbox").with_base_url(emu.base_url()))?;
+            let info = SandboxInfo {
+                emulator_url: emu.control_url(),
+                telnyx_api_url: emu.base_url(),
+            };
+            let key = emu.public_key_b64();
+            emulator = Some(emu);
+            (client, key, SANDBOX_CONNECTION_ID.to_owned(), Some(info))
+        }
+    };
+
+    let mut settings = Settings::new(config.admin_token.clone(), connection_id);
+    settings.ring_timeout_secs = config.ring_timeout_secs;
+    let server = start(
+        listener,
+        ServerSetup {
+            store: Arc::new(store),
+            telnyx,
+            webhook_public_key: public_key,
+            clock: Arc::new(SystemClock),
+            notifiers: Notifiers::none(),
+            settings,
+            sandbox: sandbox.clone(),
+            extra_routes: None,
+        },
+    )
+    .await?;
+
+    let url = format!("http://{}", SocketAddr::new(host, addr.port()));
+    println!("ringmaster listening on {url} (database {})", config.database_url);
+    if let Some(sandbox) = &sandbox {
+        println!();
+        println!("SANDBOX MODE: no Telnyx API key is set, so the built-in Telnyx emulator plays Telnyx.");
+        println!("  emulator control API: {}", sandbox.emulator_url);
+        println!("  admin token:          {}", config.admin_token);
+        println!();
+        println!("Watch a simultaneous ring (a demo user with 3 devices; one answers):");
+        println!("  ringmaster call --server {url} --admin-token {}", config.admin_token);
+        println!("  (from a checkout: cargo run --release -- call --server {url} --admin-token {})", config.admin_token);
+        println!();
+        println!("Or step by step with curl:");
+        println!("  curl -s -H 'Authorization: Bearer {}' -d '{{\"name\":\"Ada\",\"numbers\":[\"+15550100001\"]}}' -H 'Content-Type: application/json' {url}/api/admin/users", config.admin_token);
+        println!("  curl -s -H 'Authorization: Bearer {}' -d '{{\"platform\":\"web\",\"sip_uri\":\"sip:ada@example.com\"}}' -H 'Content-Type: application/json' {url}/api/admin/users/USER_ID/devices", config.admin_token);
+        println!("  curl -s -d '{{\"from\":\"+15557654321\",\"to\":\"+15550100001\"}}' {}/calls", sandbox.emulator_url);
+        println!("  curl -s -H 'Authorization: Bearer DEVICE_TOKEN' {url}/api/voip/call-status/CALL_SESSION_ID");
+    }
+    shutdown_signal().await;
+    println!("shutting down");
+    server.shutdown().await;
+    drop(emulator);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGTERM"),
+        }
+    }
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+        std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_root_always_ends_in_v2() {
+        assert_eq!(api_root("https://api.telnyx.com"), "https://api.telnyx.com/v2");
+        assert_eq!(api_root("https://api.telnyx.com/v2/"), "https://api.telnyx.com/v2");
+        assert_eq!(api_root("http://127.0.0.1:8090"), "http://127.0.0.1:8090/v2");
+    }
+
+    #[test]
+    fn secrets_are_random_hex() {
+        let (a, b) = (random_secret(), random_secret());
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}

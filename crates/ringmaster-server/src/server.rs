@@ -1,0 +1,142 @@
+//! Starting and stopping a coordinator: HTTP server, outbox dispatcher and timer loop around
+//! one [`AppState`]. `ringmaster serve` and the end-to-end tests both go through [`start`].
+
+use crate::app::{router, AppInner, AppState, SandboxInfo, Settings};
+use crate::clock::Clock;
+use crate::dispatch::Dispatcher;
+use crate::engine::Engine;
+use crate::notify::Notifiers;
+use crate::timers;
+use crate::tokens::TokenSigner;
+use anyhow::Context as _;
+use ringmaster_store::Store;
+use ringmaster_telnyx::{TelnyxClient, WebhookVerifier};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+/// How long shutdown waits for open HTTP requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Everything a coordinator runs on.
+pub struct ServerSetup {
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// Call Control client (real Telnyx or the emulator).
+    pub telnyx: TelnyxClient,
+    /// Base64 Ed25519 key webhooks are signed with.
+    pub webhook_public_key: String,
+    /// Time source of sessions and timers.
+    pub clock: Arc<dyn Clock>,
+    /// Notification channels.
+    pub notifiers: Notifiers,
+    /// Behaviour settings.
+    pub settings: Settings,
+    /// Sandbox details, when the built-in emulator stands in for Telnyx.
+    pub sandbox: Option<SandboxInfo>,
+    /// More routes to serve on the same listener (e.g. the real-time WebSocket layer).
+    pub extra_routes: Option<axum::Router>,
+}
+
+/// A running coordinator.
+pub struct RunningServer {
+    addr: SocketAddr,
+    state: AppState,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Serves `setup` on `listener` and starts the dispatcher and the timer loop.
+pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<RunningServer> {
+    let addr = listener.local_addr().context("reading the listen address")?;
+    let verifier = WebhookVerifier::new(&setup.webhook_public_key)
+        .context("the Telnyx public key must be base64 of a 32-byte Ed25519 key")?;
+    let kick = Arc::new(Notify::new());
+    let engine = Engine::new(setup.store.clone(), setup.clock.clone(), kick.clone());
+    let state = AppState(Arc::new(AppInner {
+        store: setup.store.clone(),
+        engine: engine.clone(),
+        verifier,
+        tokens: TokenSigner::new(&setup.settings.admin_token),
+        settings: setup.settings.clone(),
+        notifiers: setup.notifiers.clone(),
+        sandbox: setup.sandbox,
+    }));
+    let (shutdown, stop) = watch::channel(false);
+    let dispatcher = Arc::new(Dispatcher::new(
+        setup.store.clone(),
+        engine.clone(),
+        setup.telnyx,
+        setup.settings.connection_id.clone(),
+        setup.notifiers,
+        kick,
+        setup.settings.sweep_interval,
+    ));
+    let mut app = router(state.clone());
+    if let Some(extra) = setup.extra_routes {
+        app = app.merge(extra);
+    }
+    let mut http_stop = stop.clone();
+    let http = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = http_stop.wait_for(|stop| *stop).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    let tasks = vec![
+        http,
+        tokio::spawn(dispatcher.run(stop.clone())),
+        tokio::spawn(timers::run(
+            setup.store,
+            engine,
+            setup.settings.tick_interval,
+            stop,
+        )),
+    ];
+    tracing::info!(%addr, "ringmaster listening");
+    Ok(RunningServer {
+        addr,
+        state,
+        shutdown,
+        tasks,
+    })
+}
+
+impl RunningServer {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The application state (store, engine, settings).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops accepting requests, stops the loops and closes the store. Effects not yet
+    /// dispatched stay in the outbox for the next start.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let mut tasks = self.tasks.into_iter();
+        if let Some(http) = tasks.next() {
+            let abort = http.abort_handle();
+            if tokio::time::timeout(DRAIN_TIMEOUT, http).await.is_err() {
+                abort.abort();
+            }
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        self.state.store.close().await;
+    }
+}
