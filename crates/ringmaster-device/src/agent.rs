@@ -399,6 +399,16 @@ impl DeviceAgent {
                     to: CallState::RingingInbound,
                     ..
                 } => self.start_ringing(id, None, now, fx),
+                SdkMapping::Move { to, .. } if to.is_terminal() => {
+                    // Over before it began here: remember it so a late ring is dropped, but
+                    // there is no call to report.
+                    self.bury(Tombstone {
+                        call_session_id: id,
+                        state: None,
+                        reason: None,
+                    });
+                    Ok(())
+                }
                 SdkMapping::Move { trigger, .. } => {
                     if self.calls.len() >= MAX_CALLS {
                         return Err(AgentError::TooManyCalls { max: MAX_CALLS });
@@ -547,7 +557,9 @@ impl DeviceAgent {
             AppAction::Decline | AppAction::HangUp if phase == Phase::Ringing => {
                 self.transition(id, Trigger::Decline, now, fx)?;
                 self.stop_ringing(id, StopReason::DeclinedHere, None, fx);
-                fx.push(sdk(id, SdkCommand::Reject));
+                // No SIP 486 from here: the backend treats a leg that rejects by itself as
+                // leaving the race (like an ignore), and that could overtake the decline and
+                // turn it into a missed call. The backend cancels the leg once it declines.
                 fx.push(Effect::Backend {
                     call_session_id: id.clone(),
                     request: BackendRequest::Decline,

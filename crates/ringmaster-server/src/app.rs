@@ -127,7 +127,10 @@ pub fn router(state: AppState) -> Router {
             "/api/admin/users/{user_id}",
             get(admin::get_user).patch(admin::update_user),
         )
-        .route("/api/admin/users/{user_id}/devices", post(admin::create_device))
+        .route(
+            "/api/admin/users/{user_id}/devices",
+            post(admin::create_device),
+        )
         .route("/api/admin/sandbox", get(admin::sandbox))
         .route("/api/voip/call-status/{call_id}", get(voip::call_status))
         .route("/api/voip/my-active-call", get(voip::my_active_call))

@@ -14,7 +14,11 @@ use std::time::{Duration, Instant};
 #[derive(Args, Debug, Clone)]
 pub struct CallArgs {
     /// The ringmaster server (must run in sandbox mode).
-    #[arg(long, env = "RINGMASTER_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "RINGMASTER_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub server: String,
     /// The server's admin token (printed by `ringmaster serve` in sandbox mode).
     #[arg(long, env = "RINGMASTER_ADMIN_TOKEN")]
@@ -117,7 +121,9 @@ async fn demo(args: CallArgs) -> anyhow::Result<()> {
     let sandbox = api
         .send(Method::GET, &api.url("/api/admin/sandbox"), admin, None)
         .await
-        .context("this helper drives the built-in emulator; start the server without a Telnyx key")?;
+        .context(
+            "this helper drives the built-in emulator; start the server without a Telnyx key",
+        )?;
     let emulator = sandbox
         .get("emulator_url")
         .and_then(Value::as_str)
@@ -184,7 +190,11 @@ async fn demo(args: CallArgs) -> anyhow::Result<()> {
     let call_id = text(&call, "call_session_id");
     let caller = text(&call, "call_control_id");
     let started = Instant::now();
-    println!("\n{} {} calls {number} (call {call_id})", secs(started), args.from);
+    println!(
+        "\n{} {} calls {number} (call {call_id})",
+        secs(started),
+        args.from
+    );
 
     // Follow every device's view until the call is up (or over), then hang up and follow it
     // to the end.
@@ -204,9 +214,10 @@ async fn demo(args: CallArgs) -> anyhow::Result<()> {
                 Err(e) => return Err(e),
             };
             call_status = text(&view, "call_status");
-            let line = match text(&view, "reason").as_str() {
-                "-" => text(&view, "status"),
-                reason => format!("{} ({reason})", text(&view, "status")),
+            let status = text(&view, "status");
+            let line = match text(&view, "reason") {
+                reason if reason == "-" || reason == status => status,
+                reason => format!("{status} ({reason})"),
             };
             if line != d.last {
                 println!("{} {:<8} {line}", secs(started), d.platform);
@@ -266,8 +277,10 @@ fn print_detail(detail: &Value, devices: &[DemoDevice]) {
     let call = &detail["call"];
     let t0 = call["started_at"].as_u64().unwrap_or(0);
     let rel = |v: &Value| {
-        v.as_u64()
-            .map_or_else(|| "-".to_owned(), |ms| format!("+{:.2}s", ms.saturating_sub(t0) as f64 / 1000.0))
+        v.as_u64().map_or_else(
+            || "-".to_owned(),
+            |ms| format!("+{:.2}s", ms.saturating_sub(t0) as f64 / 1000.0),
+        )
     };
     println!(
         "\nhistory: status {}, answered on {}, hangup cause {}",

@@ -25,6 +25,8 @@ const CONCURRENCY: usize = 64;
 const MAX_ATTEMPTS: u32 = 6;
 /// Wait before the first retry of a failed effect; doubles per attempt.
 const RETRY_BASE: Duration = Duration::from_millis(250);
+/// How long shutdown waits for effects in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 type Key = (CallSessionId, u64);
 
@@ -82,8 +84,8 @@ impl Dispatcher {
         }
     }
 
-    /// Drains the outbox until `shutdown` turns true; effects in flight are abandoned to the
-    /// next start (they are still pending in the store).
+    /// Drains the outbox until `shutdown` turns true, then lets effects in flight finish (for
+    /// up to a grace period; the rest stay pending in the store for the next start).
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
         loop {
@@ -100,8 +102,15 @@ impl Dispatcher {
                 _ = shutdown.changed() => {}
             }
         }
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
+        // Let effects in flight finish and record their results, so a clean stop re-sends
+        // nothing; whatever is still running after the grace period is redone on the next
+        // start (with the same command_id).
+        let finish = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(SHUTDOWN_GRACE, finish).await.is_err() {
+            tracing::warn!("effects still in flight at shutdown; they will be redone");
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
     }
 
     async fn drain(
@@ -187,8 +196,9 @@ impl Dispatcher {
     ) -> Disposition {
         let outcome = match provider::execute(&self.telnyx, &self.connection_id, &command).await {
             Ok(outcome) => outcome,
-            Err(t) if provider::retry_transient(&command.action)
-                && entry.attempts + 1 < MAX_ATTEMPTS =>
+            Err(t)
+                if provider::retry_transient(&command.action)
+                    && entry.attempts + 1 < MAX_ATTEMPTS =>
             {
                 return Disposition::Retry(t.message);
             }
@@ -200,7 +210,11 @@ impl Dispatcher {
         let input: Input = provider::result_input(&command, outcome);
         // Keyed by the outbox entry, so a re-dispatch after a crash feeds the result once.
         let dedupe = format!("effect:{}:{}", entry.session_id, entry.seq);
-        match self.engine.apply(&entry.session_id, input, Some(dedupe)).await {
+        match self
+            .engine
+            .apply(&entry.session_id, input, Some(dedupe))
+            .await
+        {
             Ok(Applied::Refused(e)) => {
                 tracing::warn!(command_id = %command.command_id, error = %e, "session refused a command result");
                 Disposition::Done

@@ -109,11 +109,10 @@ impl Engine {
         let Some(stored) = self.store.load_session(id).await? else {
             return Ok(None);
         };
-        let session =
-            serde_json::from_value(stored.doc).map_err(|e| EngineError::Corrupt {
-                id: id.clone(),
-                reason: e.to_string(),
-            })?;
+        let session = serde_json::from_value(stored.doc).map_err(|e| EngineError::Corrupt {
+            id: id.clone(),
+            reason: e.to_string(),
+        })?;
         Ok(Some((session, stored.version)))
     }
 

@@ -99,9 +99,11 @@ impl From<ringmaster_store::StoreError> for ApiError {
     fn from(err: ringmaster_store::StoreError) -> Self {
         use ringmaster_store::StoreError as E;
         match err {
-            E::Invalid { what, reason } => {
-                Self::new(StatusCode::BAD_REQUEST, "invalid_request", format!("invalid {what}: {reason}"))
-            }
+            E::Invalid { what, reason } => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("invalid {what}: {reason}"),
+            ),
             E::NotFound { kind, id } => Self::not_found(format!("{kind} {id} not found")),
             E::AlreadyExists { kind, id } => Self::new(
                 StatusCode::CONFLICT,

@@ -3,6 +3,8 @@
 //! and the admin and device HTTP APIs. The `ringmaster` binary (`serve`, `call`) is a thin
 //! shell around this library; the end-to-end tests start it in-process with [`server::start`].
 
+#![warn(missing_docs)]
+
 pub mod app;
 pub mod auth;
 pub mod call_cmd;

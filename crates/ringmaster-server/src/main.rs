@@ -18,6 +18,8 @@ enum Command {
     States(cli::states::StatesArgs),
     /// Run a local Telnyx Call Control emulator that sends signed webhooks.
     Emulator(cli::emulator::EmulatorArgs),
+    /// Run seeded random simulations, the spec's T1-T15 scenarios and the answer-race model check.
+    Simulate(cli::simulate::SimulateArgs),
     /// Run the coordinator server (sandbox mode with a built-in emulator when no Telnyx key).
     Serve(ringmaster_server::config::ServeArgs),
     /// Place a demo call through a sandbox server and watch every device's view of it.
@@ -36,6 +38,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::States(args) => cli::states::run(args),
         Command::Emulator(args) => cli::emulator::run(args),
+        Command::Simulate(args) => cli::simulate::run(args),
         Command::Serve(args) => ringmaster_server::serve_cmd::run(args),
         Command::Call(args) => ringmaster_server::call_cmd::run(args),
     }

@@ -3,10 +3,10 @@
 //! [`Input`].
 
 use ringmaster_core::session::{
-    Action, ClientStateRef, Command, CommandError, HangupCause, HangupSource, Input,
-    ProviderEvent, ProviderEventKind, RejectCause,
+    Action, ClientStateRef, Command, CommandError, HangupCause, HangupSource, Input, ProviderEvent,
+    ProviderEventKind, RejectCause,
 };
-use ringmaster_core::{CallSessionId, DeviceId};
+use ringmaster_core::CallSessionId;
 use ringmaster_telnyx::{
     AnswerRequest, BridgeRequest, ClientState, CommandId, DialRequest, EndOutcome, Event,
     HangupRequest, RecordStartRequest, RecordingChannels, RecordingFormat, RejectRequest,
@@ -148,7 +148,11 @@ pub fn wire_command_id(command_id: &str) -> CommandId {
     let digest = Sha256::digest(command_id.as_bytes());
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
-    CommandId::new(uuid::Builder::from_random_bytes(bytes).into_uuid().to_string())
+    CommandId::new(
+        uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .to_string(),
+    )
 }
 
 fn encode_client_state(cs: &ClientStateRef) -> ringmaster_telnyx::EncodedClientState {
@@ -315,7 +319,7 @@ pub async fn execute(
             play_beep,
         } => {
             let req = RecordStartRequest {
-                format: RecordingFormat::Mp3,
+                format: RecordingFormat::Wav,
                 channels: RecordingChannels::Single,
                 play_beep: Some(*play_beep),
                 max_length: Some(*max_length_secs),
@@ -326,17 +330,10 @@ pub async fn execute(
     }
 }
 
-/// The device a dial rings, for logs.
-pub fn dialled_device(action: &Action) -> Option<&DeviceId> {
-    match action {
-        Action::Dial { device, .. } => device.as_ref(),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringmaster_core::DeviceId;
 
     #[test]
     fn wire_command_ids_are_stable_distinct_uuids() {

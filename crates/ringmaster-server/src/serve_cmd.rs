@@ -64,10 +64,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None,
         ),
         None => {
-            let webhook_url = format!("http://{}/webhooks/telnyx", SocketAddr::new(host, addr.port()));
-            let emu = Emulator::start(EmulatorConfig::new(SocketAddr::new(host, 0), Some(webhook_url)))
-                .await
-                .context("starting the built-in Telnyx emulator")?;
+            let webhook_url = format!(
+                "http://{}/webhooks/telnyx",
+                SocketAddr::new(host, addr.port())
+            );
+            let emu = Emulator::start(EmulatorConfig::new(
+                SocketAddr::new(host, 0),
+                Some(webhook_url),
+            ))
+            .await
+            .context("starting the built-in Telnyx emulator")?;
             let client =
                 TelnyxClient::new(ClientConfig::new("sandbox").with_base_url(emu.base_url()))?;
             let info = SandboxInfo {
@@ -98,21 +104,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .await?;
 
     let url = format!("http://{}", SocketAddr::new(host, addr.port()));
-    println!("ringmaster listening on {url} (database {})", config.database_url);
+    println!(
+        "ringmaster listening on {url} (database {})",
+        config.database_url
+    );
     if let Some(sandbox) = &sandbox {
         println!();
-        println!("SANDBOX MODE: no Telnyx API key is set, so the built-in Telnyx emulator plays Telnyx.");
+        println!(
+            "SANDBOX MODE: no Telnyx API key is set, so the built-in Telnyx emulator plays Telnyx."
+        );
         println!("  emulator control API: {}", sandbox.emulator_url);
         println!("  admin token:          {}", config.admin_token);
         println!();
         println!("Watch a simultaneous ring (a demo user with 3 devices; one answers):");
-        println!("  ringmaster call --server {url} --admin-token {}", config.admin_token);
-        println!("  (from a checkout: cargo run --release -- call --server {url} --admin-token {})", config.admin_token);
+        println!(
+            "  ringmaster call --server {url} --admin-token {}",
+            config.admin_token
+        );
+        println!(
+            "  (from a checkout: cargo run --release -- call --server {url} --admin-token {})",
+            config.admin_token
+        );
         println!();
         println!("Or step by step with curl:");
         println!("  curl -s -H 'Authorization: Bearer {}' -d '{{\"name\":\"Ada\",\"numbers\":[\"+15550100001\"]}}' -H 'Content-Type: application/json' {url}/api/admin/users", config.admin_token);
         println!("  curl -s -H 'Authorization: Bearer {}' -d '{{\"platform\":\"web\",\"sip_uri\":\"sip:ada@example.com\"}}' -H 'Content-Type: application/json' {url}/api/admin/users/USER_ID/devices", config.admin_token);
-        println!("  curl -s -d '{{\"from\":\"+15557654321\",\"to\":\"+15550100001\"}}' {}/calls", sandbox.emulator_url);
+        println!(
+            "  curl -s -d '{{\"from\":\"+15557654321\",\"to\":\"+15550100001\"}}' {}/calls",
+            sandbox.emulator_url
+        );
         println!("  curl -s -H 'Authorization: Bearer DEVICE_TOKEN' {url}/api/voip/call-status/CALL_SESSION_ID");
     }
     shutdown_signal().await;
@@ -149,9 +169,18 @@ mod tests {
 
     #[test]
     fn api_root_always_ends_in_v2() {
-        assert_eq!(api_root("https://api.telnyx.com"), "https://api.telnyx.com/v2");
-        assert_eq!(api_root("https://api.telnyx.com/v2/"), "https://api.telnyx.com/v2");
-        assert_eq!(api_root("http://127.0.0.1:8090"), "http://127.0.0.1:8090/v2");
+        assert_eq!(
+            api_root("https://api.telnyx.com"),
+            "https://api.telnyx.com/v2"
+        );
+        assert_eq!(
+            api_root("https://api.telnyx.com/v2/"),
+            "https://api.telnyx.com/v2"
+        );
+        assert_eq!(
+            api_root("http://127.0.0.1:8090"),
+            "http://127.0.0.1:8090/v2"
+        );
     }
 
     #[test]

@@ -51,7 +51,9 @@ pub struct RunningServer {
 
 /// Serves `setup` on `listener` and starts the dispatcher and the timer loop.
 pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<RunningServer> {
-    let addr = listener.local_addr().context("reading the listen address")?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
     let verifier = WebhookVerifier::new(&setup.webhook_public_key)
         .context("the Telnyx public key must be base64 of a 32-byte Ed25519 key")?;
     let kick = Arc::new(Notify::new());
@@ -121,6 +123,14 @@ impl RunningServer {
     /// The application state (store, engine, settings).
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// Stops everything at once, as a crash would: effects in flight are neither finished nor
+    /// recorded, so the next start on the same database sends them again (same `command_id`).
+    pub fn abort(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 
     /// Stops accepting requests, stops the loops and closes the store. Effects not yet

@@ -1,6 +1,6 @@
 //! Session timers are data (each session's next deadline, stored with it); this loop polls the
 //! store for due sessions and feeds them `Input::Tick`. Nothing sleeps per call, so a restart
-//! loses no timer.
+//! loses no timer. The same loop forgets dedupe keys older than a week.
 
 use crate::engine::{Applied, Engine};
 use ringmaster_core::session::Input;
@@ -12,6 +12,11 @@ use tokio::task::JoinSet;
 
 /// Sessions ticked per poll.
 const BATCH: u32 = 200;
+/// How often old dedupe keys are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How long webhook ids and device report sequence numbers are remembered; Telnyx stops
+/// redelivering within minutes, so a week is ample.
+const KEEP_DEDUPE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Ticks due sessions every `interval` until `shutdown` turns true.
 pub async fn run(
@@ -20,9 +25,18 @@ pub async fn run(
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut next_prune = tokio::time::Instant::now();
     loop {
         if *shutdown.borrow() {
             return;
+        }
+        if tokio::time::Instant::now() >= next_prune {
+            next_prune += PRUNE_EVERY;
+            match store.prune_processed(engine.now() - KEEP_DEDUPE).await {
+                Ok(n) if n > 0 => tracing::info!(pruned = n, "forgot old dedupe keys"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pruning dedupe keys failed"),
+            }
         }
         match store.due_sessions(engine.now(), BATCH).await {
             Ok(due) => {

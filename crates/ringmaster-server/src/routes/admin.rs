@@ -192,9 +192,10 @@ pub async fn create_device(
     Path(user_id): Path<String>,
     ApiJson(req): ApiJson<NewDevice>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let platform: DevicePlatform = req.platform.parse().map_err(|_| {
-        ApiError::bad_request("platform must be one of ios, android, web")
-    })?;
+    let platform: DevicePlatform = req
+        .platform
+        .parse()
+        .map_err(|_| ApiError::bad_request("platform must be one of ios, android, web"))?;
     if !valid_sip_uri(&req.sip_uri) {
         return Err(ApiError::bad_request(format!(
             "sip_uri must be a sip: or sips: URI of at most {MAX_SIP_URI} bytes without spaces"
@@ -242,7 +243,13 @@ mod tests {
     fn sip_uris_and_tenants_are_checked() {
         assert!(valid_sip_uri("sip:alice@example.com"));
         assert!(valid_sip_uri("sips:bob@example.com"));
-        for bad in ["alice@example.com", "sip:", "sip:a b@x", "tel:+1555", &format!("sip:{}", "a".repeat(300))] {
+        for bad in [
+            "alice@example.com",
+            "sip:",
+            "sip:a b@x",
+            "tel:+1555",
+            &format!("sip:{}", "a".repeat(300)),
+        ] {
             assert!(!valid_sip_uri(bad), "{bad}");
         }
         assert!(valid_tenant("acme-1.eu_west"));

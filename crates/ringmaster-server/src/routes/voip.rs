@@ -31,11 +31,7 @@ fn no_call() -> ApiError {
 }
 
 /// Loads a call the device may see: the user's, and one that rings (or rang) this device.
-async fn visible_call(
-    app: &AppState,
-    auth: &DeviceAuth,
-    call_id: &str,
-) -> ApiResult<Session> {
+async fn visible_call(app: &AppState, auth: &DeviceAuth, call_id: &str) -> ApiResult<Session> {
     let id = CallSessionId::new(call_id);
     let (session, _) = app.engine.load(&id).await?.ok_or_else(no_call)?;
     if session.user() != &auth.user.id || session.tenant() != &auth.user.tenant_id {
@@ -159,7 +155,13 @@ pub async fn place_call(
         },
         app.engine.now(),
     )
-    .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_call", e.to_string()))?;
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_call",
+            e.to_string(),
+        )
+    })?;
     match app.engine.create(session, None, Vec::new()).await? {
         Created::Committed(session) => {
             tracing::info!(call_session_id = %id, device_id = %auth.device.id, "outbound call placed");
@@ -221,9 +223,7 @@ pub async fn report(
     ApiJson(report): ApiJson<DeviceReport>,
 ) -> ApiResult<Json<Value>> {
     let session = visible_call(&app, &auth, &call_id).await?;
-    session
-        .status_for(&auth.device.id)
-        .map_err(|_| no_call())?;
+    session.status_for(&auth.device.id).map_err(|_| no_call())?;
     let direction = match session.direction() {
         ringmaster_core::session::Direction::Inbound => Direction::Inbound,
         ringmaster_core::session::Direction::Outbound => Direction::Outbound,
@@ -309,7 +309,9 @@ async fn device_input(
 ) -> ApiResult<Json<Value>> {
     let session = visible_call(app, auth, call_id).await?;
     match app.engine.apply(session.id(), input, None).await? {
-        Applied::Committed(s) | Applied::Unchanged(s) => Ok(Json(status_json(&s, &auth.device.id)?)),
+        Applied::Committed(s) | Applied::Unchanged(s) => {
+            Ok(Json(status_json(&s, &auth.device.id)?))
+        }
         Applied::Duplicate => Ok(Json(status_json(&session, &auth.device.id)?)),
         Applied::Refused(SessionError::NotRinging { status }) => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -388,5 +390,7 @@ pub async fn call_detail(
         .get_call(&auth.user.id, &CallSessionId::new(call_id))
         .await?
         .ok_or_else(no_call)?;
-    Ok(Json(serde_json::to_value(detail).map_err(ApiError::internal)?))
+    Ok(Json(
+        serde_json::to_value(detail).map_err(ApiError::internal)?,
+    ))
 }

@@ -63,7 +63,11 @@ pub async fn telnyx(
     }
     let webhook = WebhookEvent::parse(&body).map_err(|e| match e {
         WebhookError::TooLarge { .. } => too_large(),
-        other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_webhook", other.to_string()),
+        other => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_webhook",
+            other.to_string(),
+        ),
     })?;
     let routed = match provider::route(&webhook) {
         Ok(r) => r,
@@ -88,7 +92,11 @@ pub async fn telnyx(
         })
 }
 
-fn arrival(webhook: &WebhookEvent, routed: &RoutedEvent, now: ringmaster_core::Timestamp) -> TimelineEntry {
+fn arrival(
+    webhook: &WebhookEvent,
+    routed: &RoutedEvent,
+    now: ringmaster_core::Timestamp,
+) -> TimelineEntry {
     TimelineEntry {
         call_session_id: routed.session.clone(),
         at: now,

@@ -1,0 +1,25 @@
+//! Deterministic discrete-event simulation of Ringmaster: users with several devices (each
+//! running the real [`ringmaster_device::DeviceAgent`]), the coordinator (the real
+//! [`ringmaster_core::session::Session`] over the real [`ringmaster_store::MemoryStore`], with
+//! compare-and-set, outbox and timers, on several nodes that crash), the Telnyx network, and
+//! the four dismissal channels with their latencies and faults.
+//!
+//! A run is a pure function of its [`plan::Plan`]: one seeded ChaCha RNG, a virtual clock, an
+//! event queue; no threads, no sleeps, no tokio. Invariants are checked after every event and
+//! at the end ([`check`]). [`scenarios`] holds the spec's test plan T1–T15; [`model`] model-checks
+//! the answer race with stateright.
+
+pub mod check;
+pub mod faults;
+pub mod model;
+pub mod plan;
+pub mod runner;
+pub mod scenarios;
+pub mod telnyx;
+pub mod world;
+
+pub use check::Violation;
+pub use faults::{FaultMix, FaultMixError, Latencies, Latency};
+pub use plan::{DeviceFaults, DevicePlan, Plan};
+pub use runner::{run_batch, run_seed, Batch, ChannelStats, RunOutcome, Summary};
+pub use world::World;

@@ -1,0 +1,1159 @@
+//! The discrete-event engine: a virtual clock, one seeded random number generator and an
+//! event queue, driving the coordinator (real `Session` + `MemoryStore`), the Telnyx network,
+//! the four dismissal channels and one `DeviceAgent` per device. Nothing sleeps; a run is a
+//! pure function of its plan.
+
+use crate::check::{Observations, Violation};
+use crate::plan::{Plan, CALL_AT};
+use crate::telnyx::{SipUp, Telnyx};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use ringmaster_core::session::{
+    Channel as NotifyChannel, DeviceCallStatus, Effect, Input, NewInbound,
+    NotifyEvent, RegistryUpdate, RingTarget, Session, SessionConfig, SessionStatus,
+};
+use ringmaster_core::{
+    CallControlId, CallSessionId, CallState, DeviceId, Direction, Platform, TenantId, Timestamp,
+    UserId,
+};
+use ringmaster_device::{
+    AgentConfig, AppAction, Delivery, DeviceAgent, Effect as DevEffect, Input as DevInput,
+    Report, SdkCommand, SdkState, Snapshot, StopReason,
+};
+use ringmaster_store::{
+    CallDirection, CallRecord, CallStatus, Commit, CommitOutcome, MemoryStore, RegistryChange,
+    Store,
+};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+/// Poll period of every device agent.
+pub const POLL_INTERVAL_MS: u64 = 3_000;
+/// Slack on top of the poll period and one round trip before a device still ringing after
+/// the backend ended its call counts as a violation.
+pub const DISMISS_MARGIN_MS: u64 = 1_000;
+/// A run stops here at the latest (the longest Doze delay is 15 minutes).
+pub const HORIZON_MS: u64 = 20 * 60_000;
+/// Most trace lines kept per run.
+const TRACE_LINES: usize = 4_000;
+
+/// Who called the coordinator.
+#[derive(Clone, Debug)]
+pub(crate) enum CoordInput {
+    /// The inbound call arrived: create the session and start it.
+    Create,
+    /// An input for the session, with its dedupe key (webhook id) if it has one.
+    Input {
+        input: Input,
+        dedupe: Option<String>,
+    },
+}
+
+/// What the user does on a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UserAction {
+    Answer,
+    Decline,
+    Ignore,
+    Hold,
+    HangUp,
+}
+
+/// One scheduled event.
+#[derive(Clone, Debug)]
+pub(crate) enum Ev {
+    /// An input reaches the load balancer; a node loads the session and handles it.
+    Coord(CoordInput),
+    /// The node commits what it computed (compare-and-set on the loaded version).
+    Commit {
+        node: usize,
+        input: CoordInput,
+        expected: Option<u64>,
+        session: Box<Session>,
+        effects: Vec<Effect>,
+    },
+    /// A crashed node is back and re-dispatches the outbox.
+    NodeRestart(usize),
+    /// A session deadline may be due.
+    TimerCheck,
+    /// A Call Control command reaches Telnyx.
+    Telnyx(ringmaster_core::session::Command),
+    /// Telnyx gives up on an unanswered leg (`timeout_secs`).
+    DialTimeout(CallControlId),
+    /// A SIP message from a device's SDK reaches Telnyx.
+    SipUp {
+        ccid: CallControlId,
+        msg: SipUp,
+    },
+    /// The PSTN caller hangs up.
+    CallerHangup,
+    /// Telnyx notices that a killed app's connected leg is dead.
+    LegLost(CallControlId),
+    /// A SIP INVITE reaches a device's SDK.
+    Invite {
+        dev: usize,
+        ccid: CallControlId,
+        epoch: u32,
+    },
+    /// Something reaches a device's agent. `epoch` is set for SIP, which dies with the app.
+    ToDevice {
+        dev: usize,
+        input: Box<DevInput>,
+        epoch: Option<u32>,
+    },
+    /// A device's poll timer fires.
+    PollTick { dev: usize, gen: u64 },
+    /// A poll request reaches the backend.
+    PollAtBackend { dev: usize },
+    /// A device's transition report reaches the backend.
+    Report(Box<Report>),
+    /// The user acts on a device.
+    User { dev: usize, action: UserAction },
+    /// The device's app is killed.
+    Kill(usize),
+    /// The device's app starts again.
+    Restart(usize),
+}
+
+/// One simulated device.
+#[derive(Debug)]
+pub struct Dev {
+    /// Its id.
+    pub id: DeviceId,
+    /// Its platform.
+    pub platform: Platform,
+    pub(crate) plan: crate::plan::DevicePlan,
+    pub(crate) agent: Option<DeviceAgent>,
+    pub(crate) stored: Snapshot,
+    /// Bumped when the app dies: SIP sent to an older epoch is lost with the old SDK socket.
+    pub(crate) epoch: u32,
+    /// The SIP leg the SDK knows, with the epoch it was learned in.
+    pub(crate) leg: Option<(CallControlId, u32)>,
+    pub(crate) pending_answer: bool,
+    pub(crate) poll_gen: u64,
+    /// When the ringer came on, while it is on.
+    pub(crate) ring_started: Option<u64>,
+    pub(crate) ring_deadline_flagged: bool,
+    /// The ringer came on at least once.
+    pub ever_rang: bool,
+    /// Every StopRinging: (time, reason, channel).
+    pub stops: Vec<(u64, StopReason, Option<ringmaster_device::Channel>)>,
+    /// Every transition the agent reported, in order.
+    pub reports: Vec<Report>,
+    /// Missed-call notifications shown.
+    pub missed_shown: u32,
+    /// Orphans found on restart.
+    pub orphans: Vec<CallState>,
+    /// Late VoIP pushes reported to CallKit and ended.
+    pub report_then_end: u32,
+    /// Devices this one was told the call is live on (web badge).
+    pub other_active: Vec<DeviceId>,
+    /// Inputs the agent refused.
+    pub refused: Vec<String>,
+    /// When the user pressed answer here.
+    pub answered_at: Option<u64>,
+    /// Restarts of the app.
+    pub restarts: u32,
+}
+
+impl Dev {
+    /// The agent, while the app runs.
+    pub fn agent(&self) -> Option<&DeviceAgent> {
+        self.agent.as_ref()
+    }
+
+    /// Whether the user answered here.
+    pub fn answered_locally(&self) -> bool {
+        self.reports
+            .iter()
+            .any(|r| r.trigger == ringmaster_core::Trigger::LocalAnswer)
+    }
+
+    /// Whether the user declined here.
+    pub fn declined_locally(&self) -> bool {
+        self.reports
+            .iter()
+            .any(|r| r.trigger == ringmaster_core::Trigger::Decline)
+    }
+}
+
+/// A simulation run.
+pub struct World {
+    pub(crate) plan: Plan,
+    pub(crate) rng: ChaCha8Rng,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    events: BTreeMap<u64, Ev>,
+    /// The coordinator's store.
+    pub store: MemoryStore,
+    /// The call's session id.
+    pub session_id: CallSessionId,
+    pub(crate) user: UserId,
+    pub(crate) tenant: TenantId,
+    started: bool,
+    nodes: Vec<bool>,
+    timers: std::collections::BTreeSet<u64>,
+    commits: usize,
+    crashed: bool,
+    /// The Telnyx network.
+    pub telnyx: Telnyx,
+    /// The user's devices.
+    pub devices: Vec<Dev>,
+    /// Reports accepted by the backend, per device and sequence.
+    pub backend_reports: BTreeMap<usize, BTreeMap<u64, Report>>,
+    /// Everything checked and measured.
+    pub obs: Observations,
+    trace: Vec<String>,
+}
+
+pub(crate) fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+    // MemoryStore futures are ready on first poll.
+    futures::executor::block_on(f)
+}
+
+impl World {
+    /// A world ready to run `plan`.
+    pub fn new(plan: Plan) -> Self {
+        let rng = ChaCha8Rng::seed_from_u64(plan.seed);
+        let devices = plan
+            .devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let id = DeviceId::new(format!("{}-{i}", d.platform));
+                let agent = DeviceAgent::new(id.clone(), d.platform, agent_config(plan.device_poll_ms));
+                Dev {
+                    stored: agent.snapshot(),
+                    id,
+                    platform: d.platform,
+                    plan: d.clone(),
+                    agent: Some(agent),
+                    epoch: 0,
+                    leg: None,
+                    pending_answer: false,
+                    poll_gen: 0,
+                    ring_started: None,
+                    ring_deadline_flagged: false,
+                    ever_rang: false,
+                    stops: Vec::new(),
+                    reports: Vec::new(),
+                    missed_shown: 0,
+                    orphans: Vec::new(),
+                    report_then_end: 0,
+                    other_active: Vec::new(),
+                    refused: Vec::new(),
+                    answered_at: None,
+                    restarts: 0,
+                }
+            })
+            .collect();
+        let nodes = vec![true; plan.nodes.max(1)];
+        Self {
+            plan,
+            rng,
+            now: CALL_AT,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            events: BTreeMap::new(),
+            store: MemoryStore::new(),
+            session_id: CallSessionId::new("v3:sim-call"),
+            user: UserId::new("user-1"),
+            tenant: TenantId::new("tenant-1"),
+            started: false,
+            nodes,
+            timers: std::collections::BTreeSet::new(),
+            commits: 0,
+            crashed: false,
+            telnyx: Telnyx::default(),
+            devices,
+            backend_reports: BTreeMap::new(),
+            obs: Observations::default(),
+            trace: Vec::new(),
+        }
+    }
+
+    /// Runs the plan to the end and checks the end-of-run invariants.
+    pub fn run(mut self) -> Self {
+        self.run_until(HORIZON_MS);
+        self.check_end();
+        self
+    }
+
+    /// Processes every event up to `offset_ms` after the call arrived (starting the run if it
+    /// has not started), checking the step invariants after each.
+    pub fn run_until(&mut self, offset_ms: u64) {
+        if !self.started {
+            self.started = true;
+            self.boot();
+        }
+        let limit = CALL_AT + offset_ms.min(HORIZON_MS);
+        while let Some(Reverse((at, seq))) = self.queue.peek().copied() {
+            if at > limit {
+                break;
+            }
+            self.queue.pop();
+            self.now = at;
+            let Some(ev) = self.events.remove(&seq) else {
+                continue;
+            };
+            self.step(ev);
+            self.check_step();
+        }
+        self.now = self.now.max(limit);
+    }
+
+    /// Ms since the call arrived.
+    pub fn elapsed(&self) -> u64 {
+        self.now.saturating_sub(CALL_AT)
+    }
+
+    /// Virtual time now (ms).
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// The plan being run.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The run's trace, one line per event.
+    pub fn trace(&self) -> &[String] {
+        &self.trace
+    }
+
+    /// The session as last committed.
+    pub fn session(&self) -> Option<Session> {
+        let stored = block(self.store.load_session(&self.session_id)).ok()??;
+        serde_json::from_value(stored.doc).ok()
+    }
+
+    /// The backend's answer to this device's status poll now.
+    pub fn status_for(&self, dev: usize) -> Option<DeviceCallStatus> {
+        self.session()?.status_for(&self.devices[dev].id).ok()
+    }
+
+    /// Every violation found so far.
+    pub fn violations(&self) -> &[Violation] {
+        &self.obs.violations
+    }
+
+    pub(crate) fn log(&mut self, line: impl FnOnce() -> String) {
+        if self.trace.len() < TRACE_LINES {
+            let t = self.now.saturating_sub(CALL_AT);
+            self.trace.push(format!("[{t:>7}ms] {}", line()));
+        }
+    }
+
+    pub(crate) fn violation(&mut self, invariant: &str, detail: String) {
+        self.log(|| format!("VIOLATION {invariant}: {detail}"));
+        let seed = self.plan.seed;
+        self.obs.violations.push(Violation {
+            seed,
+            invariant: invariant.to_owned(),
+            detail,
+            trace: Vec::new(),
+        });
+    }
+
+    pub(crate) fn at(&mut self, delay: u64, ev: Ev) {
+        self.seq += 1;
+        self.events.insert(self.seq, ev);
+        self.queue.push(Reverse((self.now + delay, self.seq)));
+    }
+
+    pub(crate) fn sample(&mut self, pick: impl FnOnce(&crate::faults::Latencies) -> crate::faults::Latency) -> u64 {
+        let l = pick(&self.plan.latencies);
+        l.sample(&mut self.rng)
+    }
+
+    pub(crate) fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && self.rng.gen_bool(p.min(1.0))
+    }
+
+    fn boot(&mut self) {
+        let plan = serde_json::to_string(&self.plan).unwrap_or_default();
+        self.log(|| format!("plan: {plan}"));
+        self.telnyx.add_caller();
+        self.at(0, Ev::Coord(CoordInput::Create));
+        let hangup = self.plan.caller_hangup_at;
+        self.at(hangup, Ev::CallerHangup);
+        for dev in 0..self.devices.len() {
+            let p = self.devices[dev].plan.clone();
+            for (at, action) in [
+                (p.answer_at, UserAction::Answer),
+                (p.decline_at, UserAction::Decline),
+                (p.ignore_at, UserAction::Ignore),
+            ] {
+                if let Some(at) = at {
+                    self.at(at, Ev::User { dev, action });
+                }
+            }
+            if let Some(at) = p.faults.kill_at {
+                self.at(at, Ev::Kill(dev));
+            }
+        }
+    }
+
+    fn step(&mut self, ev: Ev) {
+        match ev {
+            Ev::Coord(input) => self.on_coord(input),
+            Ev::Commit {
+                node,
+                input,
+                expected,
+                session,
+                effects,
+            } => self.on_commit(node, input, expected, *session, effects),
+            Ev::NodeRestart(node) => self.on_node_restart(node),
+            Ev::TimerCheck => self.on_timer_check(),
+            Ev::Telnyx(cmd) => self.telnyx_command(cmd),
+            Ev::DialTimeout(ccid) => self.telnyx_dial_timeout(&ccid),
+            Ev::SipUp { ccid, msg } => self.telnyx_sip_up(&ccid, msg),
+            Ev::CallerHangup => self.telnyx_caller_hangup(),
+            Ev::LegLost(ccid) => self.telnyx_leg_lost(&ccid),
+            Ev::Invite { dev, ccid, epoch } => self.on_invite(dev, ccid, epoch),
+            Ev::ToDevice { dev, input, epoch } => self.to_device(dev, *input, epoch),
+            Ev::PollTick { dev, gen } => self.on_poll_tick(dev, gen),
+            Ev::PollAtBackend { dev } => self.on_poll_at_backend(dev),
+            Ev::Report(report) => self.on_report(*report),
+            Ev::User { dev, action } => self.on_user(dev, action),
+            Ev::Kill(dev) => self.on_kill(dev),
+            Ev::Restart(dev) => self.on_restart(dev),
+        }
+    }
+
+    // ---- coordinator -----------------------------------------------------------------------
+
+    fn pick_node(&mut self) -> Option<usize> {
+        let up: Vec<usize> = (0..self.nodes.len()).filter(|&n| self.nodes[n]).collect();
+        if up.is_empty() {
+            return None;
+        }
+        let i = self.rng.gen_range(0..up.len());
+        Some(up[i])
+    }
+
+    fn new_inbound(&self) -> NewInbound {
+        NewInbound {
+            id: self.session_id.clone(),
+            tenant: self.tenant.clone(),
+            user: self.user.clone(),
+            caller_leg: CallControlId::new(crate::telnyx::CALLER_LEG),
+            from: "+15550001111".to_owned(),
+            to: "+15550002222".to_owned(),
+            devices: self
+                .devices
+                .iter()
+                .map(|d| RingTarget {
+                    device_id: d.id.clone(),
+                    sip_uri: format!("sip:{}@sip.telnyx.com", d.id),
+                    platform: d.platform.as_str().to_owned(),
+                })
+                .collect(),
+            busy: false,
+            config: SessionConfig {
+                ring_timeout_secs: self.plan.ring_timeout_secs,
+                caller_answer: self.plan.caller_answer,
+                ..SessionConfig::default()
+            },
+        }
+    }
+
+    fn on_coord(&mut self, input: CoordInput) {
+        let Some(node) = self.pick_node() else {
+            // Every node is down: the sender retries.
+            self.at(500, Ev::Coord(input));
+            return;
+        };
+        let delay = self.sample(|l| l.processing);
+        let now = Timestamp::from_millis(self.now);
+        match &input {
+            CoordInput::Create => {
+                let mut session = match Session::new_inbound(self.new_inbound(), now) {
+                    Ok(s) => s,
+                    Err(e) => return self.violation("session_created", e.to_string()),
+                };
+                let effects = match session.handle(Input::Start, now) {
+                    Ok(fx) => fx,
+                    Err(e) => return self.violation("session_created", e.to_string()),
+                };
+                self.log(|| format!("node{node} creates the session"));
+                self.at(
+                    delay,
+                    Ev::Commit {
+                        node,
+                        input,
+                        expected: None,
+                        session: Box::new(session),
+                        effects,
+                    },
+                );
+            }
+            CoordInput::Input {
+                input: inner,
+                dedupe,
+            } => {
+                if let Some(key) = dedupe {
+                    if block(self.store.is_processed(key)).unwrap_or(false) {
+                        self.log(|| format!("node{node} drops duplicate {key}"));
+                        return;
+                    }
+                }
+                let stored = match block(self.store.load_session(&self.session_id)) {
+                    Ok(Some(s)) => s,
+                    Ok(None) => {
+                        self.at(100, Ev::Coord(input));
+                        return;
+                    }
+                    Err(e) => return self.violation("store", e.to_string()),
+                };
+                let mut session: Session = match serde_json::from_value(stored.doc) {
+                    Ok(s) => s,
+                    Err(e) => return self.violation("store", format!("session doc: {e}")),
+                };
+                match session.handle(inner.clone(), now) {
+                    Ok(effects) => {
+                        let what = describe_input(inner);
+                        let v = stored.version;
+                        self.log(|| format!("node{node} handles {what} at v{v}"));
+                        self.at(
+                            delay,
+                            Ev::Commit {
+                                node,
+                                input,
+                                expected: Some(stored.version),
+                                session: Box::new(session),
+                                effects,
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        let what = describe_input(inner);
+                        self.obs.refused_inputs += 1;
+                        self.log(|| format!("node{node} refuses {what}: {e}"));
+                    }
+                }
+            }
+        }
+    }
+
+    fn build_commit(
+        &self,
+        input: &CoordInput,
+        expected: Option<u64>,
+        session: &Session,
+        effects: &[Effect],
+    ) -> Commit {
+        let doc = serde_json::to_value(session).unwrap_or_default();
+        let mut c = Commit::new(
+            self.session_id.clone(),
+            self.user.clone(),
+            expected,
+            doc,
+            session.status().as_str(),
+            Timestamp::from_millis(self.now),
+        );
+        c.next_deadline = session.next_deadline();
+        if let CoordInput::Input {
+            dedupe: Some(key), ..
+        } = input
+        {
+            c.dedupe_key = Some(key.clone());
+        }
+        for e in effects {
+            match e {
+                e if e.is_outbox() => {
+                    c.effects.push(serde_json::to_value(e).unwrap_or_default())
+                }
+                Effect::Registry(RegistryUpdate::Set(a)) => {
+                    c.registry
+                        .push(RegistryChange::Set(ringmaster_store::ActiveCall {
+                            user_id: a.user.clone(),
+                            call_session_id: a.call_session_id.clone(),
+                            device_id: Some(a.device.clone()),
+                            started_at: a.started_at,
+                        }))
+                }
+                Effect::Registry(RegistryUpdate::Clear {
+                    user,
+                    call_session_id,
+                    ..
+                }) => c.registry.push(RegistryChange::Clear {
+                    user_id: user.clone(),
+                    call_session_id: call_session_id.clone(),
+                }),
+                Effect::History(h) => c.calls.push(CallRecord {
+                    call_session_id: h.call_session_id.clone(),
+                    user_id: h.user.clone(),
+                    tenant_id: h.tenant.clone(),
+                    direction: match h.direction {
+                        ringmaster_core::session::Direction::Inbound => CallDirection::Inbound,
+                        ringmaster_core::session::Direction::Outbound => CallDirection::Outbound,
+                    },
+                    from: h.from.clone(),
+                    to: h.to.clone(),
+                    status: match h.status {
+                        SessionStatus::Ringing => CallStatus::Ringing,
+                        SessionStatus::Answered => CallStatus::Answered,
+                        SessionStatus::Bridged => CallStatus::Bridged,
+                        SessionStatus::Ended | SessionStatus::Declined => CallStatus::Ended,
+                        SessionStatus::Missed => CallStatus::Missed,
+                        SessionStatus::Voicemail => CallStatus::Voicemail,
+                        SessionStatus::Failed => CallStatus::Failed,
+                        SessionStatus::Busy => CallStatus::Busy,
+                    },
+                    answered_device: h.answered_device.clone(),
+                    started_at: h.started_at,
+                    answered_at: h.answered_at,
+                    ended_at: h.ended_at,
+                    hangup_cause: h.hangup_cause.map(|c| c.as_str().to_owned()),
+                    recording_url: h.recording_url.clone(),
+                    quality: h.quality.clone(),
+                }),
+                _ => {}
+            }
+        }
+        c
+    }
+
+    fn on_commit(
+        &mut self,
+        node: usize,
+        input: CoordInput,
+        expected: Option<u64>,
+        session: Session,
+        effects: Vec<Effect>,
+    ) {
+        if !self.nodes[node] {
+            // The node died before committing; the input's sender retries.
+            self.at(1_000, Ev::Coord(input));
+            return;
+        }
+        let commit = self.build_commit(&input, expected, &session, &effects);
+        match block(self.store.commit(commit)) {
+            Ok(CommitOutcome::Committed {
+                version,
+                effect_seqs,
+            }) => {
+                self.commits += 1;
+                self.log(|| format!("node{node} commits v{version} ({})", session.status()));
+                self.after_commit(&session, &effects);
+                let outbox: Vec<(u64, Effect)> = effect_seqs
+                    .into_iter()
+                    .zip(effects.into_iter().filter(Effect::is_outbox))
+                    .collect();
+                let crash = self
+                    .plan
+                    .node_crash
+                    .clone()
+                    .filter(|c| !self.crashed && c.after_commit == self.commits);
+                if let Some(crash) = crash {
+                    self.crashed = true;
+                    let sent = crash.sent_before_crash.min(outbox.len());
+                    for (_, e) in &outbox[..sent] {
+                        self.dispatch(e);
+                    }
+                    self.nodes[node] = false;
+                    let down = self.sample(|l| l.node_down);
+                    self.obs.node_crashes += 1;
+                    self.log(|| {
+                        format!(
+                            "node{node} CRASHES after commit, {sent}/{} effects sent, down {down}ms",
+                            outbox.len()
+                        )
+                    });
+                    self.at(down, Ev::NodeRestart(node));
+                } else {
+                    for (seq, e) in outbox {
+                        self.dispatch(&e);
+                        if let Err(e) = block(self.store.mark_effect_done(&self.session_id, seq)) {
+                            self.violation("store", e.to_string());
+                        }
+                    }
+                }
+                if let Some(deadline) = session.next_deadline() {
+                    // One timer per deadline, however many commits carry it.
+                    if self.timers.insert(deadline.as_millis()) {
+                        let delay = deadline.as_millis().saturating_sub(self.now);
+                        self.at(delay, Ev::TimerCheck);
+                    }
+                }
+            }
+            Ok(CommitOutcome::Conflict { current_version }) => {
+                self.obs.cas_conflicts += 1;
+                self.log(|| {
+                    format!("node{node} CONFLICT (expected {expected:?}, now {current_version:?}): reload")
+                });
+                self.at(0, Ev::Coord(input));
+            }
+            Ok(CommitOutcome::Duplicate) => {
+                self.log(|| format!("node{node} commit is a duplicate"));
+            }
+            Ok(CommitOutcome::Busy { .. }) => {
+                self.violation("registry", "a single call was refused as busy".to_owned())
+            }
+            Err(e) => self.violation("store", e.to_string()),
+        }
+    }
+
+    fn on_node_restart(&mut self, node: usize) {
+        self.nodes[node] = true;
+        let pending = block(self.store.pending_effects(1_000)).unwrap_or_default();
+        self.log(|| format!("node{node} restarts, re-dispatching {} outbox effects", pending.len()));
+        for entry in pending {
+            match serde_json::from_value::<Effect>(entry.effect) {
+                Ok(e) => self.dispatch(&e),
+                Err(e) => self.violation("store", format!("outbox effect: {e}")),
+            }
+            if let Err(e) = block(self.store.mark_effect_done(&entry.session_id, entry.seq)) {
+                self.violation("store", e.to_string());
+            }
+        }
+        self.on_timer_check();
+    }
+
+    fn on_timer_check(&mut self) {
+        let due = block(self.store.due_sessions(Timestamp::from_millis(self.now), 100))
+            .unwrap_or_default();
+        for _ in due {
+            self.at(
+                0,
+                Ev::Coord(CoordInput::Input {
+                    input: Input::Tick,
+                    dedupe: None,
+                }),
+            );
+        }
+    }
+
+    /// Carries out one outbox effect.
+    fn dispatch(&mut self, effect: &Effect) {
+        match effect {
+            Effect::Telnyx(cmd) => {
+                let delay = self.sample(|l| l.api);
+                self.at(delay, Ev::Telnyx(cmd.clone()));
+            }
+            Effect::Notify(n) => {
+                let sent_at = Timestamp::from_millis(self.now);
+                match &n.channel {
+                    NotifyChannel::WebSocket => {
+                        for dev in 0..self.devices.len() {
+                            let d = &self.devices[dev];
+                            let listening = !d.plan.faults.ws_down
+                                && !(d.platform.is_mobile() && d.plan.faults.backgrounded);
+                            if !listening {
+                                continue;
+                            }
+                            if let Some(input) = notify_input(&n.event, &n.call_session_id, sent_at, Delivery::WebSocket) {
+                                let delay = self.sample(|l| l.websocket);
+                                self.at(delay, Ev::ToDevice { dev, input: Box::new(input), epoch: None });
+                            }
+                        }
+                    }
+                    NotifyChannel::Push { device, .. } => {
+                        let Some(dev) = self.devices.iter().position(|d| d.id == *device) else {
+                            return self.violation("push", format!("push to unknown device {device}"));
+                        };
+                        let voip = self.devices[dev].platform == Platform::Ios
+                            && matches!(n.event, NotifyEvent::IncomingCall { .. });
+                        let p = self.plan.message_faults.push_drop;
+                        if self.devices[dev].plan.faults.push_blocked || self.chance(p) {
+                            let name = n.event.name();
+                            self.log(|| format!("push {name} to dev{dev} dropped"));
+                            return;
+                        }
+                        let delay = if self.devices[dev].plan.faults.doze {
+                            self.sample(|l| l.doze)
+                        } else {
+                            self.sample(|l| l.push)
+                        };
+                        if let Some(input) = notify_input(&n.event, &n.call_session_id, sent_at, Delivery::Push { voip }) {
+                            self.at(delay, Ev::ToDevice { dev, input: Box::new(input), epoch: None });
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Bookkeeping after each commit: when ringing ended, the history rows.
+    fn after_commit(&mut self, session: &Session, effects: &[Effect]) {
+        if self.obs.ring_ended_at.is_none() && session.status() != SessionStatus::Ringing {
+            self.obs.ring_ended_at = Some(self.now);
+            let status = session.status();
+            self.log(|| format!("backend: ringing is over ({status})"));
+        }
+        for e in effects {
+            if let Effect::History(h) = e {
+                if self.obs.final_history_rows > 0 {
+                    self.violation(
+                        "history_once",
+                        format!("history row ({}) written after the final one", h.status),
+                    );
+                }
+                if h.is_final {
+                    self.obs.final_history_rows += 1;
+                }
+            }
+        }
+    }
+
+    /// An input for the session, sent to the load balancer after `delay`.
+    pub(crate) fn to_coordinator(&mut self, delay: u64, input: Input, dedupe: Option<String>) {
+        self.at(delay, Ev::Coord(CoordInput::Input { input, dedupe }));
+    }
+
+    // ---- devices ---------------------------------------------------------------------------
+
+    fn on_invite(&mut self, dev: usize, ccid: CallControlId, epoch: u32) {
+        if self.devices[dev].epoch != epoch || self.devices[dev].agent.is_none() {
+            return;
+        }
+        if !self.telnyx.is_alive(&ccid) {
+            // Telnyx cancelled the leg before the INVITE was delivered.
+            return;
+        }
+        self.devices[dev].leg = Some((ccid.clone(), epoch));
+        let state = SdkState::ringing(self.devices[dev].platform);
+        let input = DevInput::Sdk {
+            call_session_id: self.session_id.clone(),
+            direction: Direction::Inbound,
+            state,
+            cause: None,
+        };
+        self.log(|| format!("dev{dev} SDK gets INVITE {ccid}"));
+        self.to_device(dev, input, Some(epoch));
+        if std::mem::take(&mut self.devices[dev].pending_answer) {
+            let delay = self.sample(|l| l.sip_up);
+            self.at(delay, Ev::SipUp { ccid, msg: SipUp::Answer });
+        }
+    }
+
+    /// Feeds one input to a device's agent and carries out its effects.
+    pub(crate) fn to_device(&mut self, dev: usize, input: DevInput, epoch: Option<u32>) {
+        let d = &mut self.devices[dev];
+        if epoch.is_some_and(|e| e != d.epoch) {
+            return;
+        }
+        let Some(agent) = d.agent.as_mut() else {
+            let what = describe_dev_input(&input);
+            self.log(|| format!("dev{dev} is dead; {what} lost"));
+            return;
+        };
+        let what = describe_dev_input(&input);
+        match agent.handle(input, Timestamp::from_millis(self.now)) {
+            Ok(fx) => {
+                self.log(|| format!("dev{dev} <- {what}"));
+                self.device_effects(dev, fx);
+            }
+            Err(e) => {
+                let line = format!("{what}: {e}");
+                self.log(|| format!("dev{dev} refuses {line}"));
+                self.devices[dev].refused.push(line);
+            }
+        }
+    }
+
+    fn device_effects(&mut self, dev: usize, fx: Vec<DevEffect>) {
+        for e in fx {
+            match e {
+                DevEffect::Persist(s) => self.devices[dev].stored = s,
+                DevEffect::StartRinging { .. } => {
+                    let d = &mut self.devices[dev];
+                    d.ring_started = Some(self.now);
+                    d.ever_rang = true;
+                    self.log(|| format!("dev{dev} RINGS"));
+                }
+                DevEffect::StopRinging {
+                    reason, channel, ..
+                } => self.on_stop_ringing(dev, reason, channel),
+                DevEffect::ReportTransition(r) => {
+                    self.devices[dev].reports.push(r.clone());
+                    let delay = self.sample(|l| l.http);
+                    self.at(delay, Ev::Report(Box::new(r.clone())));
+                    let p = self.plan.message_faults.report_dup;
+                    if self.chance(p) {
+                        let delay = self.sample(|l| l.http);
+                        self.at(delay, Ev::Report(Box::new(r)));
+                    }
+                }
+                DevEffect::ClearPersisted { .. } => {}
+                DevEffect::ShowMissedCall { .. } => {
+                    self.devices[dev].missed_shown += 1;
+                    self.log(|| format!("dev{dev} shows a missed call"));
+                }
+                DevEffect::StartStatusPoll { interval_ms, .. } => {
+                    self.devices[dev].poll_gen += 1;
+                    let gen = self.devices[dev].poll_gen;
+                    self.at(interval_ms, Ev::PollTick { dev, gen });
+                }
+                DevEffect::StopStatusPoll { .. } => self.devices[dev].poll_gen += 1,
+                DevEffect::ReportThenEnd { .. } => self.devices[dev].report_then_end += 1,
+                DevEffect::Sdk { command, .. } => self.sdk_command(dev, command),
+                DevEffect::Backend { request, .. } => {
+                    let device = self.devices[dev].id.clone();
+                    let input = match request {
+                        ringmaster_device::BackendRequest::Decline => Input::DeviceDecline { device },
+                        ringmaster_device::BackendRequest::Ignore => Input::DeviceIgnore { device },
+                    };
+                    let delay = self.sample(|l| l.http);
+                    self.to_coordinator(delay, input, None);
+                }
+                DevEffect::OrphanEnded { state, .. } => {
+                    self.devices[dev].orphans.push(state);
+                    self.log(|| format!("dev{dev} shows orphan ({state}) as disconnected"));
+                }
+                DevEffect::OtherDeviceActive { device_id, .. } => {
+                    self.devices[dev].other_active.push(device_id)
+                }
+                DevEffect::OtherDeviceEnded { .. } => {}
+            }
+        }
+    }
+
+    fn on_stop_ringing(
+        &mut self,
+        dev: usize,
+        reason: StopReason,
+        channel: Option<ringmaster_device::Channel>,
+    ) {
+        let now = self.now;
+        let started = self.devices[dev].ring_started.take();
+        self.devices[dev].stops.push((now, reason.clone(), channel));
+        self.log(|| format!("dev{dev} stops ringing: {reason:?} via {channel:?}"));
+        let (Some(channel), Some(started), Some(end)) = (channel, started, self.obs.ring_ended_at)
+        else {
+            return;
+        };
+        let from = end.max(started);
+        let latency = now.saturating_sub(from);
+        self.obs.latencies.entry(channel).or_default().push(latency);
+        if latency > POLL_INTERVAL_MS + 2 * self.plan.latencies.http.max_ms + DISMISS_MARGIN_MS {
+            self.violation(
+                "dismissed_in_time",
+                format!("dev{dev} rang {latency}ms after the backend ended ringing"),
+            );
+            self.devices[dev].ring_deadline_flagged = true;
+        }
+    }
+
+    fn sdk_command(&mut self, dev: usize, command: SdkCommand) {
+        let d = &self.devices[dev];
+        let leg = d.leg.clone().filter(|(_, e)| *e == d.epoch).map(|(c, _)| c);
+        let msg = match command {
+            SdkCommand::Answer => SipUp::Answer,
+            SdkCommand::Reject => SipUp::Reject,
+            SdkCommand::Hangup => SipUp::Bye,
+            SdkCommand::Hold | SdkCommand::Resume => return,
+        };
+        let Some(ccid) = leg else {
+            if msg == SipUp::Answer {
+                // CallKit answered before the INVITE: the SDK answers when it arrives.
+                self.devices[dev].pending_answer = true;
+            }
+            return;
+        };
+        let delay = self.sample(|l| l.sip_up);
+        self.at(delay, Ev::SipUp { ccid: ccid.clone(), msg });
+        if msg == SipUp::Bye {
+            // The SDK reports DONE once the BYE is confirmed.
+            let back = delay + self.sample(|l| l.sip_down);
+            let epoch = self.devices[dev].epoch;
+            let input = DevInput::Sdk {
+                call_session_id: self.session_id.clone(),
+                direction: Direction::Inbound,
+                state: SdkState::done(self.devices[dev].platform),
+                cause: ringmaster_core::sdk::EndCause::NormalClearing.example(),
+            };
+            self.at(back, Ev::ToDevice { dev, input: Box::new(input), epoch: Some(epoch) });
+        }
+    }
+
+    fn on_poll_tick(&mut self, dev: usize, gen: u64) {
+        let d = &self.devices[dev];
+        if d.poll_gen != gen || d.agent.is_none() {
+            return;
+        }
+        let delay = self.sample(|l| l.http);
+        self.at(delay, Ev::PollAtBackend { dev });
+        let period = self.plan.device_poll_ms;
+        self.at(period, Ev::PollTick { dev, gen });
+    }
+
+    fn on_poll_at_backend(&mut self, dev: usize) {
+        let Some(status) = self.status_for(dev) else {
+            return;
+        };
+        let input = DevInput::PollResult {
+            call_session_id: self.session_id.clone(),
+            status,
+        };
+        let delay = self.sample(|l| l.http);
+        self.at(delay, Ev::ToDevice { dev, input: Box::new(input), epoch: None });
+    }
+
+    fn on_report(&mut self, r: Report) {
+        let Some(dev) = self.devices.iter().position(|d| d.id == r.device_id) else {
+            return self.violation("reports", format!("report from unknown device {}", r.device_id));
+        };
+        if !ringmaster_core::is_legal(r.from, r.to) {
+            self.violation("reports", format!("dev{dev} reported illegal {} -> {}", r.from, r.to));
+        }
+        let seen = self.backend_reports.entry(dev).or_default();
+        match seen.get(&r.seq) {
+            Some(old) if *old == r => self.obs.duplicate_reports += 1,
+            Some(old) => {
+                let detail = format!("dev{dev} reused seq {} ({:?} then {:?})", r.seq, old.to, r.to);
+                self.violation("reports", detail);
+            }
+            None => {
+                seen.insert(r.seq, r);
+            }
+        }
+    }
+
+    fn on_user(&mut self, dev: usize, action: UserAction) {
+        let id = self.session_id.clone();
+        let Some(agent) = self.devices[dev].agent.as_ref() else {
+            return;
+        };
+        let ringing = agent.is_ringing(&id);
+        let state = agent.call_state(&id);
+        let app = match action {
+            UserAction::Answer | UserAction::Decline | UserAction::Ignore if !ringing => return,
+            UserAction::Answer => AppAction::Answer,
+            UserAction::Decline => AppAction::Decline,
+            UserAction::Ignore => AppAction::Ignore,
+            UserAction::Hold if state == Some(CallState::Active) && self.devices[dev].platform.is_mobile() => AppAction::Hold,
+            UserAction::HangUp if state.is_some_and(|s| !s.is_terminal() && s != CallState::Disconnecting && s != CallState::RingingInbound) => AppAction::HangUp,
+            UserAction::Hold | UserAction::HangUp => return,
+        };
+        self.log(|| format!("user on dev{dev}: {app:?}"));
+        if app == AppAction::Answer {
+            self.devices[dev].answered_at = Some(self.now);
+            let p = self.devices[dev].plan.clone();
+            if let Some(after) = p.hangup_after {
+                self.at(after, Ev::User { dev, action: UserAction::HangUp });
+            }
+            if let Some(after) = p.hold_after {
+                self.at(after, Ev::User { dev, action: UserAction::Hold });
+            }
+        }
+        self.to_device(dev, DevInput::App { call_session_id: id, action: app }, None);
+    }
+
+    fn on_kill(&mut self, dev: usize) {
+        let d = &mut self.devices[dev];
+        if d.agent.take().is_none() {
+            return;
+        }
+        d.epoch += 1;
+        d.leg = None;
+        d.pending_answer = false;
+        d.poll_gen += 1;
+        d.ring_started = None;
+        let restart = d.plan.faults.restart_after;
+        self.log(|| format!("dev{dev} app KILLED (restart in {restart}ms)"));
+        for ccid in self.telnyx.answered_legs_of(dev) {
+            let delay = self.rng.gen_range(2_000..6_000);
+            self.at(delay, Ev::LegLost(ccid));
+        }
+        self.at(restart, Ev::Restart(dev));
+    }
+
+    fn on_restart(&mut self, dev: usize) {
+        let d = &self.devices[dev];
+        let snapshot = Snapshot::from_json(&d.stored.to_json());
+        let restored = snapshot.and_then(|s| {
+            DeviceAgent::restore(
+                &d.id,
+                d.platform,
+                agent_config(self.plan.device_poll_ms),
+                s,
+                Timestamp::from_millis(self.now),
+            )
+        });
+        match restored {
+            Ok((agent, fx)) => {
+                self.devices[dev].agent = Some(agent);
+                self.devices[dev].restarts += 1;
+                self.log(|| format!("dev{dev} app restarted from its snapshot"));
+                self.device_effects(dev, fx);
+            }
+            Err(e) => self.violation("snapshot", format!("dev{dev} could not restore: {e}")),
+        }
+    }
+}
+
+/// The device agent configuration of a simulated device polling every `poll_ms`.
+pub fn agent_config(poll_ms: u64) -> AgentConfig {
+    AgentConfig {
+        poll_interval_ms: poll_ms,
+        ..AgentConfig::default()
+    }
+}
+
+fn notify_input(
+    event: &NotifyEvent,
+    id: &CallSessionId,
+    sent_at: Timestamp,
+    via: Delivery,
+) -> Option<DevInput> {
+    Some(match event {
+        NotifyEvent::IncomingCall { from, .. } => DevInput::IncomingCall {
+            call_session_id: id.clone(),
+            from: from.clone(),
+            sent_at,
+            via,
+        },
+        NotifyEvent::CallEnded { reason, .. } => DevInput::CallEnded {
+            call_session_id: id.clone(),
+            reason: reason.clone(),
+            via,
+        },
+        NotifyEvent::CallStateChanged { device, state, .. } => {
+            if via != Delivery::WebSocket {
+                return None;
+            }
+            DevInput::CallStateChanged {
+                call_session_id: id.clone(),
+                device: device.clone(),
+                state: state.clone(),
+            }
+        }
+    })
+}
+
+fn describe_input(input: &Input) -> String {
+    match input {
+        Input::Provider(p) => format!(
+            "webhook {:?} on {}",
+            p.kind,
+            p.call_control_id.as_ref().map_or("?", |c| c.as_str())
+        ),
+        Input::DialResult { command_id, result } => format!("dial result {command_id} {result:?}"),
+        Input::CommandResult { command_id, result } => {
+            format!("command result {command_id} {}", if result.is_ok() { "ok" } else { "error" })
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn describe_dev_input(input: &DevInput) -> String {
+    match input {
+        DevInput::Sdk { state, cause, .. } => format!(
+            "SDK {state:?}{}",
+            cause.as_ref().map_or(String::new(), |c| format!(" {:?}", c.classify()))
+        ),
+        DevInput::IncomingCall { via, .. } => format!("incoming_call via {via:?}"),
+        DevInput::CallEnded { reason, via, .. } => format!("call_ended {} via {via:?}", reason.code()),
+        DevInput::PollResult { status, .. } => format!("poll {:?}", status.status),
+        DevInput::CallStateChanged { device, state, .. } => {
+            format!("call_state_changed {state} on {device:?}")
+        }
+        DevInput::App { action, .. } => format!("app {action:?}"),
+    }
+}
