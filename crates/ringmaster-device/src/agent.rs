@@ -207,7 +207,9 @@ impl DeviceAgent {
 
     /// Whether the ringer is on for this call.
     pub fn is_ringing(&self, id: &CallSessionId) -> bool {
-        self.calls.get(id).is_some_and(|l| l.phase == Phase::Ringing)
+        self.calls
+            .get(id)
+            .is_some_and(|l| l.phase == Phase::Ringing)
     }
 
     /// Whether the agent wants this call polled.
@@ -264,7 +266,12 @@ impl DeviceAgent {
         }
     }
 
-    fn apply(&mut self, input: Input, now: Timestamp, fx: &mut Vec<Effect>) -> Result<(), AgentError> {
+    fn apply(
+        &mut self,
+        input: Input,
+        now: Timestamp,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), AgentError> {
         check_id("call_session_id", input.call_session_id().as_str()).map_err(invalid)?;
         match input {
             Input::Sdk {
@@ -428,11 +435,11 @@ impl DeviceAgent {
                 }
             };
         };
-        let (to, trigger) = match state.map(live.call.direction(), live.call.state(), cause.as_ref())
-        {
-            SdkMapping::NoChange => return Ok(()),
-            SdkMapping::Move { to, trigger } => (to, trigger),
-        };
+        let (to, trigger) =
+            match state.map(live.call.direction(), live.call.state(), cause.as_ref()) {
+                SdkMapping::NoChange => return Ok(()),
+                SdkMapping::Move { to, trigger } => (to, trigger),
+            };
         match live.phase {
             Phase::Ringing | Phase::Silenced if to == CallState::Active => {
                 // Answered through the SDK's own UI (e.g. CallKit handled by the SDK).
@@ -461,16 +468,23 @@ impl DeviceAgent {
         now: Timestamp,
         fx: &mut Vec<Effect>,
     ) -> Result<(), AgentError> {
-        let reason = status.reason.clone().or_else(|| match (status.status, &status.device_id) {
-            (DeviceStatus::AnsweredElsewhere, Some(d)) => {
-                Some(DismissReason::AnsweredElsewhere { device_id: d.clone() })
-            }
-            (DeviceStatus::DeclinedElsewhere, Some(d)) => {
-                Some(DismissReason::DeclinedElsewhere { device_id: d.clone() })
-            }
-            (DeviceStatus::Missed, _) => Some(DismissReason::Timeout),
-            _ => None,
-        });
+        let reason = status
+            .reason
+            .clone()
+            .or_else(|| match (status.status, &status.device_id) {
+                (DeviceStatus::AnsweredElsewhere, Some(d)) => {
+                    Some(DismissReason::AnsweredElsewhere {
+                        device_id: d.clone(),
+                    })
+                }
+                (DeviceStatus::DeclinedElsewhere, Some(d)) => {
+                    Some(DismissReason::DeclinedElsewhere {
+                        device_id: d.clone(),
+                    })
+                }
+                (DeviceStatus::Missed, _) => Some(DismissReason::Timeout),
+                _ => None,
+            });
         match status.status {
             DeviceStatus::Ringing => Ok(()),
             DeviceStatus::AnsweredHere => {
@@ -516,6 +530,7 @@ impl DeviceAgent {
             "ended" if mine => match self.calls.get(id).map(|l| l.call.state()) {
                 // Our call is over on the backend; the BYE may be lost.
                 Some(s) if is_connected(s) => self.hang_up_leg(id, now, fx),
+                Some(CallState::Disconnecting) => self.end_call(id, Trigger::CleanupDone, now, fx),
                 _ => Ok(()),
             },
             "ended" => {
@@ -595,7 +610,9 @@ impl DeviceAgent {
                 }
                 self.transition(id, Trigger::HangupRequested, now, fx)?;
                 fx.push(sdk(id, SdkCommand::Hangup));
-                self.set_phase(id, Phase::Settled, fx);
+                // An unconfirmed answer keeps polling: if the SDK never had the leg (answered
+                // from CallKit before the INVITE), no SIP will ever confirm the hangup and
+                // only the backend can say the call is over.
                 Ok(())
             }
             AppAction::Answer => Err(not_ringing()),
@@ -641,10 +658,17 @@ impl DeviceAgent {
             }
             Phase::Silenced => self.settle(id, reason, now, fx),
             Phase::AwaitingConfirm | Phase::Settled
-                if live.call.direction() == Direction::Inbound && is_connected(live.call.state()) =>
+                if live.call.direction() == Direction::Inbound
+                    && is_connected(live.call.state()) =>
             {
                 // Answered here but another device (or the caller's hangup) won the race.
                 self.hang_up_leg(id, now, fx)
+            }
+            Phase::AwaitingConfirm | Phase::Settled
+                if live.call.state() == CallState::Disconnecting =>
+            {
+                // Our hangup is under way and the backend says the call is over: done.
+                self.end_call(id, Trigger::CleanupDone, now, fx)
             }
             Phase::AwaitingConfirm | Phase::Settled => Ok(()),
         }
@@ -670,6 +694,9 @@ impl DeviceAgent {
                 Ok(())
             }
             _ if is_connected(live.call.state()) => self.hang_up_leg(id, now, fx),
+            _ if live.call.state() == CallState::Disconnecting => {
+                self.end_call(id, Trigger::CleanupDone, now, fx)
+            }
             _ => Ok(()),
         }
     }
@@ -715,7 +742,11 @@ impl DeviceAgent {
     }
 
     fn confirm_answer(&mut self, id: &CallSessionId, fx: &mut Vec<Effect>) {
-        if self.calls.get(id).is_some_and(|l| l.phase == Phase::AwaitingConfirm) {
+        if self
+            .calls
+            .get(id)
+            .is_some_and(|l| l.phase == Phase::AwaitingConfirm)
+        {
             self.set_phase(id, Phase::Settled, fx);
         }
     }
@@ -752,9 +783,12 @@ impl DeviceAgent {
         now: Timestamp,
         fx: &mut Vec<Effect>,
     ) -> Result<(), AgentError> {
-        let live = self.calls.get_mut(id).ok_or_else(|| AgentError::UnknownCall {
-            call_session_id: id.clone(),
-        })?;
+        let live = self
+            .calls
+            .get_mut(id)
+            .ok_or_else(|| AgentError::UnknownCall {
+                call_session_id: id.clone(),
+            })?;
         if live.call.history().len() >= MAX_HISTORY {
             return Err(AgentError::Invalid(format!(
                 "call {id} has reached {MAX_HISTORY} transitions"

@@ -2,7 +2,9 @@
 
 use ringmaster_core::sdk::{EndCause, IosState, TerminationCause};
 use ringmaster_core::session::{DeviceCallStatus, DeviceStatus};
-use ringmaster_core::{CallSessionId, CallState, DeviceId, Direction, DismissReason, Platform, Timestamp};
+use ringmaster_core::{
+    CallSessionId, CallState, DeviceId, Direction, DismissReason, Platform, Timestamp,
+};
 use ringmaster_device::{
     AgentConfig, AgentError, AppAction, BackendRequest, Channel, Delivery, DeviceAgent, Effect,
     Input, SdkCommand, SdkState, Snapshot, SnapshotError, StopReason,
@@ -75,9 +77,7 @@ fn poll(status: DeviceStatus, reason: Option<DismissReason>) -> Input {
 }
 
 fn answered_elsewhere() -> DismissReason {
-    DismissReason::AnsweredElsewhere {
-        device_id: other(),
-    }
+    DismissReason::AnsweredElsewhere { device_id: other() }
 }
 
 fn stops(fx: &[Effect]) -> Vec<(StopReason, Option<Channel>)> {
@@ -110,22 +110,40 @@ fn last_snapshot(fx: &[Effect]) -> Option<Snapshot> {
 #[test]
 fn a_push_rings_persists_and_starts_the_three_second_poll() {
     let mut a = agent(Platform::Android);
-    let fx = a.handle(incoming(0, Delivery::Push { voip: false }), t(100)).unwrap();
+    let fx = a
+        .handle(incoming(0, Delivery::Push { voip: false }), t(100))
+        .unwrap();
     assert!(matches!(fx[0], Effect::Persist(_)), "persist first: {fx:?}");
-    assert!(fx.iter().any(|e| matches!(e, Effect::StartRinging { from, .. } if from == "+15550001111")));
+    assert!(fx
+        .iter()
+        .any(|e| matches!(e, Effect::StartRinging { from, .. } if from == "+15550001111")));
     assert!(fx.contains(&Effect::StartStatusPoll {
         call_session_id: call(),
         interval_ms: 3_000
     }));
-    assert_eq!(reports(&fx), [(1, CallState::Idle, CallState::RingingInbound)]);
+    assert_eq!(
+        reports(&fx),
+        [(1, CallState::Idle, CallState::RingingInbound)]
+    );
     let snap = last_snapshot(&fx).unwrap();
-    assert_eq!(snap.calls.len(), 1, "RINGING_INBOUND is persisted (spec §9.5)");
+    assert_eq!(
+        snap.calls.len(),
+        1,
+        "RINGING_INBOUND is persisted (spec §9.5)"
+    );
     assert_eq!(snap.next_seq, 2);
     assert!(a.is_ringing(&call()));
 
     // The SIP INVITE arriving afterwards changes nothing.
     let fx = a
-        .handle(sdk(Platform::Android, SdkState::ringing(Platform::Android), None), t(200))
+        .handle(
+            sdk(
+                Platform::Android,
+                SdkState::ringing(Platform::Android),
+                None,
+            ),
+            t(200),
+        )
         .unwrap();
     assert!(fx.is_empty(), "{fx:?}");
 }
@@ -139,7 +157,11 @@ fn every_channel_delivering_the_same_dismissal_stops_the_ringer_once() {
         ended(answered_elsewhere(), Delivery::WebSocket),
         ended(answered_elsewhere(), Delivery::Push { voip: false }),
         ended(answered_elsewhere(), Delivery::WebSocket),
-        sdk(Platform::Android, SdkState::done(Platform::Android), Some(EndCause::NormalClearing)),
+        sdk(
+            Platform::Android,
+            SdkState::done(Platform::Android),
+            Some(EndCause::NormalClearing),
+        ),
         poll(DeviceStatus::AnsweredElsewhere, Some(answered_elsewhere())),
     ]
     .into_iter()
@@ -157,39 +179,73 @@ fn every_channel_delivering_the_same_dismissal_stops_the_ringer_once() {
         )]
     );
     assert_eq!(a.call_state(&call()), Some(CallState::Ended));
-    assert!(!all.iter().any(|e| matches!(e, Effect::ShowMissedCall { .. })));
-    assert_eq!(all.iter().filter(|e| matches!(e, Effect::StopStatusPoll { .. })).count(), 1);
-    assert_eq!(all.iter().filter(|e| matches!(e, Effect::ClearPersisted { .. })).count(), 1);
+    assert!(!all
+        .iter()
+        .any(|e| matches!(e, Effect::ShowMissedCall { .. })));
+    assert_eq!(
+        all.iter()
+            .filter(|e| matches!(e, Effect::StopStatusPoll { .. }))
+            .count(),
+        1
+    );
+    assert_eq!(
+        all.iter()
+            .filter(|e| matches!(e, Effect::ClearPersisted { .. }))
+            .count(),
+        1
+    );
     assert!(last_snapshot(&all).unwrap().calls.is_empty());
 }
 
 #[test]
 fn a_sip_cancel_silences_at_once_and_the_backend_decides_missed_or_not() {
     let mut a = agent(Platform::Web);
-    a.handle(sdk(Platform::Web, SdkState::ringing(Platform::Web), None), t(0)).unwrap();
+    a.handle(
+        sdk(Platform::Web, SdkState::ringing(Platform::Web), None),
+        t(0),
+    )
+    .unwrap();
     assert!(a.is_ringing(&call()));
     let fx = a
-        .handle(sdk(Platform::Web, SdkState::done(Platform::Web), Some(EndCause::NormalClearing)), t(1_000))
+        .handle(
+            sdk(
+                Platform::Web,
+                SdkState::done(Platform::Web),
+                Some(EndCause::NormalClearing),
+            ),
+            t(1_000),
+        )
         .unwrap();
     assert_eq!(stops(&fx), [(StopReason::LegCancelled, Some(Channel::Sip))]);
     assert!(!a.is_ringing(&call()));
     assert_eq!(a.call_state(&call()), Some(CallState::RingingInbound));
-    assert!(a.is_polling(&call()), "the poll keeps running until the reason is known");
+    assert!(
+        a.is_polling(&call()),
+        "the poll keeps running until the reason is known"
+    );
 
     // The poll says the caller hung up: a missed call, and no second StopRinging.
     let fx = a
-        .handle(poll(DeviceStatus::Missed, Some(DismissReason::CallerCancelled)), t(3_000))
+        .handle(
+            poll(DeviceStatus::Missed, Some(DismissReason::CallerCancelled)),
+            t(3_000),
+        )
         .unwrap();
     assert!(stops(&fx).is_empty());
     assert_eq!(a.call_state(&call()), Some(CallState::Missed));
-    assert!(fx.iter().any(|e| matches!(e, Effect::ShowMissedCall { .. })));
-    assert!(fx.contains(&Effect::StopStatusPoll { call_session_id: call() }));
+    assert!(fx
+        .iter()
+        .any(|e| matches!(e, Effect::ShowMissedCall { .. })));
+    assert!(fx.contains(&Effect::StopStatusPoll {
+        call_session_id: call()
+    }));
 }
 
 #[test]
 fn a_dismissal_caused_by_this_device_is_its_own_echo() {
     let mut a = agent(Platform::Ios);
-    a.handle(incoming(0, Delivery::Push { voip: true }), t(0)).unwrap();
+    a.handle(incoming(0, Delivery::Push { voip: true }), t(0))
+        .unwrap();
     let fx = a.handle(app(AppAction::Answer), t(1_000)).unwrap();
     assert_eq!(stops(&fx), [(StopReason::AnsweredHere, None)]);
     assert!(fx.contains(&Effect::Sdk {
@@ -197,34 +253,51 @@ fn a_dismissal_caused_by_this_device_is_its_own_echo() {
         command: SdkCommand::Answer
     }));
     let echo = DismissReason::AnsweredElsewhere { device_id: me() };
-    let fx = a.handle(ended(echo.clone(), Delivery::WebSocket), t(1_200)).unwrap();
+    let fx = a
+        .handle(ended(echo.clone(), Delivery::WebSocket), t(1_200))
+        .unwrap();
     assert!(fx.is_empty(), "{fx:?}");
     assert_eq!(a.call_state(&call()), Some(CallState::Active));
     // The backend confirms: polling stops.
-    let fx = a.handle(poll(DeviceStatus::AnsweredHere, None), t(3_000)).unwrap();
-    assert_eq!(fx, [Effect::StopStatusPoll { call_session_id: call() }]);
+    let fx = a
+        .handle(poll(DeviceStatus::AnsweredHere, None), t(3_000))
+        .unwrap();
+    assert_eq!(
+        fx,
+        [Effect::StopStatusPoll {
+            call_session_id: call()
+        }]
+    );
 }
 
 #[test]
 fn answering_and_losing_the_race_ends_the_call_here() {
     let mut a = agent(Platform::Android);
-    a.handle(incoming(0, Delivery::Push { voip: false }), t(0)).unwrap();
+    a.handle(incoming(0, Delivery::Push { voip: false }), t(0))
+        .unwrap();
     a.handle(app(AppAction::Answer), t(1_000)).unwrap();
     let fx = a
-        .handle(ended(answered_elsewhere(), Delivery::Push { voip: false }), t(1_050))
+        .handle(
+            ended(answered_elsewhere(), Delivery::Push { voip: false }),
+            t(1_050),
+        )
         .unwrap();
     assert!(fx.contains(&Effect::Sdk {
         call_session_id: call(),
         command: SdkCommand::Hangup
     }));
     assert_eq!(a.call_state(&call()), Some(CallState::Ended));
-    assert!(stops(&fx).is_empty(), "the ringer already stopped on answer");
+    assert!(
+        stops(&fx).is_empty(),
+        "the ringer already stopped on answer"
+    );
 }
 
 #[test]
 fn decline_tells_the_backend_and_ignore_only_silences_here() {
     let mut a = agent(Platform::Android);
-    a.handle(incoming(0, Delivery::Push { voip: false }), t(0)).unwrap();
+    a.handle(incoming(0, Delivery::Push { voip: false }), t(0))
+        .unwrap();
     let fx = a.handle(app(AppAction::Decline), t(500)).unwrap();
     assert!(fx.contains(&Effect::Backend {
         call_session_id: call(),
@@ -233,7 +306,8 @@ fn decline_tells_the_backend_and_ignore_only_silences_here() {
     assert_eq!(a.call_state(&call()), Some(CallState::Ended));
 
     let mut b = agent(Platform::Android);
-    b.handle(incoming(0, Delivery::Push { voip: false }), t(0)).unwrap();
+    b.handle(incoming(0, Delivery::Push { voip: false }), t(0))
+        .unwrap();
     let fx = b.handle(app(AppAction::Ignore), t(500)).unwrap();
     assert_eq!(stops(&fx), [(StopReason::Ignored, None)]);
     assert!(fx.contains(&Effect::Backend {
@@ -242,18 +316,34 @@ fn decline_tells_the_backend_and_ignore_only_silences_here() {
     }));
     assert_eq!(b.call_state(&call()), Some(CallState::RingingInbound));
     // Nobody answered anywhere: it is a missed call here too.
-    let fx = b.handle(ended(DismissReason::Timeout, Delivery::WebSocket), t(30_000)).unwrap();
+    let fx = b
+        .handle(
+            ended(DismissReason::Timeout, Delivery::WebSocket),
+            t(30_000),
+        )
+        .unwrap();
     assert_eq!(b.call_state(&call()), Some(CallState::Missed));
     assert!(stops(&fx).is_empty());
-    assert!(fx.iter().any(|e| matches!(e, Effect::ShowMissedCall { .. })));
+    assert!(fx
+        .iter()
+        .any(|e| matches!(e, Effect::ShowMissedCall { .. })));
 }
 
 #[test]
 fn a_late_voip_push_is_reported_then_ended_and_never_rings() {
     let mut a = agent(Platform::Ios);
     // call_ended overtakes incoming_call.
-    a.handle(ended(DismissReason::CallerCancelled, Delivery::Push { voip: false }), t(0)).unwrap();
-    let fx = a.handle(incoming(0, Delivery::Push { voip: true }), t(10)).unwrap();
+    a.handle(
+        ended(
+            DismissReason::CallerCancelled,
+            Delivery::Push { voip: false },
+        ),
+        t(0),
+    )
+    .unwrap();
+    let fx = a
+        .handle(incoming(0, Delivery::Push { voip: true }), t(10))
+        .unwrap();
     assert_eq!(
         fx,
         [Effect::ReportThenEnd {
@@ -265,41 +355,82 @@ fn a_late_voip_push_is_reported_then_ended_and_never_rings() {
 
     // A push held back by Doze for 15 minutes does not ring either.
     let mut b = agent(Platform::Ios);
-    let fx = b.handle(incoming(0, Delivery::Push { voip: true }), t(15 * 60_000)).unwrap();
-    assert!(matches!(fx.as_slice(), [Effect::ReportThenEnd { reason: None, .. }]));
+    let fx = b
+        .handle(incoming(0, Delivery::Push { voip: true }), t(15 * 60_000))
+        .unwrap();
+    assert!(matches!(
+        fx.as_slice(),
+        [Effect::ReportThenEnd { reason: None, .. }]
+    ));
     let mut c = agent(Platform::Android);
-    let fx = c.handle(incoming(0, Delivery::Push { voip: false }), t(15 * 60_000)).unwrap();
+    let fx = c
+        .handle(incoming(0, Delivery::Push { voip: false }), t(15 * 60_000))
+        .unwrap();
     assert!(fx.is_empty());
 }
 
 #[test]
 fn restart_turns_active_calls_into_orphans_and_ringing_into_missed_after_the_backend_agrees() {
     let mut a = agent(Platform::Ios);
-    a.handle(incoming(0, Delivery::Push { voip: true }), t(0)).unwrap();
+    a.handle(incoming(0, Delivery::Push { voip: true }), t(0))
+        .unwrap();
     let fx = a.handle(app(AppAction::Answer), t(1_000)).unwrap();
     let snap = last_snapshot(&fx).unwrap();
     let bytes = snap.to_json();
-    let (mut b, fx) =
-        DeviceAgent::restore(&me(), Platform::Ios, AgentConfig::default(), Snapshot::from_json(&bytes).unwrap(), t(60_000)).unwrap();
+    let (mut b, fx) = DeviceAgent::restore(
+        &me(),
+        Platform::Ios,
+        AgentConfig::default(),
+        Snapshot::from_json(&bytes).unwrap(),
+        t(60_000),
+    )
+    .unwrap();
     assert!(fx.contains(&Effect::OrphanEnded {
         call_session_id: call(),
         state: CallState::Active
     }));
-    assert_eq!(reports(&fx), [(3, CallState::Active, CallState::Ended)], "sequence continues");
+    assert_eq!(
+        reports(&fx),
+        [(3, CallState::Active, CallState::Ended)],
+        "sequence continues"
+    );
     assert_eq!(b.call_state(&call()), Some(CallState::Ended));
     assert!(last_snapshot(&fx).unwrap().calls.is_empty());
     // A late BYE for the orphan is absorbed.
-    assert!(b.handle(sdk(Platform::Ios, SdkState::Ios(IosState::Done), None), t(61_000)).unwrap().is_empty());
+    assert!(b
+        .handle(
+            sdk(Platform::Ios, SdkState::Ios(IosState::Done), None),
+            t(61_000)
+        )
+        .unwrap()
+        .is_empty());
 
     // Crash while ringing: silenced, polled, and a missed call once the backend says so.
     let mut r = agent(Platform::Android);
-    let fx = r.handle(incoming(0, Delivery::Push { voip: false }), t(0)).unwrap();
-    let (mut r2, fx) =
-        DeviceAgent::restore(&me(), Platform::Android, AgentConfig::default(), last_snapshot(&fx).unwrap(), t(5_000)).unwrap();
-    assert!(fx.iter().any(|e| matches!(e, Effect::StartStatusPoll { .. })));
+    let fx = r
+        .handle(incoming(0, Delivery::Push { voip: false }), t(0))
+        .unwrap();
+    let (mut r2, fx) = DeviceAgent::restore(
+        &me(),
+        Platform::Android,
+        AgentConfig::default(),
+        last_snapshot(&fx).unwrap(),
+        t(5_000),
+    )
+    .unwrap();
+    assert!(fx
+        .iter()
+        .any(|e| matches!(e, Effect::StartStatusPoll { .. })));
     assert!(!r2.is_ringing(&call()));
-    let fx = r2.handle(poll(DeviceStatus::Missed, Some(DismissReason::Timeout)), t(8_000)).unwrap();
-    assert!(fx.iter().any(|e| matches!(e, Effect::ShowMissedCall { .. })));
+    let fx = r2
+        .handle(
+            poll(DeviceStatus::Missed, Some(DismissReason::Timeout)),
+            t(8_000),
+        )
+        .unwrap();
+    assert!(fx
+        .iter()
+        .any(|e| matches!(e, Effect::ShowMissedCall { .. })));
     assert_eq!(r2.call_state(&call()), Some(CallState::Missed));
 }
 
@@ -320,7 +451,8 @@ fn connecting_outbound_calls_are_not_persisted() {
     assert_eq!(a.call_state(&call()), Some(CallState::Connecting));
     let snap = last_snapshot(&fx).unwrap();
     assert!(snap.calls.is_empty());
-    let (b, fx) = DeviceAgent::restore(&me(), Platform::Android, AgentConfig::default(), snap, t(1)).unwrap();
+    let (b, fx) =
+        DeviceAgent::restore(&me(), Platform::Android, AgentConfig::default(), snap, t(1)).unwrap();
     assert!(!fx.iter().any(|e| matches!(e, Effect::OrphanEnded { .. })));
     assert_eq!(b.call_state(&call()), None);
     assert_eq!(b.next_seq(), 2);
@@ -329,18 +461,29 @@ fn connecting_outbound_calls_are_not_persisted() {
 #[test]
 fn refused_inputs_change_nothing_and_say_why() {
     let mut a = agent(Platform::Android);
-    a.handle(incoming(0, Delivery::Push { voip: false }), t(0)).unwrap();
+    a.handle(incoming(0, Delivery::Push { voip: false }), t(0))
+        .unwrap();
     a.handle(app(AppAction::Answer), t(10)).unwrap();
     a.handle(app(AppAction::Hold), t(20)).unwrap();
     let before = a.snapshot();
     // Spec T13: HELD → RINGING is refused.
     let err = a
-        .handle(sdk(Platform::Android, SdkState::ringing(Platform::Android), None), t(30))
+        .handle(
+            sdk(
+                Platform::Android,
+                SdkState::ringing(Platform::Android),
+                None,
+            ),
+            t(30),
+        )
         .unwrap_err();
     assert!(matches!(err, AgentError::Refused { .. }), "{err}");
     assert_eq!(a.snapshot(), before);
     assert!(matches!(
-        a.handle(sdk(Platform::Android, SdkState::ringing(Platform::Ios), None), t(30)),
+        a.handle(
+            sdk(Platform::Android, SdkState::ringing(Platform::Ios), None),
+            t(30)
+        ),
         Err(AgentError::WrongPlatform { .. })
     ));
     assert!(matches!(
@@ -361,7 +504,9 @@ fn refused_inputs_change_nothing_and_say_why() {
 #[test]
 fn tampered_or_foreign_snapshots_are_refused() {
     let mut a = agent(Platform::Android);
-    let fx = a.handle(incoming(0, Delivery::Push { voip: false }), t(0)).unwrap();
+    let fx = a
+        .handle(incoming(0, Delivery::Push { voip: false }), t(0))
+        .unwrap();
     let snap = last_snapshot(&fx).unwrap();
     let mut json: serde_json::Value = serde_json::from_slice(&snap.to_json()).unwrap();
     json["calls"][0]["call"]["state"] = "ACTIVE".into();
@@ -370,7 +515,13 @@ fn tampered_or_foreign_snapshots_are_refused() {
         Err(SnapshotError::Malformed(_))
     ));
     assert!(matches!(
-        DeviceAgent::restore(&other(), Platform::Android, AgentConfig::default(), snap, t(1)),
+        DeviceAgent::restore(
+            &other(),
+            Platform::Android,
+            AgentConfig::default(),
+            snap,
+            t(1)
+        ),
         Err(SnapshotError::WrongDevice)
     ));
     assert!(matches!(
@@ -429,4 +580,32 @@ fn sip_termination_causes_map_through_the_core_sdk_tables() {
         .unwrap();
     }
     assert_eq!(a.call_state(&call()), Some(CallState::Failed));
+}
+
+#[test]
+fn hanging_up_an_unconfirmed_answer_finishes_when_the_backend_says_it_is_over() {
+    // CallKit answered before any INVITE: the SDK has no leg, so no SIP will confirm anything.
+    let mut a = agent(Platform::Ios);
+    a.handle(incoming(0, Delivery::Push { voip: true }), t(0))
+        .unwrap();
+    a.handle(app(AppAction::Answer), t(1_000)).unwrap();
+    let fx = a.handle(app(AppAction::HangUp), t(2_000)).unwrap();
+    assert_eq!(a.call_state(&call()), Some(CallState::Disconnecting));
+    assert!(!fx
+        .iter()
+        .any(|e| matches!(e, Effect::StopStatusPoll { .. })));
+    assert!(a.is_polling(&call()));
+    let fx = a
+        .handle(
+            poll(DeviceStatus::Missed, Some(DismissReason::Timeout)),
+            t(30_500),
+        )
+        .unwrap();
+    assert_eq!(a.call_state(&call()), Some(CallState::Ended));
+    assert!(fx.contains(&Effect::StopStatusPoll {
+        call_session_id: call()
+    }));
+    assert!(!fx
+        .iter()
+        .any(|e| matches!(e, Effect::ShowMissedCall { .. })));
 }

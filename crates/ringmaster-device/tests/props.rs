@@ -4,7 +4,9 @@
 use proptest::prelude::*;
 use ringmaster_core::sdk::EndCause;
 use ringmaster_core::session::{DeviceCallStatus, DeviceStatus};
-use ringmaster_core::{table, CallSessionId, CallState, DeviceId, Direction, DismissReason, Platform, Timestamp};
+use ringmaster_core::{
+    table, CallSessionId, CallState, DeviceId, Direction, DismissReason, Platform, Timestamp,
+};
 use ringmaster_device::{
     AgentConfig, AppAction, Channel, Delivery, DeviceAgent, Effect, Input, SdkState, StopReason,
 };

@@ -2,7 +2,7 @@
 
 use crate::world::{World, DISMISS_MARGIN_MS, POLL_INTERVAL_MS};
 use ringmaster_core::session::{DeviceStatus, SessionStatus};
-use ringmaster_core::CallState;
+use ringmaster_core::{CallState, DismissReason};
 use ringmaster_device::Channel;
 use ringmaster_store::Store;
 use serde::Serialize;
@@ -84,16 +84,21 @@ impl World {
         };
         if !session.is_closed() {
             let status = session.status();
-            self.violation("call_ends", format!("session still {status} at the horizon"));
+            self.violation(
+                "call_ends",
+                format!("session still {status} at the horizon"),
+            );
         }
         let live = self.telnyx.live_legs();
         if !live.is_empty() {
             self.violation("call_ends", format!("legs still up at the end: {live:?}"));
         }
-        let active =
-            crate::world::block(self.store.active_calls(&self.user)).unwrap_or_default();
+        let active = crate::world::block(self.store.active_calls(&self.user)).unwrap_or_default();
         if !active.is_empty() {
-            self.violation("registry_cleared", format!("active-call entry left: {active:?}"));
+            self.violation(
+                "registry_cleared",
+                format!("active-call entry left: {active:?}"),
+            );
         }
         if self.obs.final_history_rows != 1 {
             let n = self.obs.final_history_rows;
@@ -103,10 +108,38 @@ impl World {
             && session.dismiss_reason().is_some_and(|r| r.is_missed());
         if missed_call && session.status() != SessionStatus::Missed {
             let status = session.status();
-            self.violation("missed_everywhere", format!("backend records a missed call as {status}"));
+            self.violation(
+                "missed_everywhere",
+                format!("backend records a missed call as {status}"),
+            );
         }
         for dev in 0..self.devices.len() {
             self.check_device_end(dev, missed_call);
+        }
+    }
+
+    /// A decline pressed here may lose only to something independent of this device: another
+    /// device's answer or decline, the caller hanging up, or the ring timer running out.
+    fn check_decline_respected(&mut self, dev: usize) {
+        let Some(session) = self.session() else {
+            return;
+        };
+        let me = &self.devices[dev].id;
+        let timer_due =
+            session.created_at().as_millis() + u64::from(self.plan().ring_timeout_secs) * 1_000;
+        let respected = match session.dismiss_reason() {
+            Some(DismissReason::DeclinedElsewhere { .. })
+            | Some(DismissReason::CallerCancelled) => true,
+            Some(DismissReason::Timeout) => self.obs.ring_ended_at.is_some_and(|t| t >= timer_due),
+            _ => session.answered_device().is_some_and(|w| w != me),
+        };
+        if !respected {
+            let status = session.status();
+            let reason = session.dismiss_reason().cloned();
+            self.violation(
+                "decline_respected",
+                format!("dev{dev} declined but the backend recorded {status} ({reason:?})"),
+            );
         }
     }
 
@@ -121,7 +154,10 @@ impl World {
             self.violation("device_settles", format!("dev{dev} still rings at the end"));
         }
         if polling {
-            self.violation("device_settles", format!("dev{dev} still waits for the outcome ({state:?})"));
+            self.violation(
+                "device_settles",
+                format!("dev{dev} still waits for the outcome ({state:?})"),
+            );
         }
         let Some(status) = self.status_for(dev) else {
             return self.violation("agreement", format!("no backend status for dev{dev}"));
@@ -130,7 +166,8 @@ impl World {
         let rang = d.ever_rang;
         // The user's own answer or decline ends the call here whatever the backend decided
         // (a decline racing the ring timeout is recorded missed on the backend).
-        let answered_here = d.answered_locally() || d.declined_locally();
+        let declined_here = d.declined_locally();
+        let answered_here = d.answered_locally() || declined_here;
         let expected = if answered_here {
             Some(CallState::Ended)
         } else {
@@ -152,6 +189,9 @@ impl World {
                 "agreement",
                 format!("dev{dev} ends {state:?} but the backend says {s:?} (rang={rang}, answered_here={answered_here})"),
             );
+        }
+        if declined_here {
+            self.check_decline_respected(dev);
         }
         if missed_call && rang && !answered_here {
             let shown = self.devices[dev].missed_shown;

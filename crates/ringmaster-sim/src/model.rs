@@ -166,7 +166,8 @@ impl AnswerRace {
     /// The race between `devices` answers with up to `crashes` node crashes, checked against
     /// the real store semantics (compare-and-set on).
     pub fn new(devices: usize, crashes: u8) -> Result<Self, String> {
-        let initial = serde_json::to_string(&ringing_session(devices)?).map_err(|e| e.to_string())?;
+        let initial =
+            serde_json::to_string(&ringing_session(devices)?).map_err(|e| e.to_string())?;
         Ok(Self {
             devices,
             crashes,
@@ -350,7 +351,11 @@ pub fn check(devices: usize, crashes: u8, compare_and_set: bool) -> Result<Model
         .into_iter()
         .filter_map(|name| {
             checker.discovery(name).map(|path| {
-                let steps = path.into_actions().iter().map(|a| format!("{a:?}")).collect();
+                let steps = path
+                    .into_actions()
+                    .iter()
+                    .map(|a| format!("{a:?}"))
+                    .collect();
                 (name.to_owned(), steps)
             })
         })

@@ -165,9 +165,7 @@ impl Plan {
                     backgrounded: mobile && rng.gen_bool(mix.backgrounded),
                     doze: mobile && rng.gen_bool(mix.doze),
                     push_blocked: mobile && mix.push_drop >= 1.0,
-                    kill_at: rng
-                        .gen_bool(mix.app_kill)
-                        .then(|| rng.gen_range(0..40_000)),
+                    kill_at: rng.gen_bool(mix.app_kill).then(|| rng.gen_range(0..40_000)),
                     restart_after: rng.gen_range(1_000..20_000),
                 };
                 d

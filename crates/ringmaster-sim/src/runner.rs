@@ -15,7 +15,7 @@ const TRACE_TAIL: usize = 60;
 
 /// The plan of random run `seed` under `mix`.
 pub fn random_plan(seed: u64, mix: &FaultMix) -> Plan {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_91a4);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_91a4);
     Plan::random(seed, mix, &mut rng)
 }
 

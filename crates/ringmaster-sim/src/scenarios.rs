@@ -20,10 +20,16 @@ use ringmaster_store::{Commit, CommitOutcome, RegistryChange, Store};
 /// Result of one scenario.
 pub type Outcome = Result<(), String>;
 
+/// A scenario: runs and judges itself.
+pub type Scenario = fn() -> Outcome;
+
 /// Every scenario by name, in order.
-pub fn all() -> Vec<(&'static str, fn() -> Outcome)> {
+pub fn all() -> Vec<(&'static str, Scenario)> {
     vec![
-        ("T1", t1_orphan_after_crash_during_active_call as fn() -> Outcome),
+        (
+            "T1",
+            t1_orphan_after_crash_during_active_call as fn() -> Outcome,
+        ),
         ("T2", t2_missed_call_after_crash_while_ringing),
         ("T3", t3_connecting_call_is_not_an_orphan),
         ("T4", t4_orphan_after_reboot),
@@ -86,10 +92,7 @@ fn ensure(ok: bool, why: impl FnOnce() -> String) -> Outcome {
 fn clean(world: &World) -> Outcome {
     match world.violations().first() {
         None => Ok(()),
-        Some(v) => Err(format!(
-            "seed {}: {}: {}",
-            v.seed, v.invariant, v.detail
-        )),
+        Some(v) => Err(format!("seed {}: {}: {}", v.seed, v.invariant, v.detail)),
     }
 }
 
@@ -138,9 +141,10 @@ pub fn t1_orphan_after_crash_during_active_call() -> Outcome {
         format!("device ends {:?}", final_state(&world, 0))
     })?;
     let session = world.session().ok_or("no session")?;
-    ensure(session.is_closed() && session.answered_device() == Some(&d.id), || {
-        "backend did not close the answered call".to_owned()
-    })
+    ensure(
+        session.is_closed() && session.answered_device() == Some(&d.id),
+        || "backend did not close the answered call".to_owned(),
+    )
 }
 
 /// T2: a device rings; the app is killed and restarted; nobody answers. Expected: a missed call
@@ -153,7 +157,10 @@ pub fn t2_missed_call_after_crash_while_ringing() -> Outcome {
     clean(&world)?;
     let d = &world.devices[0];
     ensure(d.restarts == 1 && d.missed_shown == 1, || {
-        format!("restarts {} missed-call notifications {}", d.restarts, d.missed_shown)
+        format!(
+            "restarts {} missed-call notifications {}",
+            d.restarts, d.missed_shown
+        )
     })?;
     ensure(final_state(&world, 0) == Some(CallState::Missed), || {
         format!("device ends {:?}", final_state(&world, 0))
@@ -171,7 +178,8 @@ pub fn t3_connecting_call_is_not_an_orphan() -> Outcome {
             Input::Sdk {
                 call_session_id: id.clone(),
                 direction: Direction::Outbound,
-                state: SdkState::parse(Platform::Android, "CONNECTING").map_err(|e| e.to_string())?,
+                state: SdkState::parse(Platform::Android, "CONNECTING")
+                    .map_err(|e| e.to_string())?,
                 cause: None,
             },
             Timestamp::from_millis(0),
@@ -188,7 +196,9 @@ pub fn t3_connecting_call_is_not_an_orphan() -> Outcome {
             _ => None,
         })
         .unwrap_or_else(|| agent.snapshot());
-    ensure(stored.calls.is_empty(), || "CONNECTING was persisted".to_owned())?;
+    ensure(stored.calls.is_empty(), || {
+        "CONNECTING was persisted".to_owned()
+    })?;
     let (restored, fx) = DeviceAgent::restore(
         &me,
         Platform::Android,
@@ -237,10 +247,15 @@ pub fn t5_three_devices_dismissed_within_a_second() -> Outcome {
     let world = World::new(plan).run();
     clean(&world)?;
     let android = world.devices[1].id.clone();
-    let answered_at = world.devices[1].answered_at.ok_or("android never answered")?;
+    let answered_at = world.devices[1]
+        .answered_at
+        .ok_or("android never answered")?;
     for dev in [0, 2] {
         let d = &world.devices[dev];
-        let (at, stop, _) = d.stops.first().ok_or_else(|| format!("dev{dev} never stopped"))?;
+        let (at, stop, _) = d
+            .stops
+            .first()
+            .ok_or_else(|| format!("dev{dev} never stopped"))?;
         let elsewhere = DismissReason::AnsweredElsewhere {
             device_id: android.clone(),
         };
@@ -259,14 +274,17 @@ pub fn t5_three_devices_dismissed_within_a_second() -> Outcome {
             format!("dev{dev} ended with reason {outcome:?}")
         })?;
         let took = at - answered_at;
-        ensure(took <= 1_000, || format!("dev{dev} rang {took}ms after the answer"))?;
+        ensure(took <= 1_000, || {
+            format!("dev{dev} rang {took}ms after the answer")
+        })?;
         ensure(final_state(&world, dev) == Some(CallState::Ended), || {
             format!("dev{dev} ends {:?}", final_state(&world, dev))
         })?;
     }
-    ensure(world.devices[2].stops[0].2 == Some(Channel::WebSocket), || {
-        format!("web dismissed via {:?}", world.devices[2].stops[0].2)
-    })
+    ensure(
+        world.devices[2].stops[0].2 == Some(Channel::WebSocket),
+        || format!("web dismissed via {:?}", world.devices[2].stops[0].2),
+    )
 }
 
 /// T6: Android and iOS ring, both dozing (pushes held back, no WebSocket listener); iOS
@@ -284,12 +302,18 @@ pub fn t6_dozing_phone_dismissed_by_sip_then_by_polling() -> Outcome {
         let world = World::new(Plan::quiet(106, vec![android, ios], 40_000)).run();
         clean(&world)?;
         let (channel, took, _) = dismissal(&world, 0).ok_or("android never dismissed")?;
-        let expected = if sip_lost { Channel::Poll } else { Channel::Sip };
+        let expected = if sip_lost {
+            Channel::Poll
+        } else {
+            Channel::Sip
+        };
         ensure(channel == expected, || {
             format!("sip_lost={sip_lost}: dismissed via {channel}")
         })?;
         let bound = POLL_INTERVAL_MS + 2 * world.plan().latencies.http.max_ms;
-        ensure(took <= bound, || format!("dismissed {took}ms after the answer"))?;
+        ensure(took <= bound, || {
+            format!("dismissed {took}ms after the answer")
+        })?;
     }
     Ok(())
 }
@@ -305,8 +329,12 @@ pub fn t7_web_shows_native_call() -> Outcome {
     let mut world = World::new(plan);
     world.run_until(10_000);
     let ios = world.devices[0].id.clone();
-    let active = block(world.store.active_calls(&ringmaster_core::UserId::new("user-1")))
-        .map_err(|e| e.to_string())?;
+    let active = block(
+        world
+            .store
+            .active_calls(&ringmaster_core::UserId::new("user-1")),
+    )
+    .map_err(|e| e.to_string())?;
     ensure(
         active.len() == 1 && active[0].device_id.as_ref() == Some(&ios),
         || format!("registry during the call: {active:?}"),
@@ -338,12 +366,14 @@ pub fn t8_second_call_refused_while_on_a_call() -> Outcome {
         "bridged",
         Timestamp::from_millis(world.now()),
     );
-    commit.registry.push(RegistryChange::Set(ringmaster_store::ActiveCall {
-        user_id: user,
-        call_session_id: outbound,
-        device_id: Some(world.devices[1].id.clone()),
-        started_at: Timestamp::from_millis(world.now()),
-    }));
+    commit
+        .registry
+        .push(RegistryChange::Set(ringmaster_store::ActiveCall {
+            user_id: user,
+            call_session_id: outbound,
+            device_id: Some(world.devices[1].id.clone()),
+            started_at: Timestamp::from_millis(world.now()),
+        }));
     let outcome = block(world.store.commit(commit)).map_err(|e| e.to_string())?;
     let android = world.devices[0].id.clone();
     match outcome {
@@ -367,7 +397,10 @@ fn b_dismissed(
     clean(&world)?;
     let (channel, took, reason) = dismissal(&world, 1).ok_or("B was never dismissed")?;
     ensure(
-        matches!(reason, StopReason::Dismissed { .. } | StopReason::LegCancelled),
+        matches!(
+            reason,
+            StopReason::Dismissed { .. } | StopReason::LegCancelled
+        ),
         || format!("B stopped with {reason:?}"),
     )?;
     ensure(final_state(&world, 1) == Some(CallState::Ended), || {
@@ -393,7 +426,9 @@ pub fn t10_push_blocked_dismissed_by_sip() -> Outcome {
         b.faults.push_blocked = true;
         b.faults.backgrounded = true;
     })?;
-    ensure(channel == Channel::Sip, || format!("dismissed via {channel}"))
+    ensure(channel == Channel::Sip, || {
+        format!("dismissed via {channel}")
+    })
 }
 
 /// T11: device B's app is backgrounded (no WebSocket listener); A answers. Expected: B is
@@ -414,9 +449,13 @@ pub fn t12_all_channels_fail_poll_dismisses() -> Outcome {
         b.faults.push_blocked = true;
         b.faults.ws_down = true;
     })?;
-    ensure(channel == Channel::Poll, || format!("dismissed via {channel}"))?;
+    ensure(channel == Channel::Poll, || {
+        format!("dismissed via {channel}")
+    })?;
     let bound = POLL_INTERVAL_MS + 2 * world.plan().latencies.http.max_ms;
-    ensure(took <= bound, || format!("dismissed {took}ms after the answer, bound {bound}ms"))
+    ensure(took <= bound, || {
+        format!("dismissed {took}ms after the answer, bound {bound}ms")
+    })
 }
 
 /// T13: a held call receives a ring. Expected: the state machine rejects it and nothing
@@ -431,13 +470,20 @@ pub fn t13_held_call_cannot_ring() -> Outcome {
     ensure(
         matches!(
             call.apply(Trigger::IncomingCall, at(2)),
-            Err(TransitionError::Illegal { state: CallState::OnHold, .. })
+            Err(TransitionError::Illegal {
+                state: CallState::OnHold,
+                ..
+            })
         ) && call == before,
         || "core accepted HELD -> RINGING".to_owned(),
     )?;
     // The same through the device agent, fed by the SDK.
     let id = CallSessionId::new("v3:t13");
-    let mut agent = DeviceAgent::new(DeviceId::new("a"), Platform::Android, AgentConfig::default());
+    let mut agent = DeviceAgent::new(
+        DeviceId::new("a"),
+        Platform::Android,
+        AgentConfig::default(),
+    );
     let ring = |agent: &mut DeviceAgent| {
         agent.handle(
             Input::Sdk {
@@ -452,13 +498,18 @@ pub fn t13_held_call_cannot_ring() -> Outcome {
     ring(&mut agent).map_err(|e| e.to_string())?;
     for action in [AppAction::Answer, AppAction::Hold] {
         agent
-            .handle(Input::App { call_session_id: id.clone(), action }, at(4))
+            .handle(
+                Input::App {
+                    call_session_id: id.clone(),
+                    action,
+                },
+                at(4),
+            )
             .map_err(|e| e.to_string())?;
     }
     let snapshot = agent.snapshot();
     ensure(
-        matches!(ring(&mut agent), Err(AgentError::Refused { .. }))
-            && agent.snapshot() == snapshot,
+        matches!(ring(&mut agent), Err(AgentError::Refused { .. })) && agent.snapshot() == snapshot,
         || "agent accepted HELD -> RINGING".to_owned(),
     )
 }
@@ -472,7 +523,8 @@ pub fn t14_late_sip_on_ended_call_is_ignored() -> Outcome {
         call.apply(t, at(1)).map_err(|e| e.to_string())?;
     }
     ensure(
-        call.apply(Trigger::NetworkChange, at(2)).is_err_and(|e| e.is_late())
+        call.apply(Trigger::NetworkChange, at(2))
+            .is_err_and(|e| e.is_late())
             && call.state() == CallState::Ended,
         || "core accepted DONE -> RECONNECTING".to_owned(),
     )?;
@@ -489,10 +541,13 @@ pub fn t14_late_sip_on_ended_call_is_ignored() -> Outcome {
     for name in ["RINGING", "ACTIVE", "DONE"] {
         agent.handle(sdk(name)?, at(3)).map_err(|e| e.to_string())?;
     }
-    let fx = agent.handle(sdk("RECONNECTING")?, at(4)).map_err(|e| e.to_string())?;
-    ensure(fx.is_empty() && agent.call_state(&id) == Some(CallState::Ended), || {
-        format!("late RECONNECTING produced {fx:?}")
-    })?;
+    let fx = agent
+        .handle(sdk("RECONNECTING")?, at(4))
+        .map_err(|e| e.to_string())?;
+    ensure(
+        fx.is_empty() && agent.call_state(&id) == Some(CallState::Ended),
+        || format!("late RECONNECTING produced {fx:?}"),
+    )?;
     // A late VoIP push for it is reported to CallKit and ended at once, never rung.
     let fx = agent
         .handle(
@@ -534,7 +589,9 @@ pub fn t15_two_answers_10ms_apart_bridge_once() -> Outcome {
         clean(&world)?;
         conflicts += world.obs.cas_conflicts;
         let bridged = &world.telnyx.bridged_devices;
-        ensure(bridged.len() == 1, || format!("seed {seed}: bridged {bridged:?}"))?;
+        ensure(bridged.len() == 1, || {
+            format!("seed {seed}: bridged {bridged:?}")
+        })?;
         let winner = *bridged.iter().next().unwrap_or(&usize::MAX);
         let loser = 1 - winner.min(1);
         let session = world.session().ok_or("no session")?;

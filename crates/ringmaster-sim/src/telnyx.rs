@@ -4,8 +4,8 @@
 use crate::world::{Ev, World};
 use ringmaster_core::sdk::EndCause;
 use ringmaster_core::session::{
-    Action, ClientStateRef, Command, CommandError, HangupCause, HangupSource, Input,
-    ProviderEvent, ProviderEventKind,
+    Action, ClientStateRef, Command, CommandError, HangupCause, HangupSource, Input, ProviderEvent,
+    ProviderEventKind,
 };
 use ringmaster_core::{CallControlId, Direction};
 use ringmaster_device::{Input as DevInput, SdkState};
@@ -88,7 +88,9 @@ impl Telnyx {
 
     /// Whether the leg exists and is not hung up.
     pub fn is_alive(&self, ccid: &CallControlId) -> bool {
-        self.legs.get(ccid).is_some_and(|l| l.state != LegState::Ended)
+        self.legs
+            .get(ccid)
+            .is_some_and(|l| l.state != LegState::Ended)
     }
 
     /// Answered legs of a device.
@@ -118,18 +120,22 @@ impl World {
     fn webhook(&mut self, ccid: &CallControlId, kind: ProviderEventKind) {
         self.telnyx.next_webhook += 1;
         let id = format!("wh-{}", self.telnyx.next_webhook);
-        let cs = self.telnyx.legs.get(ccid).and_then(|l| l.client_state.clone());
+        let cs = self
+            .telnyx
+            .legs
+            .get(ccid)
+            .and_then(|l| l.client_state.clone());
         let event = ProviderEvent::new(ccid.clone(), cs, kind);
         let mut delay = self.sample(|l| l.webhook);
         let p = self.plan.message_faults.webhook_delay;
         if self.chance(p) {
             delay += self.sample(|l| l.webhook_extra);
         }
-        self.to_coordinator(delay, Input::Provider(event.clone()), Some(id.clone()));
+        self.send_to_coordinator(delay, Input::Provider(event.clone()), Some(id.clone()));
         let p = self.plan.message_faults.webhook_dup;
         if self.chance(p) {
             let again = self.sample(|l| l.webhook) + self.sample(|l| l.webhook_extra);
-            self.to_coordinator(again, Input::Provider(event), Some(id));
+            self.send_to_coordinator(again, Input::Provider(event), Some(id));
         }
     }
 
@@ -139,7 +145,7 @@ impl World {
             Reply::Dial(result) => Input::DialResult { command_id, result },
             Reply::Done(result) => Input::CommandResult { command_id, result },
         };
-        self.to_coordinator(delay, input, None);
+        self.send_to_coordinator(delay, input, None);
     }
 
     /// SIP from Telnyx to the device on a leg: the SDK reports DONE with `cause`.
@@ -275,7 +281,10 @@ impl World {
                     self.on_bridge(ccid, to_ccid);
                     Reply::Done(Ok(()))
                 } else {
-                    Reply::Done(Err(CommandError::new("90034", "Call is not answered or has ended")))
+                    Reply::Done(Err(CommandError::new(
+                        "90034",
+                        "Call is not answered or has ended",
+                    )))
                 }
             }
             Action::Hangup { ccid } => {
@@ -305,7 +314,9 @@ impl World {
             },
             Action::Speak { .. } | Action::RecordStart { .. } => Reply::Done(Ok(())),
         };
-        self.telnyx.executed.insert(cmd.command_id.clone(), reply.clone());
+        self.telnyx
+            .executed
+            .insert(cmd.command_id.clone(), reply.clone());
         self.reply(cmd.command_id, reply);
     }
 
@@ -342,7 +353,12 @@ impl World {
     }
 
     pub(crate) fn telnyx_dial_timeout(&mut self, ccid: &CallControlId) {
-        if self.telnyx.legs.get(ccid).is_some_and(|l| l.state == LegState::Ringing) {
+        if self
+            .telnyx
+            .legs
+            .get(ccid)
+            .is_some_and(|l| l.state == LegState::Ringing)
+        {
             self.end_leg(
                 ccid,
                 HangupCause::Timeout,
@@ -369,9 +385,12 @@ impl World {
             (SipUp::Reject, Some(LegState::Ringing)) => {
                 self.end_leg(ccid, HangupCause::CallRejected, HangupSource::Callee, None)
             }
-            (SipUp::Bye, Some(LegState::Ringing | LegState::Answered)) => {
-                self.end_leg(ccid, HangupCause::NormalClearing, HangupSource::Callee, None)
-            }
+            (SipUp::Bye, Some(LegState::Ringing | LegState::Answered)) => self.end_leg(
+                ccid,
+                HangupCause::NormalClearing,
+                HangupSource::Callee,
+                None,
+            ),
             _ => {}
         }
     }
@@ -390,7 +409,12 @@ impl World {
     pub(crate) fn telnyx_leg_lost(&mut self, ccid: &CallControlId) {
         if self.telnyx.is_alive(ccid) {
             self.log(|| format!("telnyx: media of {ccid} lost (app killed)"));
-            self.end_leg(ccid, HangupCause::NormalClearing, HangupSource::Callee, None);
+            self.end_leg(
+                ccid,
+                HangupCause::NormalClearing,
+                HangupSource::Callee,
+                None,
+            );
         }
     }
 }

@@ -9,16 +9,16 @@ use crate::telnyx::{SipUp, Telnyx};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use ringmaster_core::session::{
-    Channel as NotifyChannel, DeviceCallStatus, Effect, Input, NewInbound,
-    NotifyEvent, RegistryUpdate, RingTarget, Session, SessionConfig, SessionStatus,
+    Channel as NotifyChannel, DeviceCallStatus, Effect, Input, NewInbound, NotifyEvent,
+    RegistryUpdate, RingTarget, Session, SessionConfig, SessionStatus,
 };
 use ringmaster_core::{
     CallControlId, CallSessionId, CallState, DeviceId, Direction, Platform, TenantId, Timestamp,
     UserId,
 };
 use ringmaster_device::{
-    AgentConfig, AppAction, Delivery, DeviceAgent, Effect as DevEffect, Input as DevInput,
-    Report, SdkCommand, SdkState, Snapshot, StopReason,
+    AgentConfig, AppAction, Delivery, DeviceAgent, Effect as DevEffect, Input as DevInput, Report,
+    SdkCommand, SdkState, Snapshot, StopReason,
 };
 use ringmaster_store::{
     CallDirection, CallRecord, CallStatus, Commit, CommitOutcome, MemoryStore, RegistryChange,
@@ -81,10 +81,7 @@ pub(crate) enum Ev {
     /// Telnyx gives up on an unanswered leg (`timeout_secs`).
     DialTimeout(CallControlId),
     /// A SIP message from a device's SDK reaches Telnyx.
-    SipUp {
-        ccid: CallControlId,
-        msg: SipUp,
-    },
+    SipUp { ccid: CallControlId, msg: SipUp },
     /// The PSTN caller hangs up.
     CallerHangup,
     /// Telnyx notices that a killed app's connected leg is dead.
@@ -222,7 +219,8 @@ impl World {
             .enumerate()
             .map(|(i, d)| {
                 let id = DeviceId::new(format!("{}-{i}", d.platform));
-                let agent = DeviceAgent::new(id.clone(), d.platform, agent_config(plan.device_poll_ms));
+                let agent =
+                    DeviceAgent::new(id.clone(), d.platform, agent_config(plan.device_poll_ms));
                 Dev {
                     stored: agent.snapshot(),
                     id,
@@ -363,7 +361,10 @@ impl World {
         self.queue.push(Reverse((self.now + delay, self.seq)));
     }
 
-    pub(crate) fn sample(&mut self, pick: impl FnOnce(&crate::faults::Latencies) -> crate::faults::Latency) -> u64 {
+    pub(crate) fn sample(
+        &mut self,
+        pick: impl FnOnce(&crate::faults::Latencies) -> crate::faults::Latency,
+    ) -> u64 {
         let l = pick(&self.plan.latencies);
         l.sample(&mut self.rng)
     }
@@ -414,7 +415,7 @@ impl World {
             Ev::CallerHangup => self.telnyx_caller_hangup(),
             Ev::LegLost(ccid) => self.telnyx_leg_lost(&ccid),
             Ev::Invite { dev, ccid, epoch } => self.on_invite(dev, ccid, epoch),
-            Ev::ToDevice { dev, input, epoch } => self.to_device(dev, *input, epoch),
+            Ev::ToDevice { dev, input, epoch } => self.deliver_to_device(dev, *input, epoch),
             Ev::PollTick { dev, gen } => self.on_poll_tick(dev, gen),
             Ev::PollAtBackend { dev } => self.on_poll_at_backend(dev),
             Ev::Report(report) => self.on_report(*report),
@@ -564,9 +565,7 @@ impl World {
         }
         for e in effects {
             match e {
-                e if e.is_outbox() => {
-                    c.effects.push(serde_json::to_value(e).unwrap_or_default())
-                }
+                e if e.is_outbox() => c.effects.push(serde_json::to_value(e).unwrap_or_default()),
                 Effect::Registry(RegistryUpdate::Set(a)) => {
                     c.registry
                         .push(RegistryChange::Set(ringmaster_store::ActiveCall {
@@ -701,7 +700,12 @@ impl World {
     fn on_node_restart(&mut self, node: usize) {
         self.nodes[node] = true;
         let pending = block(self.store.pending_effects(1_000)).unwrap_or_default();
-        self.log(|| format!("node{node} restarts, re-dispatching {} outbox effects", pending.len()));
+        self.log(|| {
+            format!(
+                "node{node} restarts, re-dispatching {} outbox effects",
+                pending.len()
+            )
+        });
         for entry in pending {
             match serde_json::from_value::<Effect>(entry.effect) {
                 Ok(e) => self.dispatch(&e),
@@ -715,8 +719,11 @@ impl World {
     }
 
     fn on_timer_check(&mut self) {
-        let due = block(self.store.due_sessions(Timestamp::from_millis(self.now), 100))
-            .unwrap_or_default();
+        let due = block(
+            self.store
+                .due_sessions(Timestamp::from_millis(self.now), 100),
+        )
+        .unwrap_or_default();
         for _ in due {
             self.at(
                 0,
@@ -741,20 +748,33 @@ impl World {
                     NotifyChannel::WebSocket => {
                         for dev in 0..self.devices.len() {
                             let d = &self.devices[dev];
-                            let listening = !d.plan.faults.ws_down
-                                && !(d.platform.is_mobile() && d.plan.faults.backgrounded);
+                            let listening = !(d.plan.faults.ws_down
+                                || (d.platform.is_mobile() && d.plan.faults.backgrounded));
                             if !listening {
                                 continue;
                             }
-                            if let Some(input) = notify_input(&n.event, &n.call_session_id, sent_at, Delivery::WebSocket) {
+                            if let Some(input) = notify_input(
+                                &n.event,
+                                &n.call_session_id,
+                                sent_at,
+                                Delivery::WebSocket,
+                            ) {
                                 let delay = self.sample(|l| l.websocket);
-                                self.at(delay, Ev::ToDevice { dev, input: Box::new(input), epoch: None });
+                                self.at(
+                                    delay,
+                                    Ev::ToDevice {
+                                        dev,
+                                        input: Box::new(input),
+                                        epoch: None,
+                                    },
+                                );
                             }
                         }
                     }
                     NotifyChannel::Push { device, .. } => {
                         let Some(dev) = self.devices.iter().position(|d| d.id == *device) else {
-                            return self.violation("push", format!("push to unknown device {device}"));
+                            return self
+                                .violation("push", format!("push to unknown device {device}"));
                         };
                         let voip = self.devices[dev].platform == Platform::Ios
                             && matches!(n.event, NotifyEvent::IncomingCall { .. });
@@ -769,8 +789,20 @@ impl World {
                         } else {
                             self.sample(|l| l.push)
                         };
-                        if let Some(input) = notify_input(&n.event, &n.call_session_id, sent_at, Delivery::Push { voip }) {
-                            self.at(delay, Ev::ToDevice { dev, input: Box::new(input), epoch: None });
+                        if let Some(input) = notify_input(
+                            &n.event,
+                            &n.call_session_id,
+                            sent_at,
+                            Delivery::Push { voip },
+                        ) {
+                            self.at(
+                                delay,
+                                Ev::ToDevice {
+                                    dev,
+                                    input: Box::new(input),
+                                    epoch: None,
+                                },
+                            );
                         }
                     }
                 }
@@ -802,7 +834,7 @@ impl World {
     }
 
     /// An input for the session, sent to the load balancer after `delay`.
-    pub(crate) fn to_coordinator(&mut self, delay: u64, input: Input, dedupe: Option<String>) {
+    pub(crate) fn send_to_coordinator(&mut self, delay: u64, input: Input, dedupe: Option<String>) {
         self.at(delay, Ev::Coord(CoordInput::Input { input, dedupe }));
     }
 
@@ -825,15 +857,21 @@ impl World {
             cause: None,
         };
         self.log(|| format!("dev{dev} SDK gets INVITE {ccid}"));
-        self.to_device(dev, input, Some(epoch));
+        self.deliver_to_device(dev, input, Some(epoch));
         if std::mem::take(&mut self.devices[dev].pending_answer) {
             let delay = self.sample(|l| l.sip_up);
-            self.at(delay, Ev::SipUp { ccid, msg: SipUp::Answer });
+            self.at(
+                delay,
+                Ev::SipUp {
+                    ccid,
+                    msg: SipUp::Answer,
+                },
+            );
         }
     }
 
     /// Feeds one input to a device's agent and carries out its effects.
-    pub(crate) fn to_device(&mut self, dev: usize, input: DevInput, epoch: Option<u32>) {
+    pub(crate) fn deliver_to_device(&mut self, dev: usize, input: DevInput, epoch: Option<u32>) {
         let d = &mut self.devices[dev];
         if epoch.is_some_and(|e| e != d.epoch) {
             return;
@@ -896,11 +934,13 @@ impl World {
                 DevEffect::Backend { request, .. } => {
                     let device = self.devices[dev].id.clone();
                     let input = match request {
-                        ringmaster_device::BackendRequest::Decline => Input::DeviceDecline { device },
+                        ringmaster_device::BackendRequest::Decline => {
+                            Input::DeviceDecline { device }
+                        }
                         ringmaster_device::BackendRequest::Ignore => Input::DeviceIgnore { device },
                     };
                     let delay = self.sample(|l| l.http);
-                    self.to_coordinator(delay, input, None);
+                    self.send_to_coordinator(delay, input, None);
                 }
                 DevEffect::OrphanEnded { state, .. } => {
                     self.devices[dev].orphans.push(state);
@@ -957,7 +997,13 @@ impl World {
             return;
         };
         let delay = self.sample(|l| l.sip_up);
-        self.at(delay, Ev::SipUp { ccid: ccid.clone(), msg });
+        self.at(
+            delay,
+            Ev::SipUp {
+                ccid: ccid.clone(),
+                msg,
+            },
+        );
         if msg == SipUp::Bye {
             // The SDK reports DONE once the BYE is confirmed.
             let back = delay + self.sample(|l| l.sip_down);
@@ -968,7 +1014,14 @@ impl World {
                 state: SdkState::done(self.devices[dev].platform),
                 cause: ringmaster_core::sdk::EndCause::NormalClearing.example(),
             };
-            self.at(back, Ev::ToDevice { dev, input: Box::new(input), epoch: Some(epoch) });
+            self.at(
+                back,
+                Ev::ToDevice {
+                    dev,
+                    input: Box::new(input),
+                    epoch: Some(epoch),
+                },
+            );
         }
     }
 
@@ -992,21 +1045,37 @@ impl World {
             status,
         };
         let delay = self.sample(|l| l.http);
-        self.at(delay, Ev::ToDevice { dev, input: Box::new(input), epoch: None });
+        self.at(
+            delay,
+            Ev::ToDevice {
+                dev,
+                input: Box::new(input),
+                epoch: None,
+            },
+        );
     }
 
     fn on_report(&mut self, r: Report) {
         let Some(dev) = self.devices.iter().position(|d| d.id == r.device_id) else {
-            return self.violation("reports", format!("report from unknown device {}", r.device_id));
+            return self.violation(
+                "reports",
+                format!("report from unknown device {}", r.device_id),
+            );
         };
         if !ringmaster_core::is_legal(r.from, r.to) {
-            self.violation("reports", format!("dev{dev} reported illegal {} -> {}", r.from, r.to));
+            self.violation(
+                "reports",
+                format!("dev{dev} reported illegal {} -> {}", r.from, r.to),
+            );
         }
         let seen = self.backend_reports.entry(dev).or_default();
         match seen.get(&r.seq) {
             Some(old) if *old == r => self.obs.duplicate_reports += 1,
             Some(old) => {
-                let detail = format!("dev{dev} reused seq {} ({:?} then {:?})", r.seq, old.to, r.to);
+                let detail = format!(
+                    "dev{dev} reused seq {} ({:?} then {:?})",
+                    r.seq, old.to, r.to
+                );
                 self.violation("reports", detail);
             }
             None => {
@@ -1027,8 +1096,20 @@ impl World {
             UserAction::Answer => AppAction::Answer,
             UserAction::Decline => AppAction::Decline,
             UserAction::Ignore => AppAction::Ignore,
-            UserAction::Hold if state == Some(CallState::Active) && self.devices[dev].platform.is_mobile() => AppAction::Hold,
-            UserAction::HangUp if state.is_some_and(|s| !s.is_terminal() && s != CallState::Disconnecting && s != CallState::RingingInbound) => AppAction::HangUp,
+            UserAction::Hold
+                if state == Some(CallState::Active) && self.devices[dev].platform.is_mobile() =>
+            {
+                AppAction::Hold
+            }
+            UserAction::HangUp
+                if state.is_some_and(|s| {
+                    !s.is_terminal()
+                        && s != CallState::Disconnecting
+                        && s != CallState::RingingInbound
+                }) =>
+            {
+                AppAction::HangUp
+            }
             UserAction::Hold | UserAction::HangUp => return,
         };
         self.log(|| format!("user on dev{dev}: {app:?}"));
@@ -1036,13 +1117,32 @@ impl World {
             self.devices[dev].answered_at = Some(self.now);
             let p = self.devices[dev].plan.clone();
             if let Some(after) = p.hangup_after {
-                self.at(after, Ev::User { dev, action: UserAction::HangUp });
+                self.at(
+                    after,
+                    Ev::User {
+                        dev,
+                        action: UserAction::HangUp,
+                    },
+                );
             }
             if let Some(after) = p.hold_after {
-                self.at(after, Ev::User { dev, action: UserAction::Hold });
+                self.at(
+                    after,
+                    Ev::User {
+                        dev,
+                        action: UserAction::Hold,
+                    },
+                );
             }
         }
-        self.to_device(dev, DevInput::App { call_session_id: id, action: app }, None);
+        self.deliver_to_device(
+            dev,
+            DevInput::App {
+                call_session_id: id,
+                action: app,
+            },
+            None,
+        );
     }
 
     fn on_kill(&mut self, dev: usize) {
@@ -1136,7 +1236,10 @@ fn describe_input(input: &Input) -> String {
         ),
         Input::DialResult { command_id, result } => format!("dial result {command_id} {result:?}"),
         Input::CommandResult { command_id, result } => {
-            format!("command result {command_id} {}", if result.is_ok() { "ok" } else { "error" })
+            format!(
+                "command result {command_id} {}",
+                if result.is_ok() { "ok" } else { "error" }
+            )
         }
         other => format!("{other:?}"),
     }
@@ -1146,10 +1249,14 @@ fn describe_dev_input(input: &DevInput) -> String {
     match input {
         DevInput::Sdk { state, cause, .. } => format!(
             "SDK {state:?}{}",
-            cause.as_ref().map_or(String::new(), |c| format!(" {:?}", c.classify()))
+            cause
+                .as_ref()
+                .map_or(String::new(), |c| format!(" {:?}", c.classify()))
         ),
         DevInput::IncomingCall { via, .. } => format!("incoming_call via {via:?}"),
-        DevInput::CallEnded { reason, via, .. } => format!("call_ended {} via {via:?}", reason.code()),
+        DevInput::CallEnded { reason, via, .. } => {
+            format!("call_ended {} via {via:?}", reason.code())
+        }
         DevInput::PollResult { status, .. } => format!("poll {:?}", status.status),
         DevInput::CallStateChanged { device, state, .. } => {
             format!("call_state_changed {state} on {device:?}")

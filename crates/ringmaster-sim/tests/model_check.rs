@@ -5,10 +5,19 @@ use ringmaster_sim::model::check;
 #[test]
 fn answer_race_never_bridges_twice_and_always_records_the_winner() {
     let report = check(3, 2, true).expect("model builds");
-    assert!(report.bridge_reachable, "the model never bridges: {report:?}");
+    assert!(
+        report.bridge_reachable,
+        "the model never bridges: {report:?}"
+    );
     assert!(report.counterexamples.is_empty(), "{report:?}");
-    assert!(report.unique_states > 100, "suspiciously small state space: {report:?}");
-    eprintln!("answer race K=3, 2 crashes: {} unique states", report.unique_states);
+    assert!(
+        report.unique_states > 100,
+        "suspiciously small state space: {report:?}"
+    );
+    eprintln!(
+        "answer race K=3, 2 crashes: {} unique states",
+        report.unique_states
+    );
 }
 
 #[test]

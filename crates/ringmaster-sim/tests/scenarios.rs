@@ -15,21 +15,57 @@ macro_rules! scenario {
     };
 }
 
-scenario!(t1_orphan_detected_after_app_crash_during_active_call, t1_orphan_after_crash_during_active_call);
-scenario!(t2_missed_call_detected_after_crash_while_ringing, t2_missed_call_after_crash_while_ringing);
-scenario!(t3_no_orphan_for_connecting_call, t3_connecting_call_is_not_an_orphan);
+scenario!(
+    t1_orphan_detected_after_app_crash_during_active_call,
+    t1_orphan_after_crash_during_active_call
+);
+scenario!(
+    t2_missed_call_detected_after_crash_while_ringing,
+    t2_missed_call_after_crash_while_ringing
+);
+scenario!(
+    t3_no_orphan_for_connecting_call,
+    t3_connecting_call_is_not_an_orphan
+);
 scenario!(t4_orphan_detected_after_reboot, t4_orphan_after_reboot);
-scenario!(t5_answer_on_android_dismisses_ios_and_web_within_1s, t5_three_devices_dismissed_within_a_second);
-scenario!(t6_dozing_android_dismissed_by_sip_or_polling_within_3s, t6_dozing_phone_dismissed_by_sip_then_by_polling);
+scenario!(
+    t5_answer_on_android_dismisses_ios_and_web_within_1s,
+    t5_three_devices_dismissed_within_a_second
+);
+scenario!(
+    t6_dozing_android_dismissed_by_sip_or_polling_within_3s,
+    t6_dozing_phone_dismissed_by_sip_then_by_polling
+);
 scenario!(t7_web_shows_in_call_native_badge, t7_web_shows_native_call);
-scenario!(t8_outbound_refused_while_user_on_call, t8_second_call_refused_while_on_a_call);
-scenario!(t9_sip_blocked_dismissed_via_push_or_poll, t9_sip_blocked_dismissed_by_push_or_poll);
-scenario!(t10_push_blocked_dismissed_via_sip, t10_push_blocked_dismissed_by_sip);
-scenario!(t11_backgrounded_dismissed_via_sip_or_poll, t11_backgrounded_dismissed_without_websocket);
-scenario!(t12_all_channels_fail_dismissed_via_poll_within_3s, t12_all_channels_fail_poll_dismisses);
+scenario!(
+    t8_outbound_refused_while_user_on_call,
+    t8_second_call_refused_while_on_a_call
+);
+scenario!(
+    t9_sip_blocked_dismissed_via_push_or_poll,
+    t9_sip_blocked_dismissed_by_push_or_poll
+);
+scenario!(
+    t10_push_blocked_dismissed_via_sip,
+    t10_push_blocked_dismissed_by_sip
+);
+scenario!(
+    t11_backgrounded_dismissed_via_sip_or_poll,
+    t11_backgrounded_dismissed_without_websocket
+);
+scenario!(
+    t12_all_channels_fail_dismissed_via_poll_within_3s,
+    t12_all_channels_fail_poll_dismisses
+);
 scenario!(t13_held_to_ringing_rejected, t13_held_call_cannot_ring);
-scenario!(t14_late_reconnecting_on_done_call_ignored, t14_late_sip_on_ended_call_is_ignored);
-scenario!(t15_two_answers_10ms_apart_bridge_exactly_once, t15_two_answers_10ms_apart_bridge_once);
+scenario!(
+    t14_late_reconnecting_on_done_call_ignored,
+    t14_late_sip_on_ended_call_is_ignored
+);
+scenario!(
+    t15_two_answers_10ms_apart_bridge_exactly_once,
+    t15_two_answers_10ms_apart_bridge_once
+);
 
 #[test]
 fn every_scenario_is_listed_for_the_cli() {

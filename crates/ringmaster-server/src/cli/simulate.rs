@@ -200,3 +200,46 @@ impl Progress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(runs: u64, faults: &str) -> SimulateArgs {
+        SimulateArgs {
+            runs,
+            seed: 1,
+            faults: faults.to_owned(),
+            json: true,
+            threads: Some(1),
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_before_anything_runs() {
+        assert!(run(args(0, "default")).is_err());
+        assert!(run(args(MAX_RUNS + 1, "default")).is_err());
+        let err = run(args(1, "sunny")).unwrap_err();
+        assert!(format!("{err:#}").contains("unknown fault mix"), "{err:#}");
+    }
+
+    #[test]
+    fn a_small_batch_passes_and_the_report_lists_every_channel_and_scenario() {
+        run(args(5, "harsh")).expect("no violation in 5 harsh runs");
+        let batch = run_batch(1, 5, &FaultMix::harsh(), 1, |_, _| {});
+        let mut text = Vec::new();
+        report(&mut text, &batch, &scenarios::run_all()).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        for needle in [
+            "websocket",
+            "push",
+            "poll",
+            "sip",
+            "T1=pass",
+            "T15=pass",
+            "states",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+    }
+}
