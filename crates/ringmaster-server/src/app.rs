@@ -6,7 +6,7 @@ use crate::notify::Notifiers;
 use crate::routes::{admin, health, voip, webhooks};
 use crate::tokens::TokenSigner;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use ringmaster_core::session::{
     CallerAnswer, SessionConfig, VoicemailConfig, DEFAULT_BRIDGE_RETRY_DELAY_MS,
@@ -139,6 +139,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/voip/calls/{call_id}/events", post(voip::report))
         .route("/api/voip/calls/{call_id}/decline", post(voip::decline))
         .route("/api/voip/calls/{call_id}/ignore", post(voip::ignore))
+        .route(
+            "/api/voip/devices/{device_id}/push-token",
+            put(voip::register_push_token)
+                .delete(voip::remove_push_token)
+                .layer(DefaultBodyLimit::max(voip::PUSH_TOKEN_BODY_LIMIT)),
+        )
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     let hooks = Router::new()
         .route("/webhooks/telnyx", post(webhooks::telnyx))

@@ -46,6 +46,31 @@ pub struct ServeArgs {
     /// Pusher-protocol app secret [default in sandbox mode: printed at start].
     #[arg(long, env = "RINGMASTER_PUSHER_SECRET")]
     pub pusher_secret: Option<String>,
+    /// Google service-account JSON key file; enables FCM push for Android devices.
+    #[arg(long, env = "RINGMASTER_FCM_SERVICE_ACCOUNT")]
+    pub fcm_service_account: Option<PathBuf>,
+    /// FCM API base URL [default: https://fcm.googleapis.com].
+    #[arg(long, env = "RINGMASTER_FCM_BASE_URL")]
+    pub fcm_base_url: Option<String>,
+    /// APNs signing key file (.p8); with the key id, team id and bundle id it enables iOS push.
+    #[arg(long, env = "RINGMASTER_APNS_KEY_FILE")]
+    pub apns_key_file: Option<PathBuf>,
+    /// Key id of the APNs signing key (10 characters).
+    #[arg(long, env = "RINGMASTER_APNS_KEY_ID")]
+    pub apns_key_id: Option<String>,
+    /// Apple developer team id.
+    #[arg(long, env = "RINGMASTER_APNS_TEAM_ID")]
+    pub apns_team_id: Option<String>,
+    /// The iOS app's bundle id (VoIP pushes go to `<bundle id>.voip`).
+    #[arg(long, env = "RINGMASTER_APNS_BUNDLE_ID")]
+    pub apns_bundle_id: Option<String>,
+    /// APNs base URL [default: production, or the sandbox with --apns-sandbox].
+    #[arg(long, env = "RINGMASTER_APNS_BASE_URL")]
+    pub apns_base_url: Option<String>,
+    /// Use Apple's development (sandbox) APNs endpoint.
+    #[arg(long, env = "RINGMASTER_APNS_SANDBOX", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub apns_sandbox: Option<bool>,
 }
 
 /// The same settings as read from the TOML file.
@@ -63,6 +88,14 @@ struct FileConfig {
     pusher_app_id: Option<String>,
     pusher_key: Option<String>,
     pusher_secret: Option<String>,
+    fcm_service_account: Option<PathBuf>,
+    fcm_base_url: Option<String>,
+    apns_key_file: Option<PathBuf>,
+    apns_key_id: Option<String>,
+    apns_team_id: Option<String>,
+    apns_bundle_id: Option<String>,
+    apns_base_url: Option<String>,
+    apns_sandbox: Option<bool>,
 }
 
 /// Resolved configuration.
@@ -80,6 +113,34 @@ pub struct Config {
     pub ring_timeout_secs: u32,
     /// Pusher-protocol app credentials.
     pub pusher: PusherConfig,
+    /// FCM push; `None` leaves Android push off.
+    pub fcm: Option<FcmSettings>,
+    /// APNs push; `None` leaves iOS push off.
+    pub apns: Option<ApnsSettings>,
+}
+
+/// FCM credentials and endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FcmSettings {
+    /// Service-account JSON key file.
+    pub service_account_file: PathBuf,
+    /// API base URL; `None` is Google's.
+    pub base_url: Option<String>,
+}
+
+/// APNs credentials and endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApnsSettings {
+    /// The `.p8` signing key file.
+    pub key_file: PathBuf,
+    /// Key id of the signing key.
+    pub key_id: String,
+    /// Apple developer team id.
+    pub team_id: String,
+    /// The app's bundle id.
+    pub bundle_id: String,
+    /// API base URL (production, sandbox or a stand-in).
+    pub base_url: String,
 }
 
 /// Real Telnyx account settings.
@@ -156,6 +217,32 @@ impl Config {
                 "RINGMASTER_ADMIN_TOKEN is required outside sandbox mode"
             );
         }
+        let not_empty = |p: &PathBuf| !p.as_os_str().is_empty();
+        let fcm = match args
+            .fcm_service_account
+            .or(file.fcm_service_account)
+            .filter(not_empty)
+        {
+            Some(service_account_file) => Some(FcmSettings {
+                service_account_file,
+                base_url: args.fcm_base_url.or(file.fcm_base_url),
+            }),
+            None => {
+                anyhow::ensure!(
+                    args.fcm_base_url.is_none() && file.fcm_base_url.is_none(),
+                    "RINGMASTER_FCM_BASE_URL needs RINGMASTER_FCM_SERVICE_ACCOUNT"
+                );
+                None
+            }
+        };
+        let apns = apns_settings(
+            args.apns_key_file.or(file.apns_key_file).filter(not_empty),
+            args.apns_key_id.or(file.apns_key_id),
+            args.apns_team_id.or(file.apns_team_id),
+            args.apns_bundle_id.or(file.apns_bundle_id),
+            args.apns_base_url.or(file.apns_base_url),
+            args.apns_sandbox.or(file.apns_sandbox).unwrap_or(false),
+        )?;
         Ok(Self {
             listen: args
                 .listen
@@ -185,6 +272,116 @@ impl Config {
                     .or(file.pusher_secret)
                     .unwrap_or_else(&random_secret),
             },
+            fcm,
+            apns,
         })
+    }
+}
+
+/// APNs is on when its key file is given; then the key id, team id and bundle id must be too.
+fn apns_settings(
+    key_file: Option<PathBuf>,
+    key_id: Option<String>,
+    team_id: Option<String>,
+    bundle_id: Option<String>,
+    base_url: Option<String>,
+    sandbox: bool,
+) -> anyhow::Result<Option<ApnsSettings>> {
+    let Some(key_file) = key_file else {
+        anyhow::ensure!(
+            key_id.is_none() && team_id.is_none() && bundle_id.is_none() && base_url.is_none(),
+            "APNs settings need RINGMASTER_APNS_KEY_FILE (the .p8 signing key)"
+        );
+        return Ok(None);
+    };
+    let required = |value: Option<String>, name: &str| {
+        value
+            .filter(|v| !v.trim().is_empty())
+            .with_context(|| format!("{name} is required with RINGMASTER_APNS_KEY_FILE"))
+    };
+    let default_url = if sandbox {
+        ringmaster_push::apns::APNS_SANDBOX_URL
+    } else {
+        ringmaster_push::apns::APNS_PRODUCTION_URL
+    };
+    Ok(Some(ApnsSettings {
+        key_file,
+        key_id: required(key_id, "RINGMASTER_APNS_KEY_ID")?,
+        team_id: required(team_id, "RINGMASTER_APNS_TEAM_ID")?,
+        bundle_id: required(bundle_id, "RINGMASTER_APNS_BUNDLE_ID")?,
+        base_url: base_url.unwrap_or_else(|| default_url.to_owned()),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
+        Config::resolve(args, || "random".to_owned())
+    }
+
+    #[test]
+    fn push_is_off_without_credentials() {
+        let c = resolve(ServeArgs::default()).unwrap();
+        assert_eq!((c.fcm, c.apns), (None, None));
+        assert_eq!(c.pusher.key, "ringmaster-key");
+        assert_eq!(c.pusher.secret, "random");
+    }
+
+    #[test]
+    fn apns_needs_every_part_and_picks_its_endpoint() {
+        let mut args = ServeArgs {
+            apns_key_file: Some("key.p8".into()),
+            apns_key_id: Some("KEYID12345".into()),
+            apns_team_id: Some("TEAM123456".into()),
+            ..ServeArgs::default()
+        };
+        let err = resolve(args.clone()).unwrap_err().to_string();
+        assert!(err.contains("RINGMASTER_APNS_BUNDLE_ID"), "{err}");
+        args.apns_bundle_id = Some("com.example.app".into());
+        let apns = resolve(args.clone()).unwrap().apns.unwrap();
+        assert_eq!(apns.base_url, ringmaster_push::apns::APNS_PRODUCTION_URL);
+        args.apns_sandbox = Some(true);
+        let apns = resolve(args.clone()).unwrap().apns.unwrap();
+        assert_eq!(apns.base_url, ringmaster_push::apns::APNS_SANDBOX_URL);
+        args.apns_base_url = Some("http://127.0.0.1:9".into());
+        assert_eq!(
+            resolve(args).unwrap().apns.unwrap().base_url,
+            "http://127.0.0.1:9"
+        );
+        let stray = ServeArgs {
+            apns_team_id: Some("TEAM123456".into()),
+            ..ServeArgs::default()
+        };
+        assert!(resolve(stray).is_err());
+    }
+
+    #[test]
+    fn fcm_settings_come_from_the_toml_file_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ringmaster.toml");
+        std::fs::write(
+            &path,
+            "fcm_service_account = \"sa.json\"\nfcm_base_url = \"http://127.0.0.1:9\"\n",
+        )
+        .unwrap();
+        let c = resolve(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(
+            c.fcm,
+            Some(FcmSettings {
+                service_account_file: "sa.json".into(),
+                base_url: Some("http://127.0.0.1:9".into()),
+            })
+        );
+        let stray = ServeArgs {
+            fcm_base_url: Some("http://127.0.0.1:9".into()),
+            ..ServeArgs::default()
+        };
+        assert!(resolve(stray).is_err());
     }
 }

@@ -2,6 +2,8 @@
 //! store's compare-and-set, Call Control commands and notifications out through the outbox,
 //! and the admin and device HTTP APIs. The `ringmaster` binary (`serve`, `call`) is a thin
 //! shell around this library; the end-to-end tests start it in-process with [`server::start`].
+//! The Pusher-protocol WebSocket layer ([`realtime`]) and FCM/APNs push ([`push`]) plug in as
+//! notifiers.
 
 #![warn(missing_docs)]
 
@@ -15,6 +17,8 @@ pub mod engine;
 pub mod error;
 pub mod notify;
 pub mod provider;
+pub mod push;
+pub mod realtime;
 pub mod routes;
 pub mod serve_cmd;
 pub mod server;

@@ -4,14 +4,18 @@
 use crate::app::{SandboxInfo, Settings};
 use crate::clock::SystemClock;
 use crate::config::{Config, ServeArgs};
-use crate::notify::Notifiers;
+use crate::notify::{Notifier, Notifiers};
+use crate::push::{sender_from_config, PushNotifier};
+use crate::realtime::WebSocketNotifier;
 use crate::server::{start, ServerSetup};
 use anyhow::Context as _;
 use rand::Rng as _;
+use ringmaster_realtime::{RealtimeConfig, RealtimeHub};
 use ringmaster_store::SqliteStore;
 use ringmaster_telnyx::{ClientConfig, Emulator, EmulatorConfig, TelnyxClient};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// `connection_id` the sandbox dials with (the emulator accepts any).
 const SANDBOX_CONNECTION_ID: &str = "ringmaster-emulator";
@@ -88,16 +92,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let mut settings = Settings::new(config.admin_token.clone(), connection_id);
     settings.ring_timeout_secs = config.ring_timeout_secs;
+    let store: Arc<dyn ringmaster_store::Store> = Arc::new(store);
+    let pusher = &config.pusher;
+    let hub = RealtimeHub::new(RealtimeConfig::new(
+        &pusher.app_id,
+        &pusher.key,
+        &pusher.secret,
+    ));
+    let push = sender_from_config(config.fcm.as_ref(), config.apns.as_ref())?.map(|sender| {
+        let ring = Duration::from_secs(u64::from(config.ring_timeout_secs));
+        Arc::new(PushNotifier::new(store.clone(), Arc::new(sender), ring)) as Arc<dyn Notifier>
+    });
+    let notifiers = Notifiers {
+        websocket: Some(Arc::new(WebSocketNotifier::new(hub.clone()))),
+        push,
+    };
     let server = start(
         listener,
         ServerSetup {
-            store: Arc::new(store),
+            store,
             telnyx,
             webhook_public_key: public_key,
             clock: Arc::new(SystemClock),
-            notifiers: Notifiers::none(),
+            notifiers,
             settings,
             sandbox: sandbox.clone(),
+            realtime: Some(hub),
             extra_routes: None,
         },
     )
@@ -108,6 +128,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "ringmaster listening on {url} (database {})",
         config.database_url
     );
+    println!(
+        "WebSocket (Pusher protocol 7): ws://{}/app/{}  app id {}  channel auth {url}/broadcasting/auth",
+        SocketAddr::new(host, addr.port()),
+        pusher.key,
+        pusher.app_id
+    );
+    let on_off = |on: bool| if on { "on" } else { "off" };
+    println!(
+        "push: FCM {}, APNs {}",
+        on_off(config.fcm.is_some()),
+        on_off(config.apns.is_some())
+    );
     if let Some(sandbox) = &sandbox {
         println!();
         println!(
@@ -115,6 +147,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         println!("  emulator control API: {}", sandbox.emulator_url);
         println!("  admin token:          {}", config.admin_token);
+        println!(
+            "  Pusher app:           id {}  key {}  secret {}",
+            pusher.app_id, pusher.key, pusher.secret
+        );
         println!();
         println!("Watch a simultaneous ring (a demo user with 3 devices; one answers):");
         println!(

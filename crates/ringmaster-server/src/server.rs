@@ -9,6 +9,7 @@ use crate::notify::Notifiers;
 use crate::timers;
 use crate::tokens::TokenSigner;
 use anyhow::Context as _;
+use ringmaster_realtime::RealtimeHub;
 use ringmaster_store::Store;
 use ringmaster_telnyx::{TelnyxClient, WebhookVerifier};
 use std::net::SocketAddr;
@@ -37,7 +38,11 @@ pub struct ServerSetup {
     pub settings: Settings,
     /// Sandbox details, when the built-in emulator stands in for Telnyx.
     pub sandbox: Option<SandboxInfo>,
-    /// More routes to serve on the same listener (e.g. the real-time WebSocket layer).
+    /// The Pusher-protocol hub; when set, its WebSocket, channel-auth and publish routes are
+    /// served on the same listener, with channel auth by device token. Pair it with a
+    /// [`crate::realtime::WebSocketNotifier`] in `notifiers` so call events reach it.
+    pub realtime: Option<RealtimeHub>,
+    /// More routes to serve on the same listener.
     pub extra_routes: Option<axum::Router>,
 }
 
@@ -45,6 +50,7 @@ pub struct ServerSetup {
 pub struct RunningServer {
     addr: SocketAddr,
     state: AppState,
+    realtime: Option<RealtimeHub>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -78,6 +84,9 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
         setup.settings.sweep_interval,
     ));
     let mut app = router(state.clone());
+    if let Some(hub) = &setup.realtime {
+        app = app.merge(crate::realtime::routes(hub.clone(), state.clone()));
+    }
     if let Some(extra) = setup.extra_routes {
         app = app.merge(extra);
     }
@@ -104,6 +113,7 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
     Ok(RunningServer {
         addr,
         state,
+        realtime: setup.realtime,
         shutdown,
         tasks,
     })
@@ -125,18 +135,32 @@ impl RunningServer {
         &self.state
     }
 
+    /// The Pusher-protocol hub, when the real-time layer is served.
+    pub fn realtime(&self) -> Option<&RealtimeHub> {
+        self.realtime.as_ref()
+    }
+
     /// Stops everything at once, as a crash would: effects in flight are neither finished nor
     /// recorded, so the next start on the same database sends them again (same `command_id`).
+    /// WebSocket clients lose their connection, as they would with the process.
     pub fn abort(self) {
         for task in &self.tasks {
             task.abort();
+        }
+        if let Some(hub) = &self.realtime {
+            hub.close_all();
         }
     }
 
     /// Stops accepting requests, stops the loops and closes the store. Effects not yet
     /// dispatched stay in the outbox for the next start.
+    /// WebSocket clients are told to reconnect (4200), to this node once it is back or to
+    /// another one.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        if let Some(hub) = &self.realtime {
+            hub.close_all();
+        }
         let mut tasks = self.tasks.into_iter();
         if let Some(http) = tasks.next() {
             let abort = http.abort_handle();

@@ -153,6 +153,10 @@ pub struct Notification {
     pub channel: Channel,
     /// What to deliver.
     pub event: NotifyEvent,
+    /// A WebSocket connection (Pusher `socket_id`) left out of the broadcast: the sender's
+    /// own, when the device request that caused the event named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_socket: Option<String>,
 }
 
 /// A delivery channel of a notification.

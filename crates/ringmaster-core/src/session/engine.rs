@@ -58,6 +58,7 @@ impl Session {
             call_session_id: self.id.clone(),
             channel,
             event,
+            exclude_socket: None,
         }));
     }
 

@@ -80,6 +80,7 @@ fn device_json(d: &Device) -> Value {
         "user_id": d.user_id,
         "platform": d.platform.as_str(),
         "sip_uri": d.sip_uri,
+        "push_provider": d.push_provider.map(|p| p.as_str()),
         "revoked": d.revoked,
         "created_at": d.created_at,
     })

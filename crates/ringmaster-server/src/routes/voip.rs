@@ -8,7 +8,7 @@ use crate::engine::{Applied, Created, Step};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use ringmaster_core::session::{
     Channel, Effect, Input, NewOutbound, Notification, NotifyEvent, RingTarget, Session,
@@ -19,7 +19,8 @@ use ringmaster_core::{
     rows_between, CallSessionId, CallState, DeviceId, Direction, Platform, Trigger,
 };
 use ringmaster_store::limits::MAX_PAGE;
-use ringmaster_store::{ActiveCall, DevicePlatform, TimelineEntry, TimelineSource};
+use ringmaster_realtime::SocketId;
+use ringmaster_store::{ActiveCall, DevicePlatform, PushProvider, TimelineEntry, TimelineSource};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -193,6 +194,36 @@ pub struct DeviceReport {
     /// Device clock, ms since the epoch (kept as reported).
     #[serde(default)]
     at: Option<u64>,
+    /// The reporting client's own WebSocket connection, left out of the broadcast (as the
+    /// `X-Socket-ID` header).
+    #[serde(default)]
+    socket_id: Option<String>,
+}
+
+/// Header naming the caller's own WebSocket connection (laravel-echo sends it).
+const SOCKET_ID_HEADER: &str = "x-socket-id";
+
+/// The sender's socket to leave out of a broadcast: the body's `socket_id`, else the
+/// `X-Socket-ID` header; 400 when it is not a Pusher socket id.
+fn sender_socket(headers: &HeaderMap, field: Option<&str>) -> ApiResult<Option<SocketId>> {
+    let raw = match field {
+        Some(raw) => raw,
+        None => match headers.get(SOCKET_ID_HEADER) {
+            Some(value) => value.to_str().map_err(|_| invalid_socket_id())?,
+            None => return Ok(None),
+        },
+    };
+    SocketId::parse(raw)
+        .map(Some)
+        .map_err(|_| invalid_socket_id())
+}
+
+fn invalid_socket_id() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_socket_id",
+        "socket_id must be a Pusher socket id (digits.digits)",
+    )
 }
 
 fn platform(p: DevicePlatform) -> Platform {
@@ -215,13 +246,17 @@ fn legal(report: &DeviceReport, direction: Direction, platform: Platform) -> boo
 }
 
 /// `POST /api/voip/calls/{id}/events`: the device reports a transition; it is validated by the
-/// core table, appended to the timeline and broadcast as `call_state_changed`.
+/// core table, appended to the timeline and broadcast as `call_state_changed` (not to the
+/// reporter's own WebSocket connection, when it names one).
 pub async fn report(
     auth: DeviceAuth,
     State(app): State<AppState>,
     Path(call_id): Path<String>,
+    headers: HeaderMap,
     ApiJson(report): ApiJson<DeviceReport>,
 ) -> ApiResult<Json<Value>> {
+    let exclude_socket = sender_socket(&headers, report.socket_id.as_deref())?
+        .map(|s| s.as_str().to_owned());
     let session = visible_call(&app, &auth, &call_id).await?;
     session.status_for(&auth.device.id).map_err(|_| no_call())?;
     let direction = match session.direction() {
@@ -276,6 +311,7 @@ pub async fn report(
                     state: report.to.as_str().to_owned(),
                     version: s.version(),
                 },
+                exclude_socket: exclude_socket.clone(),
             });
             Ok(Step {
                 effects: vec![notify],
@@ -393,4 +429,127 @@ pub async fn call_detail(
     Ok(Json(
         serde_json::to_value(detail).map_err(ApiError::internal)?,
     ))
+}
+
+/// Largest body `PUT /api/voip/devices/{id}/push-token` accepts: one token of at most
+/// [`ringmaster_store::limits::MAX_PUSH_TOKEN_LEN`] bytes and a provider name.
+pub const PUSH_TOKEN_BODY_LIMIT: usize = 8 * 1024;
+/// Longest APNs device token accepted (hex; 64 characters today).
+const MAX_APNS_TOKEN: usize = 200;
+
+/// `PUT /api/voip/devices/{id}/push-token` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushTokenRequest {
+    provider: String,
+    token: String,
+}
+
+fn own_device(auth: &DeviceAuth, device_id: &str) -> ApiResult<()> {
+    if auth.device.id.as_str() == device_id {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("no such device"))
+    }
+}
+
+fn invalid_token(message: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_push_token", message)
+}
+
+/// Checks the token's shape for its provider, and that the provider serves the platform.
+fn check_push_token(
+    platform: DevicePlatform,
+    provider: PushProvider,
+    token: &str,
+) -> ApiResult<()> {
+    match provider {
+        PushProvider::Apns => {
+            if token.is_empty()
+                || token.len() > MAX_APNS_TOKEN
+                || !token.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                return Err(invalid_token(
+                    "an APNs device token is 1-200 hexadecimal characters",
+                ));
+            }
+        }
+        PushProvider::Fcm => {
+            if token.is_empty()
+                || token.len() > ringmaster_store::limits::MAX_PUSH_TOKEN_LEN
+                || !token.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err(invalid_token(
+                    "an FCM registration token is 1-4096 printable ASCII characters",
+                ));
+            }
+        }
+    }
+    let expected = match platform {
+        DevicePlatform::Ios => PushProvider::Apns,
+        DevicePlatform::Android => PushProvider::Fcm,
+        DevicePlatform::Web => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "push_unsupported",
+                "web devices are reached over the WebSocket, not by push",
+            ))
+        }
+    };
+    if provider != expected {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "wrong_provider",
+            format!(
+                "{} devices register {} tokens",
+                platform.as_str(),
+                expected.as_str()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `PUT /api/voip/devices/{id}/push-token`: the device registers (or replaces) its push token.
+/// Only the device itself may; any other id is a 404.
+pub async fn register_push_token(
+    auth: DeviceAuth,
+    State(app): State<AppState>,
+    Path(device_id): Path<String>,
+    ApiJson(req): ApiJson<PushTokenRequest>,
+) -> ApiResult<Json<Value>> {
+    own_device(&auth, &device_id)?;
+    let provider: PushProvider = req.provider.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_provider",
+            "provider must be fcm or apns",
+        )
+    })?;
+    check_push_token(auth.device.platform, provider, &req.token)?;
+    app.store
+        .set_push_token(&auth.device.id, provider, &req.token)
+        .await?;
+    tracing::info!(device_id = %auth.device.id, %provider, "push token registered");
+    Ok(Json(json!({
+        "device_id": auth.device.id,
+        "push_provider": provider.as_str(),
+        "registered": true,
+    })))
+}
+
+/// `DELETE /api/voip/devices/{id}/push-token`: the device stops receiving pushes (sign-out).
+pub async fn remove_push_token(
+    auth: DeviceAuth,
+    State(app): State<AppState>,
+    Path(device_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    own_device(&auth, &device_id)?;
+    if let Some(token) = &auth.device.push_token {
+        app.store.clear_push_token(&auth.device.id, token).await?;
+    }
+    Ok(Json(json!({
+        "device_id": auth.device.id,
+        "registered": false,
+    })))
 }
