@@ -65,6 +65,7 @@ impl Settings {
             caller_answer: self.caller_answer,
             bridge_retry_delay_ms: self.bridge_retry_delay_ms,
             voicemail: voicemail_enabled.then(|| self.voicemail.clone()),
+            ..SessionConfig::default()
         }
     }
 }

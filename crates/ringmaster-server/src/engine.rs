@@ -230,15 +230,15 @@ impl Engine {
     }
 }
 
-/// The store's history status for a session status. The store has no `declined`: a call
-/// declined for everyone was dealt with, so it is `ended` (not missed), with the dismissal
-/// reason as its hangup cause.
+/// The store's history status for a session status. A call declined for everyone is
+/// `declined` (neither missed nor talked), with the dismissal reason as its hangup cause.
 pub fn call_status(status: SessionStatus) -> CallStatus {
     match status {
         SessionStatus::Ringing => CallStatus::Ringing,
         SessionStatus::Answered => CallStatus::Answered,
         SessionStatus::Bridged => CallStatus::Bridged,
-        SessionStatus::Ended | SessionStatus::Declined => CallStatus::Ended,
+        SessionStatus::Ended => CallStatus::Ended,
+        SessionStatus::Declined => CallStatus::Declined,
         SessionStatus::Missed => CallStatus::Missed,
         SessionStatus::Voicemail => CallStatus::Voicemail,
         SessionStatus::Failed => CallStatus::Failed,
@@ -394,9 +394,121 @@ mod tests {
         assert_eq!(v, vec![(1, "c"), (3, "d"), (2, "e")]);
     }
 
+    use ringmaster_core::session::{
+        HangupCause, HangupSource, NewInbound, ProviderEvent, ProviderEventKind, RingTarget,
+        SessionConfig,
+    };
+    use ringmaster_core::{CallControlId, DeviceId, TenantId, UserId};
+
+    /// A started inbound session ringing two devices whose dials succeeded, with every effect
+    /// so far.
+    fn ringing_call() -> (Session, Vec<Effect>) {
+        let device = |id: &str| RingTarget {
+            device_id: DeviceId::new(id),
+            sip_uri: format!("sip:{id}@sip.telnyx.com"),
+            platform: "android".to_owned(),
+        };
+        let mut session = Session::new_inbound(
+            NewInbound {
+                id: CallSessionId::new("s1"),
+                tenant: TenantId::new("t1"),
+                user: UserId::new("u1"),
+                caller_leg: CallControlId::new("caller"),
+                from: "+15550001111".to_owned(),
+                to: "+15550002222".to_owned(),
+                devices: vec![device("d1"), device("d2")],
+                busy: false,
+                config: SessionConfig::default(),
+            },
+            Timestamp::from_millis(1_000),
+        )
+        .unwrap();
+        let mut effects = session
+            .handle(Input::Start, Timestamp::from_millis(1_000))
+            .unwrap();
+        let dials: Vec<(String, DeviceId)> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Telnyx(c) => match &c.action {
+                    ringmaster_core::session::Action::Dial {
+                        device: Some(d), ..
+                    } => Some((c.command_id.clone(), d.clone())),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        for (command_id, d) in dials {
+            let input = Input::DialResult {
+                command_id,
+                result: Ok(CallControlId::new(format!("leg-{d}"))),
+            };
+            effects.extend(
+                session
+                    .handle(input, Timestamp::from_millis(1_100))
+                    .unwrap(),
+            );
+        }
+        (session, effects)
+    }
+
+    fn commit_of(session: &Session, effects: Vec<Effect>) -> Commit {
+        let step = Step {
+            effects,
+            timeline: Vec::new(),
+        };
+        build_commit(session, Some(1), step, None, Timestamp::from_millis(9_000)).unwrap()
+    }
+
     #[test]
-    fn declined_calls_are_not_missed_in_history() {
-        assert_eq!(call_status(SessionStatus::Declined), CallStatus::Ended);
+    fn a_call_declined_for_everyone_is_stored_as_declined_and_bills_nothing() {
+        let (mut session, _) = ringing_call();
+        let input = Input::DeviceDecline {
+            device: DeviceId::new("d1"),
+        };
+        let effects = session
+            .handle(input, Timestamp::from_millis(5_000))
+            .unwrap();
+        let commit = commit_of(&session, effects);
+        assert_eq!(commit.state_label, "declined");
+        assert_eq!(commit.calls.len(), 1);
+        let call = &commit.calls[0];
+        assert_eq!(call.status, CallStatus::Declined);
+        assert_eq!(call.hangup_cause.as_deref(), Some("declined_elsewhere"));
+        assert_eq!(call.answered_at, None);
+        assert_eq!(call.billing_minutes(), 0);
+    }
+
+    #[test]
+    fn a_device_rejecting_its_leg_keeps_the_cause_on_its_leg_row() {
+        let (mut session, _) = ringing_call();
+        let input = Input::Provider(ProviderEvent::new(
+            "leg-d1",
+            None,
+            ProviderEventKind::Hangup {
+                cause: HangupCause::CallRejected,
+                source: HangupSource::Callee,
+                quality: None,
+            },
+        ));
+        let effects = session
+            .handle(input, Timestamp::from_millis(5_000))
+            .unwrap();
+        let commit = commit_of(&session, effects);
+        assert_eq!(commit.state_label, "ringing");
+        assert!(commit.effects.is_empty(), "nothing to send or dismiss");
+        assert_eq!(commit.legs.len(), 1);
+        let leg = &commit.legs[0];
+        assert_eq!(leg.call_control_id.as_str(), "leg-d1");
+        assert_eq!(leg.status, "ended");
+        assert_eq!(leg.hangup_cause.as_deref(), Some("call_rejected"));
+        assert_eq!(leg.ended_at, Some(Timestamp::from_millis(5_000)));
+    }
+
+    #[test]
+    fn declined_calls_are_neither_missed_nor_ended_in_history() {
+        assert_eq!(call_status(SessionStatus::Declined), CallStatus::Declined);
+        assert_eq!(call_status(SessionStatus::Ended), CallStatus::Ended);
         assert_eq!(call_status(SessionStatus::Missed), CallStatus::Missed);
     }
 }

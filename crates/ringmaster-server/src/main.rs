@@ -21,7 +21,7 @@ enum Command {
     /// Run seeded random simulations, the spec's T1-T15 scenarios and the answer-race model check.
     Simulate(cli::simulate::SimulateArgs),
     /// Run the coordinator server (sandbox mode with a built-in emulator when no Telnyx key).
-    Serve(ringmaster_server::config::ServeArgs),
+    Serve(Box<ringmaster_server::config::ServeArgs>),
     /// Place a demo call through a sandbox server and watch every device's view of it.
     Call(ringmaster_server::call_cmd::CallArgs),
 }
@@ -39,7 +39,7 @@ fn main() -> anyhow::Result<()> {
         Command::States(args) => cli::states::run(args),
         Command::Emulator(args) => cli::emulator::run(args),
         Command::Simulate(args) => cli::simulate::run(args),
-        Command::Serve(args) => ringmaster_server::serve_cmd::run(args),
+        Command::Serve(args) => ringmaster_server::serve_cmd::run(*args),
         Command::Call(args) => ringmaster_server::call_cmd::run(args),
     }
 }

@@ -81,9 +81,7 @@ pub fn message_for(n: &Notification, incoming_ttl: Duration) -> PushMessage {
             state,
             version,
         } => {
-            m = m
-                .with("state", state)
-                .with("version", version.to_string());
+            m = m.with("state", state).with("version", version.to_string());
             if let Some(device) = device {
                 m = m.with("device_id", device.as_str());
             }

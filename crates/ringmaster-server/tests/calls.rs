@@ -608,6 +608,13 @@ async fn a_decline_stops_every_device_and_an_ignore_only_one() {
     let (status, body) = h.post(&path, &user.devices[1].token, json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["code"], "not_ringing");
+    // History tells a declined call from a missed or a talked one.
+    let detail = h.detail(&call, &user.devices[0]).await;
+    assert_eq!(detail["call"]["status"], "declined", "{detail}");
+    assert_eq!(detail["call"]["hangup_cause"], "declined_elsewhere");
+    assert!(detail["call"]["answered_at"].is_null());
+    let (_, history) = h.get("/api/voip/calls", &user.devices[0].token).await;
+    assert_eq!(history["items"][0]["status"], "declined");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -61,6 +61,7 @@ macro_rules! __conformance_cases {
             registry_allows_one_active_call_without_call_waiting
             registry_call_waiting_allows_several
             history_is_upserted_once_per_call
+            history_keeps_declined_calls_apart
             history_is_scoped_to_its_user
             history_pages_newest_first
             invalid_input_changes_nothing
@@ -941,6 +942,59 @@ pub async fn history_is_upserted_once_per_call(h: &dyn Harness) {
     assert_eq!(device_entry.device_id, Some(DeviceId::new("d2")));
     assert_eq!(device_entry.from_state.as_deref(), Some("RINGING"));
     assert_eq!(device_entry.detail, json!({ "seq": 3 }));
+}
+
+/// A call declined for everyone is recorded as `declined`, not as ended or missed, bills
+/// nothing, and reads back the same after a restart.
+pub async fn history_keeps_declined_calls_apart(h: &dyn Harness) {
+    let store = h.open().await;
+    let mut c = commit("sd", "alice", None, "ringing");
+    c.calls = vec![record("sd", "alice", "t1", 1_000)];
+    apply(&*store, c).await;
+    let mut declined = record("sd", "alice", "t1", 1_000);
+    declined.status = CallStatus::Declined;
+    declined.ended_at = Some(t(95_000));
+    declined.hangup_cause = Some("declined_elsewhere".into());
+    let mut c = commit("sd", "alice", Some(1), "declined");
+    c.calls = vec![declined.clone()];
+    c.legs = vec![LegRecord {
+        ended_at: Some(t(95_000)),
+        hangup_cause: Some("normal_clearing".into()),
+        ..leg("v3:sd-1", "sd", "d1", "ended", 1_000)
+    }];
+    apply(&*store, c).await;
+    let mut missed = record("sm", "alice", "t1", 2_000);
+    missed.status = CallStatus::Missed;
+    missed.ended_at = Some(t(32_000));
+    let mut c = commit("sm", "alice", None, "missed");
+    c.calls = vec![missed.clone()];
+    apply(&*store, c).await;
+
+    for store in [store, h.open().await] {
+        let page = store.list_calls(&uid("alice"), None, 10).await.unwrap();
+        let statuses: Vec<(&str, CallStatus)> = page
+            .items
+            .iter()
+            .map(|r| (r.call_session_id.as_str(), r.status))
+            .collect();
+        assert_eq!(
+            statuses,
+            vec![("sm", CallStatus::Missed), ("sd", CallStatus::Declined)]
+        );
+        let detail = store
+            .get_call(&uid("alice"), &sid("sd"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(detail.call, declined);
+        assert_eq!(detail.call.status.as_str(), "declined");
+        assert_eq!(detail.call.billable_seconds(), 0);
+        assert_eq!(detail.call.billing_minutes(), 0);
+        assert_eq!(
+            detail.legs[0].hangup_cause.as_deref(),
+            Some("normal_clearing")
+        );
+    }
 }
 
 /// A user sees only their own calls; history cannot be moved to another user or call.

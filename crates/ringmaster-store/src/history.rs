@@ -39,6 +39,8 @@ pub enum CallStatus {
     Failed,
     /// The user was already on a call.
     Busy,
+    /// A device declined the call for every device of the user (not a missed call).
+    Declined,
 }
 
 string_enum!(CallDirection, "direction", { Inbound => "inbound", Outbound => "outbound" });
@@ -51,6 +53,7 @@ string_enum!(CallStatus, "status", {
     Ended => "ended",
     Failed => "failed",
     Busy => "busy",
+    Declined => "declined",
 });
 
 /// The history row of one call, upserted by `call_session_id` (exactly one per call).
@@ -301,6 +304,7 @@ mod tests {
             CallStatus::Ended,
             CallStatus::Failed,
             CallStatus::Busy,
+            CallStatus::Declined,
         ] {
             assert_eq!(s.as_str().parse::<CallStatus>().unwrap(), s);
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());

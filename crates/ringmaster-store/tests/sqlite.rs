@@ -1,9 +1,11 @@
 //! The SQLite backend against the shared conformance suite, plus what only SQLite has.
 
 use async_trait::async_trait;
-use ringmaster_core::{CallSessionId, Timestamp, UserId};
+use ringmaster_core::{CallSessionId, TenantId, Timestamp, UserId};
 use ringmaster_store::conformance::Harness;
-use ringmaster_store::{Commit, CommitOutcome, SqliteStore, Store, StoreError};
+use ringmaster_store::{
+    CallDirection, CallRecord, CallStatus, Commit, CommitOutcome, SqliteStore, Store, StoreError,
+};
 use serde_json::json;
 use std::sync::Arc;
 use tempfile::TempDir;
@@ -103,4 +105,41 @@ async fn reopening_does_not_rerun_or_break_migrations() {
 async fn a_malformed_url_is_invalid() {
     let err = SqliteStore::open("postgres://nope").await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_declined_call_is_stored_as_declined_with_no_billed_time() {
+    let file = SqliteFile::new();
+    let store = file.open().await;
+    let mut c = create("s1");
+    c.calls = vec![CallRecord {
+        call_session_id: CallSessionId::new("s1"),
+        user_id: UserId::new("alice"),
+        tenant_id: TenantId::new("t1"),
+        direction: CallDirection::Inbound,
+        from: "+15557770000".into(),
+        to: "+15550000001".into(),
+        status: CallStatus::Declined,
+        answered_device: None,
+        started_at: Timestamp::from_millis(1_000),
+        answered_at: None,
+        ended_at: Some(Timestamp::from_millis(200_000)),
+        hangup_cause: Some("declined_elsewhere".into()),
+        recording_url: None,
+        quality: None,
+    }];
+    store.commit(c).await.unwrap();
+    store.close().await;
+
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&file.url())
+        .await
+        .unwrap();
+    let (status, seconds, minutes): (String, i64, i64) = sqlx::query_as(
+        "SELECT status, billable_seconds, billing_minutes FROM call_records \
+         WHERE call_session_id = 's1'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((status.as_str(), seconds, minutes), ("declined", 0, 0));
 }

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_RING_TIMEOUT_SECS: u32 = 30;
 /// Default wait before the one retry of a failed bridge.
 pub const DEFAULT_BRIDGE_RETRY_DELAY_MS: u64 = 500;
+/// Default wait for the result of a pending answer or bridge before it counts as failed.
+pub const DEFAULT_BRIDGE_TIMEOUT_MS: u64 = 10_000;
 /// Most devices one call rings (each costs a dial against the provider's rate limit).
 pub const MAX_DEVICES: usize = 32;
 
@@ -19,6 +21,9 @@ pub struct SessionConfig {
     pub caller_answer: CallerAnswer,
     /// Wait before retrying a failed bridge once.
     pub bridge_retry_delay_ms: u64,
+    /// Longest wait, once a device answered, for the caller's answer or a bridge result; past
+    /// it the attempt counts as a failed bridge (a lost result must not leave the call hanging).
+    pub bridge_timeout_ms: u64,
     /// The user's voicemail; `None` means unanswered calls simply end.
     pub voicemail: Option<VoicemailConfig>,
 }
@@ -29,6 +34,7 @@ impl Default for SessionConfig {
             ring_timeout_secs: DEFAULT_RING_TIMEOUT_SECS,
             caller_answer: CallerAnswer::default(),
             bridge_retry_delay_ms: DEFAULT_BRIDGE_RETRY_DELAY_MS,
+            bridge_timeout_ms: DEFAULT_BRIDGE_TIMEOUT_MS,
             voicemail: None,
         }
     }
@@ -90,6 +96,12 @@ impl SessionConfig {
             return Err(format!(
                 "bridge_retry_delay_ms must be 1..=10000, got {}",
                 self.bridge_retry_delay_ms
+            ));
+        }
+        if !(1..=600_000).contains(&self.bridge_timeout_ms) {
+            return Err(format!(
+                "bridge_timeout_ms must be 1..=600000, got {}",
+                self.bridge_timeout_ms
             ));
         }
         if let Some(vm) = &self.voicemail {

@@ -6,7 +6,9 @@ use super::effect::{
     Notification, NotifyEvent, RegistryUpdate, TimelineEntry,
 };
 use super::error::SessionError;
-use super::input::{ClientStateRef, CommandError, HangupCause, ProviderEvent, ProviderEventKind};
+use super::input::{
+    ClientStateRef, CommandError, HangupCause, HangupSource, ProviderEvent, ProviderEventKind,
+};
 use super::leg::{Release, RingTarget};
 use super::{check_address, Outcome, Phase, Session, ANCHOR, MAX_URL_LEN};
 use crate::dismissal::DismissReason;
@@ -230,19 +232,39 @@ impl Session {
     }
 
     /// Records a leg's id the first time it is seen (dial result or an overtaking webhook).
+    /// `alive` is false when the news is the leg's own hangup: then nothing is left to release.
     pub(super) fn learn_ccid(
         &mut self,
         i: usize,
         ccid: CallControlId,
+        alive: bool,
         now: Timestamp,
         fx: &mut Vec<Effect>,
     ) {
         if self.legs[i].ccid.is_some() {
             return;
         }
-        self.legs[i].ccid = Some(ccid);
+        let winner = Some(i) == self.winner;
+        let leg = &mut self.legs[i];
+        leg.ccid = Some(ccid);
+        let stray = leg.state == LegState::Failed;
+        if stray {
+            // The dial was reported failed (an HTTP timeout, say), yet Telnyx created the leg.
+            // It left the race when the failure was handled, so it must not ring on.
+            leg.state = LegState::Ringing;
+            if alive && !winner {
+                leg.release.get_or_insert(Release::Hangup);
+            }
+        }
         self.leg_update(i, now, fx);
-        self.flush_release(i, fx);
+        if stray {
+            let device = self.legs[i].device().cloned();
+            let detail = Some("the dial was reported failed but the leg exists".to_owned());
+            self.timeline("stray_leg", device.as_ref(), detail, now, fx);
+        }
+        if alive {
+            self.flush_release(i, fx);
+        }
     }
 
     /// Marks leg `i` answered; false if it already was or is gone (nothing to do).
@@ -300,8 +322,14 @@ impl Session {
         let id = self.command(Action::Bridge { ccid, to_ccid }, fx);
         self.bridge.commands.push(id.clone());
         self.bridge.in_flight = Some(id);
+        self.await_bridge(now);
         let detail = format!("attempt {}", self.bridge.attempts);
         self.timeline("bridge", self.answered_device(), Some(detail), now, fx);
+    }
+
+    /// Starts (or restarts) the wait for the answer or bridge result the call needs next.
+    pub(super) fn await_bridge(&mut self, now: Timestamp) {
+        self.bridge.deadline = Some(now + Duration::from_millis(self.config.bridge_timeout_ms));
     }
 
     pub(super) fn on_bridged(&mut self, now: Timestamp, fx: &mut Vec<Effect>) {
@@ -312,6 +340,7 @@ impl Session {
         self.bridged_at = Some(now);
         self.bridge.in_flight = None;
         self.bridge.retry_at = None;
+        self.bridge.deadline = None;
         self.bump();
         let target = self.answered_target().cloned();
         if let Some(t) = &target {
@@ -356,6 +385,7 @@ impl Session {
             return;
         }
         self.bridge.in_flight = None;
+        self.bridge.deadline = None;
         let detail = Some(err.message.clone());
         self.timeline("bridge_failed", self.answered_device(), detail, now, fx);
         if self.bridge.attempts < MAX_BRIDGE_ATTEMPTS {
@@ -364,6 +394,32 @@ impl Session {
         } else {
             self.fail(format!("bridge failed twice: {}", err.message), now, fx);
         }
+    }
+
+    /// Nothing came back for the awaited answer or bridge in `bridge_timeout_ms`: the result is
+    /// taken as lost. A bridge counts as failed (retried once); a caller answer that is still
+    /// unconfirmed cannot be retried (Telnyx refuses to answer a leg twice), so the call ends.
+    /// A late result finds nothing in flight and changes nothing, except a bridge success
+    /// while the retry is pending, which is the outcome we wanted anyway.
+    fn bridge_timed_out(&mut self, now: Timestamp, fx: &mut Vec<Effect>) {
+        self.bridge.deadline = None;
+        let waited = self.config.bridge_timeout_ms;
+        if let Some(command_id) = self.bridge.in_flight.clone() {
+            let err = CommandError {
+                code: None,
+                message: format!("no bridge result after {waited} ms"),
+            };
+            self.on_bridge_failed(&command_id, &err, now, fx);
+            return;
+        }
+        let detail = Some(format!("not bridged after {waited} ms"));
+        self.timeline("bridge_timeout", self.answered_device(), detail, now, fx);
+        let why = if self.legs[ANCHOR].state == LegState::Answered {
+            format!("call not bridged after {waited} ms")
+        } else {
+            format!("caller answer not confirmed after {waited} ms")
+        };
+        self.fail(why, now, fx);
     }
 
     /// One side of an answered call hung up: hang up everything else and close.
@@ -399,6 +455,7 @@ impl Session {
         self.ended_at = Some(now);
         self.ring_deadline = None;
         self.bridge.retry_at = None;
+        self.bridge.deadline = None;
         self.bump();
         if self.registry_set {
             self.registry_set = false;
@@ -437,6 +494,7 @@ impl Session {
                 self.bridge.retry_at = None;
                 self.try_bridge(now, fx);
             }
+            Phase::Answered if due(self.bridge.deadline) => self.bridge_timed_out(now, fx),
             Phase::Voicemail if due(self.voicemail.as_ref().map(|v| v.deadline)) => {
                 self.voicemail_deadline(now, fx);
             }
@@ -463,7 +521,7 @@ impl Session {
         match result {
             Ok(ccid) => {
                 check_address("call_control_id", ccid.as_str())?;
-                self.learn_ccid(i, ccid, now, fx);
+                self.learn_ccid(i, ccid, true, now, fx);
             }
             Err(err) => self.dial_failed(i, &err, now, fx),
         }
@@ -568,7 +626,8 @@ impl Session {
         }
         let i = self.resolve_leg(&event)?;
         if let Some(ccid) = event.call_control_id {
-            self.learn_ccid(i, ccid, now, fx);
+            let alive = !matches!(event.kind, ProviderEventKind::Hangup { .. });
+            self.learn_ccid(i, ccid, alive, now, fx);
         }
         match event.kind {
             ProviderEventKind::Initiated => {
@@ -583,9 +642,11 @@ impl Session {
                     self.on_bridged(now, fx);
                 }
             }
-            ProviderEventKind::Hangup { cause, quality, .. } => {
-                self.on_hangup(i, cause, quality, now, fx)
-            }
+            ProviderEventKind::Hangup {
+                cause,
+                source,
+                quality,
+            } => self.on_hangup(i, cause, source, quality, now, fx),
             ProviderEventKind::SpeakEnded if i == ANCHOR => self.voicemail_speak_ended(fx),
             ProviderEventKind::RecordingSaved { url } if i == ANCHOR => {
                 self.voicemail_recording_saved(url, now, fx)
@@ -647,6 +708,7 @@ impl Session {
         &mut self,
         i: usize,
         cause: HangupCause,
+        source: HangupSource,
         quality: Option<Value>,
         now: Timestamp,
         fx: &mut Vec<Effect>,
@@ -664,7 +726,10 @@ impl Session {
         match self.phase {
             Phase::Ringing => match self.direction {
                 Direction::Inbound if i == ANCHOR => self.caller_cancelled(cause, now, fx),
-                Direction::Inbound => self.inbound_leg_gone(now, fx),
+                Direction::Inbound => {
+                    self.device_leg_ended(i, cause, source, now, fx);
+                    self.inbound_leg_gone(now, fx);
+                }
                 Direction::Outbound => self.outbound_ringing_hangup(i, cause, now, fx),
             },
             Phase::Answered | Phase::Bridged if connected => {

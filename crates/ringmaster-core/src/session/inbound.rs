@@ -3,7 +3,7 @@
 use super::config::CallerAnswer;
 use super::effect::{Channel, Direction, Effect, NotifyEvent, RejectCause};
 use super::error::SessionError;
-use super::input::{CommandError, HangupCause};
+use super::input::{CommandError, HangupCause, HangupSource};
 use super::leg::Release;
 use super::{Outcome, Phase, Session, ANCHOR};
 use crate::dismissal::DismissReason;
@@ -80,6 +80,7 @@ impl Session {
         self.bump();
         self.timeline("answered", device.as_ref(), None, now, fx);
         self.answer_anchor(fx);
+        self.await_bridge(now);
         self.try_bridge(now, fx);
         for j in 1..self.legs.len() {
             if j != i {
@@ -118,6 +119,29 @@ impl Session {
     pub(super) fn ring_timeout(&mut self, now: Timestamp, fx: &mut Vec<Effect>) {
         self.stop_ringing(DismissReason::Timeout, now, fx);
         self.unanswered(Release::Hangup, Outcome::Missed, now, fx);
+    }
+
+    /// A device leg hung up while ringing without the session asking: the device refused the
+    /// call for itself (`hangup_source` callee), or Telnyx gave up on it. Only the timeline
+    /// notes it; the leg row already holds the cause.
+    pub(super) fn device_leg_ended(
+        &self,
+        i: usize,
+        cause: HangupCause,
+        source: HangupSource,
+        now: Timestamp,
+        fx: &mut Vec<Effect>,
+    ) {
+        if self.legs[i].release.is_some() {
+            return;
+        }
+        let event = match source {
+            HangupSource::Callee => "rejected",
+            HangupSource::Caller | HangupSource::Unknown => "leg_ended",
+        };
+        let device = self.legs[i].device().cloned();
+        let detail = Some(cause.as_str().to_owned());
+        self.timeline(event, device.as_ref(), detail, now, fx);
     }
 
     /// A device leg failed, hung up or was ignored; with none left, ringing is over.

@@ -13,7 +13,10 @@
 //!   device leg to answer wins: the caller is answered if it was not, the two are bridged once
 //!   both are answered, every other leg is hung up and every device is dismissed with
 //!   `answered_elsewhere`. A bridge that fails is retried once after
-//!   `bridge_retry_delay_ms`; a second failure hangs up every leg. Caller hangup while ringing,
+//!   `bridge_retry_delay_ms`; a second failure hangs up every leg. An answer or bridge whose
+//!   result has not come `bridge_timeout_ms` after it was awaited counts as such a failure (a
+//!   pending bridge is retried, a pending caller answer ends the call): a lost result must not
+//!   leave a call answered forever. Caller hangup while ringing,
 //!   the ring timeout, a decline, and "every leg failed or was ignored" end the ringing; the
 //!   last two of those go to voicemail when the user has one.
 //! - **Outbound** ([`Session::new_outbound`], click-to-call): the requesting device's SIP URI
@@ -28,8 +31,9 @@
 //! repeated event, an `answered` for a leg already hung up, or a hangup of a leg already gone
 //! produces no effects. Leg ids come from the dial result; a webhook that overtakes it is
 //! matched by its `client_state` and its `call_control_id` is recorded. A leg the session wants
-//! gone before its id is known is hung up as soon as the id arrives. Each leg gets at most one
-//! hangup command.
+//! gone before its id is known is hung up as soon as the id arrives, and so is a leg whose dial
+//! was reported failed (an HTTP timeout, say) but whose webhooks show it exists: it left the race
+//! when the failure was handled. Each leg gets at most one hangup command.
 //!
 //! # Refused inputs
 //! `handle` returns [`SessionError`] for inputs that make no sense for this session (a device
@@ -47,7 +51,9 @@
 //! - `DialResult` is matched by the dial's `command_id`, which the dispatcher always has.
 //! - A device leg that hangs up by itself while ringing (SIP reject, Telnyx timeout,
 //!   unregistered) only leaves the race, like an ignore; a decline for everyone comes through
-//!   `Input::DeviceDecline`.
+//!   `Input::DeviceDecline`. Its leg row keeps the hangup cause, and the timeline says
+//!   `rejected` when the device itself refused (`hangup_source` callee). It is not marked
+//!   ignored: the app may still show a push-started ring that only a dismissal stops.
 //! - A decline, a busy user, a ring timeout and "no device left" go to voicemail when the user
 //!   has one; otherwise the caller is rejected `USER_BUSY` (decline, busy) or hung up.
 //! - The final history row of a voicemail waits for `call.recording.saved` (or
@@ -71,7 +77,7 @@ mod tests;
 
 pub use config::{
     CallerAnswer, SessionConfig, VoicemailConfig, DEFAULT_BRIDGE_RETRY_DELAY_MS,
-    DEFAULT_RING_TIMEOUT_SECS, MAX_DEVICES,
+    DEFAULT_BRIDGE_TIMEOUT_MS, DEFAULT_RING_TIMEOUT_SECS, MAX_DEVICES,
 };
 pub use effect::{
     Action, ActiveCall, CallRecordUpdate, Channel, Command, Direction, Effect, LegState, LegUpdate,
@@ -173,6 +179,9 @@ struct BridgeState {
     /// The attempt whose result is awaited.
     in_flight: Option<String>,
     retry_at: Option<Timestamp>,
+    /// When the awaited answer or bridge result counts as lost (`bridge_timeout_ms`).
+    #[serde(default)]
+    deadline: Option<Timestamp>,
 }
 
 /// One call's orchestration state. Serialize it to store it; see the module docs.
@@ -420,7 +429,10 @@ impl Session {
     pub fn next_deadline(&self) -> Option<Timestamp> {
         match self.phase {
             Phase::Ringing => self.ring_deadline,
-            Phase::Answered => self.bridge.retry_at,
+            Phase::Answered => match (self.bridge.retry_at, self.bridge.deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
             Phase::Voicemail => self.voicemail.as_ref().map(|v| v.deadline),
             Phase::Created | Phase::Bridged | Phase::Ended => None,
         }

@@ -57,6 +57,7 @@ impl Session {
         self.ring_deadline = None;
         self.bump();
         self.timeline("answered", None, None, now, fx);
+        self.await_bridge(now);
         self.try_bridge(now, fx);
         self.history(false, fx);
     }

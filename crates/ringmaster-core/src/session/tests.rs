@@ -1242,3 +1242,277 @@ fn effects_and_inputs_round_trip_through_json() {
     let unknown: HangupCause = serde_json::from_str("\"brand_new_cause\"").unwrap();
     assert_eq!(unknown, HangupCause::Unspecified);
 }
+
+fn timeline_events(fx: &[Effect]) -> Vec<&str> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Timeline(t) => Some(t.event.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn leg_updates<'a>(fx: &'a [Effect], device: &str) -> Vec<&'a LegUpdate> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Leg(l) if l.device.as_ref().map(DeviceId::as_str) == Some(device) => Some(l),
+            _ => None,
+        })
+        .collect()
+}
+
+fn dial_fails(h: &mut H, device: &str, at: u64) {
+    let command_id = h.dial_id(device);
+    h.send(
+        Input::DialResult {
+            command_id,
+            result: Err(CommandError::new("timeout", "request timed out")),
+        },
+        at,
+    );
+}
+
+#[test]
+fn bridge_without_a_result_is_retried_then_cleaned_up() {
+    let mut h = H::inbound(SessionConfig {
+        caller_answer: CallerAnswer::Immediately,
+        bridge_timeout_ms: 2_000,
+        ..SessionConfig::default()
+    });
+    let answer = answer_of(&h.log).unwrap();
+    h.ok(&answer, 10);
+    h.all_dials_ok(100);
+    let first = bridge_of(&h.answered("ios", 1_000)).unwrap();
+    assert_eq!(h.s.status(), SessionStatus::Answered);
+    assert_eq!(h.s.next_deadline(), Some(t(3_000)));
+    assert!(h.send(Input::Tick, 2_999).is_empty());
+    // The first bridge's result never comes: it counts as a failure and is retried once.
+    let fx = h.send(Input::Tick, 3_000);
+    assert!(commands(&fx).is_empty(), "the retry waits for its delay");
+    assert_eq!(h.s.next_deadline(), Some(t(3_500)));
+    let second = bridge_of(&h.send(Input::Tick, 3_500)).expect("bridge retried");
+    assert_ne!(second, first);
+    // A late failure of the first attempt changes nothing.
+    assert!(h.err(&first, 3_600).is_empty());
+    assert_eq!(h.s.next_deadline(), Some(t(5_500)));
+    let fx = h.send(Input::Tick, 5_500);
+    assert_eq!(
+        released(&fx),
+        vec![CallControlId::new(CALLER), leg_ccid("ios")]
+    );
+    let f = finals(&fx);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].status, SessionStatus::Failed);
+    assert!(f[0]
+        .failure
+        .as_deref()
+        .unwrap()
+        .contains("no bridge result"));
+    assert_eq!(h.s.next_deadline(), None);
+    // Late results of either attempt neither bridge nor write anything.
+    assert!(outbox(&h.ok(&second, 6_000)).is_empty());
+    assert!(h.ok(&first, 6_100).is_empty());
+    assert!(registry(&h.log).is_empty());
+    assert_eq!(bridges(&h.log).len(), 2);
+}
+
+#[test]
+fn a_late_bridge_success_after_the_deadline_still_bridges_once() {
+    let mut h = H::inbound(SessionConfig {
+        caller_answer: CallerAnswer::Immediately,
+        ..SessionConfig::default()
+    });
+    let answer = answer_of(&h.log).unwrap();
+    h.ok(&answer, 10);
+    h.all_dials_ok(100);
+    let first = bridge_of(&h.answered("ios", 1_000)).unwrap();
+    assert_eq!(
+        h.s.next_deadline(),
+        Some(t(1_000 + DEFAULT_BRIDGE_TIMEOUT_MS))
+    );
+    h.send(Input::Tick, 11_000);
+    // The result was only late: the call is bridged and the pending retry is dropped.
+    let fx = h.ok(&first, 11_200);
+    assert_eq!(h.s.status(), SessionStatus::Bridged);
+    assert_eq!(registry(&fx).len(), 1);
+    assert_eq!(h.s.next_deadline(), None);
+    assert!(h.send(Input::Tick, 11_500).is_empty());
+    assert_eq!(bridges(&h.log).len(), 1);
+}
+
+#[test]
+fn a_caller_answer_without_a_result_ends_the_call_cleanly() {
+    let mut h = H::inbound(SessionConfig::default());
+    h.all_dials_ok(100);
+    let answer = answer_of(&h.answered("web", 1_000)).expect("caller answered on pickup");
+    assert_eq!(h.s.status(), SessionStatus::Answered);
+    assert_eq!(
+        h.s.next_deadline(),
+        Some(t(1_000 + DEFAULT_BRIDGE_TIMEOUT_MS))
+    );
+    assert!(h.send(Input::Tick, 10_999).is_empty());
+    let fx = h.send(Input::Tick, 11_000);
+    assert_eq!(
+        released(&fx),
+        vec![CallControlId::new(CALLER), leg_ccid("web")]
+    );
+    let f = finals(&fx);
+    assert_eq!(f[0].status, SessionStatus::Failed);
+    assert!(f[0]
+        .failure
+        .as_deref()
+        .unwrap()
+        .contains("caller answer not confirmed"));
+    assert_eq!(h.s.next_deadline(), None);
+    // The answer's late result starts no bridge.
+    assert!(outbox(&h.ok(&answer, 12_000)).is_empty());
+    assert!(bridges(&h.log).is_empty());
+}
+
+#[test]
+fn the_bridge_deadline_is_validated_and_survives_a_reload() {
+    let mut h = H::inbound(SessionConfig::default());
+    h.all_dials_ok(100);
+    h.answered("web", 1_000);
+    let json = serde_json::to_string(&h.s).unwrap();
+    let restored: Session = serde_json::from_str(&json).unwrap();
+    assert_eq!(restored.next_deadline(), h.s.next_deadline());
+    // Sessions stored before the deadline existed still load.
+    let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+    old["bridge"].as_object_mut().unwrap().remove("deadline");
+    old["config"]
+        .as_object_mut()
+        .unwrap()
+        .remove("bridge_timeout_ms");
+    let old: Session = serde_json::from_value(old).unwrap();
+    assert_eq!(old.next_deadline(), None);
+    let config = SessionConfig {
+        bridge_timeout_ms: 0,
+        ..SessionConfig::default()
+    };
+    assert!(config.validate().is_err());
+}
+
+#[test]
+fn a_leg_whose_dial_failed_but_exists_is_hung_up_once() {
+    let mut h = H::inbound(SessionConfig::default());
+    h.dial_ok("android", 100);
+    h.dial_ok("web", 100);
+    dial_fails(&mut h, "ios", 100);
+    assert_eq!(h.s.status(), SessionStatus::Ringing);
+    // The dial had only timed out on our side: the leg rings, and says so.
+    let fx = h.device_event("ios", ProviderEventKind::Initiated, 300);
+    assert_eq!(released(&fx), vec![leg_ccid("ios")]);
+    assert!(timeline_events(&fx).contains(&"stray_leg"));
+    assert!(notifications(&fx).is_empty(), "the others keep ringing");
+    assert_eq!(h.s.status(), SessionStatus::Ringing);
+    // Its answer (racing our hangup) neither wins nor gets a second hangup.
+    let fx = h.answered("ios", 400);
+    assert!(commands(&fx).is_empty());
+    assert_eq!(h.s.answered_device(), None);
+    assert!(h
+        .device_event("ios", ProviderEventKind::Initiated, 450)
+        .is_empty());
+    let fx = h.device_event("ios", hangup(HangupCause::NormalClearing), 500);
+    assert_eq!(leg_updates(&fx, "ios")[0].state, LegState::Ended);
+    assert_eq!(
+        leg_updates(&fx, "ios")[0].hangup_cause,
+        Some(HangupCause::NormalClearing)
+    );
+    // Another device still wins normally.
+    let answer = answer_of(&h.answered("web", 1_000)).unwrap();
+    let bridge = bridge_of(&h.ok(&answer, 1_100)).unwrap();
+    h.ok(&bridge, 1_200);
+    assert_eq!(h.s.answered_device(), Some(&dev("web")));
+    assert_eq!(
+        released(&h.log)
+            .iter()
+            .filter(|c| **c == leg_ccid("ios"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_stray_leg_found_after_the_call_is_over_is_hung_up() {
+    let mut h = H::inbound(SessionConfig::default());
+    h.dial_ok("android", 100);
+    h.dial_ok("web", 100);
+    dial_fails(&mut h, "ios", 100);
+    h.caller_event(hangup(HangupCause::OriginatorCancel), 200);
+    assert!(h.s.is_closed());
+    // First sign of the leg is its answer, and even a dial result may follow its failure.
+    let fx = h.answered("ios", 300);
+    assert_eq!(released(&fx), vec![leg_ccid("ios")]);
+    assert!(finals(&fx).is_empty(), "the final row is not rewritten");
+    let command_id = h.dial_id("ios");
+    let fx = h.send(
+        Input::DialResult {
+            command_id,
+            result: Ok(leg_ccid("ios")),
+        },
+        400,
+    );
+    assert!(commands(&fx).is_empty());
+}
+
+#[test]
+fn a_stray_leg_revealed_by_its_own_hangup_needs_no_command() {
+    let mut h = H::inbound(SessionConfig::default());
+    h.dial_ok("android", 100);
+    h.dial_ok("web", 100);
+    dial_fails(&mut h, "ios", 100);
+    let fx = h.device_event("ios", hangup(HangupCause::Timeout), 30_000);
+    assert!(commands(&fx).is_empty());
+    let last = *leg_updates(&fx, "ios").last().unwrap();
+    assert_eq!(last.state, LegState::Ended);
+    assert_eq!(last.call_control_id, Some(leg_ccid("ios")));
+    assert_eq!(last.hangup_cause, Some(HangupCause::Timeout));
+}
+
+#[test]
+fn a_device_rejecting_its_own_leg_only_leaves_the_race_and_keeps_the_cause() {
+    let mut h = H::inbound(SessionConfig::default());
+    h.all_dials_ok(100);
+    let fx = h.device_event(
+        "ios",
+        ProviderEventKind::Hangup {
+            cause: HangupCause::CallRejected,
+            source: HangupSource::Callee,
+            quality: None,
+        },
+        1_000,
+    );
+    assert!(commands(&fx).is_empty(), "nobody else is hung up");
+    assert!(notifications(&fx).is_empty(), "nobody else is dismissed");
+    let legs = leg_updates(&fx, "ios");
+    assert_eq!(legs.len(), 1);
+    assert_eq!(legs[0].state, LegState::Ended);
+    assert_eq!(legs[0].call_control_id, Some(leg_ccid("ios")));
+    assert_eq!(legs[0].hangup_cause, Some(HangupCause::CallRejected));
+    assert_eq!(legs[0].ended_at, Some(t(1_000)));
+    assert_eq!(timeline_events(&fx), vec!["rejected"]);
+    assert_eq!(h.s.status(), SessionStatus::Ringing);
+    assert_eq!(
+        h.s.status_for(&dev("ios")).unwrap().status,
+        DeviceStatus::Ringing
+    );
+    // Another device answers: the rejecting phone still gets the dismissal (its app may still
+    // show a push-started ring), and its leg gets no hangup.
+    let fx = h.answered("android", 2_000);
+    assert!(!released(&fx).contains(&leg_ccid("ios")));
+    assert_eq!(
+        push_call_ended(&fx),
+        vec![(
+            "ios".to_owned(),
+            DismissReason::AnsweredElsewhere {
+                device_id: dev("android")
+            }
+        )]
+    );
+    // A Telnyx timeout of a leg is noted as such, not as a rejection.
+    let mut h = H::inbound(SessionConfig::default());
+    h.all_dials_ok(100);
+    let fx = h.device_event("web", hangup(HangupCause::Timeout), 30_000);
+    assert_eq!(timeline_events(&fx), vec!["leg_ended"]);
+}

@@ -18,8 +18,8 @@ use ringmaster_core::table::row_for;
 use ringmaster_core::{
     rows_between, CallSessionId, CallState, DeviceId, Direction, Platform, Trigger,
 };
-use ringmaster_store::limits::MAX_PAGE;
 use ringmaster_realtime::SocketId;
+use ringmaster_store::limits::MAX_PAGE;
 use ringmaster_store::{ActiveCall, DevicePlatform, PushProvider, TimelineEntry, TimelineSource};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -255,8 +255,8 @@ pub async fn report(
     headers: HeaderMap,
     ApiJson(report): ApiJson<DeviceReport>,
 ) -> ApiResult<Json<Value>> {
-    let exclude_socket = sender_socket(&headers, report.socket_id.as_deref())?
-        .map(|s| s.as_str().to_owned());
+    let exclude_socket =
+        sender_socket(&headers, report.socket_id.as_deref())?.map(|s| s.as_str().to_owned());
     let session = visible_call(&app, &auth, &call_id).await?;
     session.status_for(&auth.device.id).map_err(|_| no_call())?;
     let direction = match session.direction() {

@@ -4,15 +4,22 @@
 
 #![allow(dead_code)]
 
+pub mod push_mock;
+pub mod pusher;
+
 use async_trait::async_trait;
 use reqwest::StatusCode;
 use ringmaster_core::session::{Channel, Notification, NotifyEvent, Session};
 use ringmaster_core::{CallControlId, CallSessionId, Timestamp};
+use ringmaster_push::PushSender;
+use ringmaster_realtime::{RealtimeConfig, RealtimeHub};
 use ringmaster_server::clock::system_now;
+use ringmaster_server::push::PushNotifier;
+use ringmaster_server::realtime::WebSocketNotifier;
 use ringmaster_server::{
     start, Clock, Notifier, Notifiers, NotifyError, RunningServer, ServerSetup, Settings,
 };
-use ringmaster_store::SqliteStore;
+use ringmaster_store::{SqliteStore, Store};
 use ringmaster_telnyx::emulator::{CallSnapshot, CommandOutcome, CommandRecord, LegState};
 use ringmaster_telnyx::{
     ClientConfig, Emulator, EmulatorConfig, EmulatorHandle, RetryPolicy, TelnyxClient,
@@ -76,11 +83,31 @@ impl Recorder {
     }
 }
 
+pub const PUSHER_APP_ID: &str = "test-app";
+pub const PUSHER_KEY: &str = "test-key";
+pub const PUSHER_SECRET: &str = "test-secret";
+
+/// What receives push notifications.
+#[derive(Clone, Default)]
+pub enum PushMode {
+    /// The recorder ([`Harness::notes`]).
+    #[default]
+    Record,
+    /// Nothing: push is off.
+    Off,
+    /// The real push notifier with these clients.
+    Send(Arc<PushSender>),
+}
+
 /// How a harness is set up.
 #[derive(Clone)]
 pub struct Options {
     pub caller_answer_immediately: bool,
     pub ring_timeout_secs: u32,
+    /// Serve the Pusher-protocol layer and publish WebSocket notifications through it
+    /// (instead of recording them).
+    pub realtime: bool,
+    pub push: PushMode,
 }
 
 impl Default for Options {
@@ -88,6 +115,8 @@ impl Default for Options {
         Self {
             caller_answer_immediately: false,
             ring_timeout_secs: 30,
+            realtime: false,
+            push: PushMode::Record,
         }
     }
 }
@@ -159,7 +188,7 @@ impl Harness {
     }
 
     async fn serve(&mut self, listener: TcpListener) {
-        let store = SqliteStore::open(&self.db_url).await.unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&self.db_url).await.unwrap());
         let mut client = ClientConfig::new("test-key").with_base_url(self.emulator.base_url());
         // One attempt per command, so injected failures map one-to-one onto session attempts.
         client.retry = RetryPolicy::no_retries();
@@ -172,19 +201,40 @@ impl Harness {
             settings.caller_answer = ringmaster_core::session::CallerAnswer::Immediately;
         }
         let recorder: Arc<dyn Notifier> = self.notes.clone();
+        let hub = self.options.realtime.then(|| {
+            RealtimeHub::new(RealtimeConfig::new(
+                PUSHER_APP_ID,
+                PUSHER_KEY,
+                PUSHER_SECRET,
+            ))
+        });
+        let websocket: Arc<dyn Notifier> = match &hub {
+            Some(hub) => Arc::new(WebSocketNotifier::new(hub.clone())),
+            None => recorder.clone(),
+        };
+        let push: Option<Arc<dyn Notifier>> = match &self.options.push {
+            PushMode::Record => Some(recorder),
+            PushMode::Off => None,
+            PushMode::Send(sender) => Some(Arc::new(PushNotifier::new(
+                store.clone(),
+                sender.clone(),
+                Duration::from_secs(u64::from(self.options.ring_timeout_secs)),
+            ))),
+        };
         let server = start(
             listener,
             ServerSetup {
-                store: Arc::new(store),
+                store,
                 telnyx: TelnyxClient::new(client).unwrap(),
                 webhook_public_key: self.emulator.public_key_b64(),
                 clock: self.clock.clone(),
                 notifiers: Notifiers {
-                    websocket: Some(recorder.clone()),
-                    push: Some(recorder),
+                    websocket: Some(websocket),
+                    push,
                 },
                 settings,
                 sandbox: None,
+                realtime: hub,
                 extra_routes: None,
             },
         )
