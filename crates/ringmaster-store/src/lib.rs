@@ -14,6 +14,7 @@ pub mod limits;
 pub mod memory;
 pub mod registry;
 pub mod session;
+pub mod session_commit;
 pub mod sqlite;
 
 pub use directory::{Device, DevicePlatform, PushProvider, User, UserSettings};
@@ -25,6 +26,7 @@ pub use history::{
 pub use memory::MemoryStore;
 pub use registry::{ActiveCall, RegistryChange};
 pub use session::{Commit, CommitOutcome, OutboxEntry, StoredSession};
+pub use session_commit::{call_status, session_commit};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
