@@ -113,7 +113,7 @@ impl Telnyx {
 }
 
 fn already_ended() -> CommandError {
-    CommandError::new("90018", "Call has already ended")
+    CommandError::call_ended("Call has already ended")
 }
 
 impl World {

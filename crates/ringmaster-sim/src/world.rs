@@ -9,8 +9,8 @@ use crate::telnyx::{SipUp, Telnyx};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use ringmaster_core::session::{
-    Channel as NotifyChannel, DeviceCallStatus, Effect, Input, NewInbound, NotifyEvent,
-    RegistryUpdate, RingTarget, Session, SessionConfig, SessionStatus,
+    Channel as NotifyChannel, DeviceCallStatus, Effect, Input, NewInbound, NotifyEvent, RingTarget,
+    Session, SessionConfig, SessionStatus,
 };
 use ringmaster_core::{
     CallControlId, CallSessionId, CallState, DeviceId, Direction, Platform, TenantId, Timestamp,
@@ -20,10 +20,7 @@ use ringmaster_device::{
     AgentConfig, AppAction, Delivery, DeviceAgent, Effect as DevEffect, Input as DevInput, Report,
     SdkCommand, SdkState, Snapshot, StopReason,
 };
-use ringmaster_store::{
-    CallDirection, CallRecord, CallStatus, Commit, CommitOutcome, MemoryStore, RegistryChange,
-    Store,
-};
+use ringmaster_store::{session_commit, CommitOutcome, MemoryStore, Store};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
@@ -321,6 +318,11 @@ impl World {
         &self.trace
     }
 
+    /// The called user.
+    pub fn user(&self) -> &UserId {
+        &self.user
+    }
+
     /// The session as last committed.
     pub fn session(&self) -> Option<Session> {
         let stored = block(self.store.load_session(&self.session_id)).ok()??;
@@ -540,83 +542,6 @@ impl World {
         }
     }
 
-    fn build_commit(
-        &self,
-        input: &CoordInput,
-        expected: Option<u64>,
-        session: &Session,
-        effects: &[Effect],
-    ) -> Commit {
-        let doc = serde_json::to_value(session).unwrap_or_default();
-        let mut c = Commit::new(
-            self.session_id.clone(),
-            self.user.clone(),
-            expected,
-            doc,
-            session.status().as_str(),
-            Timestamp::from_millis(self.now),
-        );
-        c.next_deadline = session.next_deadline();
-        if let CoordInput::Input {
-            dedupe: Some(key), ..
-        } = input
-        {
-            c.dedupe_key = Some(key.clone());
-        }
-        for e in effects {
-            match e {
-                e if e.is_outbox() => c.effects.push(serde_json::to_value(e).unwrap_or_default()),
-                Effect::Registry(RegistryUpdate::Set(a)) => {
-                    c.registry
-                        .push(RegistryChange::Set(ringmaster_store::ActiveCall {
-                            user_id: a.user.clone(),
-                            call_session_id: a.call_session_id.clone(),
-                            device_id: Some(a.device.clone()),
-                            started_at: a.started_at,
-                        }))
-                }
-                Effect::Registry(RegistryUpdate::Clear {
-                    user,
-                    call_session_id,
-                    ..
-                }) => c.registry.push(RegistryChange::Clear {
-                    user_id: user.clone(),
-                    call_session_id: call_session_id.clone(),
-                }),
-                Effect::History(h) => c.calls.push(CallRecord {
-                    call_session_id: h.call_session_id.clone(),
-                    user_id: h.user.clone(),
-                    tenant_id: h.tenant.clone(),
-                    direction: match h.direction {
-                        ringmaster_core::session::Direction::Inbound => CallDirection::Inbound,
-                        ringmaster_core::session::Direction::Outbound => CallDirection::Outbound,
-                    },
-                    from: h.from.clone(),
-                    to: h.to.clone(),
-                    status: match h.status {
-                        SessionStatus::Ringing => CallStatus::Ringing,
-                        SessionStatus::Answered => CallStatus::Answered,
-                        SessionStatus::Bridged => CallStatus::Bridged,
-                        SessionStatus::Ended | SessionStatus::Declined => CallStatus::Ended,
-                        SessionStatus::Missed => CallStatus::Missed,
-                        SessionStatus::Voicemail => CallStatus::Voicemail,
-                        SessionStatus::Failed => CallStatus::Failed,
-                        SessionStatus::Busy => CallStatus::Busy,
-                    },
-                    answered_device: h.answered_device.clone(),
-                    started_at: h.started_at,
-                    answered_at: h.answered_at,
-                    ended_at: h.ended_at,
-                    hangup_cause: h.hangup_cause.map(|c| c.as_str().to_owned()),
-                    recording_url: h.recording_url.clone(),
-                    quality: h.quality.clone(),
-                }),
-                _ => {}
-            }
-        }
-        c
-    }
-
     fn on_commit(
         &mut self,
         node: usize,
@@ -630,7 +555,15 @@ impl World {
             self.at(1_000, Ev::Coord(input));
             return;
         }
-        let commit = self.build_commit(&input, expected, &session, &effects);
+        let dedupe = match &input {
+            CoordInput::Input { dedupe, .. } => dedupe.clone(),
+            CoordInput::Create => None,
+        };
+        let now = Timestamp::from_millis(self.now);
+        let commit = match session_commit(&session, expected, &effects, Vec::new(), dedupe, now) {
+            Ok(commit) => commit,
+            Err(e) => return self.violation("store", format!("session commit: {e}")),
+        };
         match block(self.store.commit(commit)) {
             Ok(CommitOutcome::Committed {
                 version,

@@ -279,9 +279,16 @@ mod tests {
         assert!(commit.next_deadline.is_some(), "the ring timer is set");
         let outbox = effects.iter().filter(|e| e.is_outbox()).count();
         assert_eq!(commit.effects.len(), outbox);
-        assert!(commit.effects.iter().all(|e| e["type"] == "telnyx" || e["type"] == "notify"));
+        assert!(commit
+            .effects
+            .iter()
+            .all(|e| e["type"] == "telnyx" || e["type"] == "notify"));
         // The caller's and both devices' legs, one row each though each was updated twice.
-        let mut legs: Vec<&str> = commit.legs.iter().map(|l| l.call_control_id.as_str()).collect();
+        let mut legs: Vec<&str> = commit
+            .legs
+            .iter()
+            .map(|l| l.call_control_id.as_str())
+            .collect();
         legs.sort_unstable();
         assert_eq!(legs, vec!["caller", "leg-d1", "leg-d2"]);
         assert_eq!(commit.calls.len(), 1);

@@ -163,6 +163,18 @@ impl Session {
             return;
         }
         self.timeline("answer_failed", None, Some(err.message.clone()), now, fx);
+        if err.is_call_ended() && self.phase == Phase::Ringing {
+            // The caller hung up before our answer reached Telnyx (the answer can be that late
+            // when a node crashed before dispatching it) and its hangup webhook is still on its
+            // way: the caller cancelled, a missed call, not a failure. The leg is gone, so
+            // there is nothing to hang up; the webhook, when it comes, completes its row.
+            let caller = &mut self.legs[ANCHOR];
+            caller.release = Some(Release::Hangup);
+            caller.release_sent = true;
+            self.stop_ringing(DismissReason::CallerCancelled, now, fx);
+            self.finalize(Outcome::Missed, now, fx);
+            return;
+        }
         let why = format!("caller could not be answered: {}", err.message);
         match self.phase {
             Phase::Ringing => {

@@ -43,10 +43,13 @@ pub enum Input {
     Tick,
 }
 
+/// Provider error code of a command on a call that has already ended (Telnyx `90018`).
+pub const CALL_ENDED_CODE: &str = "90018";
+
 /// An error returned by the provider for a command.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandError {
-    /// Provider error code, e.g. `"90018"` (call has already ended), when there is one.
+    /// Provider error code, e.g. [`CALL_ENDED_CODE`], when there is one.
     pub code: Option<String>,
     /// Human-readable description, for the timeline.
     pub message: String,
@@ -59,6 +62,17 @@ impl CommandError {
             code: Some(code.into()),
             message: message.into(),
         }
+    }
+
+    /// The provider's refusal because the call has already ended ([`CALL_ENDED_CODE`]).
+    pub fn call_ended(message: impl Into<String>) -> Self {
+        Self::new(CALL_ENDED_CODE, message)
+    }
+
+    /// Whether the command failed because its leg had already ended: the leg is gone, and its
+    /// hangup webhook may still be on its way.
+    pub fn is_call_ended(&self) -> bool {
+        self.code.as_deref() == Some(CALL_ENDED_CODE)
     }
 }
 

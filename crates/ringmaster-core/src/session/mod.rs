@@ -86,7 +86,7 @@ pub use effect::{
 pub use error::SessionError;
 pub use input::{
     ClientStateRef, CommandError, HangupCause, HangupSource, Input, ProviderEvent,
-    ProviderEventKind, LEG_CALLER, LEG_DEVICE, LEG_PSTN, MAX_URL_LEN,
+    ProviderEventKind, CALL_ENDED_CODE, LEG_CALLER, LEG_DEVICE, LEG_PSTN, MAX_URL_LEN,
 };
 pub use leg::RingTarget;
 pub use status::{DeviceCallStatus, DeviceStatus, SessionStatus};

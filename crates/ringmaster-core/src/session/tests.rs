@@ -1272,6 +1272,100 @@ fn dial_fails(h: &mut H, device: &str, at: u64) {
     );
 }
 
+/// The caller's answer can reach Telnyx after the caller hung up (a node crashed before
+/// sending it) and fail with "call already ended" before the caller's hangup webhook arrives.
+#[test]
+fn a_caller_answer_refused_because_the_caller_hung_up_is_a_missed_call() {
+    let mut h = H::inbound(SessionConfig {
+        caller_answer: CallerAnswer::Immediately,
+        ..SessionConfig::default()
+    });
+    let answer = answer_of(&h.log).expect("answered at start");
+    h.all_dials_ok(100);
+    let fx = h.send(
+        Input::CommandResult {
+            command_id: answer,
+            result: Err(CommandError::call_ended("Call has already ended")),
+        },
+        3_000,
+    );
+    assert_eq!(h.s.status(), SessionStatus::Missed);
+    assert_eq!(ws_call_ended(&fx), vec![DismissReason::CallerCancelled]);
+    assert_eq!(push_call_ended(&fx).len(), 2);
+    // Every device stops ringing; the caller's leg is already gone and is left alone.
+    assert_eq!(
+        released(&fx),
+        vec![leg_ccid("ios"), leg_ccid("android"), leg_ccid("web")]
+    );
+    let f = finals(&fx);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].status, SessionStatus::Missed);
+    assert_eq!(f[0].dismiss_reason, Some(DismissReason::CallerCancelled));
+    assert_eq!(f[0].failure, None);
+    for d in ["ios", "android", "web"] {
+        assert_eq!(
+            h.s.status_for(&dev(d)).unwrap().status,
+            DeviceStatus::Missed
+        );
+    }
+    assert!(h.s.is_closed());
+    assert_eq!(h.s.next_deadline(), None);
+    // The caller's hangup webhook comes late: it only completes the caller's leg row.
+    let fx = h.caller_event(hangup(HangupCause::OriginatorCancel), 3_200);
+    assert!(outbox(&fx).is_empty(), "{fx:?}");
+    let caller_rows: Vec<&LegUpdate> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Leg(l) if l.device.is_none() => Some(l),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(caller_rows.len(), 1);
+    assert_eq!(caller_rows[0].state, LegState::Ended);
+    assert_eq!(
+        caller_rows[0].hangup_cause,
+        Some(HangupCause::OriginatorCancel)
+    );
+    assert_eq!(h.s.status(), SessionStatus::Missed);
+}
+
+/// Any other refusal of the caller's answer leaves nothing to connect: the call failed.
+#[test]
+fn a_caller_answer_refused_for_another_reason_fails_the_call() {
+    let mut h = H::inbound(SessionConfig {
+        caller_answer: CallerAnswer::Immediately,
+        ..SessionConfig::default()
+    });
+    let answer = answer_of(&h.log).expect("answered at start");
+    h.all_dials_ok(100);
+    let fx = h.send(
+        Input::CommandResult {
+            command_id: answer,
+            result: Err(CommandError::new("90015", "Invalid Call Control ID")),
+        },
+        3_000,
+    );
+    assert_eq!(h.s.status(), SessionStatus::Failed);
+    assert_eq!(ws_call_ended(&fx), vec![DismissReason::CallerCancelled]);
+    // The caller's leg may still be up: it is hung up with the devices'.
+    assert_eq!(
+        released(&fx),
+        vec![
+            leg_ccid("ios"),
+            leg_ccid("android"),
+            leg_ccid("web"),
+            CallControlId::new(CALLER)
+        ]
+    );
+    let f = finals(&fx);
+    assert_eq!(f[0].status, SessionStatus::Failed);
+    assert!(f[0]
+        .failure
+        .as_deref()
+        .unwrap()
+        .contains("Invalid Call Control ID"));
+}
+
 #[test]
 fn bridge_without_a_result_is_retried_then_cleaned_up() {
     let mut h = H::inbound(SessionConfig {
