@@ -1,5 +1,6 @@
 //! The shared application state and the HTTP router.
 
+use crate::dial_limit::{DialLimit, DialLimiter};
 use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::notify::Notifiers;
@@ -25,8 +26,10 @@ pub const API_BODY_LIMIT: usize = 64 * 1024;
 /// Behaviour settings of a running server.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Bearer token of the admin API (also keys device tokens).
+    /// Bearer token of the admin API.
     pub admin_token: String,
+    /// Secret device tokens are signed with; changing it invalidates every device token.
+    pub token_secret: String,
     /// Telnyx Call Control connection id used for dials.
     pub connection_id: String,
     /// Seconds devices ring (5–600).
@@ -41,13 +44,18 @@ pub struct Settings {
     pub tick_interval: Duration,
     /// How often the outbox is swept without a wake-up (restart safety, retries).
     pub sweep_interval: Duration,
+    /// Dials allowed per window on the Telnyx account; more are queued.
+    pub dial_limit: DialLimit,
 }
 
 impl Settings {
-    /// Defaults with the given admin token and connection id.
+    /// Defaults with the given admin token and connection id. Device tokens are signed with
+    /// the admin token until `token_secret` is set (`ringmaster serve` always sets it).
     pub fn new(admin_token: impl Into<String>, connection_id: impl Into<String>) -> Self {
+        let admin_token = admin_token.into();
         Self {
-            admin_token: admin_token.into(),
+            token_secret: admin_token.clone(),
+            admin_token,
             connection_id: connection_id.into(),
             ring_timeout_secs: DEFAULT_RING_TIMEOUT_SECS,
             caller_answer: CallerAnswer::default(),
@@ -55,6 +63,7 @@ impl Settings {
             voicemail: VoicemailConfig::default(),
             tick_interval: Duration::from_millis(100),
             sweep_interval: Duration::from_secs(1),
+            dial_limit: DialLimit::default(),
         }
     }
 
@@ -95,6 +104,8 @@ pub struct AppInner {
     pub notifiers: Notifiers,
     /// Sandbox details, when running against the built-in emulator.
     pub sandbox: Option<SandboxInfo>,
+    /// The Telnyx dial limiter the dispatcher uses (its queued-dial counter and grant log).
+    pub dials: Arc<DialLimiter>,
 }
 
 /// The one application state every route receives. Cheap to clone.

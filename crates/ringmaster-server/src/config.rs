@@ -1,6 +1,8 @@
 //! Server configuration: `serve` flags, `RINGMASTER_*` environment variables and an optional
 //! TOML file, in that order of precedence, over built-in defaults.
 
+use crate::dial_limit::DEFAULT_DIALS_PER_SEC;
+use crate::secrets::{Generated, SecretsHome};
 use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
@@ -19,9 +21,14 @@ pub struct ServeArgs {
     /// Database URL [default: sqlite://data/ringmaster.db].
     #[arg(long, env = "RINGMASTER_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Bearer token for the admin API [default in sandbox mode: printed at start].
+    /// Bearer token for the admin API [default in sandbox mode: generated once, kept in
+    /// secrets.toml beside the database].
     #[arg(long, env = "RINGMASTER_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
+    /// Secret device tokens are signed with [default: generated once, kept in secrets.toml
+    /// beside the database].
+    #[arg(long, env = "RINGMASTER_TOKEN_SECRET")]
+    pub token_secret: Option<String>,
     /// Telnyx API base URL [default: https://api.telnyx.com].
     #[arg(long, env = "RINGMASTER_TELNYX_API_URL")]
     pub telnyx_api_url: Option<String>,
@@ -34,6 +41,10 @@ pub struct ServeArgs {
     /// Telnyx Call Control connection id used for dials.
     #[arg(long, env = "RINGMASTER_TELNYX_CONNECTION_ID")]
     pub telnyx_connection_id: Option<String>,
+    /// Dials per second allowed on the Telnyx account, over a 5 s window; more are queued
+    /// [default: 30].
+    #[arg(long, env = "RINGMASTER_TELNYX_DIALS_PER_SEC")]
+    pub telnyx_dials_per_sec: Option<u32>,
     /// Seconds devices ring before the call goes to voicemail or is missed, 5..=600 [default: 30].
     #[arg(long, env = "RINGMASTER_RING_TIMEOUT_SECS")]
     pub ring_timeout_secs: Option<u32>,
@@ -43,7 +54,8 @@ pub struct ServeArgs {
     /// Pusher-protocol app key [default: ringmaster-key].
     #[arg(long, env = "RINGMASTER_PUSHER_KEY")]
     pub pusher_key: Option<String>,
-    /// Pusher-protocol app secret [default in sandbox mode: printed at start].
+    /// Pusher-protocol app secret [default: generated once, kept in secrets.toml beside the
+    /// database].
     #[arg(long, env = "RINGMASTER_PUSHER_SECRET")]
     pub pusher_secret: Option<String>,
     /// Google service-account JSON key file; enables FCM push for Android devices.
@@ -80,10 +92,12 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     database_url: Option<String>,
     admin_token: Option<String>,
+    token_secret: Option<String>,
     telnyx_api_url: Option<String>,
     telnyx_api_key: Option<String>,
     telnyx_public_key: Option<String>,
     telnyx_connection_id: Option<String>,
+    telnyx_dials_per_sec: Option<u32>,
     ring_timeout_secs: Option<u32>,
     pusher_app_id: Option<String>,
     pusher_key: Option<String>,
@@ -107,6 +121,12 @@ pub struct Config {
     pub database_url: String,
     /// Admin bearer token.
     pub admin_token: String,
+    /// Device-token signing secret.
+    pub token_secret: String,
+    /// Where secrets this configuration leaves unset are kept; `None` when all are set.
+    pub generated_secrets: Option<SecretsHome>,
+    /// Dials per second allowed on the Telnyx account.
+    pub dials_per_sec: u32,
     /// Telnyx settings; `None` means sandbox mode with the built-in emulator.
     pub telnyx: Option<TelnyxConfig>,
     /// Ring timeout in seconds.
@@ -171,9 +191,13 @@ pub struct PusherConfig {
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/ringmaster.db";
 
 impl Config {
-    /// Resolves flags/env over the TOML file over defaults; `random_secret` fills secrets that
-    /// sandbox mode may invent.
-    pub fn resolve(args: ServeArgs, random_secret: impl Fn() -> String) -> anyhow::Result<Self> {
+    /// Resolves flags/env over the TOML file over defaults. Secrets left unset come from
+    /// `generated`, called (once, with the database URL) only if one is missing; `ringmaster
+    /// serve` passes [`crate::secrets::load_or_create`].
+    pub fn resolve(
+        args: ServeArgs,
+        generated: impl FnOnce(&str) -> anyhow::Result<Generated>,
+    ) -> anyhow::Result<Self> {
         let file = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -217,6 +241,35 @@ impl Config {
                 "RINGMASTER_ADMIN_TOKEN is required outside sandbox mode"
             );
         }
+        let dials_per_sec = args
+            .telnyx_dials_per_sec
+            .or(file.telnyx_dials_per_sec)
+            .unwrap_or(DEFAULT_DIALS_PER_SEC);
+        anyhow::ensure!(
+            (1..=10_000).contains(&dials_per_sec),
+            "RINGMASTER_TELNYX_DIALS_PER_SEC must be between 1 and 10000, got {dials_per_sec}"
+        );
+        let database_url = args
+            .database_url
+            .or(file.database_url)
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        let set = |v: Option<String>| v.filter(|s| !s.is_empty());
+        let admin_token = set(args.admin_token.or(file.admin_token));
+        let token_secret = set(args.token_secret.or(file.token_secret));
+        let pusher_secret = set(args.pusher_secret.or(file.pusher_secret));
+        let (admin_token, token_secret, pusher_secret, generated_secrets) =
+            match (admin_token, token_secret, pusher_secret) {
+                (Some(a), Some(t), Some(p)) => (a, t, p, None),
+                (a, t, p) => {
+                    let g = generated(&database_url)?;
+                    (
+                        a.unwrap_or(g.secrets.admin_token),
+                        t.unwrap_or(g.secrets.token_secret),
+                        p.unwrap_or(g.secrets.pusher_secret),
+                        Some(g.home),
+                    )
+                }
+            };
         let not_empty = |p: &PathBuf| !p.as_os_str().is_empty();
         let fcm = match args
             .fcm_service_account
@@ -248,14 +301,11 @@ impl Config {
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid default")),
-            database_url: args
-                .database_url
-                .or(file.database_url)
-                .unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
-            admin_token: args
-                .admin_token
-                .or(file.admin_token)
-                .unwrap_or_else(&random_secret),
+            database_url,
+            admin_token,
+            token_secret,
+            generated_secrets,
+            dials_per_sec,
             telnyx,
             ring_timeout_secs,
             pusher: PusherConfig {
@@ -267,10 +317,7 @@ impl Config {
                     .pusher_key
                     .or(file.pusher_key)
                     .unwrap_or_else(|| "ringmaster-key".into()),
-                secret: args
-                    .pusher_secret
-                    .or(file.pusher_secret)
-                    .unwrap_or_else(&random_secret),
+                secret: pusher_secret,
             },
             fcm,
             apns,
@@ -318,7 +365,63 @@ mod tests {
     use super::*;
 
     fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
-        Config::resolve(args, || "random".to_owned())
+        Config::resolve(args, |_| Ok(Generated::in_memory(|| "random".to_owned())))
+    }
+
+    #[test]
+    fn configured_secrets_need_nothing_generated() {
+        let args = ServeArgs {
+            admin_token: Some("admin".into()),
+            token_secret: Some("tokens".into()),
+            pusher_secret: Some("pusher".into()),
+            ..ServeArgs::default()
+        };
+        let c = Config::resolve(args, |_| panic!("nothing to generate")).unwrap();
+        assert_eq!(
+            (c.admin_token.as_str(), c.token_secret.as_str()),
+            ("admin", "tokens")
+        );
+        assert_eq!(c.generated_secrets, None);
+    }
+
+    #[test]
+    fn a_missing_token_secret_is_generated_even_with_an_admin_token() {
+        let args = ServeArgs {
+            admin_token: Some("admin".into()),
+            database_url: Some("sqlite://db/x.db".into()),
+            ..ServeArgs::default()
+        };
+        let c = Config::resolve(args, |url| {
+            assert_eq!(url, "sqlite://db/x.db");
+            Ok(Generated::in_memory(|| "made".to_owned()))
+        })
+        .unwrap();
+        assert_eq!(c.admin_token, "admin");
+        assert_eq!(c.token_secret, "made");
+        assert_ne!(
+            c.token_secret, c.admin_token,
+            "device tokens are not keyed by the admin token"
+        );
+        assert_eq!(c.generated_secrets, Some(SecretsHome::Memory));
+    }
+
+    #[test]
+    fn the_dial_rate_comes_from_flags_or_toml_and_is_bounded() {
+        assert_eq!(resolve(ServeArgs::default()).unwrap().dials_per_sec, 30);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ringmaster.toml");
+        std::fs::write(&path, "telnyx_dials_per_sec = 12\ntoken_secret = \"t\"\n").unwrap();
+        let c = resolve(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!((c.dials_per_sec, c.token_secret.as_str()), (12, "t"));
+        let zero = ServeArgs {
+            telnyx_dials_per_sec: Some(0),
+            ..ServeArgs::default()
+        };
+        assert!(resolve(zero).is_err());
     }
 
     #[test]

@@ -8,16 +8,32 @@
 use async_trait::async_trait;
 use ringmaster_core::session::{Channel, Notification};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Why a notification could not be delivered.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum NotifyError {
     /// Worth retrying later (network trouble, provider 5xx/429); the outbox keeps it.
-    #[error("temporary delivery failure: {0}")]
-    Temporary(String),
+    #[error("temporary delivery failure: {message}")]
+    Temporary {
+        /// What went wrong.
+        message: String,
+        /// The provider's `Retry-After`: the outbox does not try again before it has passed.
+        retry_after: Option<Duration>,
+    },
     /// Retrying cannot help (invalid token, rejected payload); the outbox gives up on it.
     #[error("permanent delivery failure: {0}")]
     Permanent(String),
+}
+
+impl NotifyError {
+    /// A temporary failure without a provider-requested wait.
+    pub fn temporary(message: impl Into<String>) -> Self {
+        Self::Temporary {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
 }
 
 /// Delivers notifications of one kind (e.g. the Pusher-protocol hub, or FCM/APNs).

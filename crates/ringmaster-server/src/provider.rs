@@ -8,7 +8,7 @@ use ringmaster_core::session::{
 };
 use ringmaster_core::CallSessionId;
 use ringmaster_telnyx::{
-    AnswerRequest, BridgeRequest, ClientState, CommandId, DialRequest, EndOutcome, Event,
+    codes, AnswerRequest, BridgeRequest, ClientState, CommandId, DialRequest, EndOutcome, Event,
     HangupRequest, RecordStartRequest, RecordingChannels, RecordingFormat, RejectRequest,
     SpeakRequest, TelnyxClient, TelnyxError, WebhookEvent,
 };
@@ -172,6 +172,8 @@ pub struct Transient {
     pub message: String,
     /// The error to report to the session if we stop retrying.
     pub as_final: CommandError,
+    /// How long Telnyx asked us to wait before trying again, when it said.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// Whether the dispatcher should keep retrying a command that failed transiently (instead of
@@ -182,9 +184,24 @@ pub fn retry_transient(action: &Action) -> bool {
 }
 
 fn command_error(err: &TelnyxError) -> CommandError {
+    // Telnyx may list several errors; "call already ended" anywhere in the list decides what
+    // the session does with the failure, so it wins over whichever error came first.
+    let code = if err.has_code(codes::CALL_ALREADY_ENDED) {
+        Some(codes::CALL_ALREADY_ENDED)
+    } else {
+        err.code()
+    };
     CommandError {
-        code: err.code().map(str::to_owned),
+        code: code.map(str::to_owned),
         message: err.to_string(),
+    }
+}
+
+/// The wait Telnyx asked for, when the error carries one.
+fn retry_after(err: &TelnyxError) -> Option<std::time::Duration> {
+    match err {
+        TelnyxError::RetryAfterTooLong { retry_after, .. } => Some(*retry_after),
+        _ => None,
     }
 }
 
@@ -208,6 +225,7 @@ fn finish<T>(
         Err(e) if is_transient(&e) => Err(Transient {
             message: e.to_string(),
             as_final: command_error(&e),
+            retry_after: retry_after(&e),
         }),
         Err(e) => {
             tracing::info!(command_id, error = %e, "telnyx refused command");
@@ -379,6 +397,51 @@ mod tests {
                 to: "+15559870000".into()
             })
         );
+    }
+
+    fn api_error(codes: &[&str]) -> TelnyxError {
+        TelnyxError::Api {
+            status: 422,
+            errors: codes
+                .iter()
+                .map(|c| ringmaster_telnyx::ApiError {
+                    code: (*c).to_owned(),
+                    title: format!("error {c}"),
+                    detail: None,
+                    source: None,
+                    meta: None,
+                })
+                .collect(),
+            attempts: 1,
+        }
+    }
+
+    #[test]
+    fn call_already_ended_is_recognised_anywhere_in_the_error_list() {
+        let err = api_error(&["10015", codes::CALL_ALREADY_ENDED]);
+        assert_eq!(
+            command_error(&err).code.as_deref(),
+            Some(ringmaster_core::session::CALL_ENDED_CODE)
+        );
+        assert_eq!(
+            command_error(&api_error(&["10015", "90034"]))
+                .code
+                .as_deref(),
+            Some("10015")
+        );
+    }
+
+    #[test]
+    fn a_too_long_retry_after_is_kept_for_the_dispatcher() {
+        let wait = std::time::Duration::from_secs(90);
+        let r: Result<(), _> = Err(TelnyxError::RetryAfterTooLong {
+            retry_after: wait,
+            status: 429,
+        });
+        let t = finish("s:0", r).unwrap_err();
+        assert_eq!(t.retry_after, Some(wait));
+        let r: Result<(), _> = Err(TelnyxError::Timeout { attempts: 3 });
+        assert_eq!(finish("s:0", r).unwrap_err().retry_after, None);
     }
 
     #[test]

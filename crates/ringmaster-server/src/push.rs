@@ -129,7 +129,7 @@ impl Notifier for PushNotifier {
             .store
             .get_device(device)
             .await
-            .map_err(|e| NotifyError::Temporary(format!("loading device {device}: {e}")))?;
+            .map_err(|e| NotifyError::temporary(format!("loading device {device}: {e}")))?;
         let Some(stored) = stored.filter(|d| !d.revoked && d.user_id == n.user) else {
             tracing::debug!(device_id = %device, "device gone or revoked; no push");
             return Ok(());
@@ -158,7 +158,7 @@ impl Notifier for PushNotifier {
                     .clear_push_token(device, &token)
                     .await
                     .map_err(|e| {
-                        NotifyError::Temporary(format!("pruning a dead push token: {e}"))
+                        NotifyError::temporary(format!("pruning a dead push token: {e}"))
                     })?;
                 tracing::info!(device_id = %device, %reason, cleared, "push token rejected; pruned");
                 Ok(())
@@ -166,10 +166,13 @@ impl Notifier for PushNotifier {
             PushOutcome::Retryable {
                 retry_after,
                 reason,
-            } => Err(NotifyError::Temporary(match retry_after {
-                Some(wait) => format!("{reason} (provider asked to wait {wait:?})"),
-                None => reason,
-            })),
+            } => Err(NotifyError::Temporary {
+                message: match retry_after {
+                    Some(wait) => format!("{reason} (provider asked to wait {wait:?})"),
+                    None => reason,
+                },
+                retry_after,
+            }),
             PushOutcome::Fatal(e) => {
                 tracing::error!(device_id = %device, %provider, error = %e, "push failed");
                 Err(NotifyError::Permanent(e.to_string()))

@@ -135,7 +135,7 @@ impl Notifier for WebSocketNotifier {
             Err(PublishError::Event(e)) => Err(NotifyError::Permanent(e.to_string())),
             // Local sockets have it; retrying re-sends to them too, and clients drop the
             // repeat by `version`, while other nodes' sockets would otherwise miss it.
-            Err(e @ PublishError::Fanout { .. }) => Err(NotifyError::Temporary(e.to_string())),
+            Err(e @ PublishError::Fanout { .. }) => Err(NotifyError::temporary(e.to_string())),
         }
     }
 }

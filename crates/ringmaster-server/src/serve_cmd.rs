@@ -4,15 +4,17 @@
 use crate::app::{SandboxInfo, Settings};
 use crate::clock::SystemClock;
 use crate::config::{Config, ServeArgs};
+use crate::dial_limit::DialLimit;
 use crate::notify::{Notifier, Notifiers};
 use crate::push::{sender_from_config, PushNotifier};
 use crate::realtime::WebSocketNotifier;
-use crate::server::{start, ServerSetup};
+use crate::secrets::{self, SecretsHome};
+use crate::server::{start, RunningServer, ServerSetup};
 use anyhow::Context as _;
 use rand::Rng as _;
 use ringmaster_realtime::{RealtimeConfig, RealtimeHub};
 use ringmaster_store::SqliteStore;
-use ringmaster_telnyx::{ClientConfig, Emulator, EmulatorConfig, TelnyxClient};
+use ringmaster_telnyx::{ClientConfig, Emulator, EmulatorConfig, EmulatorHandle, TelnyxClient};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,20 +46,63 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .block_on(serve(args))
 }
 
+/// Resolves `args` the way `serve` does: unset secrets come from (or go to) the secrets file
+/// beside the database.
+pub fn resolve_config(args: ServeArgs) -> anyhow::Result<Config> {
+    Config::resolve(args, |database_url| {
+        secrets::load_or_create(database_url, random_secret)
+    })
+}
+
+/// A coordinator started by `serve`, with the emulator it drives in sandbox mode.
+pub struct Launched {
+    /// The coordinator.
+    pub server: RunningServer,
+    /// Sandbox details, in sandbox mode.
+    pub sandbox: Option<SandboxInfo>,
+    emulator: Option<EmulatorHandle>,
+}
+
+impl Launched {
+    /// Stops the coordinator, then the emulator.
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
+        drop(self.emulator);
+    }
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = Config::resolve(args, random_secret)?;
-    let store = SqliteStore::open(&config.database_url)
-        .await
-        .with_context(|| format!("opening the database {}", config.database_url))?;
+    let config = resolve_config(args)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
-    let addr = listener.local_addr()?;
-    let host = if addr.ip().is_unspecified() {
+    let launched = launch(&config, listener).await?;
+    print_banner(&config, &launched);
+    shutdown_signal().await;
+    println!("shutting down");
+    launched.shutdown().await;
+    Ok(())
+}
+
+fn host_of(addr: SocketAddr) -> IpAddr {
+    if addr.ip().is_unspecified() {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
         addr.ip()
-    };
+    }
+}
+
+/// Opens the database and starts the coordinator for `config` on `listener` (with the
+/// built-in emulator when no Telnyx API key is configured).
+pub async fn launch(
+    config: &Config,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<Launched> {
+    let store = SqliteStore::open(&config.database_url)
+        .await
+        .with_context(|| format!("opening the database {}", config.database_url))?;
+    let addr = listener.local_addr()?;
+    let host = host_of(addr);
 
     let mut emulator = None;
     let (telnyx, public_key, connection_id, sandbox) = match &config.telnyx {
@@ -91,7 +136,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
 
     let mut settings = Settings::new(config.admin_token.clone(), connection_id);
+    settings.token_secret = config.token_secret.clone();
     settings.ring_timeout_secs = config.ring_timeout_secs;
+    settings.dial_limit = DialLimit::per_second(config.dials_per_sec);
     let store: Arc<dyn ringmaster_store::Store> = Arc::new(store);
     let pusher = &config.pusher;
     let hub = RealtimeHub::new(RealtimeConfig::new(
@@ -122,7 +169,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
+    Ok(Launched {
+        server,
+        sandbox,
+        emulator,
+    })
+}
 
+fn print_banner(config: &Config, launched: &Launched) {
+    let addr = launched.server.addr();
+    let host = host_of(addr);
+    let pusher = &config.pusher;
+    let sandbox = &launched.sandbox;
     let url = format!("http://{}", SocketAddr::new(host, addr.port()));
     println!(
         "ringmaster listening on {url} (database {})",
@@ -133,6 +191,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         SocketAddr::new(host, addr.port()),
         pusher.key,
         pusher.app_id
+    );
+    match &config.generated_secrets {
+        Some(SecretsHome::File(path)) => println!(
+            "secrets not configured (admin token, Pusher secret, token secret) are kept in {}",
+            path.display()
+        ),
+        Some(SecretsHome::Memory) => println!(
+            "WARNING: secrets not configured are kept in memory only (database {}): device \
+             tokens issued now stop working on restart; set RINGMASTER_TOKEN_SECRET",
+            config.database_url
+        ),
+        None => {}
+    }
+    println!(
+        "Telnyx dial limit: {} per second (queued beyond that)",
+        config.dials_per_sec
     );
     let on_off = |on: bool| if on { "on" } else { "off" };
     println!(
@@ -171,11 +245,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         println!("  curl -s -H 'Authorization: Bearer DEVICE_TOKEN' {url}/api/voip/call-status/CALL_SESSION_ID");
     }
-    shutdown_signal().await;
-    println!("shutting down");
-    server.shutdown().await;
-    drop(emulator);
-    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -3,6 +3,7 @@
 
 use crate::app::{router, AppInner, AppState, SandboxInfo, Settings};
 use crate::clock::Clock;
+use crate::dial_limit::DialLimiter;
 use crate::dispatch::Dispatcher;
 use crate::engine::Engine;
 use crate::notify::Notifiers;
@@ -64,25 +65,31 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
         .context("the Telnyx public key must be base64 of a 32-byte Ed25519 key")?;
     let kick = Arc::new(Notify::new());
     let engine = Engine::new(setup.store.clone(), setup.clock.clone(), kick.clone());
+    let dials = Arc::new(DialLimiter::new(setup.settings.dial_limit));
     let state = AppState(Arc::new(AppInner {
         store: setup.store.clone(),
         engine: engine.clone(),
         verifier,
-        tokens: TokenSigner::new(&setup.settings.admin_token),
+        tokens: TokenSigner::new(&setup.settings.token_secret),
         settings: setup.settings.clone(),
         notifiers: setup.notifiers.clone(),
         sandbox: setup.sandbox,
+        dials: dials.clone(),
     }));
     let (shutdown, stop) = watch::channel(false);
-    let dispatcher = Arc::new(Dispatcher::new(
-        setup.store.clone(),
-        engine.clone(),
-        setup.telnyx,
-        setup.settings.connection_id.clone(),
-        setup.notifiers,
-        kick,
-        setup.settings.sweep_interval,
-    ));
+    let dispatcher = Arc::new(
+        Dispatcher::new(
+            setup.store.clone(),
+            engine.clone(),
+            setup.telnyx,
+            setup.settings.connection_id.clone(),
+            setup.notifiers,
+            kick,
+            setup.settings.sweep_interval,
+        )
+        .with_clock(setup.clock.clone())
+        .with_dial_limiter(dials),
+    );
     let mut app = router(state.clone());
     if let Some(hub) = &setup.realtime {
         app = app.merge(crate::realtime::routes(hub.clone(), state.clone()));

@@ -423,3 +423,87 @@ async fn history_pages_newest_first() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// `ringmaster serve` as run from the command line (sandbox mode, nothing configured but
+/// the database), started twice on the same database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_tokens_survive_a_restart_of_serve_on_the_same_database() {
+    use ringmaster_server::config::ServeArgs;
+    use ringmaster_server::secrets::{SecretsHome, SECRETS_FILE};
+    use ringmaster_server::serve_cmd::{launch, resolve_config};
+
+    let dir = tempfile::tempdir().unwrap();
+    let args = ServeArgs {
+        database_url: Some(format!("sqlite://{}/ringmaster.db", dir.path().display())),
+        ..ServeArgs::default()
+    };
+    let http = reqwest::Client::new();
+    let start = |config| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        launch(&config, listener).await.unwrap()
+    };
+    let active_call = |url: String, token: String| {
+        let http = http.clone();
+        async move {
+            http.get(format!("{url}/api/voip/my-active-call"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+
+    let config = resolve_config(args.clone()).unwrap();
+    assert_eq!(
+        config.generated_secrets,
+        Some(SecretsHome::File(dir.path().join(SECRETS_FILE)))
+    );
+    let first = start(config.clone()).await;
+    let url = first.server.url();
+    let post = |path: &str, body: Value| {
+        http.post(format!("{url}{path}"))
+            .bearer_auth(&config.admin_token)
+            .json(&body)
+            .send()
+    };
+    let user: Value = post(
+        "/api/admin/users",
+        json!({"name": "Ada", "numbers": [fresh_number()]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let device: Value = post(
+        &format!("/api/admin/users/{}/devices", user["id"].as_str().unwrap()),
+        json!({"platform": "web", "sip_uri": "sip:ada@example.com"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let token = device["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        active_call(url.clone(), token.clone()).await,
+        StatusCode::OK
+    );
+    first.shutdown().await;
+
+    let again = resolve_config(args).unwrap();
+    assert_eq!(again.admin_token, config.admin_token);
+    assert_eq!(again.pusher.secret, config.pusher.secret);
+    let second = start(again).await;
+    assert_eq!(
+        active_call(second.server.url(), token).await,
+        StatusCode::OK,
+        "the device token from before the restart must still be accepted"
+    );
+    assert_eq!(
+        active_call(second.server.url(), "rmd_x.00".into()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    second.shutdown().await;
+}

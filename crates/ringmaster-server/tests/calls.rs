@@ -652,3 +652,43 @@ async fn an_outbound_call_rings_the_device_then_the_destination() {
         NotifyEvent::CallStateChanged { state, .. } if state == "active"
     )));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dials_over_the_rate_limit_are_queued_not_failed() {
+    use ringmaster_server::dial_limit::{busiest_window, DialLimit};
+    let limit = DialLimit {
+        max_dials: 2,
+        window: Duration::from_millis(300),
+    };
+    let h = Harness::start(Options {
+        dial_limit: Some(limit),
+        ..Options::default()
+    })
+    .await;
+    let user = h
+        .user(&["web", "web", "web", "web", "web"], false, false)
+        .await;
+    let (call, _caller) = h.call(&user);
+    // Every device still rings: the limit delays dials, it never drops them.
+    h.ringing(&call, &user).await;
+    assert_eq!(h.emulator.executed("dial").len(), 5);
+
+    // The limiter's slots and the dispatcher's send times, by the server's clock (no
+    // wall-clock measurement here). Send times may lag their slots under load, so the limit
+    // is checked on the slots, and each dial must have waited for its slot.
+    let dials = &h.server().state().dials;
+    let starts = dials.recent_starts();
+    assert_eq!(starts.len(), 5);
+    assert!(starts.iter().all(|s| s.sent >= s.granted), "{starts:?}");
+    let mut slots: Vec<_> = starts.iter().map(|s| s.granted).collect();
+    slots.sort();
+    assert!(busiest_window(&slots, limit.window) <= 2, "{starts:?}");
+    // Five dials at two per window need at least three windows: the last slot is two
+    // windows after the first.
+    let spread = slots[4].saturating_since(slots[0]);
+    assert!(spread >= limit.window * 2, "{starts:?}");
+    assert_eq!(dials.queued(), 3);
+    let (code, ready) = h.request(reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(ready["dials"]["queued"], 3);
+}

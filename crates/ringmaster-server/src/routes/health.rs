@@ -13,7 +13,8 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: the store answers; also says which notification channels are configured.
+/// `GET /readyz`: the store answers; also says which notification channels are configured
+/// and how many dials the rate limit has queued.
 pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     if let Err(e) = app.store.get_user(&UserId::new("readyz-probe")).await {
         tracing::warn!(error = %e, "store not reachable");
@@ -29,5 +30,6 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, ApiError
         "push": { "configured": app.notifiers.push_configured() },
         "websocket": { "configured": app.notifiers.websocket_configured() },
         "sandbox": app.sandbox.is_some(),
+        "dials": { "queued": app.dials.queued() },
     })))
 }

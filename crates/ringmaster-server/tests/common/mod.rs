@@ -108,6 +108,9 @@ pub struct Options {
     /// (instead of recording them).
     pub realtime: bool,
     pub push: PushMode,
+    /// The Telnyx dial rate limit; `None` means none to speak of (the emulator has no limit,
+    /// and load tests dial hundreds of legs at once).
+    pub dial_limit: Option<ringmaster_server::dial_limit::DialLimit>,
 }
 
 impl Default for Options {
@@ -117,6 +120,7 @@ impl Default for Options {
             ring_timeout_secs: 30,
             realtime: false,
             push: PushMode::Record,
+            dial_limit: None,
         }
     }
 }
@@ -197,6 +201,13 @@ impl Harness {
         settings.bridge_retry_delay_ms = 50;
         settings.tick_interval = Duration::from_millis(20);
         settings.sweep_interval = Duration::from_millis(200);
+        settings.dial_limit =
+            self.options
+                .dial_limit
+                .unwrap_or(ringmaster_server::dial_limit::DialLimit {
+                    max_dials: u32::MAX,
+                    window: Duration::from_secs(1),
+                });
         if self.options.caller_answer_immediately {
             settings.caller_answer = ringmaster_core::session::CallerAnswer::Immediately;
         }

@@ -1,0 +1,257 @@
+//! The per-account dial rate limit (design.md "Provider limits"): Telnyx accepts about 30
+//! dials per second per account, counted over a 5-second window. Dials over the limit are
+//! queued (delayed to the next free slot), never failed: a late ring beats a missed one.
+//!
+//! [`DialSchedule`] is the pure sliding-window decision (times in, grant times out);
+//! [`DialLimiter`] shares one schedule between dispatcher tasks and keeps counters.
+
+use ringmaster_core::Timestamp;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// The window Telnyx counts dials over.
+pub const TELNYX_DIAL_WINDOW: Duration = Duration::from_secs(5);
+/// Telnyx's default dial rate per account.
+pub const DEFAULT_DIALS_PER_SEC: u32 = 30;
+/// How many start times [`DialLimiter::recent_starts`] keeps.
+const START_LOG: usize = 4096;
+
+/// One dial that went out: the slot it was given and when it was actually sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DialStart {
+    /// The slot the limiter granted.
+    pub granted: Timestamp,
+    /// When the dispatcher sent it (never before `granted`).
+    pub sent: Timestamp,
+}
+
+/// At most `max_dials` dials start inside any `window`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DialLimit {
+    /// Dials allowed per window (also the burst size).
+    pub max_dials: u32,
+    /// Length of the sliding window.
+    pub window: Duration,
+}
+
+impl DialLimit {
+    /// `rate` dials per second over Telnyx's 5-second window (a burst of `5 × rate`).
+    pub fn per_second(rate: u32) -> Self {
+        Self {
+            max_dials: rate.saturating_mul(5).max(1),
+            window: TELNYX_DIAL_WINDOW,
+        }
+    }
+}
+
+impl Default for DialLimit {
+    fn default() -> Self {
+        Self::per_second(DEFAULT_DIALS_PER_SEC)
+    }
+}
+
+/// Sliding-window scheduling of dial start times.
+///
+/// Grants never decrease, and each grant is at least one window after the grant `max_dials`
+/// places before it, so no window holds more than `max_dials` grants.
+#[derive(Clone, Debug)]
+pub struct DialSchedule {
+    limit: DialLimit,
+    /// The last `max_dials` grants, oldest first: only they can delay the next one.
+    recent: VecDeque<Timestamp>,
+}
+
+impl DialSchedule {
+    /// An empty schedule under `limit` (a limit of 0 dials is treated as 1).
+    pub fn new(limit: DialLimit) -> Self {
+        let limit = DialLimit {
+            max_dials: limit.max_dials.max(1),
+            window: limit.window,
+        };
+        Self {
+            limit,
+            recent: VecDeque::with_capacity(limit.max_dials.min(1024) as usize),
+        }
+    }
+
+    /// The limit in force.
+    pub fn limit(&self) -> DialLimit {
+        self.limit
+    }
+
+    /// Reserves the earliest slot at or after `now` and returns when that dial may start.
+    pub fn reserve(&mut self, now: Timestamp) -> Timestamp {
+        let mut at = now.max(self.recent.back().copied().unwrap_or(now));
+        if self.recent.len() >= self.limit.max_dials as usize {
+            if let Some(&oldest) = self.recent.front() {
+                at = at.max(oldest + self.limit.window);
+            }
+        }
+        self.recent.push_back(at);
+        while self.recent.len() > self.limit.max_dials as usize {
+            self.recent.pop_front();
+        }
+        at
+    }
+}
+
+/// The dispatcher's shared dial limiter: one per Telnyx account.
+#[derive(Debug)]
+pub struct DialLimiter {
+    schedule: Mutex<DialSchedule>,
+    queued: AtomicU64,
+    starts: Mutex<VecDeque<DialStart>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl DialLimiter {
+    /// A limiter with nothing granted yet.
+    pub fn new(limit: DialLimit) -> Self {
+        Self {
+            schedule: Mutex::new(DialSchedule::new(limit)),
+            queued: AtomicU64::new(0),
+            starts: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// The limit in force.
+    pub fn limit(&self) -> DialLimit {
+        lock(&self.schedule).limit()
+    }
+
+    /// Reserves a dial slot for a dial asked for at `now`; returns when it may start. A slot
+    /// later than `now` counts as a queued dial.
+    pub fn reserve(&self, now: Timestamp) -> Timestamp {
+        let at = lock(&self.schedule).reserve(now);
+        if at > now {
+            self.queued.fetch_add(1, Ordering::Relaxed);
+        }
+        at
+    }
+
+    /// Records that a dial granted `granted` was sent at `sent`.
+    pub fn started(&self, granted: Timestamp, sent: Timestamp) {
+        let mut starts = lock(&self.starts);
+        starts.push_back(DialStart { granted, sent });
+        if starts.len() > START_LOG {
+            starts.pop_front();
+        }
+    }
+
+    /// How many dials had to wait for a slot since the start.
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// The most recent dials sent (slots and send times by the server's clock), in recording
+    /// order.
+    pub fn recent_starts(&self) -> Vec<DialStart> {
+        lock(&self.starts).iter().copied().collect()
+    }
+}
+
+/// The largest number of `grants` inside any half-open interval of length `window`.
+pub fn busiest_window(grants: &[Timestamp], window: Duration) -> usize {
+    let mut sorted = grants.to_vec();
+    sorted.sort();
+    let mut best = 0;
+    let mut start = 0;
+    for end in 0..sorted.len() {
+        while sorted[start] + window <= sorted[end] {
+            start += 1;
+        }
+        best = best.max(end - start + 1);
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Timestamp {
+        Timestamp::from_millis(v)
+    }
+
+    fn limit(max_dials: u32, window_ms: u64) -> DialLimit {
+        DialLimit {
+            max_dials,
+            window: Duration::from_millis(window_ms),
+        }
+    }
+
+    #[test]
+    fn a_burst_up_to_the_limit_goes_at_once_and_the_rest_waits_for_later_windows() {
+        let mut s = DialSchedule::new(limit(3, 1000));
+        let grants: Vec<u64> = (0..8).map(|_| s.reserve(ms(10_000)).as_millis()).collect();
+        assert_eq!(
+            grants,
+            [10_000, 10_000, 10_000, 11_000, 11_000, 11_000, 12_000, 12_000]
+        );
+    }
+
+    #[test]
+    fn slots_free_up_as_the_window_slides() {
+        let mut s = DialSchedule::new(limit(2, 1000));
+        assert_eq!(s.reserve(ms(0)), ms(0));
+        assert_eq!(s.reserve(ms(400)), ms(400));
+        // Two dials inside [0, 1000): the third waits until the first leaves the window.
+        assert_eq!(s.reserve(ms(500)), ms(1000));
+        assert_eq!(s.reserve(ms(5000)), ms(5000));
+        assert_eq!(s.reserve(ms(5000)), ms(5000));
+        assert_eq!(s.reserve(ms(5000)), ms(6000));
+    }
+
+    #[test]
+    fn no_window_ever_holds_more_than_the_limit() {
+        let mut s = DialSchedule::new(limit(4, 500));
+        let mut grants = Vec::new();
+        // Irregular arrivals, including a clock that steps back.
+        for (i, t) in [
+            0u64, 1, 1, 2, 3, 100, 90, 600, 601, 602, 603, 604, 605, 2000,
+        ]
+        .iter()
+        .enumerate()
+        {
+            let g = s.reserve(ms(*t));
+            assert!(g >= ms(*t), "dial {i} granted before it was asked for");
+            grants.push(g);
+        }
+        assert!(grants.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(busiest_window(&grants, Duration::from_millis(500)), 4);
+    }
+
+    #[test]
+    fn the_default_is_thirty_per_second_over_five_seconds() {
+        assert_eq!(DialLimit::default(), limit(150, 5000));
+        assert_eq!(DialLimit::per_second(2), limit(10, 5000));
+    }
+
+    #[test]
+    fn the_limiter_counts_queued_dials_and_logs_starts() {
+        let l = DialLimiter::new(limit(2, 1000));
+        let grants: Vec<u64> = (0..5).map(|_| l.reserve(ms(0)).as_millis()).collect();
+        assert_eq!(grants, [0, 0, 1000, 1000, 2000]);
+        assert_eq!(l.queued(), 3);
+        l.started(ms(1000), ms(1007));
+        assert_eq!(
+            l.recent_starts(),
+            [DialStart {
+                granted: ms(1000),
+                sent: ms(1007)
+            }]
+        );
+    }
+
+    #[test]
+    fn busiest_window_counts_half_open_intervals() {
+        let g = [ms(0), ms(999), ms(1000), ms(1001)];
+        assert_eq!(busiest_window(&g, Duration::from_millis(1000)), 3);
+        assert_eq!(busiest_window(&[], Duration::from_millis(1000)), 0);
+    }
+}
