@@ -86,6 +86,10 @@ async fn one_answer_of_three_is_bridged_and_the_others_are_dismissed() {
     assert_eq!(detail["legs"].as_array().unwrap().len(), 4);
     let (_, history) = h.get("/api/voip/calls", &web.token).await;
     assert_eq!(history["items"][0]["call_session_id"], call.as_str());
+    // A talked call bills whole minutes, at least one.
+    assert!(history["items"][0]["billable_seconds"].as_u64().unwrap() >= 1);
+    assert_eq!(history["items"][0]["billing_minutes"], 1);
+    assert_eq!(detail["call"]["billing_minutes"], 1);
     assert!(h.executed_twice().is_empty());
 }
 
@@ -233,6 +237,7 @@ async fn caller_hangup_while_ringing_cancels_every_leg_and_records_a_missed_call
     assert_eq!(record["call_session_id"], call.as_str());
     assert_eq!(record["status"], "missed");
     assert_eq!(record["hangup_cause"], "caller_cancelled");
+    assert_eq!(record["billing_minutes"], 0, "a missed call bills nothing");
     assert!(h
         .notes_for(&call)
         .iter()

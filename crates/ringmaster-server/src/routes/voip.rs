@@ -20,7 +20,9 @@ use ringmaster_core::{
 };
 use ringmaster_realtime::SocketId;
 use ringmaster_store::limits::MAX_PAGE;
-use ringmaster_store::{ActiveCall, DevicePlatform, PushProvider, TimelineEntry, TimelineSource};
+use ringmaster_store::{
+    ActiveCall, CallRecord, DevicePlatform, PushProvider, TimelineEntry, TimelineSource,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -409,10 +411,25 @@ pub async fn history(
         .store
         .list_calls(&auth.user.id, q.cursor.as_deref(), limit)
         .await?;
+    let items = page
+        .items
+        .iter()
+        .map(call_json)
+        .collect::<ApiResult<Vec<_>>>()?;
     Ok(Json(json!({
-        "items": page.items,
+        "items": items,
         "next_cursor": page.next_cursor,
     })))
+}
+
+/// A history record with its billing figures, which the store derives rather than stores.
+fn call_json(call: &CallRecord) -> ApiResult<Value> {
+    let mut value = serde_json::to_value(call).map_err(ApiError::internal)?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("billable_seconds".into(), call.billable_seconds().into());
+        obj.insert("billing_minutes".into(), call.billing_minutes().into());
+    }
+    Ok(value)
 }
 
 /// `GET /api/voip/calls/{id}`: one call with its legs and timeline.
@@ -426,9 +443,11 @@ pub async fn call_detail(
         .get_call(&auth.user.id, &CallSessionId::new(call_id))
         .await?
         .ok_or_else(no_call)?;
-    Ok(Json(
-        serde_json::to_value(detail).map_err(ApiError::internal)?,
-    ))
+    Ok(Json(json!({
+        "call": call_json(&detail.call)?,
+        "legs": detail.legs,
+        "timeline": detail.timeline,
+    })))
 }
 
 /// Largest body `PUT /api/voip/devices/{id}/push-token` accepts: one token of at most
