@@ -5,6 +5,7 @@
 pub mod call;
 pub mod dismissal;
 pub mod ids;
+pub mod quality;
 pub mod render;
 pub mod sdk;
 pub mod sdp;

@@ -90,6 +90,11 @@ async fn one_answer_of_three_is_bridged_and_the_others_are_dismissed() {
     assert!(history["items"][0]["billable_seconds"].as_u64().unwrap() >= 1);
     assert_eq!(history["items"][0]["billing_minutes"], 1);
     assert_eq!(detail["call"]["billing_minutes"], 1);
+    // The emulator reports MOS 4.5 on hangup: the history rates the call's audio.
+    assert_eq!(
+        detail["call"]["quality_summary"]["rating"], "excellent",
+        "{detail}"
+    );
     assert!(h.executed_twice().is_empty());
 }
 

@@ -10,6 +10,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use ringmaster_core::quality::summarize_telnyx;
 use ringmaster_core::session::{
     Channel, Effect, Input, NewOutbound, Notification, NotifyEvent, RingTarget, Session,
     SessionError,
@@ -422,12 +423,18 @@ pub async fn history(
     })))
 }
 
-/// A history record with its billing figures, which the store derives rather than stores.
+/// A history record with its billing figures and quality summary, which are derived from the
+/// stored record rather than stored.
 fn call_json(call: &CallRecord) -> ApiResult<Value> {
     let mut value = serde_json::to_value(call).map_err(ApiError::internal)?;
+    let summary = call.quality.as_ref().and_then(summarize_telnyx);
     if let Some(obj) = value.as_object_mut() {
         obj.insert("billable_seconds".into(), call.billable_seconds().into());
         obj.insert("billing_minutes".into(), call.billing_minutes().into());
+        obj.insert(
+            "quality_summary".into(),
+            serde_json::to_value(summary).map_err(ApiError::internal)?,
+        );
     }
     Ok(value)
 }
