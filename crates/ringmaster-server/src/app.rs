@@ -7,6 +7,7 @@ use crate::notify::Notifiers;
 use crate::routes::{admin, health, voip, webhooks};
 use crate::tokens::TokenSigner;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, Method};
 use axum::routing::{get, post, put};
 use axum::Router;
 use ringmaster_core::session::{
@@ -18,6 +19,7 @@ use ringmaster_telnyx::{WebhookVerifier, MAX_WEBHOOK_BODY_BYTES};
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
+use tower_http::cors::{Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 /// Largest body the JSON API accepts; its requests are a few hundred bytes.
@@ -131,9 +133,25 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// All HTTP routes of the coordinator, with body limits and request tracing.
+/// CORS for routes browsers on another origin call with a device bearer token. Those
+/// requests never carry cookies, so any origin is allowed and credentials are not.
+pub fn bearer_cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("x-socket-id"),
+            HeaderName::from_static("x-requested-with"),
+        ])
+}
+
+/// All HTTP routes of the coordinator, with body limits and request tracing. Only the device
+/// API (`/api/voip/*`) answers cross-origin requests; the admin API is for servers, not tabs.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+    let admin = Router::new()
         .route("/api/admin/users", post(admin::create_user))
         .route(
             "/api/admin/users/{user_id}",
@@ -143,7 +161,8 @@ pub fn router(state: AppState) -> Router {
             "/api/admin/users/{user_id}/devices",
             post(admin::create_device),
         )
-        .route("/api/admin/sandbox", get(admin::sandbox))
+        .route("/api/admin/sandbox", get(admin::sandbox));
+    let voip = Router::new()
         .route("/api/voip/call-status/{call_id}", get(voip::call_status))
         .route("/api/voip/my-active-call", get(voip::my_active_call))
         .route("/api/voip/calls", post(voip::place_call).get(voip::history))
@@ -157,6 +176,12 @@ pub fn router(state: AppState) -> Router {
                 .delete(voip::remove_push_token)
                 .layer(DefaultBodyLimit::max(voip::PUSH_TOKEN_BODY_LIMIT)),
         )
+        // Set before the CORS layer so it is wrapped too: the outer router's fallback would
+        // replace a still-default one unwrapped, and preflights (OPTIONS) would get a bare 405.
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(bearer_cors());
+    let api = admin
+        .merge(voip)
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     let hooks = Router::new()
         .route("/webhooks/telnyx", post(webhooks::telnyx))

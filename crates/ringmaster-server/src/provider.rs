@@ -197,14 +197,6 @@ fn command_error(err: &TelnyxError) -> CommandError {
     }
 }
 
-/// The wait Telnyx asked for, when the error carries one.
-fn retry_after(err: &TelnyxError) -> Option<std::time::Duration> {
-    match err {
-        TelnyxError::RetryAfterTooLong { retry_after, .. } => Some(*retry_after),
-        _ => None,
-    }
-}
-
 fn is_transient(err: &TelnyxError) -> bool {
     match err {
         TelnyxError::Timeout { .. } | TelnyxError::Transport { .. } => true,
@@ -225,7 +217,8 @@ fn finish<T>(
         Err(e) if is_transient(&e) => Err(Transient {
             message: e.to_string(),
             as_final: command_error(&e),
-            retry_after: retry_after(&e),
+            // A 429 that outlasted the client's own retries still says when to come back.
+            retry_after: e.retry_after(),
         }),
         Err(e) => {
             tracing::info!(command_id, error = %e, "telnyx refused command");
@@ -413,6 +406,7 @@ mod tests {
                 })
                 .collect(),
             attempts: 1,
+            retry_after: None,
         }
     }
 
@@ -442,6 +436,28 @@ mod tests {
         assert_eq!(t.retry_after, Some(wait));
         let r: Result<(), _> = Err(TelnyxError::Timeout { attempts: 3 });
         assert_eq!(finish("s:0", r).unwrap_err().retry_after, None);
+    }
+
+    #[test]
+    fn a_rate_limit_outlasting_the_client_retries_keeps_its_retry_after() {
+        let wait = std::time::Duration::from_secs(3);
+        let TelnyxError::Api { errors, .. } = api_error(&[codes::TOO_MANY_REQUESTS]) else {
+            unreachable!("api_error builds an Api error")
+        };
+        let r: Result<(), _> = Err(TelnyxError::Api {
+            status: 429,
+            errors,
+            attempts: 4,
+            retry_after: Some(wait),
+        });
+        let t = finish("s:0", r).unwrap_err();
+        assert_eq!(t.retry_after, Some(wait));
+        assert_eq!(t.as_final.code.as_deref(), Some(codes::TOO_MANY_REQUESTS));
+        assert_eq!(
+            crate::dispatch::retry_wait(0, t.retry_after),
+            crate::dispatch::retry_wait(0, None).max(wait),
+            "the dispatcher waits at least as long as Telnyx asked"
+        );
     }
 
     #[test]

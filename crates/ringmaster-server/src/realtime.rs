@@ -4,11 +4,10 @@
 //! Every WebSocket notification goes on the channel whether or not the device's SIP leg rang,
 //! so a web tab whose INVITE was lost still learns of the call (gap G-11).
 
-use crate::app::AppState;
+use crate::app::{bearer_cors, AppState};
 use crate::auth::DeviceAuth;
 use crate::notify::{Notifier, NotifyError};
 use async_trait::async_trait;
-use axum::http::{header, HeaderName, Method};
 use axum::Router;
 use ringmaster_core::session::{Channel, Notification, NotifyEvent};
 use ringmaster_realtime::{
@@ -16,7 +15,6 @@ use ringmaster_realtime::{
 };
 use serde_json::{json, Value};
 use std::sync::Arc;
-use tower_http::cors::{Any, CorsLayer};
 
 /// Resolves device bearer tokens for `/broadcasting/auth`: a device may join only its own
 /// user's channels (the realtime crate's default `may_subscribe`).
@@ -49,17 +47,7 @@ impl Authenticator for DeviceAuthenticator {
 /// `/apps/{id}/batch_events`) with device-token auth. Browsers on another origin may call
 /// `/broadcasting/auth`: it takes a bearer token, never cookies, so any origin is allowed.
 pub fn routes(hub: RealtimeHub, app: AppState) -> Router {
-    let cors = CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods([Method::POST])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::ACCEPT,
-            HeaderName::from_static("x-socket-id"),
-            HeaderName::from_static("x-requested-with"),
-        ]);
-    ringmaster_realtime::router(hub, Arc::new(DeviceAuthenticator::new(app))).layer(cors)
+    ringmaster_realtime::router(hub, Arc::new(DeviceAuthenticator::new(app))).layer(bearer_cors())
 }
 
 /// The event data of a notification, as WebSocket clients receive it: always

@@ -507,3 +507,93 @@ async fn device_tokens_survive_a_restart_of_serve_on_the_same_database() {
     );
     second.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_api_answers_cross_origin_requests_and_admin_api_does_not() {
+    let h = Harness::start(Options::default()).await;
+    let user = h.user(&["web"], false, false).await;
+    let origin = "https://app.example.com";
+    let preflight = |path: &str| {
+        h.http
+            .request(Method::OPTIONS, format!("{}{path}", h.url))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "GET")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization,content-type,x-socket-id",
+            )
+            .send()
+    };
+
+    let resp = preflight("/api/voip/call-status/x").await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+    assert!(resp
+        .headers()
+        .get("access-control-allow-credentials")
+        .is_none());
+    let allowed = resp.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for h in ["authorization", "content-type", "x-socket-id"] {
+        assert!(allowed.contains(h), "{h} not in {allowed}");
+    }
+    let methods = resp.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_ascii_uppercase();
+    for m in ["GET", "POST", "PUT", "DELETE"] {
+        assert!(methods.contains(m), "{m} not in {methods}");
+    }
+
+    let resp = h
+        .http
+        .get(format!("{}/api/voip/my-active-call", h.url))
+        .header("Origin", origin)
+        .bearer_auth(&user.devices[0].token)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+    // Errors reach the tab too, so it can read the JSON error instead of a CORS failure.
+    for (method, path, want) in [
+        (
+            Method::GET,
+            "/api/voip/call-status/x",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::DELETE,
+            "/api/voip/my-active-call",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+    ] {
+        let resp = h
+            .http
+            .request(method, format!("{}{path}", h.url))
+            .header("Origin", origin)
+            .bearer_auth(&user.devices[0].token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), want, "{path}");
+        assert_eq!(resp.headers()["access-control-allow-origin"], "*", "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(body["error"]["code"].is_string(), "{path}: {body}");
+    }
+
+    let resp = preflight("/api/admin/users").await.unwrap();
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+    let resp = h
+        .http
+        .post(format!("{}/api/admin/users", h.url))
+        .header("Origin", origin)
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "Cross origin", "numbers": [fresh_number()]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+}

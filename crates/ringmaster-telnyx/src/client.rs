@@ -122,6 +122,8 @@ pub enum TelnyxError {
         errors: Vec<ApiError>,
         /// Attempts made.
         attempts: u32,
+        /// The wait the last response's `Retry-After` asked for, if it had one.
+        retry_after: Option<Duration>,
     },
     /// Telnyx answered with an error status and a body that is not an error document.
     #[error("Telnyx answered {status} after {attempts} attempt(s): {body}")]
@@ -132,6 +134,8 @@ pub enum TelnyxError {
         body: String,
         /// Attempts made.
         attempts: u32,
+        /// The wait the last response's `Retry-After` asked for, if it had one.
+        retry_after: Option<Duration>,
     },
     /// No complete response within the per-request timeout, on every attempt.
     #[error("no response within the timeout after {attempts} attempt(s)")]
@@ -191,6 +195,18 @@ impl TelnyxError {
             TelnyxError::Api { status, .. }
             | TelnyxError::Http { status, .. }
             | TelnyxError::RetryAfterTooLong { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// How long Telnyx asked us to wait before trying again (its `Retry-After`), when it said;
+    /// kept after the client's own retries ran out so the caller can schedule the next try.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            TelnyxError::Api { retry_after, .. } | TelnyxError::Http { retry_after, .. } => {
+                *retry_after
+            }
+            TelnyxError::RetryAfterTooLong { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -471,11 +487,13 @@ impl TelnyxClient {
                 status: status.as_u16(),
                 errors: body.errors,
                 attempts,
+                retry_after,
             },
             _ => TelnyxError::Http {
                 status: status.as_u16(),
                 body: String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned(),
                 attempts,
+                retry_after,
             },
         };
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {

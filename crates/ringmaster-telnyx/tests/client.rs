@@ -140,6 +140,36 @@ async fn retry_after_longer_than_allowed_gives_up_at_once() {
 }
 
 #[tokio::test]
+async fn a_rate_limit_outlasting_the_retries_keeps_its_retry_after() {
+    let (emulator, _) = emulator().await;
+    let client = client_for(emulator.base_url(), 2);
+    emulator.inject(fail(5, 429, Some("0.02"))).unwrap();
+    let dial = DialRequest::new("conn", "sip:alice@example.com", "+15550000001");
+    let err = client
+        .dial(&CommandId::new("dial-1"), &dial)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TelnyxError::Api {
+                status: 429,
+                attempts: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), Some(codes::TOO_MANY_REQUESTS));
+    assert_eq!(err.retry_after(), Some(Duration::from_millis(20)));
+    assert_eq!(
+        outcomes(&emulator, "dial"),
+        [CommandOutcome::FaultInjected, CommandOutcome::FaultInjected]
+    );
+    assert!(emulator.calls().is_empty());
+}
+
+#[tokio::test]
 async fn exhausted_retries_return_the_last_error_and_nothing_happened() {
     let (emulator, _) = emulator().await;
     let client = client_for(emulator.base_url(), 3);
