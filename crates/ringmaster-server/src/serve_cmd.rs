@@ -13,7 +13,7 @@ use crate::server::{start, RunningServer, ServerSetup};
 use anyhow::Context as _;
 use rand::Rng as _;
 use ringmaster_realtime::{RealtimeConfig, RealtimeHub};
-use ringmaster_store::SqliteStore;
+use ringmaster_store::{PostgresStore, SqliteStore};
 use ringmaster_telnyx::{ClientConfig, Emulator, EmulatorConfig, EmulatorHandle, TelnyxClient};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -98,9 +98,15 @@ pub async fn launch(
     config: &Config,
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<Launched> {
-    let store = SqliteStore::open(&config.database_url)
-        .await
-        .with_context(|| format!("opening the database {}", config.database_url))?;
+    // The URL scheme picks the backend: a shared PostgreSQL server, or an SQLite file.
+    let url = &config.database_url;
+    let opening = || format!("opening the database {url}");
+    let store: Arc<dyn ringmaster_store::Store> =
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Arc::new(PostgresStore::open(url).await.with_context(opening)?)
+        } else {
+            Arc::new(SqliteStore::open(url).await.with_context(opening)?)
+        };
     let addr = listener.local_addr()?;
     let host = host_of(addr);
 
@@ -139,7 +145,6 @@ pub async fn launch(
     settings.token_secret = config.token_secret.clone();
     settings.ring_timeout_secs = config.ring_timeout_secs;
     settings.dial_limit = DialLimit::per_second(config.dials_per_sec);
-    let store: Arc<dyn ringmaster_store::Store> = Arc::new(store);
     let pusher = &config.pusher;
     let hub = RealtimeHub::new(RealtimeConfig::new(
         &pusher.app_id,

@@ -1,10 +1,10 @@
 //! Ringmaster's store: everything the coordinator keeps between inputs.
 //!
-//! One [`Store`] trait, two backends that pass the same [`conformance`] suite:
-//! [`SqliteStore`] (the embedded default) and [`MemoryStore`] (deterministic, for the
-//! simulator). The one path a call's state changes is [`Store::commit`]: session document,
-//! outbox effects, dedupe key, registry, history and timeline, all-or-nothing, guarded by the
-//! session's version.
+//! One [`Store`] trait, three backends that pass the same [`conformance`] suite:
+//! [`SqliteStore`] (the embedded default), [`PostgresStore`] (shared by several processes)
+//! and [`MemoryStore`] (deterministic, for the simulator). The one path a call's state
+//! changes is [`Store::commit`]: session document, outbox effects, dedupe key, registry,
+//! history and timeline, all-or-nothing, guarded by the session's version.
 
 pub mod conformance;
 pub mod directory;
@@ -12,6 +12,7 @@ pub mod error;
 pub mod history;
 pub mod limits;
 pub mod memory;
+pub mod postgres;
 pub mod registry;
 pub mod session;
 pub mod session_commit;
@@ -24,6 +25,7 @@ pub use history::{
     TimelineSource,
 };
 pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
 pub use registry::{ActiveCall, RegistryChange};
 pub use session::{Commit, CommitOutcome, OutboxEntry, StoredSession};
 pub use session_commit::{call_status, session_commit};

@@ -1,0 +1,1066 @@
+//! The PostgreSQL backend: for several `ringmaster` processes sharing one database.
+//!
+//! Transactions run at READ COMMITTED. The compare-and-set is the session UPDATE's
+//! `WHERE version = $n` (a racer blocks on the row lock, then re-checks the new version), a
+//! creation race is decided by the primary key, and the one-active-call rule holds because a
+//! commit that sets a registry entry first takes a transaction-scoped advisory lock per user.
+
+use async_trait::async_trait;
+use ringmaster_core::{CallControlId, CallSessionId, DeviceId, TenantId, Timestamp, UserId};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, Postgres, Row, Transaction};
+use std::collections::BTreeSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::directory::{Device, PushProvider, User, UserSettings};
+use crate::error::StoreError;
+use crate::history::{CallDetail, CallRecord, HistoryCursor, LegRecord, Page, TimelineEntry};
+use crate::limits;
+use crate::registry::{ActiveCall, RegistryChange};
+use crate::session::{Commit, CommitOutcome, OutboxEntry, StoredSession};
+use crate::Store;
+
+/// Connections per store; enough for a burst of concurrent commits on one process.
+const MAX_CONNECTIONS: u32 = 10;
+/// How long an operation waits for a free connection before failing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A [`Store`] in a PostgreSQL database.
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user@host:5432/db`, libpq-style parameters such as
+    /// `options[search_path]=...` allowed) and applies pending migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(StoreError::invalid(
+                "database url",
+                "a PostgreSQL URL starts with `postgres://` (e.g. postgres://user@host/db)",
+            ));
+        }
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::invalid("database url", e.to_string()))?;
+        Self::open_with(options).await
+    }
+
+    /// Connects with ready-made options and applies pending migrations.
+    pub async fn open_with(options: PgConnectOptions) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    async fn load_user(
+        conn: &mut PgConnection,
+        row: Option<PgRow>,
+    ) -> Result<Option<User>, StoreError> {
+        let Some(row) = row else { return Ok(None) };
+        let id: String = row.try_get("id")?;
+        let numbers = sqlx::query_scalar::<_, String>(
+            "SELECT number FROM user_numbers WHERE user_id = $1 ORDER BY position",
+        )
+        .bind(&id)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(Some(User {
+            id: UserId::new(id),
+            tenant_id: TenantId::new(row.try_get::<String, _>("tenant_id")?),
+            name: row.try_get("name")?,
+            numbers,
+            call_waiting: row.try_get("call_waiting")?,
+            voicemail_enabled: row.try_get("voicemail_enabled")?,
+            created_at: ts(row.try_get("created_at")?)?,
+        }))
+    }
+
+    /// The user matching `condition`, which has exactly one `$1` bound to `value`.
+    async fn user_where(&self, condition: &str, value: &str) -> Result<Option<User>, StoreError> {
+        if !storable(value) {
+            return Ok(None);
+        }
+        // REPEATABLE READ: the user row and its numbers from one snapshot.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let sql = format!(
+            "SELECT id, tenant_id, name, call_waiting, voicemail_enabled, created_at \
+             FROM users WHERE {condition}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(value)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let user = Self::load_user(&mut tx, row).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    /// Runs an outbox status update; distinguishes "no such effect" from "not pending".
+    async fn update_effect(
+        &self,
+        sql: &str,
+        session_id: &CallSessionId,
+        seq: u64,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let seq_i = int(seq)?;
+        if !storable(session_id.as_str()) {
+            return Err(StoreError::not_found(
+                "effect",
+                format!("{session_id}#{seq}"),
+            ));
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut query = sqlx::query(sql);
+        if let Some(error) = error {
+            query = query.bind(limits::truncate_error(&error.replace('\0', "\u{fffd}")));
+        }
+        let changed = query
+            .bind(session_id.as_str())
+            .bind(seq_i)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            let exists = sqlx::query("SELECT 1 FROM outbox WHERE session_id = $1 AND seq = $2")
+                .bind(session_id.as_str())
+                .bind(seq_i)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if !exists {
+                return Err(StoreError::not_found(
+                    "effect",
+                    format!("{session_id}#{seq}"),
+                ));
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// PostgreSQL text cannot hold NUL, and validation keeps control characters out of every
+/// stored key, so a lookup by such a key finds nothing without asking the server.
+fn storable(raw: &str) -> bool {
+    !raw.contains('\0')
+}
+
+fn ts(ms: i64) -> Result<Timestamp, StoreError> {
+    u64::try_from(ms)
+        .map(Timestamp::from_millis)
+        .map_err(|_| StoreError::Corrupt(format!("negative timestamp {ms}")))
+}
+
+fn opt_ts(ms: Option<i64>) -> Result<Option<Timestamp>, StoreError> {
+    ms.map(ts).transpose()
+}
+
+fn unsigned(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative counter {v}")))
+}
+
+/// Validated inputs never exceed `i64::MAX`; this guards the rest (sequence numbers).
+fn int(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::invalid("number", format!("{v} out of range")))
+}
+
+fn ms(t: Timestamp) -> Result<i64, StoreError> {
+    int(t.as_millis())
+}
+
+fn opt_ms(t: Option<Timestamp>) -> Result<Option<i64>, StoreError> {
+    t.map(ms).transpose()
+}
+
+fn json(raw: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))
+}
+
+fn parsed<T: FromStr<Err = StoreError>>(raw: &str) -> Result<T, StoreError> {
+    raw.parse()
+        .map_err(|e: StoreError| StoreError::Corrupt(e.to_string()))
+}
+
+const DEVICE_COLUMNS: &str =
+    "id, user_id, platform, sip_uri, token_hash, push_token, push_provider, revoked, created_at";
+
+fn device_from(row: &PgRow) -> Result<Device, StoreError> {
+    Ok(Device {
+        id: DeviceId::new(row.try_get::<String, _>("id")?),
+        user_id: UserId::new(row.try_get::<String, _>("user_id")?),
+        platform: parsed(row.try_get("platform")?)?,
+        sip_uri: row.try_get("sip_uri")?,
+        token_hash: row.try_get("token_hash")?,
+        push_token: row.try_get("push_token")?,
+        push_provider: row
+            .try_get::<Option<&str>, _>("push_provider")?
+            .map(parsed::<PushProvider>)
+            .transpose()?,
+        revoked: row.try_get("revoked")?,
+        created_at: ts(row.try_get("created_at")?)?,
+    })
+}
+
+fn active_from(row: &PgRow) -> Result<ActiveCall, StoreError> {
+    Ok(ActiveCall {
+        user_id: UserId::new(row.try_get::<String, _>("user_id")?),
+        call_session_id: CallSessionId::new(row.try_get::<String, _>("call_session_id")?),
+        device_id: row
+            .try_get::<Option<String>, _>("device_id")?
+            .map(DeviceId::new),
+        started_at: ts(row.try_get("started_at")?)?,
+    })
+}
+
+const CALL_COLUMNS: &str = "call_session_id, user_id, tenant_id, direction, from_number, \
+     to_number, status, answered_device, started_at, answered_at, ended_at, hangup_cause, \
+     recording_url, quality";
+
+fn call_from(row: &PgRow) -> Result<CallRecord, StoreError> {
+    Ok(CallRecord {
+        call_session_id: CallSessionId::new(row.try_get::<String, _>("call_session_id")?),
+        user_id: UserId::new(row.try_get::<String, _>("user_id")?),
+        tenant_id: TenantId::new(row.try_get::<String, _>("tenant_id")?),
+        direction: parsed(row.try_get("direction")?)?,
+        from: row.try_get("from_number")?,
+        to: row.try_get("to_number")?,
+        status: parsed(row.try_get("status")?)?,
+        answered_device: row
+            .try_get::<Option<String>, _>("answered_device")?
+            .map(DeviceId::new),
+        started_at: ts(row.try_get("started_at")?)?,
+        answered_at: opt_ts(row.try_get("answered_at")?)?,
+        ended_at: opt_ts(row.try_get("ended_at")?)?,
+        hangup_cause: row.try_get("hangup_cause")?,
+        recording_url: row.try_get("recording_url")?,
+        quality: row
+            .try_get::<Option<&str>, _>("quality")?
+            .map(json)
+            .transpose()?,
+    })
+}
+
+fn leg_from(row: &PgRow) -> Result<LegRecord, StoreError> {
+    Ok(LegRecord {
+        call_control_id: CallControlId::new(row.try_get::<String, _>("call_control_id")?),
+        call_session_id: CallSessionId::new(row.try_get::<String, _>("call_session_id")?),
+        device_id: row
+            .try_get::<Option<String>, _>("device_id")?
+            .map(DeviceId::new),
+        status: row.try_get("status")?,
+        started_at: ts(row.try_get("started_at")?)?,
+        answered_at: opt_ts(row.try_get("answered_at")?)?,
+        ended_at: opt_ts(row.try_get("ended_at")?)?,
+        hangup_cause: row.try_get("hangup_cause")?,
+    })
+}
+
+fn timeline_from(row: &PgRow) -> Result<TimelineEntry, StoreError> {
+    Ok(TimelineEntry {
+        call_session_id: CallSessionId::new(row.try_get::<String, _>("call_session_id")?),
+        at: ts(row.try_get("at")?)?,
+        source: parsed(row.try_get("source")?)?,
+        device_id: row
+            .try_get::<Option<String>, _>("device_id")?
+            .map(DeviceId::new),
+        kind: row.try_get("kind")?,
+        from_state: row.try_get("from_state")?,
+        to_state: row.try_get("to_state")?,
+        detail: json(row.try_get("detail")?)?,
+    })
+}
+
+async fn current_version(
+    tx: &mut Transaction<'static, Postgres>,
+    id: &CallSessionId,
+) -> Result<Option<u64>, StoreError> {
+    sqlx::query_scalar::<_, i64>("SELECT version FROM sessions WHERE id = $1")
+        .bind(id.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(unsigned)
+        .transpose()
+}
+
+const ACTIVE_SQL: &str = "SELECT user_id, call_session_id, device_id, started_at \
+     FROM active_calls WHERE user_id = $1 ORDER BY started_at, call_session_id";
+
+async fn active_of(
+    tx: &mut Transaction<'static, Postgres>,
+    user_id: &UserId,
+) -> Result<Vec<ActiveCall>, StoreError> {
+    sqlx::query(ACTIVE_SQL)
+        .bind(user_id.as_str())
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(active_from)
+        .collect()
+}
+
+/// Serialises registry changes per user until the transaction ends. Users are locked in one
+/// global order so two commits touching the same users cannot deadlock.
+async fn lock_registries(
+    tx: &mut Transaction<'static, Postgres>,
+    changes: &[RegistryChange],
+) -> Result<(), StoreError> {
+    let users: BTreeSet<&str> = changes
+        .iter()
+        .filter_map(|change| match change {
+            RegistryChange::Set(active) => Some(active.user_id.as_str()),
+            RegistryChange::Clear { .. } => None,
+        })
+        .collect();
+    for user in users {
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtextextended('ringmaster.registry:' || $1, 0))",
+        )
+        .bind(user)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_user(&self, user: User) -> Result<User, StoreError> {
+        limits::user(&user)?;
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, tenant_id, name, call_waiting, voicemail_enabled, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(user.id.as_str())
+        .bind(user.tenant_id.as_str())
+        .bind(&user.name)
+        .bind(user.call_waiting)
+        .bind(user.voicemail_enabled)
+        .bind(ms(user.created_at)?)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::already_exists("user", user.id.as_str()));
+        }
+        for (position, number) in user.numbers.iter().enumerate() {
+            let inserted = sqlx::query(
+                "INSERT INTO user_numbers (number, user_id, position) VALUES ($1, $2, $3) \
+                 ON CONFLICT (number) DO NOTHING",
+            )
+            .bind(number)
+            .bind(user.id.as_str())
+            .bind(position as i64)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                return Err(StoreError::NumberTaken {
+                    number: number.clone(),
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    async fn get_user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        self.user_where("id = $1", id.as_str()).await
+    }
+
+    async fn user_by_number(&self, number: &str) -> Result<Option<User>, StoreError> {
+        self.user_where(
+            "id = (SELECT user_id FROM user_numbers WHERE number = $1)",
+            number,
+        )
+        .await
+    }
+
+    async fn update_user_settings(
+        &self,
+        id: &UserId,
+        settings: UserSettings,
+    ) -> Result<User, StoreError> {
+        if !storable(id.as_str()) {
+            return Err(StoreError::not_found("user", id.as_str()));
+        }
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "UPDATE users SET call_waiting = $1, voicemail_enabled = $2 WHERE id = $3 \
+             RETURNING id, tenant_id, name, call_waiting, voicemail_enabled, created_at",
+        )
+        .bind(settings.call_waiting)
+        .bind(settings.voicemail_enabled)
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let user = Self::load_user(&mut tx, row)
+            .await?
+            .ok_or_else(|| StoreError::not_found("user", id.as_str()))?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    async fn create_device(&self, device: Device) -> Result<Device, StoreError> {
+        limits::device(&device)?;
+        let mut tx = self.pool.begin().await?;
+        // FOR SHARE keeps the user from disappearing before the device row lands.
+        let user_exists = sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR SHARE")
+            .bind(device.user_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !user_exists {
+            return Err(StoreError::not_found("user", device.user_id.as_str()));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO devices (id, user_id, platform, sip_uri, token_hash, push_token, \
+             push_provider, revoked, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(device.id.as_str())
+        .bind(device.user_id.as_str())
+        .bind(device.platform.as_str())
+        .bind(&device.sip_uri)
+        .bind(&device.token_hash)
+        .bind(&device.push_token)
+        .bind(device.push_provider.map(PushProvider::as_str))
+        .bind(device.revoked)
+        .bind(ms(device.created_at)?)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::already_exists("device", device.id.as_str()));
+        }
+        tx.commit().await?;
+        Ok(device)
+    }
+
+    async fn get_device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
+        if !storable(id.as_str()) {
+            return Ok(None);
+        }
+        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1");
+        sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(device_from)
+            .transpose()
+    }
+
+    async fn devices_of_user(&self, user_id: &UserId) -> Result<Vec<Device>, StoreError> {
+        if !storable(user_id.as_str()) {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = $1 ORDER BY created_at, id"
+        );
+        sqlx::query(&sql)
+            .bind(user_id.as_str())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(device_from)
+            .collect()
+    }
+
+    async fn set_push_token(
+        &self,
+        id: &DeviceId,
+        provider: PushProvider,
+        token: &str,
+    ) -> Result<(), StoreError> {
+        limits::push_token(token)?;
+        if !storable(id.as_str()) {
+            return Err(StoreError::not_found("device", id.as_str()));
+        }
+        let changed =
+            sqlx::query("UPDATE devices SET push_token = $1, push_provider = $2 WHERE id = $3")
+                .bind(token)
+                .bind(provider.as_str())
+                .bind(id.as_str())
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::not_found("device", id.as_str()));
+        }
+        Ok(())
+    }
+
+    async fn clear_push_token(&self, id: &DeviceId, token: &str) -> Result<bool, StoreError> {
+        if !storable(id.as_str()) {
+            return Err(StoreError::not_found("device", id.as_str()));
+        }
+        let mut tx = self.pool.begin().await?;
+        let cleared = storable(token)
+            && sqlx::query(
+                "UPDATE devices SET push_token = NULL, push_provider = NULL \
+                 WHERE id = $1 AND push_token = $2",
+            )
+            .bind(id.as_str())
+            .bind(token)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                > 0;
+        if !cleared {
+            let exists = sqlx::query("SELECT 1 FROM devices WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if !exists {
+                return Err(StoreError::not_found("device", id.as_str()));
+            }
+        }
+        tx.commit().await?;
+        Ok(cleared)
+    }
+
+    async fn revoke_device(&self, id: &DeviceId) -> Result<(), StoreError> {
+        if !storable(id.as_str()) {
+            return Err(StoreError::not_found("device", id.as_str()));
+        }
+        let changed = sqlx::query("UPDATE devices SET revoked = TRUE WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::not_found("device", id.as_str()));
+        }
+        Ok(())
+    }
+
+    async fn load_session(&self, id: &CallSessionId) -> Result<Option<StoredSession>, StoreError> {
+        if !storable(id.as_str()) {
+            return Ok(None);
+        }
+        let Some(row) = sqlx::query(
+            "SELECT id, user_id, version, doc, state_label, next_deadline FROM sessions \
+             WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(StoredSession {
+            id: CallSessionId::new(row.try_get::<String, _>("id")?),
+            user_id: UserId::new(row.try_get::<String, _>("user_id")?),
+            version: unsigned(row.try_get("version")?)?,
+            doc: json(row.try_get("doc")?)?,
+            next_deadline: opt_ts(row.try_get("next_deadline")?)?,
+            state_label: row.try_get("state_label")?,
+        }))
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
+        let encoded = limits::commit(&commit)?;
+        let at = ms(commit.at)?;
+        let deadline = opt_ms(commit.next_deadline)?;
+        let n_effects = commit.effects.len() as i64;
+        let mut tx = self.pool.begin().await?;
+
+        // A racer with the same key waits here until the holder commits or rolls back.
+        if let Some(key) = &commit.dedupe_key {
+            let fresh = sqlx::query(
+                "INSERT INTO processed_inputs (dedupe_key, session_id, processed_at) \
+                 VALUES ($1, $2, $3) ON CONFLICT (dedupe_key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(commit.session_id.as_str())
+            .bind(at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if fresh == 0 {
+                tx.rollback().await?;
+                return Ok(CommitOutcome::Duplicate);
+            }
+        }
+
+        let (version, last_seq) = match commit.expected_version {
+            None => {
+                let created = sqlx::query(
+                    "INSERT INTO sessions (id, user_id, version, doc, state_label, \
+                     next_deadline, effect_seq, created_at, updated_at) \
+                     VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $7) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(commit.session_id.as_str())
+                .bind(commit.user_id.as_str())
+                .bind(&encoded.doc)
+                .bind(&commit.state_label)
+                .bind(deadline)
+                .bind(n_effects)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if created == 0 {
+                    let current_version = current_version(&mut tx, &commit.session_id).await?;
+                    tx.rollback().await?;
+                    return Ok(CommitOutcome::Conflict { current_version });
+                }
+                (1, n_effects)
+            }
+            Some(expected) => {
+                // Under READ COMMITTED a blocked racer re-evaluates the WHERE against the
+                // winner's row, so only one UPDATE per version can match.
+                let row = sqlx::query(
+                    "UPDATE sessions SET version = version + 1, doc = $1, state_label = $2, \
+                     next_deadline = $3, effect_seq = effect_seq + $4, updated_at = $5 \
+                     WHERE id = $6 AND version = $7 RETURNING version, effect_seq",
+                )
+                .bind(&encoded.doc)
+                .bind(&commit.state_label)
+                .bind(deadline)
+                .bind(n_effects)
+                .bind(at)
+                .bind(commit.session_id.as_str())
+                .bind(int(expected)?)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    let current_version = current_version(&mut tx, &commit.session_id).await?;
+                    tx.rollback().await?;
+                    return Ok(CommitOutcome::Conflict { current_version });
+                };
+                (
+                    row.try_get::<i64, _>("version")?,
+                    row.try_get::<i64, _>("effect_seq")?,
+                )
+            }
+        };
+
+        lock_registries(&mut tx, &commit.registry).await?;
+        for change in &commit.registry {
+            match change {
+                RegistryChange::Set(active) => {
+                    // Read after taking the lock: each statement sees every commit so far.
+                    let current = active_of(&mut tx, &active.user_id).await?;
+                    let other_call = current
+                        .iter()
+                        .any(|a| a.call_session_id != active.call_session_id);
+                    if other_call {
+                        let call_waiting = sqlx::query_scalar::<_, bool>(
+                            "SELECT call_waiting FROM users WHERE id = $1",
+                        )
+                        .bind(active.user_id.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .unwrap_or(false);
+                        if !call_waiting {
+                            tx.rollback().await?;
+                            return Ok(CommitOutcome::Busy { active: current });
+                        }
+                    }
+                    sqlx::query(
+                        "INSERT INTO active_calls (user_id, call_session_id, device_id, \
+                         started_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (user_id, call_session_id) DO UPDATE SET \
+                         device_id = excluded.device_id, started_at = excluded.started_at",
+                    )
+                    .bind(active.user_id.as_str())
+                    .bind(active.call_session_id.as_str())
+                    .bind(active.device_id.as_ref().map(DeviceId::as_str))
+                    .bind(ms(active.started_at)?)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                RegistryChange::Clear {
+                    user_id,
+                    call_session_id,
+                } => {
+                    sqlx::query(
+                        "DELETE FROM active_calls WHERE user_id = $1 AND call_session_id = $2",
+                    )
+                    .bind(user_id.as_str())
+                    .bind(call_session_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+
+        let first_seq = unsigned(last_seq - n_effects + 1)?;
+        let mut effect_seqs = Vec::with_capacity(encoded.effects.len());
+        for (seq, effect) in (first_seq..).zip(&encoded.effects) {
+            sqlx::query(
+                "INSERT INTO outbox (session_id, seq, effect, created_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(commit.session_id.as_str())
+            .bind(int(seq)?)
+            .bind(effect)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            effect_seqs.push(seq);
+        }
+
+        for (call, quality) in commit.calls.iter().zip(&encoded.quality) {
+            let written = sqlx::query(
+                "INSERT INTO call_records (call_session_id, user_id, tenant_id, direction, \
+                 from_number, to_number, status, answered_device, started_at, answered_at, \
+                 ended_at, hangup_cause, recording_url, quality, billable_seconds, \
+                 billing_minutes) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+                 ON CONFLICT (call_session_id) DO UPDATE SET \
+                 tenant_id = excluded.tenant_id, direction = excluded.direction, \
+                 from_number = excluded.from_number, to_number = excluded.to_number, \
+                 status = excluded.status, answered_device = excluded.answered_device, \
+                 started_at = excluded.started_at, answered_at = excluded.answered_at, \
+                 ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause, \
+                 recording_url = excluded.recording_url, quality = excluded.quality, \
+                 billable_seconds = excluded.billable_seconds, \
+                 billing_minutes = excluded.billing_minutes \
+                 WHERE call_records.user_id = excluded.user_id",
+            )
+            .bind(call.call_session_id.as_str())
+            .bind(call.user_id.as_str())
+            .bind(call.tenant_id.as_str())
+            .bind(call.direction.as_str())
+            .bind(&call.from)
+            .bind(&call.to)
+            .bind(call.status.as_str())
+            .bind(call.answered_device.as_ref().map(DeviceId::as_str))
+            .bind(ms(call.started_at)?)
+            .bind(opt_ms(call.answered_at)?)
+            .bind(opt_ms(call.ended_at)?)
+            .bind(&call.hangup_cause)
+            .bind(&call.recording_url)
+            .bind(quality)
+            .bind(int(call.billable_seconds())?)
+            .bind(int(call.billing_minutes())?)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if written == 0 {
+                tx.rollback().await?;
+                return Err(StoreError::invalid(
+                    "call record",
+                    format!("call {} belongs to another user", call.call_session_id),
+                ));
+            }
+        }
+
+        for leg in &commit.legs {
+            let written = sqlx::query(
+                "INSERT INTO call_legs (call_control_id, call_session_id, device_id, status, \
+                 started_at, answered_at, ended_at, hangup_cause) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (call_control_id) DO UPDATE SET \
+                 device_id = excluded.device_id, status = excluded.status, \
+                 started_at = excluded.started_at, answered_at = excluded.answered_at, \
+                 ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause \
+                 WHERE call_legs.call_session_id = excluded.call_session_id",
+            )
+            .bind(leg.call_control_id.as_str())
+            .bind(leg.call_session_id.as_str())
+            .bind(leg.device_id.as_ref().map(DeviceId::as_str))
+            .bind(&leg.status)
+            .bind(ms(leg.started_at)?)
+            .bind(opt_ms(leg.answered_at)?)
+            .bind(opt_ms(leg.ended_at)?)
+            .bind(&leg.hangup_cause)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if written == 0 {
+                tx.rollback().await?;
+                return Err(StoreError::invalid(
+                    "leg record",
+                    format!("leg {} belongs to another call", leg.call_control_id),
+                ));
+            }
+        }
+
+        for (entry, detail) in commit.timeline.iter().zip(&encoded.details) {
+            sqlx::query(
+                "INSERT INTO call_timeline (call_session_id, at, source, device_id, kind, \
+                 from_state, to_state, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(entry.call_session_id.as_str())
+            .bind(ms(entry.at)?)
+            .bind(entry.source.as_str())
+            .bind(entry.device_id.as_ref().map(DeviceId::as_str))
+            .bind(&entry.kind)
+            .bind(&entry.from_state)
+            .bind(&entry.to_state)
+            .bind(detail)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        tx.commit().await?;
+        Ok(CommitOutcome::Committed {
+            version: unsigned(version)?,
+            effect_seqs,
+        })
+    }
+
+    async fn is_processed(&self, dedupe_key: &str) -> Result<bool, StoreError> {
+        if !storable(dedupe_key) {
+            return Ok(false);
+        }
+        Ok(
+            sqlx::query("SELECT 1 FROM processed_inputs WHERE dedupe_key = $1")
+                .bind(dedupe_key)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
+    }
+
+    async fn prune_processed(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let before = ms(before).unwrap_or(i64::MAX);
+        Ok(
+            sqlx::query("DELETE FROM processed_inputs WHERE processed_at < $1")
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    async fn pending_effects(&self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+        sqlx::query(
+            "SELECT session_id, seq, effect, attempts, last_error, created_at FROM outbox \
+             WHERE status = 'pending' ORDER BY id LIMIT $1",
+        )
+        .bind(limits::limit(limit) as i64)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(OutboxEntry {
+                session_id: CallSessionId::new(row.try_get::<String, _>("session_id")?),
+                seq: unsigned(row.try_get("seq")?)?,
+                effect: json(row.try_get("effect")?)?,
+                attempts: u32::try_from(unsigned(row.try_get("attempts")?)?).unwrap_or(u32::MAX),
+                last_error: row.try_get("last_error")?,
+                created_at: ts(row.try_get("created_at")?)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn mark_effect_done(
+        &self,
+        session_id: &CallSessionId,
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        self.update_effect(
+            "UPDATE outbox SET status = 'done' \
+             WHERE session_id = $1 AND seq = $2 AND status = 'pending'",
+            session_id,
+            seq,
+            None,
+        )
+        .await
+    }
+
+    async fn mark_effect_failed(
+        &self,
+        session_id: &CallSessionId,
+        seq: u64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.update_effect(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $1 \
+             WHERE session_id = $2 AND seq = $3 AND status = 'pending'",
+            session_id,
+            seq,
+            Some(error),
+        )
+        .await
+    }
+
+    async fn mark_effect_abandoned(
+        &self,
+        session_id: &CallSessionId,
+        seq: u64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.update_effect(
+            "UPDATE outbox SET status = 'abandoned', last_error = $1 \
+             WHERE session_id = $2 AND seq = $3 AND status = 'pending'",
+            session_id,
+            seq,
+            Some(error),
+        )
+        .await
+    }
+
+    async fn due_sessions(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(CallSessionId, Timestamp)>, StoreError> {
+        let now = ms(now).unwrap_or(i64::MAX);
+        sqlx::query(
+            "SELECT id, next_deadline FROM sessions \
+             WHERE next_deadline IS NOT NULL AND next_deadline <= $1 \
+             ORDER BY next_deadline, id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limits::limit(limit) as i64)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                CallSessionId::new(row.try_get::<String, _>("id")?),
+                ts(row.try_get("next_deadline")?)?,
+            ))
+        })
+        .collect()
+    }
+
+    async fn active_calls(&self, user_id: &UserId) -> Result<Vec<ActiveCall>, StoreError> {
+        if !storable(user_id.as_str()) {
+            return Ok(Vec::new());
+        }
+        sqlx::query(ACTIVE_SQL)
+            .bind(user_id.as_str())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(active_from)
+            .collect()
+    }
+
+    async fn list_calls(
+        &self,
+        user_id: &UserId,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<CallRecord>, StoreError> {
+        let limit = limits::page_limit(limit)?;
+        let cursor = cursor.map(str::parse::<HistoryCursor>).transpose()?;
+        if !storable(user_id.as_str())
+            || cursor
+                .as_ref()
+                .is_some_and(|c| !storable(c.call_session_id.as_str()))
+        {
+            return Ok(Page {
+                items: Vec::new(),
+                next_cursor: None,
+            });
+        }
+        let fetch = limit as i64 + 1;
+        let rows = match &cursor {
+            None => {
+                let sql = format!(
+                    "SELECT {CALL_COLUMNS} FROM call_records WHERE user_id = $1 \
+                     ORDER BY started_at DESC, call_session_id DESC LIMIT $2"
+                );
+                sqlx::query(&sql)
+                    .bind(user_id.as_str())
+                    .bind(fetch)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            Some(cursor) => {
+                let sql = format!(
+                    "SELECT {CALL_COLUMNS} FROM call_records WHERE user_id = $1 \
+                     AND (started_at < $2 OR (started_at = $2 AND call_session_id < $3)) \
+                     ORDER BY started_at DESC, call_session_id DESC LIMIT $4"
+                );
+                sqlx::query(&sql)
+                    .bind(user_id.as_str())
+                    .bind(ms(cursor.started_at)?)
+                    .bind(cursor.call_session_id.as_str())
+                    .bind(fetch)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        let more = rows.len() > limit;
+        let items = rows
+            .iter()
+            .take(limit)
+            .map(call_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = match items.last() {
+            Some(last) if more => Some(HistoryCursor::after(last).to_string()),
+            _ => None,
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn get_call(
+        &self,
+        user_id: &UserId,
+        call_session_id: &CallSessionId,
+    ) -> Result<Option<CallDetail>, StoreError> {
+        if !storable(user_id.as_str()) || !storable(call_session_id.as_str()) {
+            return Ok(None);
+        }
+        // One snapshot: record, legs and timeline as of the same instant.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let sql = format!(
+            "SELECT {CALL_COLUMNS} FROM call_records WHERE call_session_id = $1 AND user_id = $2"
+        );
+        let Some(row) = sqlx::query(&sql)
+            .bind(call_session_id.as_str())
+            .bind(user_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let call = call_from(&row)?;
+        let legs = sqlx::query(
+            "SELECT call_control_id, call_session_id, device_id, status, started_at, \
+             answered_at, ended_at, hangup_cause FROM call_legs WHERE call_session_id = $1 \
+             ORDER BY started_at, call_control_id",
+        )
+        .bind(call_session_id.as_str())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(leg_from)
+        .collect::<Result<Vec<_>, _>>()?;
+        let timeline = sqlx::query(
+            "SELECT call_session_id, at, source, device_id, kind, from_state, to_state, detail \
+             FROM call_timeline WHERE call_session_id = $1 ORDER BY seq",
+        )
+        .bind(call_session_id.as_str())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(timeline_from)
+        .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await?;
+        Ok(Some(CallDetail {
+            call,
+            legs,
+            timeline,
+        }))
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
