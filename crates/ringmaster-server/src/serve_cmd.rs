@@ -92,6 +92,27 @@ fn host_of(addr: SocketAddr) -> IpAddr {
     }
 }
 
+/// A database URL fit for logs: the password of `scheme://user:password@host` becomes `***`.
+fn redact_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        None => url.to_owned(),
+    }
+}
+
 /// Opens the database and starts the coordinator for `config` on `listener` (with the
 /// built-in emulator when no Telnyx API key is configured).
 pub async fn launch(
@@ -100,7 +121,7 @@ pub async fn launch(
 ) -> anyhow::Result<Launched> {
     // The URL scheme picks the backend: a shared PostgreSQL server, or an SQLite file.
     let url = &config.database_url;
-    let opening = || format!("opening the database {url}");
+    let opening = || format!("opening the database {}", redact_password(url));
     let store: Arc<dyn ringmaster_store::Store> =
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Arc::new(PostgresStore::open(url).await.with_context(opening)?)
@@ -189,7 +210,7 @@ fn print_banner(config: &Config, launched: &Launched) {
     let url = format!("http://{}", SocketAddr::new(host, addr.port()));
     println!(
         "ringmaster listening on {url} (database {})",
-        config.database_url
+        redact_password(&config.database_url)
     );
     println!(
         "WebSocket (Pusher protocol 7): ws://{}/app/{}  app id {}  channel auth {url}/broadcasting/auth",
@@ -205,7 +226,7 @@ fn print_banner(config: &Config, launched: &Launched) {
         Some(SecretsHome::Memory) => println!(
             "WARNING: secrets not configured are kept in memory only (database {}): device \
              tokens issued now stop working on restart; set RINGMASTER_TOKEN_SECRET",
-            config.database_url
+            redact_password(&config.database_url)
         ),
         None => {}
     }
@@ -270,6 +291,28 @@ async fn shutdown_signal() {
     if let Err(e) = tokio::signal::ctrl_c().await {
         tracing::warn!(error = %e, "cannot listen for Ctrl-C");
         std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_password;
+
+    #[test]
+    fn database_passwords_never_reach_the_logs() {
+        assert_eq!(
+            redact_password("postgres://app:s3cret@db.internal:5432/ringmaster"),
+            "postgres://app:***@db.internal:5432/ringmaster"
+        );
+        assert_eq!(
+            redact_password("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+        assert_eq!(
+            redact_password("sqlite://data/ringmaster.db"),
+            "sqlite://data/ringmaster.db"
+        );
+        assert_eq!(redact_password("sqlite::memory:"), "sqlite::memory:");
     }
 }
 
