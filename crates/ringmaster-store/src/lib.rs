@@ -6,6 +6,7 @@
 //! changes is [`Store::commit`]: session document, outbox effects, dedupe key, registry,
 //! history and timeline, all-or-nothing, guarded by the session's version.
 
+mod codec;
 pub mod conformance;
 pub mod directory;
 pub mod error;

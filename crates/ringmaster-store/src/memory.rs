@@ -527,11 +527,7 @@ impl Store for MemoryStore {
         });
         let more = calls.len() > limit;
         let items: Vec<CallRecord> = calls.into_iter().take(limit).cloned().collect();
-        let next_cursor = match items.last() {
-            Some(last) if more => Some(HistoryCursor::after(last).to_string()),
-            _ => None,
-        };
-        Ok(Page { items, next_cursor })
+        Ok(crate::codec::call_page(items, more))
     }
 
     async fn get_call(

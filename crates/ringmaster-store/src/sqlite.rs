@@ -5,8 +5,7 @@
 //! state (WAL readers do not block the writer).
 
 use async_trait::async_trait;
-use ringmaster_core::{CallControlId, CallSessionId, DeviceId, TenantId, Timestamp, UserId};
-use serde_json::Value;
+use ringmaster_core::{CallSessionId, DeviceId, Timestamp, UserId};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -15,9 +14,14 @@ use sqlx::{Row, Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::codec::{
+    self, active_from, bind_call, bind_device, bind_leg, bind_timeline_tail, call_from, call_page,
+    device_from, due_from, int, leg_from, ms, opt_ms, outbox_from, session_from, timeline_from,
+    unsigned, RowExt, CALL_COLUMNS, DEVICE_COLUMNS, USER_COLUMNS,
+};
 use crate::directory::{Device, PushProvider, User, UserSettings};
 use crate::error::StoreError;
-use crate::history::{CallDetail, CallRecord, HistoryCursor, LegRecord, Page, TimelineEntry};
+use crate::history::{CallDetail, CallRecord, HistoryCursor, Page};
 use crate::limits;
 use crate::registry::{ActiveCall, RegistryChange};
 use crate::session::{Commit, CommitOutcome, OutboxEntry, StoredSession};
@@ -105,31 +109,20 @@ impl SqliteStore {
         row: Option<SqliteRow>,
     ) -> Result<Option<User>, StoreError> {
         let Some(row) = row else { return Ok(None) };
-        let id: String = row.try_get("id")?;
+        let id = row.text("id")?;
         let numbers = sqlx::query_scalar::<_, String>(
             "SELECT number FROM user_numbers WHERE user_id = ? ORDER BY position",
         )
         .bind(&id)
         .fetch_all(&mut *conn)
         .await?;
-        Ok(Some(User {
-            id: UserId::new(id),
-            tenant_id: TenantId::new(row.try_get::<String, _>("tenant_id")?),
-            name: row.try_get("name")?,
-            numbers,
-            call_waiting: row.try_get("call_waiting")?,
-            voicemail_enabled: row.try_get("voicemail_enabled")?,
-            created_at: ts(row.try_get("created_at")?)?,
-        }))
+        Ok(Some(codec::user_from(&row, numbers)?))
     }
 
     /// The user matching `condition`, which has exactly one `?` bound to `value`.
     async fn user_where(&self, condition: &str, value: &str) -> Result<Option<User>, StoreError> {
         let mut tx = self.reader.begin().await?;
-        let sql = format!(
-            "SELECT id, tenant_id, name, call_waiting, voicemail_enabled, created_at \
-             FROM users WHERE {condition}"
-        );
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE {condition}");
         let row = sqlx::query(&sql)
             .bind(value)
             .fetch_optional(&mut *tx)
@@ -178,131 +171,6 @@ impl SqliteStore {
     }
 }
 
-fn ts(ms: i64) -> Result<Timestamp, StoreError> {
-    u64::try_from(ms)
-        .map(Timestamp::from_millis)
-        .map_err(|_| StoreError::Corrupt(format!("negative timestamp {ms}")))
-}
-
-fn opt_ts(ms: Option<i64>) -> Result<Option<Timestamp>, StoreError> {
-    ms.map(ts).transpose()
-}
-
-fn unsigned(v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative counter {v}")))
-}
-
-/// Validated inputs never exceed `i64::MAX`; this guards the rest (sequence numbers).
-fn int(v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::invalid("number", format!("{v} out of range")))
-}
-
-fn ms(t: Timestamp) -> Result<i64, StoreError> {
-    int(t.as_millis())
-}
-
-fn opt_ms(t: Option<Timestamp>) -> Result<Option<i64>, StoreError> {
-    t.map(ms).transpose()
-}
-
-fn json(raw: &str) -> Result<Value, StoreError> {
-    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))
-}
-
-fn parsed<T: FromStr<Err = StoreError>>(raw: &str) -> Result<T, StoreError> {
-    raw.parse()
-        .map_err(|e: StoreError| StoreError::Corrupt(e.to_string()))
-}
-
-const DEVICE_COLUMNS: &str =
-    "id, user_id, platform, sip_uri, token_hash, push_token, push_provider, revoked, created_at";
-
-fn device_from(row: &SqliteRow) -> Result<Device, StoreError> {
-    Ok(Device {
-        id: DeviceId::new(row.try_get::<String, _>("id")?),
-        user_id: UserId::new(row.try_get::<String, _>("user_id")?),
-        platform: parsed(row.try_get("platform")?)?,
-        sip_uri: row.try_get("sip_uri")?,
-        token_hash: row.try_get("token_hash")?,
-        push_token: row.try_get("push_token")?,
-        push_provider: row
-            .try_get::<Option<&str>, _>("push_provider")?
-            .map(parsed::<PushProvider>)
-            .transpose()?,
-        revoked: row.try_get("revoked")?,
-        created_at: ts(row.try_get("created_at")?)?,
-    })
-}
-
-fn active_from(row: &SqliteRow) -> Result<ActiveCall, StoreError> {
-    Ok(ActiveCall {
-        user_id: UserId::new(row.try_get::<String, _>("user_id")?),
-        call_session_id: CallSessionId::new(row.try_get::<String, _>("call_session_id")?),
-        device_id: row
-            .try_get::<Option<String>, _>("device_id")?
-            .map(DeviceId::new),
-        started_at: ts(row.try_get("started_at")?)?,
-    })
-}
-
-const CALL_COLUMNS: &str = "call_session_id, user_id, tenant_id, direction, from_number, \
-     to_number, status, answered_device, started_at, answered_at, ended_at, hangup_cause, \
-     recording_url, quality";
-
-fn call_from(row: &SqliteRow) -> Result<CallRecord, StoreError> {
-    Ok(CallRecord {
-        call_session_id: CallSessionId::new(row.try_get::<String, _>("call_session_id")?),
-        user_id: UserId::new(row.try_get::<String, _>("user_id")?),
-        tenant_id: TenantId::new(row.try_get::<String, _>("tenant_id")?),
-        direction: parsed(row.try_get("direction")?)?,
-        from: row.try_get("from_number")?,
-        to: row.try_get("to_number")?,
-        status: parsed(row.try_get("status")?)?,
-        answered_device: row
-            .try_get::<Option<String>, _>("answered_device")?
-            .map(DeviceId::new),
-        started_at: ts(row.try_get("started_at")?)?,
-        answered_at: opt_ts(row.try_get("answered_at")?)?,
-        ended_at: opt_ts(row.try_get("ended_at")?)?,
-        hangup_cause: row.try_get("hangup_cause")?,
-        recording_url: row.try_get("recording_url")?,
-        quality: row
-            .try_get::<Option<&str>, _>("quality")?
-            .map(json)
-            .transpose()?,
-    })
-}
-
-fn leg_from(row: &SqliteRow) -> Result<LegRecord, StoreError> {
-    Ok(LegRecord {
-        call_control_id: CallControlId::new(row.try_get::<String, _>("call_control_id")?),
-        call_session_id: CallSessionId::new(row.try_get::<String, _>("call_session_id")?),
-        device_id: row
-            .try_get::<Option<String>, _>("device_id")?
-            .map(DeviceId::new),
-        status: row.try_get("status")?,
-        started_at: ts(row.try_get("started_at")?)?,
-        answered_at: opt_ts(row.try_get("answered_at")?)?,
-        ended_at: opt_ts(row.try_get("ended_at")?)?,
-        hangup_cause: row.try_get("hangup_cause")?,
-    })
-}
-
-fn timeline_from(row: &SqliteRow) -> Result<TimelineEntry, StoreError> {
-    Ok(TimelineEntry {
-        call_session_id: CallSessionId::new(row.try_get::<String, _>("call_session_id")?),
-        at: ts(row.try_get("at")?)?,
-        source: parsed(row.try_get("source")?)?,
-        device_id: row
-            .try_get::<Option<String>, _>("device_id")?
-            .map(DeviceId::new),
-        kind: row.try_get("kind")?,
-        from_state: row.try_get("from_state")?,
-        to_state: row.try_get("to_state")?,
-        detail: json(row.try_get("detail")?)?,
-    })
-}
-
 async fn current_version(
     tx: &mut Transaction<'static, Sqlite>,
     id: &CallSessionId,
@@ -315,20 +183,20 @@ async fn current_version(
         .transpose()
 }
 
+const ACTIVE_SQL: &str = "SELECT user_id, call_session_id, device_id, started_at \
+     FROM active_calls WHERE user_id = ? ORDER BY started_at, call_session_id";
+
 async fn active_of(
     tx: &mut Transaction<'static, Sqlite>,
     user_id: &UserId,
 ) -> Result<Vec<ActiveCall>, StoreError> {
-    sqlx::query(
-        "SELECT user_id, call_session_id, device_id, started_at FROM active_calls \
-         WHERE user_id = ? ORDER BY started_at, call_session_id",
-    )
-    .bind(user_id.as_str())
-    .fetch_all(&mut **tx)
-    .await?
-    .iter()
-    .map(active_from)
-    .collect()
+    sqlx::query(ACTIVE_SQL)
+        .bind(user_id.as_str())
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(active_from)
+        .collect()
 }
 
 #[async_trait]
@@ -418,23 +286,15 @@ impl Store for SqliteStore {
         if !user_exists {
             return Err(StoreError::not_found("user", device.user_id.as_str()));
         }
-        let inserted = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO devices (id, user_id, platform, sip_uri, token_hash, push_token, \
              push_provider, revoked, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(device.id.as_str())
-        .bind(device.user_id.as_str())
-        .bind(device.platform.as_str())
-        .bind(&device.sip_uri)
-        .bind(&device.token_hash)
-        .bind(&device.push_token)
-        .bind(device.push_provider.map(PushProvider::as_str))
-        .bind(device.revoked)
-        .bind(ms(device.created_at)?)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        );
+        let inserted = bind_device(insert, &device)?
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if inserted == 0 {
             return Err(StoreError::already_exists("device", device.id.as_str()));
         }
@@ -540,14 +400,7 @@ impl Store for SqliteStore {
         else {
             return Ok(None);
         };
-        Ok(Some(StoredSession {
-            id: CallSessionId::new(row.try_get::<String, _>("id")?),
-            user_id: UserId::new(row.try_get::<String, _>("user_id")?),
-            version: unsigned(row.try_get("version")?)?,
-            doc: json(row.try_get("doc")?)?,
-            next_deadline: opt_ts(row.try_get("next_deadline")?)?,
-            state_label: row.try_get("state_label")?,
-        }))
+        Ok(Some(session_from(&row)?))
     }
 
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
@@ -690,7 +543,7 @@ impl Store for SqliteStore {
         }
 
         for (call, quality) in commit.calls.iter().zip(&encoded.quality) {
-            let written = sqlx::query(
+            let upsert = sqlx::query(
                 "INSERT INTO call_records (call_session_id, user_id, tenant_id, direction, \
                  from_number, to_number, status, answered_device, started_at, answered_at, \
                  ended_at, hangup_cause, recording_url, quality, billable_seconds, \
@@ -705,26 +558,11 @@ impl Store for SqliteStore {
                  billable_seconds = excluded.billable_seconds, \
                  billing_minutes = excluded.billing_minutes \
                  WHERE call_records.user_id = excluded.user_id",
-            )
-            .bind(call.call_session_id.as_str())
-            .bind(call.user_id.as_str())
-            .bind(call.tenant_id.as_str())
-            .bind(call.direction.as_str())
-            .bind(&call.from)
-            .bind(&call.to)
-            .bind(call.status.as_str())
-            .bind(call.answered_device.as_ref().map(DeviceId::as_str))
-            .bind(ms(call.started_at)?)
-            .bind(opt_ms(call.answered_at)?)
-            .bind(opt_ms(call.ended_at)?)
-            .bind(&call.hangup_cause)
-            .bind(&call.recording_url)
-            .bind(quality)
-            .bind(int(call.billable_seconds())?)
-            .bind(int(call.billing_minutes())?)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            );
+            let written = bind_call(upsert, call, quality.as_deref())?
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             if written == 0 {
                 tx.rollback().await?;
                 return Err(StoreError::invalid(
@@ -735,7 +573,7 @@ impl Store for SqliteStore {
         }
 
         for leg in &commit.legs {
-            let written = sqlx::query(
+            let upsert = sqlx::query(
                 "INSERT INTO call_legs (call_control_id, call_session_id, device_id, status, \
                  started_at, answered_at, ended_at, hangup_cause) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
@@ -744,18 +582,11 @@ impl Store for SqliteStore {
                  started_at = excluded.started_at, answered_at = excluded.answered_at, \
                  ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause \
                  WHERE call_legs.call_session_id = excluded.call_session_id",
-            )
-            .bind(leg.call_control_id.as_str())
-            .bind(leg.call_session_id.as_str())
-            .bind(leg.device_id.as_ref().map(DeviceId::as_str))
-            .bind(&leg.status)
-            .bind(ms(leg.started_at)?)
-            .bind(opt_ms(leg.answered_at)?)
-            .bind(opt_ms(leg.ended_at)?)
-            .bind(&leg.hangup_cause)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            );
+            let written = bind_leg(upsert, leg)?
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             if written == 0 {
                 tx.rollback().await?;
                 return Err(StoreError::invalid(
@@ -766,23 +597,17 @@ impl Store for SqliteStore {
         }
 
         for (entry, detail) in commit.timeline.iter().zip(&encoded.details) {
-            sqlx::query(
+            let insert = sqlx::query(
                 "INSERT INTO call_timeline (call_session_id, seq, at, source, device_id, kind, \
                  from_state, to_state, detail) VALUES (?, \
                  (SELECT COALESCE(MAX(seq), 0) + 1 FROM call_timeline WHERE call_session_id = ?), \
                  ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(entry.call_session_id.as_str())
-            .bind(entry.call_session_id.as_str())
-            .bind(ms(entry.at)?)
-            .bind(entry.source.as_str())
-            .bind(entry.device_id.as_ref().map(DeviceId::as_str))
-            .bind(&entry.kind)
-            .bind(&entry.from_state)
-            .bind(&entry.to_state)
-            .bind(detail)
-            .execute(&mut *tx)
-            .await?;
+            .bind(entry.call_session_id.as_str());
+            bind_timeline_tail(insert, entry, detail)?
+                .execute(&mut *tx)
+                .await?;
         }
 
         tx.commit().await?;
@@ -823,16 +648,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.reader)
         .await?
         .iter()
-        .map(|row| {
-            Ok(OutboxEntry {
-                session_id: CallSessionId::new(row.try_get::<String, _>("session_id")?),
-                seq: unsigned(row.try_get("seq")?)?,
-                effect: json(row.try_get("effect")?)?,
-                attempts: u32::try_from(unsigned(row.try_get("attempts")?)?).unwrap_or(u32::MAX),
-                last_error: row.try_get("last_error")?,
-                created_at: ts(row.try_get("created_at")?)?,
-            })
-        })
+        .map(outbox_from)
         .collect()
     }
 
@@ -899,26 +715,18 @@ impl Store for SqliteStore {
         .fetch_all(&self.reader)
         .await?
         .iter()
-        .map(|row| {
-            Ok((
-                CallSessionId::new(row.try_get::<String, _>("id")?),
-                ts(row.try_get("next_deadline")?)?,
-            ))
-        })
+        .map(due_from)
         .collect()
     }
 
     async fn active_calls(&self, user_id: &UserId) -> Result<Vec<ActiveCall>, StoreError> {
-        sqlx::query(
-            "SELECT user_id, call_session_id, device_id, started_at FROM active_calls \
-             WHERE user_id = ? ORDER BY started_at, call_session_id",
-        )
-        .bind(user_id.as_str())
-        .fetch_all(&self.reader)
-        .await?
-        .iter()
-        .map(active_from)
-        .collect()
+        sqlx::query(ACTIVE_SQL)
+            .bind(user_id.as_str())
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(active_from)
+            .collect()
     }
 
     async fn list_calls(
@@ -965,11 +773,7 @@ impl Store for SqliteStore {
             .take(limit)
             .map(call_from)
             .collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = match items.last() {
-            Some(last) if more => Some(HistoryCursor::after(last).to_string()),
-            _ => None,
-        };
-        Ok(Page { items, next_cursor })
+        Ok(call_page(items, more))
     }
 
     async fn get_call(

@@ -1,0 +1,364 @@
+//! What the backends share: value codecs between domain types and column values, the column
+//! lists the SQL backends select, row-to-struct mappers and argument binders that work with
+//! any `sqlx` database, and history paging.
+
+use ringmaster_core::{CallControlId, CallSessionId, DeviceId, TenantId, Timestamp, UserId};
+use serde_json::Value;
+use sqlx::query::Query;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Type};
+use std::str::FromStr;
+
+use crate::directory::{Device, PushProvider, User};
+use crate::error::StoreError;
+use crate::history::{CallRecord, HistoryCursor, LegRecord, Page, TimelineEntry};
+use crate::registry::ActiveCall;
+use crate::session::{OutboxEntry, StoredSession};
+
+/// Columns of `users` that [`user_from`] reads.
+pub(crate) const USER_COLUMNS: &str =
+    "id, tenant_id, name, call_waiting, voicemail_enabled, created_at";
+
+/// Columns of `devices` that [`device_from`] reads.
+pub(crate) const DEVICE_COLUMNS: &str =
+    "id, user_id, platform, sip_uri, token_hash, push_token, push_provider, revoked, created_at";
+
+/// Columns of `call_records` that [`call_from`] reads.
+pub(crate) const CALL_COLUMNS: &str =
+    "call_session_id, user_id, tenant_id, direction, from_number, \
+     to_number, status, answered_device, started_at, answered_at, ended_at, hangup_cause, \
+     recording_url, quality";
+
+/// A stored millisecond count as a timestamp.
+pub(crate) fn ts(ms: i64) -> Result<Timestamp, StoreError> {
+    u64::try_from(ms)
+        .map(Timestamp::from_millis)
+        .map_err(|_| StoreError::Corrupt(format!("negative timestamp {ms}")))
+}
+
+/// A nullable stored millisecond count as a timestamp.
+pub(crate) fn opt_ts(ms: Option<i64>) -> Result<Option<Timestamp>, StoreError> {
+    ms.map(ts).transpose()
+}
+
+/// A stored counter (version, sequence) as unsigned.
+pub(crate) fn unsigned(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative counter {v}")))
+}
+
+/// An unsigned number as a column value.
+///
+/// Validated inputs never exceed `i64::MAX`; this guards the rest (sequence numbers).
+pub(crate) fn int(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::invalid("number", format!("{v} out of range")))
+}
+
+/// A timestamp as a millisecond column value.
+pub(crate) fn ms(t: Timestamp) -> Result<i64, StoreError> {
+    int(t.as_millis())
+}
+
+/// A nullable timestamp as a millisecond column value.
+pub(crate) fn opt_ms(t: Option<Timestamp>) -> Result<Option<i64>, StoreError> {
+    t.map(ms).transpose()
+}
+
+/// Stored JSON text as a value.
+pub(crate) fn json(raw: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))
+}
+
+/// A stored enum name as its type; an unknown name means the database is corrupt.
+pub(crate) fn parsed<T: FromStr<Err = StoreError>>(raw: &str) -> Result<T, StoreError> {
+    raw.parse()
+        .map_err(|e: StoreError| StoreError::Corrupt(e.to_string()))
+}
+
+/// Typed column access on any backend's row, so one mapper serves every SQL backend.
+pub(crate) trait RowExt {
+    /// A `TEXT NOT NULL` column.
+    fn text(&self, column: &str) -> Result<String, StoreError>;
+    /// A nullable `TEXT` column.
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError>;
+    /// An `INTEGER`/`BIGINT NOT NULL` column.
+    fn integer(&self, column: &str) -> Result<i64, StoreError>;
+    /// A nullable `INTEGER`/`BIGINT` column.
+    fn opt_integer(&self, column: &str) -> Result<Option<i64>, StoreError>;
+    /// A boolean column.
+    fn flag(&self, column: &str) -> Result<bool, StoreError>;
+}
+
+impl<R> RowExt for R
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database>,
+    String: Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database>,
+    i64: Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database>,
+    bool: Type<R::Database>,
+{
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn integer(&self, column: &str) -> Result<i64, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_integer(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn flag(&self, column: &str) -> Result<bool, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+}
+
+/// A user from a row of [`USER_COLUMNS`] and its numbers (kept in another table).
+pub(crate) fn user_from(row: &impl RowExt, numbers: Vec<String>) -> Result<User, StoreError> {
+    Ok(User {
+        id: UserId::new(row.text("id")?),
+        tenant_id: TenantId::new(row.text("tenant_id")?),
+        name: row.text("name")?,
+        numbers,
+        call_waiting: row.flag("call_waiting")?,
+        voicemail_enabled: row.flag("voicemail_enabled")?,
+        created_at: ts(row.integer("created_at")?)?,
+    })
+}
+
+/// A device from a row of [`DEVICE_COLUMNS`].
+pub(crate) fn device_from(row: &impl RowExt) -> Result<Device, StoreError> {
+    Ok(Device {
+        id: DeviceId::new(row.text("id")?),
+        user_id: UserId::new(row.text("user_id")?),
+        platform: parsed(&row.text("platform")?)?,
+        sip_uri: row.text("sip_uri")?,
+        token_hash: row.text("token_hash")?,
+        push_token: row.opt_text("push_token")?,
+        push_provider: row
+            .opt_text("push_provider")?
+            .as_deref()
+            .map(parsed::<PushProvider>)
+            .transpose()?,
+        revoked: row.flag("revoked")?,
+        created_at: ts(row.integer("created_at")?)?,
+    })
+}
+
+/// A session from a `sessions` row (id, user_id, version, doc, state_label, next_deadline).
+pub(crate) fn session_from(row: &impl RowExt) -> Result<StoredSession, StoreError> {
+    Ok(StoredSession {
+        id: CallSessionId::new(row.text("id")?),
+        user_id: UserId::new(row.text("user_id")?),
+        version: unsigned(row.integer("version")?)?,
+        doc: json(&row.text("doc")?)?,
+        next_deadline: opt_ts(row.opt_integer("next_deadline")?)?,
+        state_label: row.text("state_label")?,
+    })
+}
+
+/// An outbox entry from an `outbox` row.
+pub(crate) fn outbox_from(row: &impl RowExt) -> Result<OutboxEntry, StoreError> {
+    Ok(OutboxEntry {
+        session_id: CallSessionId::new(row.text("session_id")?),
+        seq: unsigned(row.integer("seq")?)?,
+        effect: json(&row.text("effect")?)?,
+        attempts: u32::try_from(unsigned(row.integer("attempts")?)?).unwrap_or(u32::MAX),
+        last_error: row.opt_text("last_error")?,
+        created_at: ts(row.integer("created_at")?)?,
+    })
+}
+
+/// A due timer from a row of `sessions.id, sessions.next_deadline`.
+pub(crate) fn due_from(row: &impl RowExt) -> Result<(CallSessionId, Timestamp), StoreError> {
+    Ok((
+        CallSessionId::new(row.text("id")?),
+        ts(row.integer("next_deadline")?)?,
+    ))
+}
+
+/// A registry entry from an `active_calls` row.
+pub(crate) fn active_from(row: &impl RowExt) -> Result<ActiveCall, StoreError> {
+    Ok(ActiveCall {
+        user_id: UserId::new(row.text("user_id")?),
+        call_session_id: CallSessionId::new(row.text("call_session_id")?),
+        device_id: row.opt_text("device_id")?.map(DeviceId::new),
+        started_at: ts(row.integer("started_at")?)?,
+    })
+}
+
+/// A call record from a row of [`CALL_COLUMNS`].
+pub(crate) fn call_from(row: &impl RowExt) -> Result<CallRecord, StoreError> {
+    Ok(CallRecord {
+        call_session_id: CallSessionId::new(row.text("call_session_id")?),
+        user_id: UserId::new(row.text("user_id")?),
+        tenant_id: TenantId::new(row.text("tenant_id")?),
+        direction: parsed(&row.text("direction")?)?,
+        from: row.text("from_number")?,
+        to: row.text("to_number")?,
+        status: parsed(&row.text("status")?)?,
+        answered_device: row.opt_text("answered_device")?.map(DeviceId::new),
+        started_at: ts(row.integer("started_at")?)?,
+        answered_at: opt_ts(row.opt_integer("answered_at")?)?,
+        ended_at: opt_ts(row.opt_integer("ended_at")?)?,
+        hangup_cause: row.opt_text("hangup_cause")?,
+        recording_url: row.opt_text("recording_url")?,
+        quality: row.opt_text("quality")?.as_deref().map(json).transpose()?,
+    })
+}
+
+/// A leg record from a `call_legs` row.
+pub(crate) fn leg_from(row: &impl RowExt) -> Result<LegRecord, StoreError> {
+    Ok(LegRecord {
+        call_control_id: CallControlId::new(row.text("call_control_id")?),
+        call_session_id: CallSessionId::new(row.text("call_session_id")?),
+        device_id: row.opt_text("device_id")?.map(DeviceId::new),
+        status: row.text("status")?,
+        started_at: ts(row.integer("started_at")?)?,
+        answered_at: opt_ts(row.opt_integer("answered_at")?)?,
+        ended_at: opt_ts(row.opt_integer("ended_at")?)?,
+        hangup_cause: row.opt_text("hangup_cause")?,
+    })
+}
+
+/// A timeline entry from a `call_timeline` row.
+pub(crate) fn timeline_from(row: &impl RowExt) -> Result<TimelineEntry, StoreError> {
+    Ok(TimelineEntry {
+        call_session_id: CallSessionId::new(row.text("call_session_id")?),
+        at: ts(row.integer("at")?)?,
+        source: parsed(&row.text("source")?)?,
+        device_id: row.opt_text("device_id")?.map(DeviceId::new),
+        kind: row.text("kind")?,
+        from_state: row.opt_text("from_state")?,
+        to_state: row.opt_text("to_state")?,
+        detail: json(&row.text("detail")?)?,
+    })
+}
+
+/// A statement with positional arguments on any backend.
+pub(crate) type Statement<'q, DB> = Query<'q, DB, <DB as Database>::Arguments<'q>>;
+
+/// Binds the columns of a `devices` insert: id, user_id, platform, sip_uri, token_hash,
+/// push_token, push_provider, revoked, created_at.
+pub(crate) fn bind_device<'q, DB>(
+    query: Statement<'q, DB>,
+    device: &'q Device,
+) -> Result<Statement<'q, DB>, StoreError>
+where
+    DB: Database,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+    bool: Encode<'q, DB> + Type<DB>,
+{
+    Ok(query
+        .bind(device.id.as_str())
+        .bind(device.user_id.as_str())
+        .bind(device.platform.as_str())
+        .bind(device.sip_uri.as_str())
+        .bind(device.token_hash.as_str())
+        .bind(device.push_token.as_deref())
+        .bind(device.push_provider.map(PushProvider::as_str))
+        .bind(device.revoked)
+        .bind(ms(device.created_at)?))
+}
+
+/// Binds the columns of a `call_records` upsert: call_session_id, user_id, tenant_id,
+/// direction, from_number, to_number, status, answered_device, started_at, answered_at,
+/// ended_at, hangup_cause, recording_url, quality (encoded JSON), billable_seconds,
+/// billing_minutes.
+pub(crate) fn bind_call<'q, DB>(
+    query: Statement<'q, DB>,
+    call: &'q CallRecord,
+    quality: Option<&'q str>,
+) -> Result<Statement<'q, DB>, StoreError>
+where
+    DB: Database,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+{
+    Ok(query
+        .bind(call.call_session_id.as_str())
+        .bind(call.user_id.as_str())
+        .bind(call.tenant_id.as_str())
+        .bind(call.direction.as_str())
+        .bind(call.from.as_str())
+        .bind(call.to.as_str())
+        .bind(call.status.as_str())
+        .bind(call.answered_device.as_ref().map(DeviceId::as_str))
+        .bind(ms(call.started_at)?)
+        .bind(opt_ms(call.answered_at)?)
+        .bind(opt_ms(call.ended_at)?)
+        .bind(call.hangup_cause.as_deref())
+        .bind(call.recording_url.as_deref())
+        .bind(quality)
+        .bind(int(call.billable_seconds())?)
+        .bind(int(call.billing_minutes())?))
+}
+
+/// Binds the columns of a `call_legs` upsert: call_control_id, call_session_id, device_id,
+/// status, started_at, answered_at, ended_at, hangup_cause.
+pub(crate) fn bind_leg<'q, DB>(
+    query: Statement<'q, DB>,
+    leg: &'q LegRecord,
+) -> Result<Statement<'q, DB>, StoreError>
+where
+    DB: Database,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+{
+    Ok(query
+        .bind(leg.call_control_id.as_str())
+        .bind(leg.call_session_id.as_str())
+        .bind(leg.device_id.as_ref().map(DeviceId::as_str))
+        .bind(leg.status.as_str())
+        .bind(ms(leg.started_at)?)
+        .bind(opt_ms(leg.answered_at)?)
+        .bind(opt_ms(leg.ended_at)?)
+        .bind(leg.hangup_cause.as_deref()))
+}
+
+/// Binds the columns of a `call_timeline` insert that follow the session id (which each
+/// backend binds itself): at, source, device_id, kind, from_state, to_state, detail.
+pub(crate) fn bind_timeline_tail<'q, DB>(
+    query: Statement<'q, DB>,
+    entry: &'q TimelineEntry,
+    detail: &'q str,
+) -> Result<Statement<'q, DB>, StoreError>
+where
+    DB: Database,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+{
+    Ok(query
+        .bind(ms(entry.at)?)
+        .bind(entry.source.as_str())
+        .bind(entry.device_id.as_ref().map(DeviceId::as_str))
+        .bind(entry.kind.as_str())
+        .bind(entry.from_state.as_deref())
+        .bind(entry.to_state.as_deref())
+        .bind(detail))
+}
+
+/// A history page from the first `limit` records of an over-fetched listing; `more` says
+/// whether the listing had another record after them.
+pub(crate) fn call_page(items: Vec<CallRecord>, more: bool) -> Page<CallRecord> {
+    let next_cursor = match items.last() {
+        Some(last) if more => Some(HistoryCursor::after(last).to_string()),
+        _ => None,
+    };
+    Page { items, next_cursor }
+}
