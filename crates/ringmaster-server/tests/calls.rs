@@ -12,7 +12,26 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_answer_of_three_is_bridged_and_the_others_are_dismissed() {
-    let h = Harness::start(Options::default()).await;
+    one_answer_of_three(Harness::start(Options::default()).await).await;
+}
+
+/// The same call on the PostgreSQL backend (a schema of its own on the real server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_answer_of_three_on_postgresql() {
+    let h = Harness::start(Options {
+        postgres: true,
+        ..Options::default()
+    })
+    .await;
+    let schema = h
+        .pg_schema
+        .clone()
+        .expect("a PostgreSQL harness has a schema");
+    one_answer_of_three(h).await;
+    drop_postgres_schema(&schema).await;
+}
+
+async fn one_answer_of_three(h: Harness) {
     let user = h.user(&["ios", "android", "web"], false, false).await;
     let (call, caller) = h.call(&user);
     let legs = h.ringing(&call, &user).await;

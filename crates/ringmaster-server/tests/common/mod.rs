@@ -19,7 +19,7 @@ use ringmaster_server::realtime::WebSocketNotifier;
 use ringmaster_server::{
     start, Clock, Notifier, Notifiers, NotifyError, RunningServer, ServerSetup, Settings,
 };
-use ringmaster_store::{SqliteStore, Store};
+use ringmaster_store::{PostgresStore, SqliteStore, Store};
 use ringmaster_telnyx::emulator::{CallSnapshot, CommandOutcome, CommandRecord, LegState};
 use ringmaster_telnyx::{
     ClientConfig, Emulator, EmulatorConfig, EmulatorHandle, RetryPolicy, TelnyxClient,
@@ -111,6 +111,8 @@ pub struct Options {
     /// The Telnyx dial rate limit; `None` means none to speak of (the emulator has no limit,
     /// and load tests dial hundreds of legs at once).
     pub dial_limit: Option<ringmaster_server::dial_limit::DialLimit>,
+    /// Run on a fresh schema of the real PostgreSQL server instead of an SQLite file.
+    pub postgres: bool,
 }
 
 impl Default for Options {
@@ -121,8 +123,54 @@ impl Default for Options {
             realtime: false,
             push: PushMode::Record,
             dial_limit: None,
+            postgres: false,
         }
     }
+}
+
+/// The PostgreSQL server the tests use (`./scripts/test` starts it).
+fn postgres_server() -> String {
+    std::env::var("RINGMASTER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Creates a schema of its own on the test server and returns a URL whose connections use it.
+async fn postgres_schema() -> (String, String) {
+    use sqlx::Connection;
+    let server = postgres_server();
+    let mut conn = sqlx::PgConnection::connect(&server)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {server}: {e}; run ./scripts/test, which starts it"
+            )
+        });
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let schema = format!("rm_server_{}_{nanos}", std::process::id());
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let sep = if server.contains('?') { '&' } else { '?' };
+    (
+        format!("{server}{sep}options[search_path]={schema}"),
+        schema,
+    )
+}
+
+/// Drops a schema made by [`postgres_schema`].
+pub async fn drop_postgres_schema(schema: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&postgres_server())
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
 }
 
 pub struct Device {
@@ -148,6 +196,8 @@ pub struct Harness {
     pub url: String,
     server: Option<RunningServer>,
     db_url: String,
+    /// The PostgreSQL schema this harness runs in, when it does.
+    pub pg_schema: Option<String>,
     options: Options,
     _dir: TempDir,
 }
@@ -163,7 +213,15 @@ pub fn fresh_number() -> String {
 impl Harness {
     pub async fn start(options: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let db_url = format!("sqlite://{}/ringmaster.db", dir.path().display());
+        let (db_url, pg_schema) = if options.postgres {
+            let (url, schema) = postgres_schema().await;
+            (url, Some(schema))
+        } else {
+            (
+                format!("sqlite://{}/ringmaster.db", dir.path().display()),
+                None,
+            )
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let signer = WebhookSigner::generate();
@@ -184,6 +242,7 @@ impl Harness {
             url: format!("http://{addr}"),
             server: None,
             db_url,
+            pg_schema,
             options,
             _dir: dir,
         };
@@ -192,7 +251,11 @@ impl Harness {
     }
 
     async fn serve(&mut self, listener: TcpListener) {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&self.db_url).await.unwrap());
+        let store: Arc<dyn Store> = if self.options.postgres {
+            Arc::new(PostgresStore::open(&self.db_url).await.unwrap())
+        } else {
+            Arc::new(SqliteStore::open(&self.db_url).await.unwrap())
+        };
         let mut client = ClientConfig::new("test-key").with_base_url(self.emulator.base_url());
         // One attempt per command, so injected failures map one-to-one onto session attempts.
         client.retry = RetryPolicy::no_retries();
