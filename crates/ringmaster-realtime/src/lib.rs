@@ -20,6 +20,7 @@ pub mod event;
 pub mod fanout;
 pub mod http_api;
 pub mod hub;
+pub mod nats_fanout;
 pub mod protocol;
 pub mod signing;
 pub mod socket_id;
@@ -33,6 +34,7 @@ pub use config::RealtimeConfig;
 pub use event::{Event, EventError};
 pub use fanout::{Fanout, FanoutError, FanoutSink, InProcessFanout, NodeId};
 pub use hub::{PresenceMember, PublishError, RealtimeHub};
+pub use nats_fanout::{NatsFanout, NatsFanoutConfig, NatsFanoutError};
 pub use protocol::ProtocolError;
 pub use socket_id::SocketId;
 

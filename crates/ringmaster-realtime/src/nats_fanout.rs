@@ -1,0 +1,433 @@
+//! Fan-out between nodes over NATS core pub/sub: every node publishes the events published on
+//! it to one subject per Pusher app and delivers what the other nodes publish there.
+//!
+//! Delivery is at most once, like Pusher itself: a node that is disconnected from NATS misses
+//! the events published meanwhile, and its clients recover through their reconnect logic.
+
+use crate::channel::{ChannelName, InvalidChannelName};
+use crate::config::RealtimeConfig;
+use crate::event::{Event, EventError};
+use crate::fanout::{Fanout, FanoutError, FanoutSink, NodeId};
+use crate::socket_id::{InvalidSocketId, SocketId};
+use async_trait::async_trait;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// Prefix of the subject an app's events travel on: `ringmaster.realtime.<app_id>`.
+pub const SUBJECT_PREFIX: &str = "ringmaster.realtime";
+/// Longest app id accepted as a subject token.
+const MAX_APP_ID_LEN: usize = 128;
+/// Room for the envelope around `data`: up to 100 channel names, the event name, JSON escaping.
+const ENVELOPE_OVERHEAD: usize = 64 * 1024;
+
+/// Settings of a [`NatsFanout`].
+#[derive(Clone, Debug)]
+pub struct NatsFanoutConfig {
+    /// NATS server URL(s), comma separated, e.g. `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// The subject this app's events are published and received on.
+    pub subject: String,
+    /// Largest event `data` accepted from other nodes (the hub's `max_event_bytes`).
+    pub max_event_bytes: usize,
+    /// Largest NATS message accepted from other nodes; larger ones are dropped unread.
+    pub max_message_bytes: usize,
+    /// How long the first connection attempt may take.
+    pub connect_timeout: Duration,
+}
+
+impl NatsFanoutConfig {
+    /// Settings for the app in `config`, on subject `ringmaster.realtime.<app_id>`.
+    pub fn for_app(
+        url: impl Into<String>,
+        config: &RealtimeConfig,
+    ) -> Result<Self, NatsFanoutError> {
+        let app_id = config.app_id.as_str();
+        let valid_token = !app_id.is_empty()
+            && app_id.len() <= MAX_APP_ID_LEN
+            && app_id
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+        if !valid_token {
+            return Err(NatsFanoutError::InvalidAppId);
+        }
+        // Escaping can double `data` inside the JSON envelope.
+        let max_message_bytes = config
+            .max_event_bytes
+            .saturating_mul(2)
+            .saturating_add(ENVELOPE_OVERHEAD);
+        Ok(Self {
+            url: url.into(),
+            subject: format!("{SUBJECT_PREFIX}.{app_id}"),
+            max_event_bytes: config.max_event_bytes,
+            max_message_bytes,
+            connect_timeout: Duration::from_secs(5),
+        })
+    }
+}
+
+/// Why a [`NatsFanout`] could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsFanoutError {
+    /// The app id cannot be used as a NATS subject token.
+    #[error(
+        "app id must be 1-{MAX_APP_ID_LEN} characters of A-Z a-z 0-9 - _ to name a NATS subject"
+    )]
+    InvalidAppId,
+    /// The NATS server could not be reached.
+    #[error("cannot connect to NATS at {url}: {reason}")]
+    Connect {
+        /// The URL tried.
+        url: String,
+        /// What the client reported.
+        reason: String,
+    },
+    /// The subscription to the app's subject failed.
+    #[error("cannot subscribe to NATS subject {subject}: {reason}")]
+    Subscribe {
+        /// The subject.
+        subject: String,
+        /// What the client reported.
+        reason: String,
+    },
+}
+
+/// Why a message received from NATS was dropped.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The message is bigger than `max_message_bytes`.
+    #[error("message is {size} bytes; the limit is {limit}")]
+    TooLarge {
+        /// Size of the message.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Not a JSON envelope of the expected shape.
+    #[error("malformed envelope: {0}")]
+    Malformed(#[from] serde_json::Error),
+    /// A channel name outside Pusher's grammar.
+    #[error(transparent)]
+    Channel(#[from] InvalidChannelName),
+    /// An `except` that is not a socket id.
+    #[error(transparent)]
+    Except(#[from] InvalidSocketId),
+    /// The event breaks the hub's limits.
+    #[error(transparent)]
+    Event(#[from] EventError),
+}
+
+/// The wire form of an event, as published by a node.
+#[derive(Serialize)]
+struct Outgoing<'a> {
+    origin: u64,
+    channels: Vec<&'a str>,
+    name: &'a str,
+    data: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    except: Option<&'a str>,
+}
+
+/// The wire form as received; validated into an [`Event`] before anything sees it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Incoming {
+    origin: u64,
+    channels: Vec<String>,
+    name: String,
+    data: String,
+    #[serde(default)]
+    except: Option<String>,
+}
+
+/// Serializes `event` as published by `origin`.
+pub fn encode(origin: NodeId, event: &Event) -> Vec<u8> {
+    let outgoing = Outgoing {
+        origin: origin.0,
+        channels: event.channels().iter().map(ChannelName::as_str).collect(),
+        name: event.name(),
+        data: event.data(),
+        except: event.except().map(SocketId::as_str),
+    };
+    // A struct of strings and integers always serializes.
+    serde_json::to_vec(&outgoing).unwrap_or_default()
+}
+
+/// Checks a received message against the limits and turns it into the origin and its event.
+pub fn decode(
+    payload: &[u8],
+    max_message_bytes: usize,
+    max_event_bytes: usize,
+) -> Result<(NodeId, Event), DecodeError> {
+    if payload.len() > max_message_bytes {
+        return Err(DecodeError::TooLarge {
+            size: payload.len(),
+            limit: max_message_bytes,
+        });
+    }
+    let incoming: Incoming = serde_json::from_slice(payload)?;
+    if incoming.channels.len() > crate::event::MAX_CHANNELS_PER_EVENT {
+        return Err(EventError::Channels.into());
+    }
+    let channels = incoming
+        .channels
+        .iter()
+        .map(|c| ChannelName::parse(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let except = incoming
+        .except
+        .as_deref()
+        .map(SocketId::parse)
+        .transpose()?;
+    let event = Event::new(
+        channels,
+        incoming.name,
+        incoming.data,
+        except,
+        max_event_bytes,
+    )?;
+    Ok((NodeId(incoming.origin), event))
+}
+
+type Sinks = Arc<Mutex<Vec<(NodeId, Weak<dyn FanoutSink>)>>>;
+
+/// Fan-out over a NATS server: one per node process, shared by the hubs attached to it.
+pub struct NatsFanout {
+    client: async_nats::Client,
+    subject: String,
+    max_message_bytes: usize,
+    sinks: Sinks,
+    receiver: JoinHandle<()>,
+}
+
+impl NatsFanout {
+    /// Connects, subscribes to the app's subject and starts delivering other nodes' events.
+    /// Must be called inside a Tokio runtime.
+    pub async fn connect(config: NatsFanoutConfig) -> Result<Arc<Self>, NatsFanoutError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("ringmaster-realtime")
+            .connection_timeout(config.connect_timeout)
+            .connect(config.url.as_str())
+            .await
+            .map_err(|e| NatsFanoutError::Connect {
+                url: config.url.clone(),
+                reason: e.to_string(),
+            })?;
+        let subscribe_error = |e: &dyn std::fmt::Display| NatsFanoutError::Subscribe {
+            subject: config.subject.clone(),
+            reason: e.to_string(),
+        };
+        let subscriber = client
+            .subscribe(config.subject.clone())
+            .await
+            .map_err(|e| subscribe_error(&e))?;
+        // The round trip makes the server register the subscription before we return, so no
+        // event published by another node after this point is missed.
+        client.flush().await.map_err(|e| subscribe_error(&e))?;
+        let sinks = Sinks::default();
+        let receiver = tokio::spawn(receive(
+            subscriber,
+            sinks.clone(),
+            config.max_message_bytes,
+            config.max_event_bytes,
+        ));
+        Ok(Arc::new(Self {
+            client,
+            subject: config.subject,
+            max_message_bytes: config.max_message_bytes,
+            sinks,
+            receiver,
+        }))
+    }
+
+    /// The subject events travel on.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+}
+
+impl Drop for NatsFanout {
+    fn drop(&mut self) {
+        self.receiver.abort();
+    }
+}
+
+/// Delivers each valid message to the attached hubs except the one that published it.
+async fn receive(
+    mut subscriber: async_nats::Subscriber,
+    sinks: Sinks,
+    max_message_bytes: usize,
+    max_event_bytes: usize,
+) {
+    while let Some(message) = subscriber.next().await {
+        let (origin, event) = match decode(&message.payload, max_message_bytes, max_event_bytes) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                tracing::warn!(
+                    subject = %message.subject,
+                    bytes = message.payload.len(),
+                    %error,
+                    "dropping invalid fan-out message"
+                );
+                continue;
+            }
+        };
+        let targets: Vec<Arc<dyn FanoutSink>> = {
+            let mut sinks = sinks.lock().unwrap_or_else(|e| e.into_inner());
+            sinks.retain(|(_, sink)| sink.strong_count() > 0);
+            sinks
+                .iter()
+                .filter(|(id, _)| *id != origin)
+                .filter_map(|(_, sink)| sink.upgrade())
+                .collect()
+        };
+        for sink in targets {
+            sink.deliver_local(&event);
+        }
+    }
+    tracing::warn!("NATS fan-out subscription ended; events from other nodes stop arriving");
+}
+
+#[async_trait]
+impl Fanout for NatsFanout {
+    fn attach(&self, sink: Weak<dyn FanoutSink>) -> NodeId {
+        // Random ids keep nodes distinct across processes without coordination.
+        let id = NodeId(rand::random());
+        self.sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id, sink));
+        id
+    }
+
+    async fn forward(&self, origin: NodeId, event: &Event) -> Result<(), FanoutError> {
+        let payload = encode(origin, event);
+        if payload.len() > self.max_message_bytes {
+            return Err(FanoutError(format!(
+                "event is {} bytes on the wire; other nodes accept {}",
+                payload.len(),
+                self.max_message_bytes
+            )));
+        }
+        self.client
+            .publish(self.subject.clone(), payload.into())
+            .await
+            .map_err(|e| FanoutError(format!("NATS publish to {}: {e}", self.subject)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tells whether an error is the one a case expects.
+    type IsExpected = fn(&DecodeError) -> bool;
+
+    const MSG: usize = 4096;
+    const DATA: usize = 1024;
+
+    fn event(except: Option<&str>) -> Event {
+        Event::new(
+            vec![
+                ChannelName::parse("private-user.42").unwrap(),
+                ChannelName::parse("calls").unwrap(),
+            ],
+            "call_ended",
+            r#"{"reason":"answered \"elsewhere\""}"#,
+            except.map(|s| SocketId::parse(s).unwrap()),
+            DATA,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn an_encoded_event_decodes_to_the_same_event_and_origin() {
+        for except in [None, Some("123.456")] {
+            let original = event(except);
+            let (origin, decoded) =
+                decode(&encode(NodeId(u64::MAX), &original), MSG, DATA).unwrap();
+            assert_eq!(origin, NodeId(u64::MAX));
+            assert_eq!(decoded, original);
+        }
+    }
+
+    #[test]
+    fn invalid_messages_are_rejected() {
+        let big = "x".repeat(DATA + 1);
+        let cases: Vec<(String, IsExpected)> = vec![
+            ("not json".into(), |e| {
+                matches!(e, DecodeError::Malformed(_))
+            }),
+            ("{}".into(), |e| matches!(e, DecodeError::Malformed(_))),
+            (
+                r#"{"origin":-1,"channels":["a"],"name":"n","data":"1"}"#.into(),
+                |e| matches!(e, DecodeError::Malformed(_)),
+            ),
+            (
+                r#"{"origin":1,"channels":["a"],"name":"n","data":"1","extra":1}"#.into(),
+                |e| matches!(e, DecodeError::Malformed(_)),
+            ),
+            (
+                r#"{"origin":1,"channels":["bad channel"],"name":"n","data":"1"}"#.into(),
+                |e| matches!(e, DecodeError::Channel(_)),
+            ),
+            (
+                r#"{"origin":1,"channels":["a"],"name":"n","data":"1","except":"x"}"#.into(),
+                |e| matches!(e, DecodeError::Except(_)),
+            ),
+            (
+                r#"{"origin":1,"channels":[],"name":"n","data":"1"}"#.into(),
+                |e| matches!(e, DecodeError::Event(EventError::Channels)),
+            ),
+            (
+                r#"{"origin":1,"channels":["a"],"name":"bad\u0001","data":"1"}"#.into(),
+                |e| matches!(e, DecodeError::Event(EventError::Name)),
+            ),
+            (
+                format!(r#"{{"origin":1,"channels":["a"],"name":"n","data":"{big}"}}"#),
+                |e| matches!(e, DecodeError::Event(EventError::TooLarge { .. })),
+            ),
+            (
+                format!(
+                    r#"{{"origin":1,"channels":["a"],"name":"n","data":"{}"}}"#,
+                    "x".repeat(MSG)
+                ),
+                |e| matches!(e, DecodeError::TooLarge { .. }),
+            ),
+        ];
+        for (payload, expected) in cases {
+            let error = decode(payload.as_bytes(), MSG, DATA).expect_err(&payload);
+            assert!(expected(&error), "{payload}: {error:?}");
+        }
+        let many: Vec<String> = (0..=crate::event::MAX_CHANNELS_PER_EVENT)
+            .map(|i| format!("c{i}"))
+            .collect();
+        let payload = serde_json::json!({"origin":1,"channels":many,"name":"n","data":"1"});
+        assert!(matches!(
+            decode(payload.to_string().as_bytes(), 1 << 20, DATA),
+            Err(DecodeError::Event(EventError::Channels))
+        ));
+    }
+
+    #[test]
+    fn subjects_are_per_app_and_app_ids_must_be_subject_tokens() {
+        let config = NatsFanoutConfig::for_app(
+            "nats://127.0.0.1:4222",
+            &RealtimeConfig::new("app-1", "k", "s"),
+        )
+        .unwrap();
+        assert_eq!(config.subject, "ringmaster.realtime.app-1");
+        assert!(config.max_message_bytes > 2 * config.max_event_bytes);
+        for bad in ["", "a.b", "a*", ">", "a b", &"x".repeat(MAX_APP_ID_LEN + 1)] {
+            assert!(
+                matches!(
+                    NatsFanoutConfig::for_app("nats://x", &RealtimeConfig::new(bad, "k", "s")),
+                    Err(NatsFanoutError::InvalidAppId)
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+}
