@@ -1,7 +1,7 @@
 //! The seam for cross-node fan-out. Every node delivers to its own sockets; a [`Fanout`] carries
 //! events published on one node to the others. [`InProcessFanout`] links hubs in one process
-//! (the embedded deployment, and tests of multi-node behaviour); a Redis or NATS implementation
-//! plugs in behind the same trait.
+//! (the embedded deployment, and tests of multi-node behaviour); [`crate::NatsFanout`] links
+//! nodes through a NATS subject.
 
 use crate::event::Event;
 use async_trait::async_trait;
