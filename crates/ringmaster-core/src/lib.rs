@@ -7,6 +7,7 @@ pub mod dismissal;
 pub mod ids;
 pub mod quality;
 pub mod render;
+pub mod retry_after;
 pub mod sdk;
 pub mod sdp;
 pub mod session;

@@ -261,7 +261,7 @@ impl ApnsClient {
             }
         };
         let status = response.status().as_u16();
-        let wait = retry_after(response.headers());
+        let wait = retry_after(response.headers(), self.clock.now());
         let apns_id = response
             .headers()
             .get("apns-id")

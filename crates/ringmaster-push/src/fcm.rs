@@ -270,7 +270,7 @@ impl FcmClient {
             }
         };
         let status = response.status();
-        let wait = retry_after(response.headers());
+        let wait = retry_after(response.headers(), self.clock.now());
         let bytes = read_limited(response).await;
         if status.is_success() {
             let id = serde_json::from_slice::<Value>(&bytes)
@@ -349,7 +349,7 @@ impl FcmClient {
                 reason: format!("token request failed: {e}"),
             })?;
         let status = response.status();
-        let wait = retry_after(response.headers());
+        let wait = retry_after(response.headers(), self.clock.now());
         let bytes = read_limited(response).await;
         if status.as_u16() == 429 || status.is_server_error() {
             return Err(Attempt::Retry {

@@ -3,8 +3,9 @@
 use crate::clock::Clock;
 use crate::outcome::PushOutcome;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
+use ringmaster_core::retry_after::parse_retry_after;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// How many times to try and how long to wait in between.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,15 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// One attempt: for callers that own the retries (the outbox dispatcher), so retries never
+    /// nest. A refused auth token is still renewed once, which is not a retry of the send.
+    pub fn single_attempt() -> Self {
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
+    }
+
     /// Backoff after the `attempt`-th failure (1-based): `initial · 2^(attempt-1)`, capped.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
@@ -54,10 +64,11 @@ pub(crate) enum Attempt {
     Reauth { reason: String },
 }
 
-/// `Retry-After` in seconds (the form FCM and APNs use).
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+/// The response's `Retry-After` at `now`, in either form (the shared parser of every
+/// provider client).
+pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    parse_retry_after(value, now)
 }
 
 /// Runs `attempt` under `policy`: backs off between transient failures, honours Retry-After,
@@ -128,12 +139,18 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_seconds() {
+    fn retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_767);
         let mut h = HeaderMap::new();
-        assert_eq!(retry_after(&h), None);
+        assert_eq!(retry_after(&h, now), None);
         h.insert(RETRY_AFTER, "7".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
+        h.insert(
+            RETRY_AFTER,
+            "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(10)));
         h.insert(RETRY_AFTER, "soon".parse().unwrap());
-        assert_eq!(retry_after(&h), None);
+        assert_eq!(retry_after(&h, now), None);
     }
 }

@@ -48,6 +48,8 @@ pub struct Settings {
     pub sweep_interval: Duration,
     /// Dials allowed per window on the Telnyx account; more are queued.
     pub dial_limit: DialLimit,
+    /// How long old rows are kept.
+    pub retention: crate::retention::RetentionPolicy,
 }
 
 impl Settings {
@@ -66,6 +68,7 @@ impl Settings {
             tick_interval: Duration::from_millis(100),
             sweep_interval: Duration::from_secs(1),
             dial_limit: DialLimit::default(),
+            retention: crate::retention::RetentionPolicy::default(),
         }
     }
 

@@ -48,6 +48,9 @@ pub struct ServeArgs {
     /// Seconds devices ring before the call goes to voicemail or is missed, 5..=600 [default: 30].
     #[arg(long, env = "RINGMASTER_RING_TIMEOUT_SECS")]
     pub ring_timeout_secs: Option<u32>,
+    /// Days call history (records, legs, timeline) is kept; 0 keeps it forever [default: 0].
+    #[arg(long, env = "RINGMASTER_HISTORY_RETENTION_DAYS")]
+    pub history_retention_days: Option<u32>,
     /// Pusher-protocol app id [default: ringmaster].
     #[arg(long, env = "RINGMASTER_PUSHER_APP_ID")]
     pub pusher_app_id: Option<String>,
@@ -99,6 +102,7 @@ struct FileConfig {
     telnyx_connection_id: Option<String>,
     telnyx_dials_per_sec: Option<u32>,
     ring_timeout_secs: Option<u32>,
+    history_retention_days: Option<u32>,
     pusher_app_id: Option<String>,
     pusher_key: Option<String>,
     pusher_secret: Option<String>,
@@ -131,6 +135,8 @@ pub struct Config {
     pub telnyx: Option<TelnyxConfig>,
     /// Ring timeout in seconds.
     pub ring_timeout_secs: u32,
+    /// Days call history is kept; 0 keeps it forever.
+    pub history_retention_days: u32,
     /// Pusher-protocol app credentials.
     pub pusher: PusherConfig,
     /// FCM push; `None` leaves Android push off.
@@ -308,6 +314,10 @@ impl Config {
             dials_per_sec,
             telnyx,
             ring_timeout_secs,
+            history_retention_days: args
+                .history_retention_days
+                .or(file.history_retention_days)
+                .unwrap_or(0),
             pusher: PusherConfig {
                 app_id: args
                     .pusher_app_id

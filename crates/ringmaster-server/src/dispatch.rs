@@ -1,42 +1,78 @@
 //! The outbox dispatcher: executes committed Telnyx commands and notifications, feeds command
 //! outcomes back into their sessions, and marks each effect done. It drains after every commit
-//! (the engine kicks it) and sweeps periodically, so effects committed before a crash or
-//! restart are still sent, with the same `command_id`.
+//! (the engine kicks it), when a scheduled retry comes due, and on a periodic sweep, so effects
+//! committed before a crash or restart are still sent, with the same `command_id`.
 //!
-//! A failed effect is not tried again before its backoff, or before the provider's
-//! `Retry-After` when that is later. The store keeps only the attempt count, so these
-//! "not before" times live in memory: a restart forgets them and retries at once, which is
-//! safe (every effect is idempotent) and at worst earns another `Retry-After`.
+//! The outbox is read per [`Lane`], each lane with its own concurrency, releases first: pushes
+//! waiting out a provider's `Retry-After`, or a push provider that hangs, never hold back a
+//! hangup. Backoff times are stored with each effect (`next_attempt_at`), so a restart keeps
+//! them.
 //!
-//! Dials go through the account's [`DialLimiter`] first and wait for a free slot, outside the
-//! concurrency limit so queued dials do not hold up hangups.
+//! This is the only retry layer: the Telnyx and push clients make one attempt per call.
+//! - Releases (hangup, reject) are retried, with capped backoff, until Telnyx answers (success,
+//!   90018 "already ended", or a refusal the session is told about), or until the leg's hangup
+//!   webhook shows there is nothing left to release.
+//! - Setup commands (dial, answer) and the rest give up after a few attempts, a bridge after
+//!   one (the session retries bridges itself); the give-up goes to the session as the
+//!   command's failed result, so it cleans up.
+//! - Notifications give up after a few attempts; an `incoming_call` older than the ring
+//!   timeout is dropped as stale. One target's notifications go out in commit order (the store
+//!   holds back an effect while an earlier one for the same target is pending).
+//!
+//! Dials go through the account's [`DialLimiter`] first. A dial waiting for its rate slot is
+//! not in flight: it is deferred in the store until its slot and takes no setup permit.
 
 use crate::clock::{Clock, SystemClock};
 use crate::dial_limit::{DialLimit, DialLimiter};
-use crate::engine::{Applied, Engine};
+use crate::engine::{Applied, Engine, EngineError};
 use crate::notify::{Notifiers, NotifyError};
 use crate::provider;
-use ringmaster_core::session::{Action, Effect, Input};
+use ringmaster_core::session::{Action, Command, Effect, Input, NotifyEvent};
 use ringmaster_core::{CallSessionId, Timestamp};
-use ringmaster_store::{OutboxEntry, Store};
+use ringmaster_store::{Lane, OutboxEntry, Store, StoreError};
 use ringmaster_telnyx::TelnyxClient;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 
-/// Effects read from the outbox per drain.
-const BATCH: u32 = 500;
-/// Effects executed at the same time.
-const CONCURRENCY: usize = 64;
-/// Attempts before a retried effect is given up.
-const MAX_ATTEMPTS: u32 = 6;
-/// Wait before the first retry of a failed effect; doubles per attempt.
+/// Effects executed at the same time, per lane.
+pub fn lane_concurrency(lane: Lane) -> usize {
+    match lane {
+        Lane::Release | Lane::Setup => 32,
+        Lane::Realtime | Lane::Push => 64,
+        Lane::Other => 8,
+    }
+}
+
+/// Attempts before a dial, answer, speak or record command is given up and reported to its
+/// session.
+pub const SETUP_ATTEMPTS: u32 = 4;
+
+/// Attempts the dispatcher gives a non-release command. A bridge gets one: the session itself
+/// retries a failed bridge once (with a new command, after `bridge_retry_delay_ms`), and two
+/// layers retrying the same thing is what this module exists to prevent.
+pub fn attempts_for(action: &Action) -> u32 {
+    match action {
+        Action::Bridge { .. } => 1,
+        _ => SETUP_ATTEMPTS,
+    }
+}
+/// Attempts before a notification is given up.
+pub const NOTIFY_ATTEMPTS: u32 = 8;
+/// Wait before the first retry; doubles per attempt.
 const RETRY_BASE: Duration = Duration::from_millis(250);
+/// Longest backoff between two tries of a release (it is retried until confirmed).
+pub const RELEASE_BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Longest backoff between two tries of anything else.
+const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// Longest provider `Retry-After` honoured; a longer one is capped so the effect is still
 /// retried (and eventually given up) instead of parked for hours.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// Ring timeout assumed for stale `incoming_call` detection until told otherwise.
+const DEFAULT_RING_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long shutdown waits for effects in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -53,13 +89,23 @@ pub struct Dispatcher {
     sweep: Duration,
     clock: Arc<dyn Clock>,
     dials: Arc<DialLimiter>,
+    ring_timeout: Duration,
+    lanes: HashMap<Lane, LaneState>,
     in_flight: Mutex<HashSet<Key>>,
     /// Finished effects still in `in_flight`; released at the start of the next drain, before
     /// the outbox is read, so an effect marked done during a read is never picked up again.
     finished: Mutex<Vec<Key>>,
-    /// Failed effects not to be tried again before the given time (by `clock`).
-    not_before: Mutex<HashMap<Key, Timestamp>>,
+    /// Dial slots granted to deferred dials, used when they come due (not granted again).
+    dial_slots: Mutex<HashMap<Key, Timestamp>>,
+    /// The earliest retry or dial slot scheduled since the last drain.
+    wake_at: Mutex<Option<Timestamp>>,
+}
+
+struct LaneState {
     permits: Arc<Semaphore>,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// The last drain left due effects behind for want of a permit: finishing one re-drains.
+    saturated: Arc<AtomicBool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -74,10 +120,20 @@ enum Disposition {
     Abandon(String),
 }
 
-/// How long to wait before retrying an effect that failed `attempts` times before this
-/// failure: exponential backoff, but never less than the provider asked for (capped).
-pub fn retry_wait(attempts: u32, retry_after: Option<Duration>) -> Duration {
-    let backoff = RETRY_BASE.saturating_mul(1 << attempts.min(6));
+/// The backoff before the next try of an effect that failed `attempts` times before this
+/// failure: exponential from [`RETRY_BASE`] up to `cap`, with jitter over its upper half (so
+/// effects that failed together spread out), and never less than the provider asked for
+/// (`retry_after`, capped at [`MAX_RETRY_AFTER`]).
+pub fn retry_wait(
+    attempts: u32,
+    retry_after: Option<Duration>,
+    cap: Duration,
+    rng: &mut impl rand::Rng,
+) -> Duration {
+    let backoff = RETRY_BASE.saturating_mul(1 << attempts.min(16)).min(cap);
+    let half = backoff / 2;
+    let jitter = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
+    let backoff = half + Duration::from_millis(rng.gen_range(0..=jitter));
     retry_after.map_or(backoff, |ra| backoff.max(ra.min(MAX_RETRY_AFTER)))
 }
 
@@ -87,8 +143,10 @@ fn is_dial(effect: &Effect) -> bool {
 
 impl Dispatcher {
     /// A dispatcher; `kick` is the engine's wake-up signal, `sweep` the idle re-check period.
-    /// It reads the system clock and dials at Telnyx's default rate until told otherwise
-    /// ([`Dispatcher::with_clock`], [`Dispatcher::with_dial_limiter`]).
+    /// It reads the system clock, dials at Telnyx's default rate and assumes a 60 s ring
+    /// timeout until told otherwise ([`Dispatcher::with_clock`],
+    /// [`Dispatcher::with_dial_limiter`], [`Dispatcher::with_ring_timeout`]). `telnyx` is used
+    /// with its retries off: the dispatcher is the retry layer.
     pub fn new(
         store: Arc<dyn Store>,
         engine: Engine,
@@ -98,20 +156,33 @@ impl Dispatcher {
         kick: Arc<Notify>,
         sweep: Duration,
     ) -> Self {
+        let lanes = Lane::ALL
+            .into_iter()
+            .map(|lane| {
+                let state = LaneState {
+                    permits: Arc::new(Semaphore::new(lane_concurrency(lane))),
+                    in_flight: Arc::default(),
+                    saturated: Arc::default(),
+                };
+                (lane, state)
+            })
+            .collect();
         Self {
             store,
             engine,
-            telnyx,
+            telnyx: telnyx.single_attempt(),
             connection_id,
             notifiers,
             kick,
             sweep,
             clock: Arc::new(SystemClock),
             dials: Arc::new(DialLimiter::new(DialLimit::default())),
+            ring_timeout: DEFAULT_RING_TIMEOUT,
+            lanes,
             in_flight: Mutex::new(HashSet::new()),
             finished: Mutex::new(Vec::new()),
-            not_before: Mutex::new(HashMap::new()),
-            permits: Arc::new(Semaphore::new(CONCURRENCY)),
+            dial_slots: Mutex::new(HashMap::new()),
+            wake_at: Mutex::new(None),
         }
     }
 
@@ -127,6 +198,12 @@ impl Dispatcher {
         self
     }
 
+    /// An `incoming_call` notification older than `ring_timeout` is dropped as stale.
+    pub fn with_ring_timeout(mut self, ring_timeout: Duration) -> Self {
+        self.ring_timeout = ring_timeout;
+        self
+    }
+
     /// Drains the outbox until `shutdown` turns true, then lets effects in flight finish (for
     /// up to a grace period; the rest stay pending in the store for the next start).
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
@@ -139,9 +216,12 @@ impl Dispatcher {
                 tracing::warn!(error = %e, "outbox read failed");
             }
             while tasks.try_join_next().is_some() {}
+            let wait = lock(&self.wake_at).take().map_or(self.sweep, |at| {
+                at.saturating_since(self.clock.now()).min(self.sweep)
+            });
             tokio::select! {
                 _ = self.kick.notified() => {}
-                _ = tokio::time::sleep(self.sweep) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -156,10 +236,16 @@ impl Dispatcher {
         }
     }
 
-    async fn drain(
-        self: &Arc<Self>,
-        tasks: &mut JoinSet<()>,
-    ) -> Result<(), ringmaster_store::StoreError> {
+    fn schedule_wake(&self, at: Timestamp) {
+        let mut wake = lock(&self.wake_at);
+        if wake.is_none_or(|w| at < w) {
+            *wake = Some(at);
+        }
+    }
+
+    /// One pass over every lane, releases first: starts every due effect there is a permit
+    /// for.
+    async fn drain(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Result<(), StoreError> {
         {
             let finished = std::mem::take(&mut *lock(&self.finished));
             let mut in_flight = lock(&self.in_flight);
@@ -167,86 +253,163 @@ impl Dispatcher {
                 in_flight.remove(&key);
             }
         }
-        let pending = self.store.pending_effects(BATCH).await?;
         let now = self.clock.now();
-        for entry in pending {
-            let key = (entry.session_id.clone(), entry.seq);
-            if lock(&self.not_before)
-                .get(&key)
-                .is_some_and(|due| *due > now)
-            {
+        for lane in Lane::ALL {
+            let state = &self.lanes[&lane];
+            state.saturated.store(false, Ordering::Relaxed);
+            let free = state.permits.available_permits();
+            if free == 0 {
+                state.saturated.store(true, Ordering::Relaxed);
                 continue;
             }
-            if !lock(&self.in_flight).insert(key.clone()) {
-                continue;
-            }
-            let me = self.clone();
-            let permits = self.permits.clone();
-            tasks.spawn(async move {
-                let effect = serde_json::from_value::<Effect>(entry.effect.clone());
-                if effect.as_ref().is_ok_and(is_dial) {
-                    me.wait_for_dial_slot(&entry).await;
+            // Effects in flight are still pending: read past them.
+            let busy = state.in_flight.load(Ordering::Relaxed);
+            let limit = u32::try_from(free + busy).unwrap_or(u32::MAX);
+            for entry in self.store.due_effects(lane, now, limit).await? {
+                let key = (entry.session_id.clone(), entry.seq);
+                if lock(&self.in_flight).contains(&key) {
+                    continue;
                 }
-                let Ok(_permit) = permits.acquire_owned().await else {
-                    return;
+                let Ok(permit) = state.permits.clone().try_acquire_owned() else {
+                    state.saturated.store(true, Ordering::Relaxed);
+                    break;
                 };
-                me.dispatch(entry, effect).await;
-                lock(&me.finished).push(key);
-            });
+                let effect = serde_json::from_value::<Effect>(entry.effect.clone());
+                let mut slot = None;
+                if effect.as_ref().is_ok_and(is_dial) {
+                    match self.dial_slot(&entry, now).await {
+                        Some(granted) => slot = Some(granted),
+                        None => continue,
+                    }
+                }
+                lock(&self.in_flight).insert(key.clone());
+                state.in_flight.fetch_add(1, Ordering::Relaxed);
+                let me = self.clone();
+                let (lane_busy, saturated) = (state.in_flight.clone(), state.saturated.clone());
+                tasks.spawn(async move {
+                    if let Some(granted) = slot {
+                        me.dials.started(granted, me.clock.now());
+                    }
+                    me.dispatch(entry, effect).await;
+                    drop(permit);
+                    lane_busy.fetch_sub(1, Ordering::Relaxed);
+                    lock(&me.finished).push(key);
+                    // A notification may have held back the next one for its target; a full
+                    // lane may have left due effects behind.
+                    if saturated.load(Ordering::Relaxed)
+                        || matches!(lane, Lane::Realtime | Lane::Push)
+                    {
+                        me.kick.notify_one();
+                    }
+                });
+            }
         }
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(call_session_id = %entry.session_id, seq = entry.seq))]
-    async fn wait_for_dial_slot(&self, entry: &OutboxEntry) {
-        let now = self.clock.now();
-        let at = self.dials.reserve(now);
-        if at > now {
-            let wait = at.saturating_since(now);
-            tracing::info!(
-                ?wait,
-                queued_dials = self.dials.queued(),
-                "dial rate limit reached; dial queued"
-            );
-            tokio::time::sleep(wait).await;
+    /// The dial slot this dial may use now, or `None` when it has to wait: then it is deferred
+    /// in the store until its slot (not in flight, holding no permit).
+    async fn dial_slot(&self, entry: &OutboxEntry, now: Timestamp) -> Option<Timestamp> {
+        let key = (entry.session_id.clone(), entry.seq);
+        let granted = {
+            let mut slots = lock(&self.dial_slots);
+            match slots.get(&key) {
+                Some(at) => *at,
+                None => {
+                    let at = self.dials.reserve(now);
+                    slots.insert(key.clone(), at);
+                    at
+                }
+            }
+        };
+        if granted <= now {
+            lock(&self.dial_slots).remove(&key);
+            return Some(granted);
         }
-        self.dials.started(at, self.clock.now());
+        tracing::info!(
+            call_session_id = %entry.session_id,
+            seq = entry.seq,
+            wait = ?granted.saturating_since(now),
+            queued_dials = self.dials.queued(),
+            "dial rate limit reached; dial queued"
+        );
+        if let Err(e) = self
+            .store
+            .defer_effect(&entry.session_id, entry.seq, granted)
+            .await
+        {
+            tracing::warn!(call_session_id = %entry.session_id, error = %e, "could not defer a dial");
+        }
+        self.schedule_wake(granted);
+        None
     }
 
-    #[tracing::instrument(skip_all, fields(call_session_id = %entry.session_id, seq = entry.seq))]
+    #[tracing::instrument(skip_all, fields(call_session_id = %entry.session_id, seq = entry.seq, lane = %entry.lane))]
     async fn dispatch(&self, entry: OutboxEntry, effect: Result<Effect, serde_json::Error>) {
-        let key = (entry.session_id.clone(), entry.seq);
         let disposition = match effect {
             Ok(Effect::Telnyx(command)) => self.command(&entry, command).await,
-            Ok(Effect::Notify(n)) => match self.notifiers.deliver(&n).await {
-                Ok(_) => Disposition::Done,
-                Err(NotifyError::Temporary {
-                    message,
-                    retry_after,
-                }) => Disposition::Retry(message, retry_after),
-                Err(NotifyError::Permanent(e)) => Disposition::Abandon(e),
-            },
+            Ok(Effect::Notify(n)) => {
+                let incoming = matches!(n.event, NotifyEvent::IncomingCall { .. });
+                if incoming && self.is_stale(&entry, self.clock.now()) {
+                    tracing::info!(event = n.event.name(), "stale incoming_call dropped");
+                    Disposition::Done
+                } else {
+                    match self.notifiers.deliver(&n).await {
+                        Ok(_) => Disposition::Done,
+                        Err(NotifyError::Temporary {
+                            message,
+                            retry_after,
+                        }) => Disposition::Retry(message, retry_after),
+                        Err(NotifyError::Permanent(e)) => Disposition::Abandon(e),
+                    }
+                }
+            }
             Ok(other) => Disposition::Abandon(format!(
                 "effect {:?} does not belong in the outbox",
                 std::mem::discriminant(&other)
             )),
             Err(e) => Disposition::Abandon(format!("unreadable effect: {e}")),
         };
+        self.record(&entry, disposition).await;
+    }
+
+    /// Whether an `incoming_call` committed with `entry` is past the ring timeout at `at`.
+    fn is_stale(&self, entry: &OutboxEntry, at: Timestamp) -> bool {
+        entry.created_at + self.ring_timeout <= at
+    }
+
+    async fn record(&self, entry: &OutboxEntry, disposition: Disposition) {
         let (sid, seq) = (&entry.session_id, entry.seq);
+        let now = self.clock.now();
         let result = match disposition {
-            Disposition::Done => {
-                lock(&self.not_before).remove(&key);
-                self.store.mark_effect_done(sid, seq).await
+            Disposition::Done => self.store.mark_effect_done(sid, seq).await,
+            Disposition::Retry(e, retry_after) => {
+                let release = entry.lane == Lane::Release;
+                let cap = if release {
+                    RELEASE_BACKOFF_CAP
+                } else {
+                    BACKOFF_CAP
+                };
+                let wait = retry_wait(entry.attempts, retry_after, cap, &mut rand::thread_rng());
+                let notification = matches!(entry.lane, Lane::Realtime | Lane::Push);
+                let stale = notification
+                    && serde_json::from_value::<Effect>(entry.effect.clone()).is_ok_and(|fx| {
+                        matches!(fx, Effect::Notify(n) if matches!(n.event, NotifyEvent::IncomingCall { .. }))
+                    })
+                    && self.is_stale(entry, now + wait);
+                if notification && (stale || entry.attempts + 1 >= NOTIFY_ATTEMPTS) {
+                    tracing::warn!(error = %e, attempts = entry.attempts + 1, stale, "notification given up");
+                    self.store.mark_effect_abandoned(sid, seq, &e).await
+                } else {
+                    tracing::warn!(error = %e, attempt = entry.attempts + 1, ?wait, ?retry_after, "effect failed; will retry");
+                    self.schedule_wake(now + wait);
+                    self.store
+                        .mark_effect_failed(sid, seq, &e, now + wait)
+                        .await
+                }
             }
-            Disposition::Retry(e, retry_after) if entry.attempts + 1 < MAX_ATTEMPTS => {
-                let wait = retry_wait(entry.attempts, retry_after);
-                tracing::warn!(error = %e, attempt = entry.attempts + 1, ?wait, ?retry_after, "effect failed; will retry");
-                lock(&self.not_before).insert(key, self.clock.now() + wait);
-                self.store.mark_effect_failed(sid, seq, &e).await
-            }
-            Disposition::Retry(e, _) | Disposition::Abandon(e) => {
+            Disposition::Abandon(e) => {
                 tracing::error!(error = %e, "effect abandoned");
-                lock(&self.not_before).remove(&key);
                 self.store.mark_effect_abandoned(sid, seq, &e).await
             }
         };
@@ -255,22 +418,37 @@ impl Dispatcher {
         }
     }
 
-    async fn command(
-        &self,
-        entry: &OutboxEntry,
-        command: ringmaster_core::session::Command,
-    ) -> Disposition {
+    /// Whether the leg a release targets is already gone by the session's account (its
+    /// hangup webhook arrived): then the release is confirmed without another request.
+    async fn release_confirmed(&self, entry: &OutboxEntry, command: &Command) -> bool {
+        let Some(ccid) = command.action.target() else {
+            return false;
+        };
+        match self.engine.load(&entry.session_id).await {
+            Ok(Some((session, _))) => session.leg_ended(ccid),
+            _ => false,
+        }
+    }
+
+    async fn command(&self, entry: &OutboxEntry, command: Command) -> Disposition {
+        let release = provider::retry_transient(&command.action);
+        if release && entry.attempts > 0 && self.release_confirmed(entry, &command).await {
+            tracing::info!(command_id = %command.command_id, "leg already hung up; release confirmed");
+            return Disposition::Done;
+        }
         let outcome = match provider::execute(&self.telnyx, &self.connection_id, &command).await {
             Ok(outcome) => outcome,
-            Err(t)
-                if provider::retry_transient(&command.action)
-                    && entry.attempts + 1 < MAX_ATTEMPTS =>
-            {
-                return Disposition::Retry(t.message, t.retry_after);
+            // Releases are retried until Telnyx confirms; a leg left up rings or bills.
+            Err(t) if release => return Disposition::Retry(t.message, t.retry_after),
+            Err(t) if entry.attempts + 1 < attempts_for(&command.action) => {
+                return Disposition::Retry(t.message, t.retry_after)
             }
-            // No final answer and not worth waiting for: the session decides what a failed
-            // command means (drop the leg, retry the bridge, ...).
-            Err(t) => Err(t.as_final),
+            // Given up: the session decides what a failed command means (drop the leg, retry
+            // the bridge, ...).
+            Err(t) => {
+                tracing::warn!(command_id = %command.command_id, error = %t.message, "command given up");
+                Err(t.as_final)
+            }
         };
         let ok = outcome.is_ok();
         let input: Input = provider::result_input(&command, outcome);
@@ -289,6 +467,10 @@ impl Dispatcher {
                 tracing::debug!(command_id = %command.command_id, ok, "command done");
                 Disposition::Done
             }
+            Err(e @ (EngineError::Quarantined(_) | EngineError::UnknownSession(_))) => {
+                tracing::warn!(command_id = %command.command_id, error = %e, "command result dropped");
+                Disposition::Done
+            }
             // The command ran but its result is not recorded: redo it (same command_id).
             Err(e) => Disposition::Retry(format!("recording the result failed: {e}"), None),
         }
@@ -296,145 +478,5 @@ impl Dispatcher {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::notify::Notifier;
-    use async_trait::async_trait;
-    use ringmaster_core::session::{Channel, Notification, NotifyEvent};
-    use ringmaster_core::{TenantId, UserId};
-    use ringmaster_store::{Commit, MemoryStore};
-    use ringmaster_telnyx::ClientConfig;
-    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
-    /// Time that moves only when the test says so.
-    #[derive(Default)]
-    struct ManualClock(AtomicU64);
-
-    impl ManualClock {
-        fn advance(&self, by: Duration) {
-            self.0.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
-        }
-    }
-
-    impl Clock for ManualClock {
-        fn now(&self) -> Timestamp {
-            Timestamp::from_millis(1_700_000_000_000 + self.0.load(Ordering::SeqCst))
-        }
-    }
-
-    /// Fails its first delivery with a provider `Retry-After`, then delivers.
-    struct Throttled {
-        calls: AtomicUsize,
-        retry_after: Duration,
-    }
-
-    #[async_trait]
-    impl Notifier for Throttled {
-        async fn notify(&self, _: &Notification) -> Result<(), NotifyError> {
-            if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                return Err(NotifyError::Temporary {
-                    message: "429 from the provider".into(),
-                    retry_after: Some(self.retry_after),
-                });
-            }
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn the_providers_retry_after_beats_a_shorter_backoff_but_is_capped() {
-        assert_eq!(retry_wait(0, None), RETRY_BASE);
-        assert_eq!(retry_wait(2, None), RETRY_BASE * 4);
-        let asked = Duration::from_secs(42);
-        assert_eq!(retry_wait(0, Some(asked)), asked);
-        assert_eq!(
-            retry_wait(0, Some(Duration::from_millis(1))),
-            RETRY_BASE,
-            "a shorter Retry-After does not shorten the backoff"
-        );
-        assert_eq!(
-            retry_wait(0, Some(Duration::from_secs(86_400))),
-            MAX_RETRY_AFTER
-        );
-    }
-
-    async fn drain_and_finish(dispatcher: &Arc<Dispatcher>) {
-        let mut tasks = JoinSet::new();
-        dispatcher.drain(&mut tasks).await.unwrap();
-        while tasks.join_next().await.is_some() {}
-    }
-
-    #[tokio::test]
-    async fn a_throttled_notification_is_not_retried_before_its_retry_after() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let clock = Arc::new(ManualClock::default());
-        let kick = Arc::new(Notify::new());
-        let engine = Engine::new(store.clone(), clock.clone(), kick.clone());
-        let retry_after = Duration::from_secs(60);
-        let notifier = Arc::new(Throttled {
-            calls: AtomicUsize::new(0),
-            retry_after,
-        });
-        let telnyx =
-            TelnyxClient::new(ClientConfig::new("unused").with_base_url("http://127.0.0.1:9"))
-                .unwrap();
-        let dispatcher = Arc::new(
-            Dispatcher::new(
-                store.clone(),
-                engine,
-                telnyx,
-                "conn".into(),
-                Notifiers {
-                    websocket: Some(notifier.clone()),
-                    push: None,
-                },
-                kick,
-                Duration::from_secs(1),
-            )
-            .with_clock(clock.clone()),
-        );
-        let session = CallSessionId::new("throttled-call");
-        let note = Effect::Notify(Notification {
-            tenant: TenantId::new("t"),
-            user: UserId::new("u"),
-            call_session_id: session.clone(),
-            channel: Channel::WebSocket,
-            event: NotifyEvent::CallStateChanged {
-                device: None,
-                state: "ended".into(),
-                version: 1,
-            },
-            exclude_socket: None,
-        });
-        let mut commit = Commit::new(
-            session,
-            UserId::new("u"),
-            None,
-            serde_json::json!({}),
-            "ended",
-            clock.now(),
-        );
-        commit.effects = vec![serde_json::to_value(&note).unwrap()];
-        store.commit(commit).await.unwrap();
-
-        drain_and_finish(&dispatcher).await;
-        assert_eq!(notifier.calls.load(Ordering::SeqCst), 1);
-        let pending = store.pending_effects(10).await.unwrap();
-        assert_eq!(pending.len(), 1);
-        assert_eq!(pending[0].attempts, 1);
-
-        // Well past the dispatcher's own backoff, still inside the provider's Retry-After.
-        clock.advance(Duration::from_secs(10));
-        drain_and_finish(&dispatcher).await;
-        assert_eq!(
-            notifier.calls.load(Ordering::SeqCst),
-            1,
-            "retried too early"
-        );
-
-        clock.advance(retry_after);
-        drain_and_finish(&dispatcher).await;
-        assert_eq!(notifier.calls.load(Ordering::SeqCst), 2);
-        assert!(store.pending_effects(10).await.unwrap().is_empty());
-    }
-}
+#[path = "dispatch_tests.rs"]
+mod tests;

@@ -9,6 +9,8 @@ use ringmaster_core::{CallSessionId, Timestamp};
 use ringmaster_store::{
     session_commit, Commit, CommitOutcome, RegistryChange, Store, StoreError, TimelineEntry,
 };
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -78,6 +80,10 @@ pub enum EngineError {
     /// Too many concurrent writers on one session; the input may be retried.
     #[error("session {0} kept changing under us; try again")]
     Contention(CallSessionId),
+    /// The session is quarantined (it cannot be decoded, or handling it panicked); inputs to
+    /// it are dropped so they never block other calls.
+    #[error("session {0} is quarantined")]
+    Quarantined(CallSessionId),
 }
 
 /// Runs inputs against stored sessions. Cheap to clone.
@@ -86,12 +92,39 @@ pub struct Engine {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     kick: Arc<Notify>,
+    quarantined: Arc<AtomicU64>,
 }
 
 impl Engine {
     /// An engine over `store`; `kick` wakes the dispatcher after a commit with outbox effects.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, kick: Arc<Notify>) -> Self {
-        Self { store, clock, kick }
+        Self {
+            store,
+            clock,
+            kick,
+            quarantined: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// How many sessions this engine has quarantined since it started.
+    pub fn quarantined_count(&self) -> u64 {
+        self.quarantined.load(Ordering::Relaxed)
+    }
+
+    /// Takes a session that cannot be handled out of service (timers, dispatch), logged and
+    /// counted, and returns the error its input gets.
+    async fn quarantine(&self, id: &CallSessionId, reason: &str) -> EngineError {
+        tracing::error!(call_session_id = %id, reason, "session quarantined");
+        self.quarantined.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self
+            .store
+            .quarantine_session(id, reason, self.clock.now())
+            .await
+        {
+            // It stays due; the next input or tick tries again.
+            tracing::warn!(call_session_id = %id, error = %e, "could not record the quarantine");
+        }
+        EngineError::Quarantined(id.clone())
     }
 
     /// The clock sessions are driven by.
@@ -100,15 +133,23 @@ impl Engine {
     }
 
     /// The session and its store version.
+    /// A session that cannot be decoded is quarantined (`EngineError::Quarantined`).
     pub async fn load(&self, id: &CallSessionId) -> Result<Option<(Session, u64)>, EngineError> {
-        let Some(stored) = self.store.load_session(id).await? else {
-            return Ok(None);
+        let stored = match self.store.load_session(id).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return Ok(None),
+            Err(StoreError::Corrupt(reason)) => return Err(self.quarantine(id, &reason).await),
+            Err(e) => return Err(e.into()),
         };
-        let session = serde_json::from_value(stored.doc).map_err(|e| EngineError::Corrupt {
-            id: id.clone(),
-            reason: e.to_string(),
-        })?;
-        Ok(Some((session, stored.version)))
+        if stored.quarantined {
+            return Err(EngineError::Quarantined(id.clone()));
+        }
+        match serde_json::from_value(stored.doc) {
+            Ok(session) => Ok(Some((session, stored.version))),
+            Err(e) => Err(self
+                .quarantine(id, &format!("stored session does not decode: {e}"))
+                .await),
+        }
     }
 
     /// Handles `input` on session `id` and commits the outcome.
@@ -145,9 +186,14 @@ impl Engine {
             };
             let before = session.clone();
             let now = self.clock.now();
-            let step = match step(&mut session, now) {
-                Ok(step) => step,
-                Err(e) => return Ok(Applied::Refused(e)),
+            // A panic in `handle` is a bug in one call: quarantine it, keep serving the rest.
+            let step = match catch_unwind(AssertUnwindSafe(|| step(&mut session, now))) {
+                Ok(Ok(step)) => step,
+                Ok(Err(e)) => return Ok(Applied::Refused(e)),
+                Err(panic) => {
+                    let reason = format!("handling an input panicked: {}", panic_message(&panic));
+                    return Err(self.quarantine(id, &reason).await);
+                }
             };
             if step.effects.is_empty() && step.timeline.is_empty() && session == before {
                 return Ok(Applied::Unchanged(Box::new(session)));
@@ -223,6 +269,14 @@ impl Engine {
             }
         }
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// The store's history status for a session status (the shared mapping).

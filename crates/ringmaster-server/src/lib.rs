@@ -20,6 +20,7 @@ pub mod notify;
 pub mod provider;
 pub mod push;
 pub mod realtime;
+pub mod retention;
 pub mod routes;
 pub mod secrets;
 pub mod serve_cmd;

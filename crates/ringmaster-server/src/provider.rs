@@ -217,7 +217,7 @@ fn finish<T>(
         Err(e) if is_transient(&e) => Err(Transient {
             message: e.to_string(),
             as_final: command_error(&e),
-            // A 429 that outlasted the client's own retries still says when to come back.
+            // A 429 says when to come back; the dispatcher waits at least that long.
             retry_after: e.retry_after(),
         }),
         Err(e) => {
@@ -255,7 +255,7 @@ pub struct DeviceLeg {
 }
 
 /// Sends one command. `Ok` carries the final outcome (success or a refusal to report to the
-/// session); `Err` means no final answer was obtained (network, 5xx after the client's own
+/// session); `Err` means no final answer was obtained (network, 5xx, 429: the dispatcher
 /// retries).
 pub async fn execute(
     client: &TelnyxClient,
@@ -453,9 +453,9 @@ mod tests {
         let t = finish("s:0", r).unwrap_err();
         assert_eq!(t.retry_after, Some(wait));
         assert_eq!(t.as_final.code.as_deref(), Some(codes::TOO_MANY_REQUESTS));
-        assert_eq!(
-            crate::dispatch::retry_wait(0, t.retry_after),
-            crate::dispatch::retry_wait(0, None).max(wait),
+        let cap = crate::dispatch::RELEASE_BACKOFF_CAP;
+        assert!(
+            crate::dispatch::retry_wait(0, t.retry_after, cap, &mut rand::thread_rng()) >= wait,
             "the dispatcher waits at least as long as Telnyx asked"
         );
     }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use ringmaster_core::session::{Channel, Notification, NotifyEvent};
 use ringmaster_push::{
     ApnsClient, ApnsConfig, FcmClient, FcmConfig, Platform, PushKind, PushMessage, PushOutcome,
-    PushSender, ServiceAccount, SystemClock,
+    PushSender, RetryPolicy, ServiceAccount, SystemClock,
 };
 use ringmaster_store::{PushProvider, Store};
 use std::sync::Arc;
@@ -31,6 +31,8 @@ pub fn sender_from_config(
             let account = ServiceAccount::from_file(&s.service_account_file)
                 .context("reading the FCM service account")?;
             let mut config = FcmConfig::new(account);
+            // The dispatcher owns retries: one attempt per outbox try.
+            config.retry = RetryPolicy::single_attempt();
             if let Some(url) = &s.base_url {
                 config.base_url = url.clone();
             }
@@ -44,6 +46,7 @@ pub fn sender_from_config(
                 .context("reading the APNs signing key")?;
             let mut config = ApnsConfig::new(&s.key_id, &s.team_id, key, &s.bundle_id);
             config.base_url = s.base_url.clone();
+            config.retry = RetryPolicy::single_attempt();
             Some(ApnsClient::new(config, clock).context("setting up APNs")?)
         }
         None => None,

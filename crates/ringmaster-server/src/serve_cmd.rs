@@ -166,6 +166,8 @@ pub async fn launch(
     settings.token_secret = config.token_secret.clone();
     settings.ring_timeout_secs = config.ring_timeout_secs;
     settings.dial_limit = DialLimit::per_second(config.dials_per_sec);
+    settings.retention =
+        crate::retention::RetentionPolicy::with_history_days(config.history_retention_days);
     let pusher = &config.pusher;
     let hub = RealtimeHub::new(RealtimeConfig::new(
         &pusher.app_id,

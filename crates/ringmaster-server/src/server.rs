@@ -88,7 +88,8 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
             setup.settings.sweep_interval,
         )
         .with_clock(setup.clock.clone())
-        .with_dial_limiter(dials),
+        .with_dial_limiter(dials)
+        .with_ring_timeout(Duration::from_secs(setup.settings.ring_timeout_secs.into())),
     );
     let mut app = router(state.clone());
     if let Some(hub) = &setup.realtime {
@@ -113,6 +114,7 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
             setup.store,
             engine,
             setup.settings.tick_interval,
+            setup.settings.retention,
             stop,
         )),
     ];

@@ -12,7 +12,7 @@ use crate::directory::{Device, PushProvider, User};
 use crate::error::StoreError;
 use crate::history::{CallRecord, HistoryCursor, LegRecord, Page, TimelineEntry};
 use crate::registry::ActiveCall;
-use crate::session::{OutboxEntry, StoredSession};
+use crate::session::{Lane, OutboxEntry, StoredSession};
 
 /// Columns of `users` that [`user_from`] reads.
 pub(crate) const USER_COLUMNS: &str =
@@ -160,12 +160,21 @@ pub(crate) fn session_from(row: &impl RowExt) -> Result<StoredSession, StoreErro
         doc: json(&row.text("doc")?)?,
         next_deadline: opt_ts(row.opt_integer("next_deadline")?)?,
         state_label: row.text("state_label")?,
+        quarantined: row.opt_integer("quarantined_at")?.is_some(),
     })
 }
 
+/// The `outbox` columns [`outbox_from`] reads (qualified by `o.`).
+pub(crate) const OUTBOX_COLUMNS: &str = "o.session_id, o.seq, o.effect, o.attempts, \
+     o.last_error, o.created_at, o.lane, o.next_attempt_at";
+
 /// An outbox entry from an `outbox` row.
 pub(crate) fn outbox_from(row: &impl RowExt) -> Result<OutboxEntry, StoreError> {
+    let lane = row.text("lane")?;
     Ok(OutboxEntry {
+        lane: Lane::from_name(&lane)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown outbox lane {lane:?}")))?,
+        next_attempt_at: ts(row.integer("next_attempt_at")?.max(0))?,
         session_id: CallSessionId::new(row.text("session_id")?),
         seq: unsigned(row.integer("seq")?)?,
         effect: json(&row.text("effect")?)?,
@@ -361,4 +370,84 @@ pub(crate) fn call_page(items: Vec<CallRecord>, more: bool) -> Page<CallRecord> 
         _ => None,
     };
     Page { items, next_cursor }
+}
+
+/// A positional parameter: `?N` for SQLite, `$N` for PostgreSQL.
+fn param(p: char, n: usize) -> String {
+    format!("{p}{n}")
+}
+
+/// Columns of one outbox row written by [`outbox_insert_sql`].
+const OUTBOX_INSERT_COLUMNS: usize = 7;
+
+/// One multi-row `INSERT` of `rows` outbox rows; each row binds session id, seq, effect,
+/// created_at, lane, next_attempt_at and order_key. `p` is the parameter sigil (`?` or `$`).
+pub(crate) fn outbox_insert_sql(p: char, rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO outbox (session_id, seq, effect, created_at, lane, next_attempt_at, \
+         order_key) VALUES ",
+    );
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        let first = row * OUTBOX_INSERT_COLUMNS + 1;
+        let params: Vec<String> = (first..first + OUTBOX_INSERT_COLUMNS)
+            .map(|n| param(p, n))
+            .collect();
+        sql.push('(');
+        sql.push_str(&params.join(", "));
+        sql.push(')');
+    }
+    sql
+}
+
+/// Due effects of one lane: binds lane, now and limit. A row with an ordering key waits for
+/// every earlier pending row with the same session and key; releases of quarantined sessions
+/// still go out, nothing else of theirs does.
+pub(crate) fn due_effects_sql(p: char) -> String {
+    let (lane, now, limit) = (param(p, 1), param(p, 2), param(p, 3));
+    format!(
+        "SELECT {OUTBOX_COLUMNS} FROM outbox o \
+         WHERE o.status = 'pending' AND o.lane = {lane} AND o.next_attempt_at <= {now} \
+         AND (o.order_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox e \
+              WHERE e.session_id = o.session_id AND e.order_key = o.order_key \
+              AND e.status = 'pending' AND e.seq < o.seq)) \
+         AND (o.lane = 'release' OR NOT EXISTS (SELECT 1 FROM sessions s \
+              WHERE s.id = o.session_id AND s.quarantined_at IS NOT NULL)) \
+         ORDER BY o.id LIMIT {limit}"
+    )
+}
+
+/// The retention deletes, each binding one cut-off time: finished outbox rows, dedupe keys,
+/// closed sessions with nothing pending.
+pub(crate) fn prune_sql(p: char) -> [String; 3] {
+    let cutoff = param(p, 1);
+    [
+        format!("DELETE FROM outbox WHERE status <> 'pending' AND created_at < {cutoff}"),
+        format!("DELETE FROM processed_inputs WHERE processed_at < {cutoff}"),
+        format!(
+            "DELETE FROM sessions WHERE closed AND quarantined_at IS NULL \
+             AND next_deadline IS NULL AND updated_at < {cutoff} \
+             AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.session_id = sessions.id \
+                             AND o.status = 'pending')"
+        ),
+    ]
+}
+
+/// The history deletes for calls started before a cut-off (bound once each): timeline and
+/// legs first, the call records last (whose count is reported).
+pub(crate) fn prune_history_sql(p: char) -> [String; 3] {
+    let old = format!(
+        "SELECT call_session_id FROM call_records WHERE started_at < {}",
+        param(p, 1)
+    );
+    [
+        format!("DELETE FROM call_timeline WHERE call_session_id IN ({old})"),
+        format!("DELETE FROM call_legs WHERE call_session_id IN ({old})"),
+        format!(
+            "DELETE FROM call_records WHERE started_at < {}",
+            param(p, 1)
+        ),
+    ]
 }

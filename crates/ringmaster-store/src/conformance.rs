@@ -19,8 +19,9 @@ use std::sync::Arc;
 
 use crate::{
     ActiveCall, CallDirection, CallRecord, CallStatus, Commit, CommitOutcome, Device,
-    DevicePlatform, LegRecord, MemoryStore, PushProvider, RegistryChange, Store, StoreError,
-    TimelineEntry, TimelineSource, User, UserSettings,
+    DevicePlatform, Lane, LegRecord, MemoryStore, OutboxEffect, Pruned, PushProvider,
+    RegistryChange, Retention, Store, StoreError, TimelineEntry, TimelineSource, User,
+    UserSettings,
 };
 
 /// Opens stores on one backend's data set.
@@ -57,6 +58,9 @@ macro_rules! __conformance_cases {
             concurrent_creates_have_one_winner
             dedupe_makes_a_repeat_a_no_op
             outbox_keeps_commit_order_and_tracks_dispatch
+            outbox_lanes_due_times_and_target_order
+            quarantined_sessions_are_skipped
+            retention_prunes_what_is_old_and_finished
             timers_fire_when_due
             registry_allows_one_active_call_without_call_waiting
             registry_call_waiting_allows_several
@@ -456,7 +460,7 @@ pub async fn concurrent_commits_have_one_winner(h: &dyn Harness) {
                 tokio::spawn(async move {
                     let mut c = commit(&session, "alice", Some(1), "answered");
                     c.doc = json!({ "winner": racer });
-                    c.effects = vec![json!({ "bridge": racer })];
+                    c.effects = vec![json!({ "bridge": racer }).into()];
                     c.dedupe_key = Some(format!("answer-{session}-{racer}"));
                     (racer, store.commit(c).await.expect("commit"))
                 })
@@ -536,7 +540,7 @@ pub async fn dedupe_makes_a_repeat_a_no_op(h: &dyn Harness) {
     let store = h.open().await;
     let mut c = commit("s1", "alice", None, "ringing");
     c.dedupe_key = Some("evt-1".into());
-    c.effects = vec![json!({ "dial": "d1" })];
+    c.effects = vec![json!({ "dial": "d1" }).into()];
     apply(&*store, c).await;
     assert!(store.is_processed("evt-1").await.unwrap());
     assert!(!store.is_processed("evt-2").await.unwrap());
@@ -544,7 +548,7 @@ pub async fn dedupe_makes_a_repeat_a_no_op(h: &dyn Harness) {
     for expected in [Some(1), Some(7), None] {
         let mut again = commit("s1", "alice", expected, "answered");
         again.dedupe_key = Some("evt-1".into());
-        again.effects = vec![json!({ "dial": "again" })];
+        again.effects = vec![json!({ "dial": "again" }).into()];
         assert_eq!(store.commit(again).await.unwrap(), CommitOutcome::Duplicate);
     }
     let loaded = store.load_session(&sid("s1")).await.unwrap().unwrap();
@@ -571,12 +575,279 @@ pub async fn dedupe_makes_a_repeat_a_no_op(h: &dyn Harness) {
     assert!(store.is_processed("evt-3").await.unwrap());
 }
 
+fn lane_effect(op: &str, lane: Lane, order_key: Option<&str>) -> OutboxEffect {
+    OutboxEffect {
+        effect: json!({ "op": op }),
+        lane,
+        order_key: order_key.map(str::to_owned),
+    }
+}
+
+async fn due_ops(store: &dyn Store, lane: Lane, now: u64) -> Vec<String> {
+    store
+        .due_effects(lane, t(now), 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.effect["op"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Each lane is read on its own; an effect is due at its `next_attempt_at`; a backing-off
+/// notification holds back the later ones for the same target (and only those).
+pub async fn outbox_lanes_due_times_and_target_order(h: &dyn Harness) {
+    let store = h.open().await;
+    let mut a = commit("a", "alice", None, "ringing");
+    a.at = t(1_000);
+    a.effects = vec![
+        lane_effect("dial-1", Lane::Setup, None),
+        lane_effect("ring-d1", Lane::Push, Some("push:d1")),
+        lane_effect("ring-d2", Lane::Push, Some("push:d2")),
+        lane_effect("ws-ring", Lane::Realtime, Some("ws:alice")),
+    ];
+    apply(&*store, a).await;
+    let mut a2 = commit("a", "alice", Some(1), "ended");
+    a2.at = t(1_100);
+    a2.effects = vec![
+        lane_effect("hangup-1", Lane::Release, None),
+        lane_effect("ended-d1", Lane::Push, Some("push:d1")),
+        lane_effect("ended-d2", Lane::Push, Some("push:d2")),
+    ];
+    apply(&*store, a2).await;
+
+    assert_eq!(due_ops(&*store, Lane::Release, 1_100).await, ["hangup-1"]);
+    assert_eq!(due_ops(&*store, Lane::Setup, 1_100).await, ["dial-1"]);
+    assert_eq!(due_ops(&*store, Lane::Realtime, 1_100).await, ["ws-ring"]);
+    assert!(due_ops(&*store, Lane::Other, 1_100).await.is_empty());
+    // Each device's ring goes before its dismissal; the dismissals wait.
+    assert_eq!(
+        due_ops(&*store, Lane::Push, 1_100).await,
+        ["ring-d1", "ring-d2"]
+    );
+    // Not due before they were committed.
+    assert!(due_ops(&*store, Lane::Release, 1_099).await.is_empty());
+    let entry = &store
+        .due_effects(Lane::Release, t(2_000), 10)
+        .await
+        .unwrap()[0];
+    assert_eq!(
+        (entry.lane, entry.next_attempt_at),
+        (Lane::Release, t(1_100))
+    );
+
+    // d1's ring backs off: neither it nor d1's dismissal is due; d2 carries on.
+    store
+        .mark_effect_failed(&sid("a"), 2, "503", t(5_000))
+        .await
+        .unwrap();
+    store.mark_effect_done(&sid("a"), 3).await.unwrap();
+    assert_eq!(due_ops(&*store, Lane::Push, 4_999).await, ["ended-d2"]);
+    assert_eq!(
+        due_ops(&*store, Lane::Push, 5_000).await,
+        ["ring-d1", "ended-d2"]
+    );
+    store
+        .mark_effect_abandoned(&sid("a"), 2, "stale")
+        .await
+        .unwrap();
+    assert_eq!(
+        due_ops(&*store, Lane::Push, 5_000).await,
+        ["ended-d1", "ended-d2"]
+    );
+
+    // A deferred dial is not due before its slot and counts no attempt.
+    store.defer_effect(&sid("a"), 1, t(3_000)).await.unwrap();
+    store.defer_effect(&sid("a"), 1, t(2_000)).await.unwrap();
+    assert!(due_ops(&*store, Lane::Setup, 2_999).await.is_empty());
+    let dial = store.due_effects(Lane::Setup, t(3_000), 10).await.unwrap();
+    assert_eq!((dial.len(), dial[0].attempts), (1, 0));
+    assert!(matches!(
+        store.defer_effect(&sid("a"), 99, t(1)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    // Many backing-off rows of one lane do not hide another lane's due row, nor a due row of
+    // their own lane committed later.
+    let mut b = commit("b", "bob", None, "ringing");
+    b.at = t(1_000);
+    b.effects = (0..50)
+        .map(|i| lane_effect(&format!("push-{i}"), Lane::Push, None))
+        .collect();
+    apply(&*store, b).await;
+    for seq in 1..=50 {
+        store
+            .mark_effect_failed(&sid("b"), seq, "503", t(60_000))
+            .await
+            .unwrap();
+    }
+    let mut b2 = commit("b", "bob", Some(1), "ended");
+    b2.at = t(2_000);
+    b2.effects = vec![
+        lane_effect("late-push", Lane::Push, None),
+        lane_effect("hangup-b", Lane::Release, None),
+    ];
+    apply(&*store, b2).await;
+    let pushes: Vec<Value> = store
+        .due_effects(Lane::Push, t(6_000), 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.effect["op"].clone())
+        .collect();
+    assert_eq!(
+        pushes,
+        [json!("ended-d1"), json!("ended-d2"), json!("late-push")]
+    );
+    assert_eq!(
+        due_ops(&*store, Lane::Release, 6_000).await,
+        ["hangup-1", "hangup-b"]
+    );
+}
+
+/// A quarantined session is never due for timers; only its releases are still dispatched.
+pub async fn quarantined_sessions_are_skipped(h: &dyn Harness) {
+    let store = h.open().await;
+    for (session, user) in [("bad", "alice"), ("good", "bob")] {
+        let mut c = commit(session, user, None, "ringing");
+        c.next_deadline = Some(t(2_000));
+        c.effects = vec![
+            lane_effect(&format!("{session}-hangup"), Lane::Release, None),
+            lane_effect(&format!("{session}-push"), Lane::Push, Some("push:d")),
+        ];
+        apply(&*store, c).await;
+    }
+    assert!(
+        !store
+            .load_session(&sid("bad"))
+            .await
+            .unwrap()
+            .unwrap()
+            .quarantined
+    );
+    assert!(store
+        .quarantine_session(&sid("bad"), "doc does not decode", t(1_500))
+        .await
+        .unwrap());
+    assert!(store
+        .quarantine_session(&sid("bad"), "again", t(1_600))
+        .await
+        .unwrap());
+    assert!(!store
+        .quarantine_session(&sid("nobody"), "x", t(1_600))
+        .await
+        .unwrap());
+    assert!(
+        store
+            .load_session(&sid("bad"))
+            .await
+            .unwrap()
+            .unwrap()
+            .quarantined
+    );
+    assert_eq!(
+        store.due_sessions(t(9_000), 10).await.unwrap(),
+        vec![(sid("good"), t(2_000))]
+    );
+    assert_eq!(
+        due_ops(&*store, Lane::Release, 9_000).await,
+        ["bad-hangup", "good-hangup"]
+    );
+    assert_eq!(due_ops(&*store, Lane::Push, 9_000).await, ["good-push"]);
+    assert_eq!(
+        store.quarantined_sessions(10).await.unwrap(),
+        vec![sid("bad")]
+    );
+    // Reopening keeps the quarantine.
+    let again = h.open().await;
+    assert_eq!(again.due_sessions(t(9_000), 10).await.unwrap().len(), 1);
+}
+
+/// Retention deletes finished outbox rows, old dedupe keys and closed sessions with nothing
+/// pending; history only when asked.
+pub async fn retention_prunes_what_is_old_and_finished(h: &dyn Harness) {
+    let store = h.open().await;
+    // "old": closed long ago, its effect done. "waiting": closed, an effect still pending.
+    // "live": still ringing.
+    for (session, user) in [("old", "alice"), ("waiting", "bob"), ("live", "carol")] {
+        let mut c = commit(session, user, None, "ringing");
+        c.at = t(1_000);
+        c.dedupe_key = Some(format!("{session}-start"));
+        c.effects = vec![lane_effect(&format!("{session}-dial"), Lane::Setup, None)];
+        c.calls = vec![record(session, user, "t1", 1_000)];
+        apply(&*store, c).await;
+    }
+    for session in ["old", "waiting"] {
+        let mut c = commit(session, "x", Some(1), "ended");
+        c.at = t(2_000);
+        c.closed = true;
+        apply(&*store, c).await;
+    }
+    store.mark_effect_done(&sid("old"), 1).await.unwrap();
+    store
+        .mark_effect_abandoned(&sid("live"), 1, "gave up")
+        .await
+        .unwrap();
+
+    let keep_history = Retention {
+        finished_effects_before: t(10_000),
+        processed_before: t(10_000),
+        closed_sessions_before: t(10_000),
+        history_before: None,
+    };
+    assert_eq!(
+        store.prune(keep_history).await.unwrap(),
+        Pruned {
+            effects: 2,
+            processed: 3,
+            sessions: 1,
+            calls: 0
+        }
+    );
+    assert!(store.load_session(&sid("old")).await.unwrap().is_none());
+    assert!(store.load_session(&sid("waiting")).await.unwrap().is_some());
+    assert!(store.load_session(&sid("live")).await.unwrap().is_some());
+    assert_eq!(store.pending_effects(10).await.unwrap().len(), 1);
+    assert!(!store.is_processed("old-start").await.unwrap());
+    // History stays unless asked.
+    assert!(store
+        .get_call(&uid("alice"), &sid("old"))
+        .await
+        .unwrap()
+        .is_some());
+
+    // Nothing newer than the cut-offs goes.
+    let early = Retention {
+        finished_effects_before: t(500),
+        processed_before: t(500),
+        closed_sessions_before: t(500),
+        history_before: Some(t(500)),
+    };
+    assert_eq!(store.prune(early).await.unwrap(), Pruned::default());
+
+    let drop_history = Retention {
+        history_before: Some(t(10_000)),
+        ..keep_history
+    };
+    assert_eq!(store.prune(drop_history).await.unwrap().calls, 3);
+    assert!(store
+        .get_call(&uid("alice"), &sid("old"))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .list_calls(&uid("carol"), None, 10)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+}
+
 /// Effects come out in commit order with per-session sequences; done and abandoned effects
 /// leave the queue, failed ones stay with their attempt count.
 pub async fn outbox_keeps_commit_order_and_tracks_dispatch(h: &dyn Harness) {
     let store = h.open().await;
     let with_effects = |mut c: Commit, effects: &[&str], at: u64| {
-        c.effects = effects.iter().map(|e| json!({ "op": e })).collect();
+        c.effects = effects.iter().map(|e| json!({ "op": e }).into()).collect();
         c.at = t(at);
         c
     };
@@ -622,11 +893,11 @@ pub async fn outbox_keeps_commit_order_and_tracks_dispatch(h: &dyn Harness) {
     store.mark_effect_done(&sid("a"), 1).await.unwrap();
     store.mark_effect_done(&sid("a"), 1).await.unwrap();
     store
-        .mark_effect_failed(&sid("a"), 2, "timeout")
+        .mark_effect_failed(&sid("a"), 2, "timeout", t(0))
         .await
         .unwrap();
     store
-        .mark_effect_failed(&sid("a"), 2, "503 from Telnyx")
+        .mark_effect_failed(&sid("a"), 2, "503 from Telnyx", t(0))
         .await
         .unwrap();
     store
@@ -635,7 +906,7 @@ pub async fn outbox_keeps_commit_order_and_tracks_dispatch(h: &dyn Harness) {
         .unwrap();
     // A late failure report for an abandoned effect does not resurrect it.
     store
-        .mark_effect_failed(&sid("b"), 1, "late")
+        .mark_effect_failed(&sid("b"), 1, "late", t(0))
         .await
         .unwrap();
 
@@ -653,7 +924,7 @@ pub async fn outbox_keeps_commit_order_and_tracks_dispatch(h: &dyn Harness) {
 
     for result in [
         store.mark_effect_done(&sid("a"), 99).await,
-        store.mark_effect_failed(&sid("zzz"), 1, "x").await,
+        store.mark_effect_failed(&sid("zzz"), 1, "x", t(0)).await,
         store.mark_effect_abandoned(&sid("a"), 0, "x").await,
     ] {
         assert!(
@@ -737,7 +1008,7 @@ pub async fn registry_allows_one_active_call_without_call_waiting(h: &dyn Harnes
 
     let mut c2 = commit("c2", "alice", None, "bridged");
     c2.registry = vec![RegistryChange::Set(active("alice", "c2", "d2", 200))];
-    c2.effects = vec![json!({ "bridge": "c2" })];
+    c2.effects = vec![json!({ "bridge": "c2" }).into()];
     c2.dedupe_key = Some("evt-c2".into());
     c2.calls = vec![record("c2", "alice", "t1", 200)];
     assert_eq!(
@@ -1028,7 +1299,7 @@ pub async fn history_is_scoped_to_its_user(h: &dyn Harness) {
     let before = store.get_call(&uid("alice"), &sid("sa")).await.unwrap();
     let mut steal = commit("sa", "alice", Some(1), "answered");
     steal.calls = vec![record("sa", "bob", "t2", 1_000)];
-    steal.effects = vec![json!({ "leak": true })];
+    steal.effects = vec![json!({ "leak": true }).into()];
     assert!(is_invalid(store.commit(steal).await));
     let mut move_leg = commit("sb", "bob", Some(1), "answered");
     move_leg.legs = vec![leg("v3:a1", "sb", "db", "answered", 2_000)];
@@ -1114,7 +1385,7 @@ pub async fn invalid_input_changes_nothing(h: &dyn Harness) {
     c.next_deadline = Some(t(u64::MAX));
     bad.push(c);
     let mut c = commit("s1", "alice", None, "ringing");
-    c.effects = vec![json!(1); crate::limits::MAX_ITEMS_PER_COMMIT + 1];
+    c.effects = vec![crate::OutboxEffect::from(json!(1)); crate::limits::MAX_ITEMS_PER_COMMIT + 1];
     bad.push(c);
     let mut c = commit("s1", "alice", None, "ringing");
     c.dedupe_key = Some("k".repeat(crate::limits::MAX_DEDUPE_KEY_LEN + 1));
@@ -1124,7 +1395,7 @@ pub async fn invalid_input_changes_nothing(h: &dyn Harness) {
     bad.push(c);
     let mut c = commit("s1", "alice", None, "ringing");
     c.dedupe_key = Some("evt-bad".into());
-    c.effects = vec![json!({ "dial": 1 })];
+    c.effects = vec![json!({ "dial": 1 }).into()];
     c.calls = vec![CallRecord {
         from: String::new(),
         ..record("s1", "alice", "t1", 1)
@@ -1160,7 +1431,11 @@ pub async fn state_survives_reopen(h: &dyn Harness) {
     first.create_device(d1.clone()).await.unwrap();
     let mut c = commit("s1", "alice", None, "bridged");
     c.next_deadline = Some(t(31_000));
-    c.effects = vec![json!({ "n": 1 }), json!({ "n": 2 }), json!({ "n": 3 })];
+    c.effects = vec![
+        json!({ "n": 1 }).into(),
+        json!({ "n": 2 }).into(),
+        json!({ "n": 3 }).into(),
+    ];
     c.dedupe_key = Some("evt-1".into());
     c.registry = vec![RegistryChange::Set(active("alice", "s1", "d1", 100))];
     c.calls = vec![record("s1", "alice", "t1", 100)];
@@ -1168,7 +1443,7 @@ pub async fn state_survives_reopen(h: &dyn Harness) {
     apply(&*first, c).await;
     first.mark_effect_done(&sid("s1"), 1).await.unwrap();
     first
-        .mark_effect_failed(&sid("s1"), 2, "connection reset")
+        .mark_effect_failed(&sid("s1"), 2, "connection reset", t(0))
         .await
         .unwrap();
     let session = first.load_session(&sid("s1")).await.unwrap();
@@ -1207,7 +1482,7 @@ pub async fn state_survives_reopen(h: &dyn Harness) {
     dup.dedupe_key = Some("evt-1".into());
     assert_eq!(second.commit(dup).await.unwrap(), CommitOutcome::Duplicate);
     let mut next = commit("s1", "alice", Some(1), "ended");
-    next.effects = vec![json!({ "n": 4 })];
+    next.effects = vec![json!({ "n": 4 }).into()];
     assert_eq!(apply(&*second, next).await, (2, vec![4]));
     second.close().await;
 }

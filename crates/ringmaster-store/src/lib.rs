@@ -28,7 +28,9 @@ pub use history::{
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 pub use registry::{ActiveCall, RegistryChange};
-pub use session::{Commit, CommitOutcome, OutboxEntry, StoredSession};
+pub use session::{
+    Commit, CommitOutcome, Lane, OutboxEffect, OutboxEntry, Pruned, Retention, StoredSession,
+};
 pub use session_commit::{call_status, session_commit};
 pub use sqlite::SqliteStore;
 
@@ -101,6 +103,17 @@ pub trait Store: Send + Sync + 'static {
     /// Failed effects stay pending until done or abandoned.
     async fn pending_effects(&self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError>;
 
+    /// Up to `limit` pending effects of `lane` due at `now` (`next_attempt_at <= now`), in
+    /// commit order. An effect with an `order_key` is left out while an earlier effect of the
+    /// same session with the same key is still pending (due or not), so one target's
+    /// notifications go out in order. Effects of quarantined sessions are left out.
+    async fn due_effects(
+        &self,
+        lane: Lane,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+
     /// Marks an effect dispatched. Idempotent; `NotFound` for an unknown effect.
     async fn mark_effect_done(
         &self,
@@ -108,12 +121,23 @@ pub trait Store: Send + Sync + 'static {
         seq: u64,
     ) -> Result<(), StoreError>;
 
-    /// Records a failed attempt (attempts + 1, error kept); the effect stays pending.
+    /// Records a failed attempt (attempts + 1, error kept); the effect stays pending and is not
+    /// due again before `retry_at`.
     async fn mark_effect_failed(
         &self,
         session_id: &CallSessionId,
         seq: u64,
         error: &str,
+        retry_at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Makes a pending effect due no earlier than `until` without counting an attempt (a dial
+    /// waiting for its rate slot). Idempotent; `NotFound` for an unknown effect.
+    async fn defer_effect(
+        &self,
+        session_id: &CallSessionId,
+        seq: u64,
+        until: Timestamp,
     ) -> Result<(), StoreError>;
 
     /// Gives up on an effect: it leaves the pending list with its error kept.
@@ -125,11 +149,30 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Up to `limit` sessions whose next deadline is at or before `now`, earliest first.
+    /// Quarantined sessions are never due.
     async fn due_sessions(
         &self,
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<(CallSessionId, Timestamp)>, StoreError>;
+
+    /// Quarantines a session that cannot be handled (its document does not decode, or
+    /// handling it panicked): it is no longer due for timers and its effects are no longer
+    /// dispatched, except releases (hanging up its legs is still right). Returns whether the
+    /// session exists. Idempotent: the first reason is kept.
+    async fn quarantine_session(
+        &self,
+        id: &CallSessionId,
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// The ids of quarantined sessions, oldest quarantine first, up to `limit`.
+    async fn quarantined_sessions(&self, limit: u32) -> Result<Vec<CallSessionId>, StoreError>;
+
+    /// Deletes what `retention` says is old: finished outbox rows, dedupe keys, the hot state
+    /// of closed sessions with nothing pending, and (when asked) call history.
+    async fn prune(&self, retention: Retention) -> Result<Pruned, StoreError>;
 
     /// The user's active calls, oldest first.
     async fn active_calls(&self, user_id: &UserId) -> Result<Vec<ActiveCall>, StoreError>;

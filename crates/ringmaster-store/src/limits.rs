@@ -34,6 +34,8 @@ pub const MAX_ITEMS_PER_COMMIT: usize = 1024;
 pub const MAX_ERROR_LEN: usize = 2048;
 /// Largest history page.
 pub const MAX_PAGE: u32 = 200;
+/// Longest outbox ordering key (a prefix and a user or device id).
+pub const MAX_ORDER_KEY_LEN: usize = 300;
 /// Largest batch of pending effects or due sessions returned at once.
 pub const MAX_BATCH: u32 = 1000;
 /// Latest representable timestamp (SQL integers are signed 64-bit).
@@ -273,7 +275,12 @@ pub(crate) fn commit(commit: &Commit) -> Result<EncodedCommit, StoreError> {
     let effects = commit
         .effects
         .iter()
-        .map(|e| json("effect", e, MAX_JSON_BYTES))
+        .map(|e| {
+            if let Some(key) = &e.order_key {
+                text("order_key", key, MAX_ORDER_KEY_LEN)?;
+            }
+            json("effect", &e.effect, MAX_JSON_BYTES)
+        })
         .collect::<Result<Vec<_>, _>>()?;
 
     for change in &commit.registry {

@@ -12,7 +12,7 @@ use crate::error::StoreError;
 use crate::history::{CallDetail, CallRecord, HistoryCursor, LegRecord, Page, TimelineEntry};
 use crate::limits;
 use crate::registry::{ActiveCall, RegistryChange};
-use crate::session::{Commit, CommitOutcome, OutboxEntry, StoredSession};
+use crate::session::{Commit, CommitOutcome, Lane, OutboxEntry, Pruned, Retention, StoredSession};
 use crate::Store;
 
 /// A [`Store`] held in process memory. Clones share the same data.
@@ -43,11 +43,15 @@ struct State {
 struct SessionRow {
     session: StoredSession,
     effect_seq: u64,
+    closed: bool,
+    updated_at: Timestamp,
+    quarantined: Option<Timestamp>,
 }
 
 #[derive(Debug)]
 struct OutboxRow {
     entry: OutboxEntry,
+    order_key: Option<String>,
     pending: bool,
 }
 
@@ -193,6 +197,7 @@ impl State {
             doc,
             state_label,
             next_deadline,
+            closed,
             effects,
             dedupe_key,
             registry: _,
@@ -212,6 +217,8 @@ impl State {
                 row.session.doc = doc;
                 row.session.state_label = state_label;
                 row.session.next_deadline = next_deadline;
+                row.closed = closed;
+                row.updated_at = at;
                 let first = row.effect_seq + 1;
                 row.effect_seq += effects.len() as u64;
                 (row.session.version, first)
@@ -228,14 +235,22 @@ impl State {
                             doc,
                             next_deadline,
                             state_label,
+                            quarantined: false,
                         },
                         effect_seq: effects.len() as u64,
+                        closed,
+                        updated_at: at,
+                        quarantined: None,
                     },
                 );
                 (1, 1)
             }
         };
-        if let Some(deadline) = next_deadline {
+        let quarantined = self
+            .sessions
+            .get(&session_id)
+            .is_some_and(|r| r.quarantined.is_some());
+        if let (Some(deadline), false) = (next_deadline, quarantined) {
             self.deadlines
                 .insert((deadline.as_millis(), session_id.clone()));
         }
@@ -250,11 +265,14 @@ impl State {
                     entry: OutboxEntry {
                         session_id: session_id.clone(),
                         seq,
-                        effect,
+                        effect: effect.effect,
                         attempts: 0,
                         last_error: None,
                         created_at: at,
+                        lane: effect.lane,
+                        next_attempt_at: at,
                     },
+                    order_key: effect.order_key,
                     pending: true,
                 },
             );
@@ -451,19 +469,178 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn due_effects(
+        &self,
+        lane: Lane,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let state = self.lock();
+        let mut blocked: BTreeSet<(&CallSessionId, &str)> = BTreeSet::new();
+        let mut due = Vec::new();
+        let limit = limits::limit(limit);
+        for id in &state.pending {
+            if due.len() >= limit {
+                break;
+            }
+            let Some(row) = state.outbox.get(id) else {
+                continue;
+            };
+            if row.entry.lane != lane {
+                continue;
+            }
+            // `pending` is in commit order, so the first pending row per key is the head.
+            if let Some(key) = &row.order_key {
+                if !blocked.insert((&row.entry.session_id, key.as_str())) {
+                    continue;
+                }
+            }
+            let quarantined = state
+                .sessions
+                .get(&row.entry.session_id)
+                .is_some_and(|s| s.quarantined.is_some());
+            if row.entry.next_attempt_at <= now && !(quarantined && lane != Lane::Release) {
+                due.push(row.entry.clone());
+            }
+        }
+        Ok(due)
+    }
+
     async fn mark_effect_failed(
         &self,
         session_id: &CallSessionId,
         seq: u64,
         error: &str,
+        retry_at: Timestamp,
     ) -> Result<(), StoreError> {
         let mut state = self.lock();
         let (_, row) = state.outbox_row(session_id, seq)?;
         if row.pending {
             row.entry.attempts = row.entry.attempts.saturating_add(1);
             row.entry.last_error = Some(limits::truncate_error(error));
+            row.entry.next_attempt_at = retry_at;
         }
         Ok(())
+    }
+
+    async fn defer_effect(
+        &self,
+        session_id: &CallSessionId,
+        seq: u64,
+        until: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let (_, row) = state.outbox_row(session_id, seq)?;
+        if row.pending {
+            row.entry.next_attempt_at = row.entry.next_attempt_at.max(until);
+        }
+        Ok(())
+    }
+
+    async fn quarantine_session(
+        &self,
+        id: &CallSessionId,
+        _reason: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        // The reason is for operators reading a database; memory keeps only the time.
+        let mut state = self.lock();
+        let State {
+            sessions,
+            deadlines,
+            ..
+        } = &mut *state;
+        let Some(row) = sessions.get_mut(id) else {
+            return Ok(false);
+        };
+        if row.quarantined.is_none() {
+            row.quarantined = Some(at);
+            row.session.quarantined = true;
+        }
+        if let Some(old) = row.session.next_deadline {
+            deadlines.remove(&(old.as_millis(), id.clone()));
+        }
+        Ok(true)
+    }
+
+    async fn quarantined_sessions(&self, limit: u32) -> Result<Vec<CallSessionId>, StoreError> {
+        let state = self.lock();
+        let mut found: Vec<(Timestamp, &CallSessionId)> = state
+            .sessions
+            .iter()
+            .filter_map(|(id, row)| row.quarantined.map(|at| (at, id)))
+            .collect();
+        found.sort();
+        Ok(found
+            .into_iter()
+            .take(limits::limit(limit))
+            .map(|(_, id)| id.clone())
+            .collect())
+    }
+
+    async fn prune(&self, retention: Retention) -> Result<Pruned, StoreError> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let mut pruned = Pruned::default();
+
+        let finished: Vec<u64> = state
+            .outbox
+            .iter()
+            .filter(|(_, r)| !r.pending && r.entry.created_at < retention.finished_effects_before)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in finished {
+            if let Some(row) = state.outbox.remove(&id) {
+                state
+                    .outbox_index
+                    .remove(&(row.entry.session_id, row.entry.seq));
+                pruned.effects += 1;
+            }
+        }
+
+        let before = state.processed.len();
+        state
+            .processed
+            .retain(|_, at| *at >= retention.processed_before);
+        pruned.processed = (before - state.processed.len()) as u64;
+
+        let busy: BTreeSet<&CallSessionId> = state
+            .pending
+            .iter()
+            .filter_map(|id| state.outbox.get(id).map(|r| &r.entry.session_id))
+            .collect();
+        let closed: Vec<CallSessionId> = state
+            .sessions
+            .iter()
+            .filter(|(id, r)| {
+                r.closed
+                    && r.quarantined.is_none()
+                    && r.session.next_deadline.is_none()
+                    && r.updated_at < retention.closed_sessions_before
+                    && !busy.contains(id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in closed {
+            state.sessions.remove(&id);
+            pruned.sessions += 1;
+        }
+
+        if let Some(cutoff) = retention.history_before {
+            let old: Vec<CallSessionId> = state
+                .calls
+                .iter()
+                .filter(|(_, c)| c.started_at < cutoff)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in old {
+                state.calls.remove(&id);
+                state.timeline.remove(&id);
+                state.legs.retain(|_, l| l.call_session_id != id);
+                pruned.calls += 1;
+            }
+        }
+        Ok(pruned)
     }
 
     async fn mark_effect_abandoned(
@@ -598,7 +775,7 @@ mod tests {
             Timestamp::from_millis(5),
         );
         commit.next_deadline = Some(Timestamp::from_millis(30_005));
-        commit.effects = vec![json!({ "dial": "d1" })];
+        commit.effects = vec![json!({ "dial": "d1" }).into()];
         let outcome = ready(store.commit(commit)).unwrap();
         assert_eq!(
             outcome,

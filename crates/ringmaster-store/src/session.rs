@@ -22,6 +22,9 @@ pub struct StoredSession {
     pub next_deadline: Option<Timestamp>,
     /// Short state name (`ringing`, `bridged`, ...) for queries and operators.
     pub state_label: String,
+    /// The session was quarantined ([`crate::Store::quarantine_session`]): do not handle it.
+    #[serde(default)]
+    pub quarantined: bool,
 }
 
 /// Everything one handled input changes, applied all-or-nothing.
@@ -39,8 +42,10 @@ pub struct Commit {
     pub state_label: String,
     /// The new next deadline (`None` cancels any timer).
     pub next_deadline: Option<Timestamp>,
+    /// The session is over: nothing more can happen to it (retention may drop its hot state).
+    pub closed: bool,
     /// Effects to dispatch, appended to the outbox in this order.
-    pub effects: Vec<Value>,
+    pub effects: Vec<OutboxEffect>,
     /// Identity of the input (webhook `data.id`, `device:{id}:{seq}`); a key already
     /// processed makes the whole commit a no-op.
     pub dedupe_key: Option<String>,
@@ -73,6 +78,7 @@ impl Commit {
             doc,
             state_label: state_label.into(),
             next_deadline: None,
+            closed: false,
             effects: Vec::new(),
             dedupe_key: None,
             registry: Vec::new(),
@@ -109,6 +115,109 @@ pub enum CommitOutcome {
     },
 }
 
+/// The dispatch lane of an outbox effect. Each lane has its own concurrency and is read
+/// separately, so a backlog in one (pushes waiting out a provider's `Retry-After`) never
+/// holds back another (a hangup).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lane {
+    /// Hangups and rejects: a leg left up rings a phone or bills a call.
+    Release,
+    /// Dials, answers and bridges.
+    Setup,
+    /// WebSocket events.
+    Realtime,
+    /// FCM/APNs pushes.
+    Push,
+    /// Everything else (speak, recording).
+    Other,
+}
+
+impl Lane {
+    /// Every lane, in the order the dispatcher serves them (releases first).
+    pub const ALL: [Lane; 5] = [
+        Lane::Release,
+        Lane::Setup,
+        Lane::Realtime,
+        Lane::Push,
+        Lane::Other,
+    ];
+
+    /// The lane's name as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Release => "release",
+            Lane::Setup => "setup",
+            Lane::Realtime => "realtime",
+            Lane::Push => "push",
+            Lane::Other => "other",
+        }
+    }
+
+    /// The lane with this stored name.
+    pub fn from_name(name: &str) -> Option<Lane> {
+        Lane::ALL.into_iter().find(|l| l.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An effect to append to the outbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxEffect {
+    /// The effect as the orchestrator serialised it.
+    pub effect: Value,
+    /// The lane it is dispatched in.
+    pub lane: Lane,
+    /// Effects of one session with the same key are dispatched strictly in `seq` order (one
+    /// notification target: an `incoming_call` never overtakes nor follows its `call_ended`
+    /// out of order). `None`: no ordering constraint.
+    pub order_key: Option<String>,
+}
+
+impl From<Value> for OutboxEffect {
+    /// An unordered effect in the `other` lane.
+    fn from(effect: Value) -> Self {
+        Self {
+            effect,
+            lane: Lane::Other,
+            order_key: None,
+        }
+    }
+}
+
+/// Cut-off times for [`crate::Store::prune`]: rows older than these are deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Dispatched or abandoned outbox rows created before this time.
+    pub finished_effects_before: Timestamp,
+    /// Dedupe keys processed before this time.
+    pub processed_before: Timestamp,
+    /// Hot state (the session row) of closed sessions last written before this time. Their
+    /// history and timeline stay.
+    pub closed_sessions_before: Timestamp,
+    /// Call history (records, legs, timeline) of calls started before this time; `None`
+    /// keeps history forever.
+    pub history_before: Option<Timestamp>,
+}
+
+/// How many rows [`crate::Store::prune`] deleted, per kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pruned {
+    /// Outbox rows.
+    pub effects: u64,
+    /// Dedupe keys.
+    pub processed: u64,
+    /// Session rows.
+    pub sessions: u64,
+    /// Call records (their legs and timeline went with them).
+    pub calls: u64,
+}
+
 /// One effect waiting in (or retried from) the outbox.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OutboxEntry {
@@ -125,4 +234,8 @@ pub struct OutboxEntry {
     pub last_error: Option<String>,
     /// When the effect was committed.
     pub created_at: Timestamp,
+    /// The lane it is dispatched in.
+    pub lane: Lane,
+    /// Not dispatched before this time (backoff, `Retry-After`, a dial's rate slot).
+    pub next_attempt_at: Timestamp,
 }

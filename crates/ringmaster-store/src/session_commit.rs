@@ -3,8 +3,8 @@
 //! both record the same thing.
 
 use ringmaster_core::session::{
-    CallRecordUpdate, Direction, Effect, LegUpdate, RegistryUpdate, Session, SessionStatus,
-    TimelineEntry as CoreTimelineEntry,
+    Action, CallRecordUpdate, Channel, Direction, Effect, LegUpdate, RegistryUpdate, Session,
+    SessionStatus, TimelineEntry as CoreTimelineEntry,
 };
 use ringmaster_core::Timestamp;
 use serde_json::{json, Value};
@@ -13,7 +13,7 @@ use crate::history::{
     CallDirection, CallRecord, CallStatus, LegRecord, TimelineEntry, TimelineSource,
 };
 use crate::registry::{ActiveCall, RegistryChange};
-use crate::session::Commit;
+use crate::session::{Commit, Lane, OutboxEffect};
 
 /// The commit that stores `session` as it is after an input, with the input's `effects`.
 ///
@@ -40,11 +40,12 @@ pub fn session_commit(
         now,
     );
     commit.next_deadline = session.next_deadline();
+    commit.closed = session.is_closed();
     commit.dedupe_key = dedupe_key;
     commit.timeline = timeline;
     for effect in effects {
         if effect.is_outbox() {
-            commit.effects.push(serde_json::to_value(effect)?);
+            commit.effects.push(outbox_effect(effect)?);
             continue;
         }
         match effect {
@@ -78,6 +79,39 @@ pub fn session_commit(
     dedupe_last(&mut commit.calls, |c| c.call_session_id.clone());
     dedupe_last(&mut commit.legs, |l| l.call_control_id.clone());
     Ok(commit)
+}
+
+/// The lane an outbox effect is dispatched in.
+pub fn lane_of(effect: &Effect) -> Lane {
+    match effect {
+        Effect::Telnyx(c) => match c.action {
+            Action::Hangup { .. } | Action::Reject { .. } => Lane::Release,
+            Action::Dial { .. } | Action::Answer { .. } | Action::Bridge { .. } => Lane::Setup,
+            Action::Speak { .. } | Action::RecordStart { .. } => Lane::Other,
+        },
+        Effect::Notify(n) => match n.channel {
+            Channel::WebSocket => Lane::Realtime,
+            Channel::Push { .. } => Lane::Push,
+        },
+        _ => Lane::Other,
+    }
+}
+
+/// An outbox effect as stored: serialised, with its lane and, for notifications, the target
+/// whose notifications must keep their order (the user's channel, or one device's pushes).
+pub fn outbox_effect(effect: &Effect) -> Result<OutboxEffect, serde_json::Error> {
+    let order_key = match effect {
+        Effect::Notify(n) => Some(match &n.channel {
+            Channel::WebSocket => format!("ws:{}", n.user),
+            Channel::Push { device, .. } => format!("push:{device}"),
+        }),
+        _ => None,
+    };
+    Ok(OutboxEffect {
+        effect: serde_json::to_value(effect)?,
+        lane: lane_of(effect),
+        order_key,
+    })
 }
 
 /// The history status of a session status. A call declined for everyone is `declined`
@@ -282,7 +316,25 @@ mod tests {
         assert!(commit
             .effects
             .iter()
-            .all(|e| e["type"] == "telnyx" || e["type"] == "notify"));
+            .all(|e| e.effect["type"] == "telnyx" || e.effect["type"] == "notify"));
+        // Dials go in the setup lane; each notification target keeps its own order.
+        for e in &commit.effects {
+            match e.effect["type"].as_str() {
+                Some("telnyx") => assert_eq!(e.lane, Lane::Setup, "{}", e.effect),
+                _ => {
+                    assert!(
+                        matches!(e.lane, Lane::Realtime | Lane::Push),
+                        "{}",
+                        e.effect
+                    );
+                    let key = e.order_key.as_deref().unwrap_or_default();
+                    assert!(
+                        key.starts_with("ws:u1") || key.starts_with("push:"),
+                        "{key}"
+                    );
+                }
+            }
+        }
         // The caller's and both devices' legs, one row each though each was updated twice.
         let mut legs: Vec<&str> = commit
             .legs

@@ -16,15 +16,16 @@ use std::time::Duration;
 
 use crate::codec::{
     self, active_from, bind_call, bind_device, bind_leg, bind_timeline_tail, call_from, call_page,
-    device_from, due_from, int, leg_from, ms, opt_ms, outbox_from, session_from, timeline_from,
-    unsigned, RowExt, CALL_COLUMNS, DEVICE_COLUMNS, USER_COLUMNS,
+    device_from, due_effects_sql, due_from, int, leg_from, ms, opt_ms, outbox_from,
+    outbox_insert_sql, prune_history_sql, prune_sql, session_from, timeline_from, unsigned, RowExt,
+    CALL_COLUMNS, DEVICE_COLUMNS, OUTBOX_COLUMNS, USER_COLUMNS,
 };
 use crate::directory::{Device, PushProvider, User, UserSettings};
 use crate::error::StoreError;
 use crate::history::{CallDetail, CallRecord, HistoryCursor, Page};
 use crate::limits;
 use crate::registry::{ActiveCall, RegistryChange};
-use crate::session::{Commit, CommitOutcome, OutboxEntry, StoredSession};
+use crate::session::{Commit, CommitOutcome, Lane, OutboxEntry, Pruned, Retention, StoredSession};
 use crate::Store;
 
 /// How long a statement waits for another process's write lock before failing.
@@ -139,12 +140,16 @@ impl SqliteStore {
         session_id: &CallSessionId,
         seq: u64,
         error: Option<&str>,
+        retry_at: Option<i64>,
     ) -> Result<(), StoreError> {
         let seq_i = int(seq)?;
         let mut tx = self.begin_write().await?;
         let mut query = sqlx::query(sql);
         if let Some(error) = error {
             query = query.bind(limits::truncate_error(error));
+        }
+        if let Some(retry_at) = retry_at {
+            query = query.bind(retry_at);
         }
         let changed = query
             .bind(session_id.as_str())
@@ -391,7 +396,7 @@ impl Store for SqliteStore {
 
     async fn load_session(&self, id: &CallSessionId) -> Result<Option<StoredSession>, StoreError> {
         let Some(row) = sqlx::query(
-            "SELECT id, user_id, version, doc, state_label, next_deadline FROM sessions \
+            "SELECT id, user_id, version, doc, state_label, next_deadline, quarantined_at FROM sessions \
              WHERE id = ?",
         )
         .bind(id.as_str())
@@ -431,14 +436,15 @@ impl Store for SqliteStore {
             None => {
                 let created = sqlx::query(
                     "INSERT INTO sessions (id, user_id, version, doc, state_label, \
-                     next_deadline, effect_seq, created_at, updated_at) \
-                     VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                     next_deadline, closed, effect_seq, created_at, updated_at) \
+                     VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(commit.session_id.as_str())
                 .bind(commit.user_id.as_str())
                 .bind(&encoded.doc)
                 .bind(&commit.state_label)
                 .bind(deadline)
+                .bind(commit.closed)
                 .bind(n_effects)
                 .bind(at)
                 .bind(at)
@@ -455,12 +461,13 @@ impl Store for SqliteStore {
             Some(expected) => {
                 let row = sqlx::query(
                     "UPDATE sessions SET version = version + 1, doc = ?, state_label = ?, \
-                     next_deadline = ?, effect_seq = effect_seq + ?, updated_at = ? \
+                     next_deadline = ?, closed = ?, effect_seq = effect_seq + ?, updated_at = ? \
                      WHERE id = ? AND version = ? RETURNING version, effect_seq",
                 )
                 .bind(&encoded.doc)
                 .bind(&commit.state_label)
                 .bind(deadline)
+                .bind(commit.closed)
                 .bind(n_effects)
                 .bind(at)
                 .bind(commit.session_id.as_str())
@@ -528,18 +535,26 @@ impl Store for SqliteStore {
         }
 
         let first_seq = unsigned(last_seq - n_effects + 1)?;
-        let mut effect_seqs = Vec::with_capacity(encoded.effects.len());
-        for (seq, effect) in (first_seq..).zip(&encoded.effects) {
-            sqlx::query(
-                "INSERT INTO outbox (session_id, seq, effect, created_at) VALUES (?, ?, ?, ?)",
-            )
-            .bind(commit.session_id.as_str())
-            .bind(int(seq)?)
-            .bind(effect)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-            effect_seqs.push(seq);
+        let effect_seqs: Vec<u64> = (first_seq..).take(encoded.effects.len()).collect();
+        if !effect_seqs.is_empty() {
+            // One multi-row statement: the hot path makes no round trip per effect.
+            let sql = outbox_insert_sql('?', effect_seqs.len());
+            let mut insert = sqlx::query(&sql);
+            for ((seq, json), effect) in effect_seqs
+                .iter()
+                .zip(&encoded.effects)
+                .zip(&commit.effects)
+            {
+                insert = insert
+                    .bind(commit.session_id.as_str())
+                    .bind(int(*seq)?)
+                    .bind(json)
+                    .bind(at)
+                    .bind(effect.lane.as_str())
+                    .bind(at)
+                    .bind(effect.order_key.as_deref());
+            }
+            insert.execute(&mut *tx).await?;
         }
 
         for (call, quality) in commit.calls.iter().zip(&encoded.quality) {
@@ -640,16 +655,16 @@ impl Store for SqliteStore {
     }
 
     async fn pending_effects(&self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
-        sqlx::query(
-            "SELECT session_id, seq, effect, attempts, last_error, created_at FROM outbox \
-             WHERE status = 'pending' ORDER BY id LIMIT ?",
-        )
-        .bind(limits::limit(limit) as i64)
-        .fetch_all(&self.reader)
-        .await?
-        .iter()
-        .map(outbox_from)
-        .collect()
+        let sql = format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox o WHERE o.status = 'pending' ORDER BY o.id LIMIT ?"
+        );
+        sqlx::query(&sql)
+            .bind(limits::limit(limit) as i64)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(outbox_from)
+            .collect()
     }
 
     async fn mark_effect_done(
@@ -663,8 +678,26 @@ impl Store for SqliteStore {
             session_id,
             seq,
             None,
+            None,
         )
         .await
+    }
+
+    async fn due_effects(
+        &self,
+        lane: Lane,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        sqlx::query(&due_effects_sql('?'))
+            .bind(lane.as_str())
+            .bind(ms(now).unwrap_or(i64::MAX))
+            .bind(limits::limit(limit) as i64)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(outbox_from)
+            .collect()
     }
 
     async fn mark_effect_failed(
@@ -672,15 +705,112 @@ impl Store for SqliteStore {
         session_id: &CallSessionId,
         seq: u64,
         error: &str,
+        retry_at: Timestamp,
     ) -> Result<(), StoreError> {
         self.update_effect(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ? \
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? \
              WHERE session_id = ? AND seq = ? AND status = 'pending'",
             session_id,
             seq,
             Some(error),
+            Some(ms(retry_at)?),
         )
         .await
+    }
+
+    async fn defer_effect(
+        &self,
+        session_id: &CallSessionId,
+        seq: u64,
+        until: Timestamp,
+    ) -> Result<(), StoreError> {
+        let seq_i = int(seq)?;
+        let changed = sqlx::query(
+            "UPDATE outbox SET next_attempt_at = MAX(next_attempt_at, ?) \
+             WHERE session_id = ? AND seq = ?",
+        )
+        .bind(ms(until)?)
+        .bind(session_id.as_str())
+        .bind(seq_i)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::not_found(
+                "effect",
+                format!("{session_id}#{seq}"),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn quarantine_session(
+        &self,
+        id: &CallSessionId,
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let found = sqlx::query(
+            "UPDATE sessions SET quarantined_at = COALESCE(quarantined_at, ?), \
+             quarantine_reason = COALESCE(quarantine_reason, ?) WHERE id = ?",
+        )
+        .bind(ms(at)?)
+        .bind(limits::truncate_error(reason))
+        .bind(id.as_str())
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(found > 0)
+    }
+
+    async fn quarantined_sessions(&self, limit: u32) -> Result<Vec<CallSessionId>, StoreError> {
+        Ok(sqlx::query_scalar::<_, String>(
+            "SELECT id FROM sessions WHERE quarantined_at IS NOT NULL \
+             ORDER BY quarantined_at, id LIMIT ?",
+        )
+        .bind(limits::limit(limit) as i64)
+        .fetch_all(&self.reader)
+        .await?
+        .into_iter()
+        .map(CallSessionId::new)
+        .collect())
+    }
+
+    async fn prune(&self, retention: Retention) -> Result<Pruned, StoreError> {
+        let [effects, processed, sessions] = prune_sql('?');
+        let mut tx = self.begin_write().await?;
+        let mut pruned = Pruned::default();
+        for (sql, cutoff, count) in [
+            (
+                effects,
+                retention.finished_effects_before,
+                &mut pruned.effects,
+            ),
+            (processed, retention.processed_before, &mut pruned.processed),
+            (
+                sessions,
+                retention.closed_sessions_before,
+                &mut pruned.sessions,
+            ),
+        ] {
+            *count = sqlx::query(&sql)
+                .bind(ms(cutoff).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        if let Some(cutoff) = retention.history_before {
+            let cutoff = ms(cutoff).unwrap_or(i64::MAX);
+            for sql in prune_history_sql('?') {
+                pruned.calls = sqlx::query(&sql)
+                    .bind(cutoff)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+        }
+        tx.commit().await?;
+        Ok(pruned)
     }
 
     async fn mark_effect_abandoned(
@@ -695,6 +825,7 @@ impl Store for SqliteStore {
             session_id,
             seq,
             Some(error),
+            None,
         )
         .await
     }
@@ -707,7 +838,7 @@ impl Store for SqliteStore {
         let now = ms(now).unwrap_or(i64::MAX);
         sqlx::query(
             "SELECT id, next_deadline FROM sessions \
-             WHERE next_deadline IS NOT NULL AND next_deadline <= ? \
+             WHERE next_deadline IS NOT NULL AND quarantined_at IS NULL AND next_deadline <= ? \
              ORDER BY next_deadline, id LIMIT ?",
         )
         .bind(now)

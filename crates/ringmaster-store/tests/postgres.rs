@@ -200,7 +200,7 @@ async fn concurrent_calls_for_one_user_leave_one_active() {
             tokio::spawn(async move {
                 let session = format!("call-{racer}");
                 let mut c = create(&session, "alice");
-                c.effects = vec![json!({ "bridge": racer })];
+                c.effects = vec![json!({ "bridge": racer }).into()];
                 // History is written after the registry check: a longer transaction gives a
                 // missing registry lock every chance to show.
                 c.timeline = (0..30)

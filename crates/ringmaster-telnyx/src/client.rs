@@ -14,8 +14,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use std::time::{Duration, SystemTime};
-use time::format_description::well_known::Rfc2822;
-use time::OffsetDateTime;
 
 /// Telnyx's production API root.
 pub const DEFAULT_BASE_URL: &str = "https://api.telnyx.com/v2";
@@ -263,6 +261,18 @@ impl TelnyxClient {
     /// The configuration in use.
     pub fn config(&self) -> &ClientConfig {
         &self.config
+    }
+
+    /// The same client making exactly one attempt per command: for callers that own the
+    /// retries themselves (the outbox dispatcher), so retries never nest.
+    pub fn single_attempt(&self) -> Self {
+        let mut config = self.config.clone();
+        config.retry = RetryPolicy::no_retries();
+        Self {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            config,
+        }
     }
 
     /// `POST /calls`: dials a new leg. Returns the leg's ids (the only trusted source of them).
@@ -535,50 +545,12 @@ async fn read_limited(mut response: reqwest::Response) -> Result<Option<Vec<u8>>
     Ok(Some(body))
 }
 
-/// Parses `Retry-After`: delta seconds (fractions accepted, which the emulator uses to keep
-/// tests fast) or an HTTP date, relative to `now`.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0)
-            .then(|| Duration::try_from_secs_f64(secs).ok())
-            .flatten();
-    }
-    let at = OffsetDateTime::parse(value, &Rfc2822).ok()?;
-    let now = OffsetDateTime::from(now);
-    let wait = at - now;
-    Some(if wait.is_negative() {
-        Duration::ZERO
-    } else {
-        wait.unsigned_abs()
-    })
-}
+pub use ringmaster_core::retry_after::parse_retry_after;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::SeedableRng as _;
-
-    #[test]
-    fn retry_after_accepts_seconds_and_http_dates() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_767);
-        assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
-        assert_eq!(
-            parse_retry_after("0.25", now),
-            Some(Duration::from_millis(250))
-        );
-        // RFC 9110's example date is 10 s after `now`.
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now),
-            Some(Duration::from_secs(10))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("-1", now), None);
-        assert_eq!(parse_retry_after("soon", now), None);
-    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap_and_jitter_stays_in_range() {

@@ -481,6 +481,14 @@ impl Session {
         self.legs.iter().filter_map(|l| l.ccid.as_ref()).collect()
     }
 
+    /// Whether the leg `ccid` has ended (Telnyx reported its hangup, or it never came up):
+    /// a release still queued for it has nothing left to do.
+    pub fn leg_ended(&self, ccid: &CallControlId) -> bool {
+        self.legs
+            .iter()
+            .any(|l| l.ccid.as_ref() == Some(ccid) && l.is_terminal())
+    }
+
     /// The voicemail recording, once saved.
     pub fn recording_url(&self) -> Option<&str> {
         self.recording_url.as_deref()

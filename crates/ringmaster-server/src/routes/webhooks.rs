@@ -123,8 +123,11 @@ async fn handle(
     routed: RoutedEvent,
 ) -> Result<Json<Value>, EngineError> {
     if let Some(call) = &routed.new_inbound {
-        if let Some(reply) = start_inbound(app, webhook, &routed, call).await? {
-            return Ok(reply);
+        match start_inbound(app, webhook, &routed, call).await {
+            Ok(Some(reply)) => return Ok(reply),
+            Ok(None) => {}
+            Err(EngineError::Quarantined(_)) => return Ok(ignored("call quarantined")),
+            Err(e) => return Err(e),
         }
     }
     let input = Input::Provider(routed.event.clone());
@@ -143,6 +146,8 @@ async fn handle(
         Ok(Applied::Duplicate) => answer("duplicate", None),
         Ok(Applied::Refused(e)) => ignored(format!("refused by the call: {e}")),
         Err(EngineError::UnknownSession(_)) => ignored("unknown call"),
+        // Acknowledged so Telnyx stops redelivering; the quarantine is logged and counted.
+        Err(EngineError::Quarantined(_)) => ignored("call quarantined"),
         Err(e) => return Err(e),
     })
 }
