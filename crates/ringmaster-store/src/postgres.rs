@@ -34,7 +34,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A [`Store`] in a PostgreSQL database.
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 impl PostgresStore {
@@ -145,7 +145,7 @@ impl PostgresStore {
 
 /// PostgreSQL text cannot hold NUL, and validation keeps control characters out of every
 /// stored key, so a lookup by such a key finds nothing without asking the server.
-fn storable(raw: &str) -> bool {
+pub(crate) fn storable(raw: &str) -> bool {
     !raw.contains('\0')
 }
 
