@@ -9,6 +9,9 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// Days call quality analytics are kept when the configuration does not say.
+pub const DEFAULT_QUALITY_RETENTION_DAYS: u32 = 90;
+
 /// Flags of `ringmaster serve`; each also reads its `RINGMASTER_*` variable.
 #[derive(Args, Debug, Default, Clone)]
 pub struct ServeArgs {
@@ -48,6 +51,9 @@ pub struct ServeArgs {
     /// Seconds devices ring before the call goes to voicemail or is missed, 5..=600 [default: 30].
     #[arg(long, env = "RINGMASTER_RING_TIMEOUT_SECS")]
     pub ring_timeout_secs: Option<u32>,
+    /// Days call quality analytics are kept, 1-3650 [default: 90].
+    #[arg(long, env = "RINGMASTER_QUALITY_RETENTION_DAYS")]
+    pub quality_retention_days: Option<u32>,
     /// Pusher-protocol app id [default: ringmaster].
     #[arg(long, env = "RINGMASTER_PUSHER_APP_ID")]
     pub pusher_app_id: Option<String>,
@@ -99,6 +105,7 @@ struct FileConfig {
     telnyx_connection_id: Option<String>,
     telnyx_dials_per_sec: Option<u32>,
     ring_timeout_secs: Option<u32>,
+    quality_retention_days: Option<u32>,
     pusher_app_id: Option<String>,
     pusher_key: Option<String>,
     pusher_secret: Option<String>,
@@ -131,6 +138,8 @@ pub struct Config {
     pub telnyx: Option<TelnyxConfig>,
     /// Ring timeout in seconds.
     pub ring_timeout_secs: u32,
+    /// Days call quality analytics are kept.
+    pub quality_retention_days: u32,
     /// Pusher-protocol app credentials.
     pub pusher: PusherConfig,
     /// FCM push; `None` leaves Android push off.
@@ -215,6 +224,14 @@ impl Config {
         anyhow::ensure!(
             (5..=600).contains(&ring_timeout_secs),
             "ring timeout must be between 5 and 600 seconds, got {ring_timeout_secs}"
+        );
+        let quality_retention_days = args
+            .quality_retention_days
+            .or(file.quality_retention_days)
+            .unwrap_or(DEFAULT_QUALITY_RETENTION_DAYS);
+        anyhow::ensure!(
+            (1..=3650).contains(&quality_retention_days),
+            "quality retention must be between 1 and 3650 days, got {quality_retention_days}"
         );
         let api_key = args.telnyx_api_key.or(file.telnyx_api_key);
         let telnyx = match api_key {
@@ -308,6 +325,7 @@ impl Config {
             dials_per_sec,
             telnyx,
             ring_timeout_secs,
+            quality_retention_days,
             pusher: PusherConfig {
                 app_id: args
                     .pusher_app_id
