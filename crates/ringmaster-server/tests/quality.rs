@@ -228,13 +228,13 @@ async fn another_users_call_is_not_found() {
 /// window; the fleet view splits them by platform and counts the call as having a poor window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_device_and_a_lossy_device_get_their_bands_and_impairments() {
-    clean_and_lossy(Harness::start(Options::default()).await).await;
+    clean_and_lossy(&Harness::start(Options::default()).await).await;
 }
 
 /// The same call on the PostgreSQL backend (a schema of its own on the real server).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_device_and_a_lossy_device_on_postgresql() {
-    let h = Harness::start(Options {
+    let mut h = Harness::start(Options {
         postgres: true,
         ..Options::default()
     })
@@ -243,12 +243,14 @@ async fn a_clean_device_and_a_lossy_device_on_postgresql() {
         .pg_schema
         .clone()
         .expect("a PostgreSQL harness has a schema");
-    clean_and_lossy(h).await;
+    clean_and_lossy(&h).await;
+    // A server still writing would deadlock with DROP SCHEMA.
+    h.stop().await;
     drop_postgres_schema(&schema).await;
 }
 
-async fn clean_and_lossy(h: Harness) {
-    let (user, call) = ringing_call(&h, &["ios", "android"]).await;
+async fn clean_and_lossy(h: &Harness) {
+    let (user, call) = ringing_call(h, &["ios", "android"]).await;
     let (clean, lossy) = (&user.devices[0], &user.devices[1]);
     let t0 = now_ms() - 120_000;
     for (device, loss, network) in [(clean, 0.0, "wifi"), (lossy, 10.0, "cellular")] {
@@ -257,11 +259,11 @@ async fn clean_and_lossy(h: Harness) {
             .collect();
         let body = json!({"client": {"app_version": "1.0.0", "network_type": network},
                           "samples": samples});
-        let (status, reply) = post(&h, &call, &device.token, body).await;
+        let (status, reply) = post(h, &call, &device.token, body).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
         assert_eq!(reply["accepted"], 12);
     }
-    let r = report(&h, &call, &clean.token).await;
+    let r = report(h, &call, &clean.token).await;
     let good = stream(&r, &clean.id, "inbound");
     assert_eq!(good["rating"], "excellent", "{good}");
     assert_eq!(good["dominant_impairment"], Value::Null);
