@@ -4,7 +4,7 @@ use crate::dial_limit::{DialLimit, DialLimiter};
 use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::notify::Notifiers;
-use crate::routes::{admin, health, voip, webhooks};
+use crate::routes::{admin, health, quality, voip, webhooks};
 use crate::tokens::TokenSigner;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, Method};
@@ -50,6 +50,8 @@ pub struct Settings {
     pub dial_limit: DialLimit,
     /// How long old rows are kept.
     pub retention: crate::retention::RetentionPolicy,
+    /// How long call quality analytics are kept (by measurement time).
+    pub quality_retention: Duration,
 }
 
 impl Settings {
@@ -69,6 +71,9 @@ impl Settings {
             sweep_interval: Duration::from_secs(1),
             dial_limit: DialLimit::default(),
             retention: crate::retention::RetentionPolicy::default(),
+            quality_retention: Duration::from_secs(
+                86_400 * u64::from(crate::config::DEFAULT_QUALITY_RETENTION_DAYS),
+            ),
         }
     }
 
@@ -164,7 +169,8 @@ pub fn router(state: AppState) -> Router {
             "/api/admin/users/{user_id}/devices",
             post(admin::create_device),
         )
-        .route("/api/admin/sandbox", get(admin::sandbox));
+        .route("/api/admin/sandbox", get(admin::sandbox))
+        .merge(quality::admin_routes());
     let voip = Router::new()
         .route("/api/voip/call-status/{call_id}", get(voip::call_status))
         .route("/api/voip/my-active-call", get(voip::my_active_call))
@@ -173,6 +179,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/voip/calls/{call_id}/events", post(voip::report))
         .route("/api/voip/calls/{call_id}/decline", post(voip::decline))
         .route("/api/voip/calls/{call_id}/ignore", post(voip::ignore))
+        .merge(quality::device_routes())
         .route(
             "/api/voip/devices/{device_id}/push-token",
             put(voip::register_push_token)

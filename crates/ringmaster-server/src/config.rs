@@ -9,6 +9,9 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// Days call quality analytics are kept when the configuration does not say.
+pub const DEFAULT_QUALITY_RETENTION_DAYS: u32 = 90;
+
 /// Flags of `ringmaster serve`; each also reads its `RINGMASTER_*` variable.
 #[derive(Args, Debug, Default, Clone)]
 pub struct ServeArgs {
@@ -51,6 +54,9 @@ pub struct ServeArgs {
     /// Days call history (records, legs, timeline) is kept; 0 keeps it forever [default: 0].
     #[arg(long, env = "RINGMASTER_HISTORY_RETENTION_DAYS")]
     pub history_retention_days: Option<u32>,
+    /// Days call quality analytics are kept, 1-3650 [default: 90].
+    #[arg(long, env = "RINGMASTER_QUALITY_RETENTION_DAYS")]
+    pub quality_retention_days: Option<u32>,
     /// Pusher-protocol app id [default: ringmaster].
     #[arg(long, env = "RINGMASTER_PUSHER_APP_ID")]
     pub pusher_app_id: Option<String>,
@@ -103,6 +109,7 @@ struct FileConfig {
     telnyx_dials_per_sec: Option<u32>,
     ring_timeout_secs: Option<u32>,
     history_retention_days: Option<u32>,
+    quality_retention_days: Option<u32>,
     pusher_app_id: Option<String>,
     pusher_key: Option<String>,
     pusher_secret: Option<String>,
@@ -137,6 +144,8 @@ pub struct Config {
     pub ring_timeout_secs: u32,
     /// Days call history is kept; 0 keeps it forever.
     pub history_retention_days: u32,
+    /// Days call quality analytics are kept.
+    pub quality_retention_days: u32,
     /// Pusher-protocol app credentials.
     pub pusher: PusherConfig,
     /// FCM push; `None` leaves Android push off.
@@ -221,6 +230,14 @@ impl Config {
         anyhow::ensure!(
             (5..=600).contains(&ring_timeout_secs),
             "ring timeout must be between 5 and 600 seconds, got {ring_timeout_secs}"
+        );
+        let quality_retention_days = args
+            .quality_retention_days
+            .or(file.quality_retention_days)
+            .unwrap_or(DEFAULT_QUALITY_RETENTION_DAYS);
+        anyhow::ensure!(
+            (1..=3650).contains(&quality_retention_days),
+            "quality retention must be between 1 and 3650 days, got {quality_retention_days}"
         );
         let api_key = args.telnyx_api_key.or(file.telnyx_api_key);
         let telnyx = match api_key {
@@ -318,6 +335,7 @@ impl Config {
                 .history_retention_days
                 .or(file.history_retention_days)
                 .unwrap_or(0),
+            quality_retention_days,
             pusher: PusherConfig {
                 app_id: args
                     .pusher_app_id

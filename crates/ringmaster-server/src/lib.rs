@@ -19,6 +19,7 @@ pub mod error;
 pub mod notify;
 pub mod provider;
 pub mod push;
+pub mod quality;
 pub mod realtime;
 pub mod retention;
 pub mod routes;

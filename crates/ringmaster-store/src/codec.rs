@@ -85,6 +85,10 @@ pub(crate) trait RowExt {
     fn opt_integer(&self, column: &str) -> Result<Option<i64>, StoreError>;
     /// A boolean column.
     fn flag(&self, column: &str) -> Result<bool, StoreError>;
+    /// A `REAL`/`DOUBLE PRECISION NOT NULL` column.
+    fn real(&self, column: &str) -> Result<f64, StoreError>;
+    /// A nullable `REAL`/`DOUBLE PRECISION` column.
+    fn opt_real(&self, column: &str) -> Result<Option<f64>, StoreError>;
 }
 
 impl<R> RowExt for R
@@ -97,6 +101,8 @@ where
     i64: Type<R::Database>,
     for<'r> bool: Decode<'r, R::Database>,
     bool: Type<R::Database>,
+    for<'r> f64: Decode<'r, R::Database>,
+    f64: Type<R::Database>,
 {
     fn text(&self, column: &str) -> Result<String, StoreError> {
         Ok(self.try_get(column)?)
@@ -115,6 +121,14 @@ where
     }
 
     fn flag(&self, column: &str) -> Result<bool, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn real(&self, column: &str) -> Result<f64, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn opt_real(&self, column: &str) -> Result<Option<f64>, StoreError> {
         Ok(self.try_get(column)?)
     }
 }

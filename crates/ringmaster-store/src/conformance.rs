@@ -24,6 +24,11 @@ use crate::{
     UserSettings,
 };
 
+pub use crate::quality::cases::{
+    invalid_quality_changes_nothing, quality_is_idempotent_per_device_and_seq,
+    quality_reads_by_time_and_prunes,
+};
+
 /// Opens stores on one backend's data set.
 #[async_trait]
 pub trait Harness: Send + Sync {
@@ -70,6 +75,9 @@ macro_rules! __conformance_cases {
             history_pages_newest_first
             invalid_input_changes_nothing
             state_survives_reopen
+            quality_is_idempotent_per_device_and_seq
+            quality_reads_by_time_and_prunes
+            invalid_quality_changes_nothing
         );
     };
 }

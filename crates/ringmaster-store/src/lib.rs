@@ -14,6 +14,7 @@ pub mod history;
 pub mod limits;
 pub mod memory;
 pub mod postgres;
+pub mod quality;
 pub mod registry;
 pub mod session;
 pub mod session_commit;
@@ -27,6 +28,10 @@ pub use history::{
 };
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
+pub use quality::{
+    AnalyticsEvent, CallQualityData, QualityIngest, QualityItem, QualitySample, QualityStore,
+    SampleSource,
+};
 pub use registry::{ActiveCall, RegistryChange};
 pub use session::{
     Commit, CommitOutcome, Lane, OutboxEffect, OutboxEntry, Pruned, Retention, StoredSession,
@@ -37,11 +42,12 @@ pub use sqlite::SqliteStore;
 use async_trait::async_trait;
 use ringmaster_core::{CallSessionId, DeviceId, Timestamp, UserId};
 
-/// Durable state of the coordinator. Shared as `Arc<dyn Store>`.
+/// Durable state of the coordinator. Shared as `Arc<dyn Store>`. Call quality analytics
+/// live in the supertrait [`QualityStore`].
 ///
 /// Every method either fully succeeds or changes nothing.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: QualityStore + Send + Sync + 'static {
     /// Creates a user with its numbers. Fails with `AlreadyExists` for a taken id and
     /// `NumberTaken` when a number already routes to someone.
     async fn create_user(&self, user: User) -> Result<User, StoreError>;

@@ -19,6 +19,7 @@ use crate::Store;
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
+    quality: Arc<Mutex<crate::quality::QualityState>>,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +60,11 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The quality tables (kept apart from the call state they never share a write with).
+    pub(crate) fn quality(&self) -> MutexGuard<'_, crate::quality::QualityState> {
+        self.quality.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

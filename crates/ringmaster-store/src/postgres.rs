@@ -35,7 +35,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A [`Store`] in a PostgreSQL database.
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 impl PostgresStore {
@@ -150,7 +150,7 @@ impl PostgresStore {
 
 /// PostgreSQL text cannot hold NUL, and validation keeps control characters out of every
 /// stored key, so a lookup by such a key finds nothing without asking the server.
-fn storable(raw: &str) -> bool {
+pub(crate) fn storable(raw: &str) -> bool {
     !raw.contains('\0')
 }
 

@@ -37,7 +37,7 @@ const READERS: u32 = 4;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     writer: SqlitePool,
-    reader: SqlitePool,
+    pub(crate) reader: SqlitePool,
 }
 
 impl SqliteStore {
@@ -99,7 +99,7 @@ impl SqliteStore {
         Ok(Self { writer, reader })
     }
 
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         // IMMEDIATE takes the write lock up front, so a read-then-write transaction can never
         // fail half-way with SQLITE_BUSY when another process writes.
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod health;
+pub mod quality;
 pub mod voip;
 pub mod webhooks;
 
