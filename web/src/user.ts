@@ -179,7 +179,7 @@ class UserApp {
   private readonly historyBody = h('tbody');
   private readonly historyMore = h('button', { 'data-testid': 'history-more', hidden: '' }, 'Older calls');
   private readonly timelineEl = h('section', { class: 'timeline', 'data-testid': 'timeline', hidden: '' });
-  private readonly logEl = h('p', { class: 'log', 'data-testid': 'sync-log' });
+  private readonly logEl = h('div', { class: 'log', 'data-testid': 'sync-log' });
 
   constructor(
     private readonly root: HTMLElement,
@@ -261,9 +261,16 @@ class UserApp {
     );
   }
 
+  /** A warning: to the console and to the page's short log. */
   private log(message: string): void {
     console.warn(`[ringmaster] ${message}`);
-    this.logEl.textContent = message;
+    this.note(message);
+  }
+
+  /** Adds a line to the page's log, which keeps the last few. */
+  private note(message: string): void {
+    this.logEl.append(h('span', {}, `${new Date().toLocaleTimeString()} ${message}`));
+    while (this.logEl.childElementCount > 6) this.logEl.firstElementChild?.remove();
   }
 
   private setConnection(text: string): void {
@@ -309,23 +316,26 @@ class UserApp {
       });
   }
 
-  /** Drops an event older than what the page has seen of the call. */
+  /** Whether an event is older than what the page has seen of the call (then it is dropped). */
   private stale(id: string, version: number | undefined): boolean {
-    if (typeof version !== 'number') return false;
-    const seen = this.versions.get(id) ?? 0;
-    if (version < seen) return true;
-    this.versions.set(id, version);
-    return false;
+    return typeof version === 'number' && version < (this.versions.get(id) ?? 0);
+  }
+
+  /** Records the version of an event the page accepted. */
+  private seen(id: string, version: number | undefined): void {
+    if (typeof version === 'number') this.versions.set(id, Math.max(version, this.versions.get(id) ?? 0));
   }
 
   private onIncoming(e: IncomingCallEvent): void {
     if (this.stale(e.call_session_id, e.version) || this.ignored.has(e.call_session_id)) return;
+    this.seen(e.call_session_id, e.version);
     if (this.cards.has(e.call_session_id)) return;
     this.showCard(e.call_session_id, e.from);
   }
 
   private onEnded(e: CallEndedEvent): void {
     if (this.stale(e.call_session_id, e.version)) return;
+    this.seen(e.call_session_id, e.version);
     const id = e.call_session_id;
     switch (e.reason) {
       case 'answered_elsewhere':
@@ -373,6 +383,7 @@ class UserApp {
       return;
     }
     this.states.set(key, raw);
+    this.seen(e.call_session_id, e.version);
     if (device === this.me.device_id) return;
     if (ON_CALL.includes(raw)) {
       const since = this.badge?.callId === e.call_session_id ? this.badge.since : Date.now();
@@ -536,7 +547,7 @@ class UserApp {
         this.setBadge(null);
       }
       await this.loadHistory(true);
-      this.logEl.textContent = `synchronised (${why}) at ${new Date().toLocaleTimeString()}`;
+      this.note(`synchronised (${why})`);
     } catch (err) {
       this.log(`resynchronisation failed: ${(err as Error).message}`);
     }

@@ -4,6 +4,7 @@
 // their legs, and they report their canonical transitions like the phone apps do.
 // A screenshot of every step goes to RM_ARTIFACTS.
 import { chromium } from 'playwright-core';
+import { createHash, createHmac } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +15,9 @@ const ADMIN = process.env.RM_ADMIN_TOKEN;
 const ARTIFACTS = process.env.RM_ARTIFACTS ?? join(tmpdir(), 'ringmaster-web-screenshots');
 const CHROMIUM = process.env.RM_CHROMIUM ?? '/usr/bin/chromium';
 const WAIT = 15_000;
+const PUSHER = { appId: process.env.RM_PUSHER_APP_ID ?? 'ringmaster', key: process.env.RM_PUSHER_KEY ?? 'ringmaster-key', secret: process.env.RM_PUSHER_SECRET };
 assert.ok(ADMIN, 'RM_ADMIN_TOKEN must be set');
+assert.ok(PUSHER.secret, 'RM_PUSHER_SECRET must be set');
 mkdirSync(ARTIFACTS, { recursive: true });
 
 async function http(method, url, token, body) {
@@ -89,6 +92,28 @@ async function ringing(callId, user) {
 async function report(device, callId, from, to) {
   device.seq += 1;
   await http('POST', `${BASE}/api/voip/calls/${callId}/events`, device.token, { seq: device.seq, from, to });
+}
+
+/** Publishes an event through the Pusher HTTP API (signed as a Pusher server SDK does): how the
+ *  test feeds the page an event the coordinator itself would never send. */
+async function publish(channel, name, data) {
+  const body = JSON.stringify({ name, channels: [channel], data: JSON.stringify(data) });
+  const path = `/apps/${PUSHER.appId}/events`;
+  const params = new URLSearchParams({
+    auth_key: PUSHER.key,
+    auth_timestamp: String(Math.floor(Date.now() / 1000)),
+    auth_version: '1.0',
+    body_md5: createHash('md5').update(body).digest('hex'),
+  });
+  params.sort();
+  const query = decodeURIComponent(params.toString());
+  const signature = createHmac('sha256', PUSHER.secret).update(`POST\n${path}\n${query}`).digest('hex');
+  const resp = await fetch(`${BASE}${path}?${query}&auth_signature=${signature}`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body,
+  });
+  assert.equal(resp.status, 200, `publish: ${await resp.text()}`);
 }
 
 // Playwright gives the browser a fresh temporary profile (--user-data-dir) of its own and
@@ -202,6 +227,17 @@ try {
     assert.match(await byTestId(page, 'badge-elapsed').textContent(), /^\d+:\d\d$/);
   });
 
+  await scenario('an illegal jump is logged and the page resynchronises over HTTP', async () => {
+    const { version } = await http('GET', `${BASE}/api/voip/call-status/${first.id}`, ada.devices.ios.token);
+    await publish(`private-user.${ada.id}`, 'call_state_changed', {
+      call_session_id: first.id, device_id: ada.devices.ios.id, platform: 'ios', state: 'RINGING_INBOUND', version,
+    });
+    await byTestId(page, 'sync-log').filter({ hasText: 'illegal jump ACTIVE -> RINGING_INBOUND' }).waitFor({ timeout: WAIT });
+    await byTestId(page, 'sync-log').filter({ hasText: 'synchronised (illegal jump)' }).waitFor({ timeout: WAIT });
+    assert.equal(await byTestId(page, 'badge-state').textContent(), 'active');
+    await screenshot(page, 'illegal-jump-resynchronised');
+  });
+
   await scenario('dialling while on a call elsewhere is refused with the collision message', async () => {
     await byTestId(page, 'dial-input').fill('+15559990000');
     await byTestId(page, 'dial').click();
@@ -279,6 +315,26 @@ try {
     await byTestId(page, 'other-device-call').waitFor({ state: 'detached', timeout: WAIT });
     await bobSeesNothing();
     await screenshot(b.page, 'second-user');
+  });
+
+  await scenario('sandbox: the page simulates a call and answers it itself', async () => {
+    await byTestId(page, 'simulate-call').click();
+    const card = page.locator('[data-testid=incoming-call]').filter({ hasText: 'Incoming call' });
+    await card.waitFor({ timeout: WAIT });
+    const id = await card.getAttribute('data-call-session-id');
+    await ringing(id, ada);
+    await card.locator('[data-testid=answer]').click();
+    await page.locator(`[data-testid=incoming-call][data-call-session-id="${id}"]`).filter({ hasText: 'Answered here' }).waitFor({ timeout: WAIT });
+    const status = await http('GET', `${BASE}/api/voip/call-status/${id}`, ada.devices.ios.token);
+    assert.equal(status.status, 'answered_elsewhere');
+    assert.equal(status.device_id, ada.devices.web.id);
+    await screenshot(page, 'answered-here');
+    const caller = (await legs(id)).find((l) => l.to === ada.number);
+    await http('POST', `${emulator}/calls/${caller.call_control_id}/hangup`, null, {});
+    await eventually('the call is over', async () => {
+      const s = await http('GET', `${BASE}/api/voip/call-status/${id}`, ada.devices.web.token);
+      return s.status === 'ended';
+    });
   });
 
   await scenario('the operator view shows live calls, dismissal latency and the state machine', async () => {

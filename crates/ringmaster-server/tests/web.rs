@@ -83,7 +83,7 @@ async fn a_reconnecting_page_reads_back_the_calls_ringing_it() {
     // The iPhone answers and reports its dismissal-free answer; the web device reports that the
     // WebSocket dismissed it; an unknown channel name changes nothing.
     h.emulator.answer(&legs[0]).unwrap();
-    h.wait_status(&call, web, "answered_elsewhere").await;
+    h.wait_status(&call, web, "bridged").await;
     let (_, after) = h.get("/api/voip/my-ringing-calls", &web.token).await;
     assert_eq!(after["ringing_calls"], json!([]));
     let path = format!("/api/voip/calls/{call}/events");
