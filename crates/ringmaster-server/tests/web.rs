@@ -145,3 +145,29 @@ async fn a_reconnecting_page_reads_back_the_calls_ringing_it() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "outside sandbox mode: {err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_demo_user_is_created_once_and_its_link_signs_in() {
+    let h = Harness::start(Options::default()).await;
+    let first = ringmaster_server::demo::ensure(h.server().state())
+        .await
+        .unwrap();
+    let again = ringmaster_server::demo::ensure(h.server().state())
+        .await
+        .unwrap();
+    assert_eq!(first.web_token, again.web_token);
+    let (status, me) = h.get("/api/voip/me", &first.web_token).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["device_id"], "dev_demo_web");
+    assert_eq!(me["numbers"], json!([ringmaster_server::demo::DEMO_NUMBER]));
+    let platforms: Vec<&str> = me["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms.len(), 3, "{me}");
+    for p in ["ios", "android", "web"] {
+        assert!(platforms.contains(&p), "{me}");
+    }
+}
