@@ -170,7 +170,8 @@ pub fn router(state: AppState) -> Router {
             post(admin::create_device),
         )
         .route("/api/admin/sandbox", get(admin::sandbox))
-        .merge(quality::admin_routes());
+        .merge(quality::admin_routes())
+        .merge(crate::operator::routes());
     let voip = Router::new()
         .route("/api/voip/call-status/{call_id}", get(voip::call_status))
         .route("/api/voip/my-active-call", get(voip::my_active_call))
@@ -186,6 +187,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(voip::remove_push_token)
                 .layer(DefaultBodyLimit::max(voip::PUSH_TOKEN_BODY_LIMIT)),
         )
+        .merge(crate::web::device_routes())
         // Set before the CORS layer so it is wrapped too: the outer router's fallback would
         // replace a still-default one unwrapped, and preflights (OPTIONS) would get a bare 405.
         .method_not_allowed_fallback(method_not_allowed)

@@ -60,6 +60,8 @@ pub struct Launched {
     pub server: RunningServer,
     /// Sandbox details, in sandbox mode.
     pub sandbox: Option<SandboxInfo>,
+    /// The demo user and its web device's token, in sandbox mode.
+    pub demo: Option<crate::demo::Demo>,
     emulator: Option<EmulatorHandle>,
 }
 
@@ -199,9 +201,23 @@ pub async fn launch(
         },
     )
     .await?;
+    // The demo is a convenience: a database where its number or devices are taken otherwise
+    // still serves, without the sign-in link.
+    let demo = match &sandbox {
+        Some(_) => match crate::demo::ensure(server.state()).await {
+            Ok(demo) => Some(demo),
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "no demo user");
+                eprintln!("WARNING: no demo web device: {e:#}");
+                None
+            }
+        },
+        None => None,
+    };
     Ok(Launched {
         server,
         sandbox,
+        demo,
         emulator,
     })
 }
@@ -234,6 +250,7 @@ fn print_banner(config: &Config, launched: &Launched) {
         ),
         None => {}
     }
+    println!("web console: {url}/  (operator view: {url}/operator)");
     println!(
         "Telnyx dial limit: {} per second (queued beyond that)",
         config.dials_per_sec
@@ -255,6 +272,18 @@ fn print_banner(config: &Config, launched: &Launched) {
             "  Pusher app:           id {}  key {}  secret {}",
             pusher.app_id, pusher.key, pusher.secret
         );
+        if let Some(demo) = &launched.demo {
+            println!();
+            println!(
+                "Open the web console as the demo user's web device ({} rings its iPhone, Android and web devices):",
+                demo.number
+            );
+            println!("  {url}/?device_token={}", demo.web_token);
+            println!(
+                "  operator view: {url}/operator?admin_token={}",
+                config.admin_token
+            );
+        }
         println!();
         println!("Watch a simultaneous ring (a demo user with 3 devices; one answers):");
         println!(

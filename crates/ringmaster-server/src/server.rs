@@ -95,6 +95,8 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
     if let Some(hub) = &setup.realtime {
         app = app.merge(crate::realtime::routes(hub.clone(), state.clone()));
     }
+    let pusher_key = setup.realtime.as_ref().map(|h| h.config().key.clone());
+    app = app.merge(crate::web::routes(pusher_key, state.sandbox.is_some()));
     if let Some(extra) = setup.extra_routes {
         app = app.merge(extra);
     }

@@ -73,6 +73,7 @@ macro_rules! __conformance_cases {
             history_keeps_declined_calls_apart
             history_is_scoped_to_its_user
             history_pages_newest_first
+            live_calls_and_recent_timeline_span_every_user
             invalid_input_changes_nothing
             state_survives_reopen
             quality_is_idempotent_per_device_and_seq
@@ -1325,6 +1326,53 @@ pub async fn history_is_scoped_to_its_user(h: &dyn Harness) {
         );
     }
     assert!(store.pending_effects(10).await.unwrap().is_empty());
+}
+
+/// The operator's reads cross users: live calls newest first without finished ones, and
+/// timeline entries from a moment on, oldest first.
+pub async fn live_calls_and_recent_timeline_span_every_user(h: &dyn Harness) {
+    let store = h.open().await;
+    let mut a = commit("sa", "alice", None, "ringing");
+    a.calls = vec![record("sa", "alice", "t1", 1_000)];
+    a.timeline = vec![entry("sa", 1_000, "incoming", "ringing")];
+    apply(&*store, a).await;
+    let mut b = commit("sb", "bob", None, "bridged");
+    b.calls = vec![CallRecord {
+        status: CallStatus::Bridged,
+        answered_at: Some(t(2_500)),
+        ..record("sb", "bob", "t2", 2_000)
+    }];
+    b.timeline = vec![
+        entry("sb", 2_000, "incoming", "ringing"),
+        entry("sb", 2_500, "answered", "bridged"),
+    ];
+    apply(&*store, b).await;
+    let mut c = commit("sc", "carol", None, "ended");
+    c.calls = vec![CallRecord {
+        status: CallStatus::Missed,
+        ended_at: Some(t(3_500)),
+        ..record("sc", "carol", "t1", 3_000)
+    }];
+    c.timeline = vec![entry("sc", 3_000, "incoming", "ringing")];
+    apply(&*store, c).await;
+
+    let live = store.live_calls(10).await.unwrap();
+    let ids: Vec<&str> = live.iter().map(|c| c.call_session_id.as_str()).collect();
+    assert_eq!(ids, ["sb", "sa"]);
+    assert_eq!(store.live_calls(1).await.unwrap().len(), 1);
+    assert!(is_invalid(store.live_calls(0).await));
+
+    let recent = store.timeline_since(t(2_000), 10).await.unwrap();
+    let seen: Vec<(&str, &str)> = recent
+        .iter()
+        .map(|e| (e.call_session_id.as_str(), e.kind.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [("sb", "incoming"), ("sb", "answered"), ("sc", "incoming")]
+    );
+    assert_eq!(store.timeline_since(t(2_000), 2).await.unwrap().len(), 2);
+    assert!(is_invalid(store.timeline_since(t(0), 0).await));
 }
 
 /// History pages go newest first, without gaps or repeats, ties broken by call id.

@@ -199,6 +199,19 @@ pub trait Store: QualityStore + Send + Sync + 'static {
         call_session_id: &CallSessionId,
     ) -> Result<Option<CallDetail>, StoreError>;
 
+    /// Calls of every user still ringing or up (status `ringing`, `answered` or `bridged`),
+    /// newest first, at most `limit` (capped at [`limits::MAX_PAGE`], at least 1). For the
+    /// operator view.
+    async fn live_calls(&self, limit: u32) -> Result<Vec<CallRecord>, StoreError>;
+
+    /// Timeline entries of every call at or after `since`, oldest first, at most `limit`
+    /// (capped at [`limits::MAX_BATCH`], at least 1). For the operator's dismissal latency.
+    async fn timeline_since(
+        &self,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<TimelineEntry>, StoreError>;
+
     /// Waits for in-flight writes and releases the backend's resources.
     async fn close(&self);
 }

@@ -235,6 +235,14 @@ pub(crate) fn page_limit(limit: u32) -> Result<usize, StoreError> {
     Ok(limit.min(MAX_PAGE) as usize)
 }
 
+/// A cross-call batch size: at least 1, at most [`MAX_BATCH`].
+pub(crate) fn batch_limit(limit: u32) -> Result<usize, StoreError> {
+    if limit == 0 {
+        return Err(StoreError::invalid("limit", "must be at least 1"));
+    }
+    Ok(limit.min(MAX_BATCH) as usize)
+}
+
 /// Cuts a dispatch error to [`MAX_ERROR_LEN`] bytes on a character boundary.
 pub(crate) fn truncate_error(error: &str) -> String {
     if error.len() <= MAX_ERROR_LEN {

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::directory::{Device, PushProvider, User, UserSettings};
 use crate::error::StoreError;
-use crate::history::{CallDetail, CallRecord, HistoryCursor, LegRecord, Page, TimelineEntry};
+use crate::history::{
+    CallDetail, CallRecord, CallStatus, HistoryCursor, LegRecord, Page, TimelineEntry,
+};
 use crate::limits;
 use crate::registry::{ActiveCall, RegistryChange};
 use crate::session::{Commit, CommitOutcome, Lane, OutboxEntry, Pruned, Retention, StoredSession};
@@ -704,10 +706,7 @@ impl Store for MemoryStore {
             .filter(|c| c.user_id == *user_id)
             .filter(|c| cursor.as_ref().is_none_or(|cur| cur.precedes(c)))
             .collect();
-        calls.sort_by(|a, b| {
-            (b.started_at, b.call_session_id.as_str())
-                .cmp(&(a.started_at, a.call_session_id.as_str()))
-        });
+        newest_first(&mut calls);
         let more = calls.len() > limit;
         let items: Vec<CallRecord> = calls.into_iter().take(limit).cloned().collect();
         Ok(crate::codec::call_page(items, more))
@@ -746,7 +745,49 @@ impl Store for MemoryStore {
         }))
     }
 
+    async fn live_calls(&self, limit: u32) -> Result<Vec<CallRecord>, StoreError> {
+        let limit = limits::page_limit(limit)?;
+        let state = self.lock();
+        let mut calls: Vec<&CallRecord> = state
+            .calls
+            .values()
+            .filter(|c| {
+                matches!(
+                    c.status,
+                    CallStatus::Ringing | CallStatus::Answered | CallStatus::Bridged
+                )
+            })
+            .collect();
+        newest_first(&mut calls);
+        Ok(calls.into_iter().take(limit).cloned().collect())
+    }
+
+    async fn timeline_since(
+        &self,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<TimelineEntry>, StoreError> {
+        let limit = limits::batch_limit(limit)?;
+        let state = self.lock();
+        let mut entries: Vec<&TimelineEntry> = state
+            .timeline
+            .values()
+            .flatten()
+            .filter(|t| t.at >= since)
+            .collect();
+        // Stable: entries of one call keep their append order.
+        entries.sort_by(|a, b| (a.at, &a.call_session_id).cmp(&(b.at, &b.call_session_id)));
+        Ok(entries.into_iter().take(limit).cloned().collect())
+    }
+
     async fn close(&self) {}
+}
+
+/// History order: newest first, ties broken by call id (as the SQL backends sort).
+fn newest_first(calls: &mut [&CallRecord]) {
+    calls.sort_by(|a, b| {
+        (b.started_at, b.call_session_id.as_str()).cmp(&(a.started_at, a.call_session_id.as_str()))
+    });
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use crate::codec::{
 };
 use crate::directory::{Device, PushProvider, User, UserSettings};
 use crate::error::StoreError;
-use crate::history::{CallDetail, CallRecord, HistoryCursor, Page};
+use crate::history::{CallDetail, CallRecord, HistoryCursor, Page, TimelineEntry};
 use crate::limits;
 use crate::registry::{ActiveCall, RegistryChange};
 use crate::session::{Commit, CommitOutcome, Lane, OutboxEntry, Pruned, Retention, StoredSession};
@@ -1006,6 +1006,41 @@ impl Store for PostgresStore {
             legs,
             timeline,
         }))
+    }
+
+    async fn live_calls(&self, limit: u32) -> Result<Vec<CallRecord>, StoreError> {
+        let limit = limits::page_limit(limit)?;
+        let sql = format!(
+            "SELECT {CALL_COLUMNS} FROM call_records \
+             WHERE status IN ('ringing', 'answered', 'bridged') \
+             ORDER BY started_at DESC, call_session_id DESC LIMIT $1"
+        );
+        sqlx::query(&sql)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(call_from)
+            .collect()
+    }
+
+    async fn timeline_since(
+        &self,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<TimelineEntry>, StoreError> {
+        let limit = limits::batch_limit(limit)?;
+        sqlx::query(
+            "SELECT call_session_id, at, source, device_id, kind, from_state, to_state, detail \
+             FROM call_timeline WHERE at >= $1 ORDER BY at, call_session_id, seq LIMIT $2",
+        )
+        .bind(ms(since)?)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(timeline_from)
+        .collect()
     }
 
     async fn close(&self) {

@@ -22,7 +22,7 @@ use crate::codec::{
 };
 use crate::directory::{Device, PushProvider, User, UserSettings};
 use crate::error::StoreError;
-use crate::history::{CallDetail, CallRecord, HistoryCursor, Page};
+use crate::history::{CallDetail, CallRecord, HistoryCursor, Page, TimelineEntry};
 use crate::limits;
 use crate::registry::{ActiveCall, RegistryChange};
 use crate::session::{Commit, CommitOutcome, Lane, OutboxEntry, Pruned, Retention, StoredSession};
@@ -953,6 +953,41 @@ impl Store for SqliteStore {
             legs,
             timeline,
         }))
+    }
+
+    async fn live_calls(&self, limit: u32) -> Result<Vec<CallRecord>, StoreError> {
+        let limit = limits::page_limit(limit)?;
+        let sql = format!(
+            "SELECT {CALL_COLUMNS} FROM call_records \
+             WHERE status IN ('ringing', 'answered', 'bridged') \
+             ORDER BY started_at DESC, call_session_id DESC LIMIT ?"
+        );
+        sqlx::query(&sql)
+            .bind(limit as i64)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(call_from)
+            .collect()
+    }
+
+    async fn timeline_since(
+        &self,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<TimelineEntry>, StoreError> {
+        let limit = limits::batch_limit(limit)?;
+        sqlx::query(
+            "SELECT call_session_id, at, source, device_id, kind, from_state, to_state, detail \
+             FROM call_timeline WHERE at >= ? ORDER BY at, call_session_id, seq LIMIT ?",
+        )
+        .bind(ms(since)?)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(timeline_from)
+        .collect()
     }
 
     async fn close(&self) {

@@ -17,6 +17,10 @@ pub struct StatesArgs {
     /// Print the transition table as Markdown (the text of docs/states.md).
     #[arg(long, group = "fmt")]
     pub markdown: bool,
+    /// Print a TypeScript module: states, transitions and event payload types (the text of
+    /// web/src/generated/machine.ts).
+    #[arg(long, group = "fmt")]
+    pub typescript: bool,
 }
 
 /// The text the chosen format prints.
@@ -27,6 +31,8 @@ pub fn render(args: &StatesArgs) -> anyhow::Result<String> {
         Ok(text)
     } else if args.dot {
         Ok(render::dot())
+    } else if args.typescript {
+        Ok(render::typescript())
     } else {
         Ok(render::markdown())
     }
@@ -52,6 +58,7 @@ mod tests {
             json,
             dot,
             markdown,
+            typescript: false,
         }
     }
 
@@ -66,5 +73,25 @@ mod tests {
         assert!(render(&args(false, false, true))
             .unwrap()
             .starts_with("# Canonical call states"));
+    }
+
+    /// The web console imports this module; regenerate it when the table changes.
+    #[test]
+    fn the_committed_typescript_module_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../web/src/generated/machine.ts");
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        let fresh = render(&StatesArgs {
+            json: false,
+            dot: false,
+            markdown: false,
+            typescript: true,
+        })
+        .unwrap();
+        assert!(
+            committed == fresh,
+            "{} is stale: run `cargo run -q -- states --typescript > web/src/generated/machine.ts`",
+            path.display()
+        );
     }
 }

@@ -44,7 +44,7 @@ async fn visible_call(app: &AppState, auth: &DeviceAuth, call_id: &str) -> ApiRe
     Ok(session)
 }
 
-fn status_json(session: &Session, device: &DeviceId) -> ApiResult<Value> {
+pub(crate) fn status_json(session: &Session, device: &DeviceId) -> ApiResult<Value> {
     let view = session.status_for(device).map_err(|_| no_call())?;
     Ok(json!({
         "call_session_id": session.id(),
@@ -201,6 +201,10 @@ pub struct DeviceReport {
     /// `X-Socket-ID` header).
     #[serde(default)]
     socket_id: Option<String>,
+    /// For a dismissal, the channel that reached the device first: `sip`, `websocket`, `push`
+    /// or `poll` (kept in the timeline; the operator view's latency figures read it).
+    #[serde(default)]
+    channel: Option<String>,
 }
 
 /// Header naming the caller's own WebSocket connection (laravel-echo sends it).
@@ -229,7 +233,7 @@ fn invalid_socket_id() -> ApiError {
     )
 }
 
-fn platform(p: DevicePlatform) -> Platform {
+pub(crate) fn platform(p: DevicePlatform) -> Platform {
     match p {
         DevicePlatform::Ios => Platform::Ios,
         DevicePlatform::Android => Platform::Android,
@@ -292,6 +296,21 @@ pub async fn report(
         )
         .with_details(json!({ "from": report.from, "to": report.to })));
     }
+    let channel = match report.channel.as_deref() {
+        None => None,
+        Some(name) => Some(
+            ringmaster_device::Channel::ALL
+                .into_iter()
+                .find(|c| c.as_str() == name)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_channel",
+                        "channel must be one of sip, websocket, push, poll",
+                    )
+                })?,
+        ),
+    };
     let device = auth.device.id.clone();
     let dedupe = format!("device:{}:{}", device, report.seq);
     let detail = json!({
@@ -299,6 +318,7 @@ pub async fn report(
         "trigger": report.trigger,
         "reported_at": report.at,
         "platform": platform,
+        "channel": channel.map(|c| c.as_str()),
     });
     let applied = app
         .engine
