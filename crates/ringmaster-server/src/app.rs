@@ -50,8 +50,6 @@ pub struct Settings {
     pub dial_limit: DialLimit,
     /// How long old rows are kept.
     pub retention: crate::retention::RetentionPolicy,
-    /// How long call quality analytics are kept (by measurement time).
-    pub quality_retention: Duration,
 }
 
 impl Settings {
@@ -71,9 +69,6 @@ impl Settings {
             sweep_interval: Duration::from_secs(1),
             dial_limit: DialLimit::default(),
             retention: crate::retention::RetentionPolicy::default(),
-            quality_retention: Duration::from_secs(
-                86_400 * u64::from(crate::config::DEFAULT_QUALITY_RETENTION_DAYS),
-            ),
         }
     }
 

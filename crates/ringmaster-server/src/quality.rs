@@ -1,19 +1,15 @@
 //! Call quality analytics built from stored samples: the per-call report (MOS series, worst
 //! 10 s window, time in each band, dominant impairment per device, leg and direction), the
-//! fleet view for operators, the CSV export, and the retention loop.
+//! fleet view for operators, and the CSV export. Retention is [`crate::retention`]'s.
 
-use crate::clock::Clock;
 use ringmaster_core::quality::{
     assess, Codec, Impairment, ImpairmentShares, MediaDirection, MediaSample, MosRating,
     NetworkStats,
 };
-use ringmaster_core::{CallSessionId, DeviceId, Timestamp};
-use ringmaster_store::{QualitySample, SampleSource, Store};
+use ringmaster_core::{CallSessionId, DeviceId};
+use ringmaster_store::{QualitySample, SampleSource};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::watch;
 
 /// Length of the window the worst stretch of a stream is measured over.
 pub const WINDOW_MS: u64 = 10_000;
@@ -452,42 +448,9 @@ pub fn csv_export(samples: &[QualitySample]) -> Result<Vec<u8>, csv::Error> {
     out.into_inner().map_err(|e| e.into_error().into())
 }
 
-/// How often old analytics are pruned.
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-
-/// Deletes analytics measured more than `retention` ago, hourly, until `shutdown` turns true.
-pub async fn prune_loop(
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    retention: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        let cutoff = Timestamp::from_millis(
-            clock
-                .now()
-                .as_millis()
-                .saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX)),
-        );
-        match store.prune_quality(cutoff).await {
-            Ok(n) if n > 0 => tracing::info!(pruned = n, "pruned old call quality analytics"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "pruning call quality analytics failed"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(PRUNE_EVERY) => {}
-            _ = shutdown.changed() => {}
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringmaster_store::{QualityItem, QualityStore};
 
     fn p(at: u64, mos: f64) -> MosPoint {
         MosPoint {
@@ -538,72 +501,5 @@ mod tests {
         assert_eq!(d.bands[&MosRating::Poor], 5);
         assert_eq!(d.bands[&MosRating::Fair], 4);
         assert_eq!(d.bands[&MosRating::Good], 1);
-    }
-
-    /// A sample measured `days_ago` before `now`.
-    fn stored(seq: u64, now: u64, days_ago: u64) -> QualitySample {
-        let at = Timestamp::from_millis(now - days_ago * 86_400_000);
-        QualitySample {
-            device_id: DeviceId::new("d1"),
-            seq,
-            part: 0,
-            call_session_id: CallSessionId::new("call-1"),
-            user_id: ringmaster_core::UserId::new("u1"),
-            tenant_id: ringmaster_core::TenantId::new("t1"),
-            at,
-            received_at: at,
-            leg: None,
-            direction: MediaDirection::Inbound,
-            codec: Codec::Pcmu,
-            source: SampleSource::App,
-            rtt_ms: 40.0,
-            jitter_ms: 2.0,
-            loss_pct: Some(0.0),
-            burst_ratio: 1.0,
-            jitter_buffer_discards: None,
-            bytes: None,
-            reported_mos: None,
-            mos: 4.4,
-            platform: ringmaster_store::DevicePlatform::Web,
-            app_version: None,
-            network_type: None,
-        }
-    }
-
-    struct Fixed(Timestamp);
-
-    impl Clock for Fixed {
-        fn now(&self) -> Timestamp {
-            self.0
-        }
-    }
-
-    #[tokio::test]
-    async fn the_retention_loop_prunes_what_the_policy_no_longer_keeps() {
-        let now = 100 * 86_400_000;
-        let store = Arc::new(ringmaster_store::MemoryStore::new());
-        let items = [(1, 30), (2, 8), (3, 6), (4, 0)]
-            .map(|(seq, days)| QualityItem::Samples(vec![stored(seq, now, days)]));
-        store.record_quality(items.to_vec()).await.unwrap();
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(prune_loop(
-            store.clone(),
-            Arc::new(Fixed(Timestamp::from_millis(now))),
-            Duration::from_secs(7 * 86_400),
-            stopped,
-        ));
-        let call = CallSessionId::new("call-1");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let kept = loop {
-            let data = store.call_quality(&call).await.unwrap();
-            if data.samples.len() < 4 || tokio::time::Instant::now() > deadline {
-                break data.samples;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
-        stop.send(true).unwrap();
-        task.await.unwrap();
-        let seqs: Vec<u64> = kept.iter().map(|s| s.seq).collect();
-        assert_eq!(seqs, [3, 4]);
     }
 }

@@ -167,11 +167,10 @@ pub async fn launch(
     let mut settings = Settings::new(config.admin_token.clone(), connection_id);
     settings.token_secret = config.token_secret.clone();
     settings.ring_timeout_secs = config.ring_timeout_secs;
-    settings.quality_retention =
-        Duration::from_secs(86_400 * u64::from(config.quality_retention_days));
     settings.dial_limit = DialLimit::per_second(config.dials_per_sec);
     settings.retention =
-        crate::retention::RetentionPolicy::with_history_days(config.history_retention_days);
+        crate::retention::RetentionPolicy::with_history_days(config.history_retention_days)
+            .with_quality_days(config.quality_retention_days);
     let pusher = &config.pusher;
     let hub = RealtimeHub::new(RealtimeConfig::new(
         &pusher.app_id,

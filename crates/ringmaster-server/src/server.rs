@@ -112,12 +112,6 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
     let tasks = vec![
         http,
         tokio::spawn(dispatcher.run(stop.clone())),
-        tokio::spawn(crate::quality::prune_loop(
-            setup.store.clone(),
-            setup.clock.clone(),
-            setup.settings.quality_retention,
-            stop.clone(),
-        )),
         tokio::spawn(timers::run(
             setup.store,
             engine,

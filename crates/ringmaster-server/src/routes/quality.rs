@@ -794,7 +794,7 @@ pub async fn ingest(
         auth: &auth,
         call: &detail.call,
         now,
-        oldest: now - app.settings.quality_retention,
+        oldest: now - app.settings.retention.quality,
         app_version,
         network_type: client
             .as_ref()
