@@ -24,6 +24,9 @@ enum Command {
     Serve(Box<ringmaster_server::config::ServeArgs>),
     /// Place a demo call through a sandbox server and watch every device's view of it.
     Call(ringmaster_server::call_cmd::CallArgs),
+    /// Measure webhook ingest against a ceiling run in the same invocation (loopback only,
+    /// temporary store).
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +44,6 @@ fn main() -> anyhow::Result<()> {
         Command::Simulate(args) => cli::simulate::run(args),
         Command::Serve(args) => ringmaster_server::serve_cmd::run(*args),
         Command::Call(args) => ringmaster_server::call_cmd::run(args),
+        Command::Bench(args) => cli::bench::run(args),
     }
 }

@@ -64,6 +64,9 @@ macro_rules! __conformance_cases {
             dedupe_makes_a_repeat_a_no_op
             outbox_keeps_commit_order_and_tracks_dispatch
             outbox_lanes_due_times_and_target_order
+            a_batch_commits_each_session_on_its_own
+            directory_reads_follow_admin_writes
+            an_acknowledged_batch_survives_a_crash
             quarantined_sessions_are_skipped
             retention_prunes_what_is_old_and_finished
             timers_fire_when_due
@@ -582,6 +585,148 @@ pub async fn dedupe_makes_a_repeat_a_no_op(h: &dyn Harness) {
     assert_eq!(store.prune_processed(t(1_500)).await.unwrap(), 1);
     assert!(!store.is_processed("evt-1").await.unwrap());
     assert!(store.is_processed("evt-3").await.unwrap());
+}
+
+/// Directory reads (which a backend may cache) see every admin write at once, including a
+/// number that was unowned when first looked up.
+pub async fn directory_reads_follow_admin_writes(h: &dyn Harness) {
+    let store = h.open().await;
+    assert!(store
+        .user_by_number("+15550009999")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.devices_of_user(&uid("zoe")).await.unwrap().is_empty());
+    store
+        .create_user(user("zoe", "t1", &["+15550009999"]))
+        .await
+        .unwrap();
+    let found = store.user_by_number("+15550009999").await.unwrap();
+    assert_eq!(found.map(|u| u.call_waiting), Some(false));
+    store
+        .update_user_settings(
+            &uid("zoe"),
+            UserSettings {
+                call_waiting: true,
+                voicemail_enabled: false,
+            },
+        )
+        .await
+        .unwrap();
+    let found = store.user_by_number("+15550009999").await.unwrap();
+    assert_eq!(found.map(|u| u.call_waiting), Some(true));
+
+    store
+        .create_device(device("z1", "zoe", 1_000))
+        .await
+        .unwrap();
+    assert_eq!(store.devices_of_user(&uid("zoe")).await.unwrap().len(), 1);
+    store
+        .set_push_token(&DeviceId::new("z1"), PushProvider::Apns, "tok")
+        .await
+        .unwrap();
+    let devices = store.devices_of_user(&uid("zoe")).await.unwrap();
+    assert_eq!(devices[0].push_token.as_deref(), Some("tok"));
+    store.revoke_device(&DeviceId::new("z1")).await.unwrap();
+    assert!(store.devices_of_user(&uid("zoe")).await.unwrap()[0].revoked);
+}
+
+/// Commits of several sessions written together are still checked one by one: a
+/// conflicting, duplicate or invalid commit fails alone and the others commit.
+pub async fn a_batch_commits_each_session_on_its_own(h: &dyn Harness) {
+    let store = h.open().await;
+    let mut old = commit("s2", "bob", None, "ringing");
+    old.dedupe_key = Some("seen".into());
+    apply(&*store, old).await;
+
+    let mut s1 = commit("s1", "alice", None, "ringing");
+    s1.dedupe_key = Some("k1".into());
+    s1.effects = vec![json!({ "op": "dial" }).into()];
+    let stale = commit("s2", "bob", Some(5), "answered");
+    let invalid = commit("", "nobody", None, "ringing");
+    let fresh = commit("s2", "bob", Some(1), "answered");
+    let mut replay = commit("s3", "carol", None, "ringing");
+    replay.dedupe_key = Some("seen".into());
+    let s4 = commit("s4", "dave", None, "ringing");
+
+    let results = store
+        .commit_batch(vec![s1, stale, invalid, fresh, replay, s4])
+        .await;
+    assert_eq!(results.len(), 6);
+    assert_eq!(
+        results[0].as_ref().unwrap(),
+        &CommitOutcome::Committed {
+            version: 1,
+            effect_seqs: vec![1]
+        }
+    );
+    assert_eq!(
+        results[1].as_ref().unwrap(),
+        &CommitOutcome::Conflict {
+            current_version: Some(1)
+        }
+    );
+    assert!(matches!(results[2], Err(StoreError::Invalid { .. })));
+    assert!(matches!(
+        results[3],
+        Ok(CommitOutcome::Committed { version: 2, .. })
+    ));
+    assert_eq!(results[4].as_ref().unwrap(), &CommitOutcome::Duplicate);
+    assert!(matches!(
+        results[5],
+        Ok(CommitOutcome::Committed { version: 1, .. })
+    ));
+
+    let version = |s: Option<crate::StoredSession>| s.map(|s| (s.version, s.state_label));
+    assert_eq!(
+        version(store.load_session(&sid("s1")).await.unwrap()),
+        Some((1, "ringing".into()))
+    );
+    assert_eq!(
+        version(store.load_session(&sid("s2")).await.unwrap()),
+        Some((2, "answered".into()))
+    );
+    assert!(store.load_session(&sid("s3")).await.unwrap().is_none());
+    assert!(store.load_session(&sid("s4")).await.unwrap().is_some());
+    assert!(store.is_processed("k1").await.unwrap());
+    assert_eq!(store.pending_effects(10).await.unwrap().len(), 1);
+    assert!(store.commit_batch(Vec::new()).await.is_empty());
+}
+
+/// A batch reported committed is durable: a store that goes away without closing (a crash
+/// before any webhook was answered) loses none of it, and the redelivered inputs are
+/// duplicates, not second commits.
+pub async fn an_acknowledged_batch_survives_a_crash(h: &dyn Harness) {
+    let batch = || {
+        (1..=3)
+            .map(|i| {
+                let mut c = commit(&format!("call-{i}"), "alice", None, "ringing");
+                c.dedupe_key = Some(format!("webhook-{i}"));
+                c.effects = vec![json!({ "dial": i }).into()];
+                c
+            })
+            .collect::<Vec<_>>()
+    };
+    {
+        let store = h.open().await;
+        for result in store.commit_batch(batch()).await {
+            assert!(matches!(result, Ok(CommitOutcome::Committed { .. })));
+        }
+        // Dropped without `close`: nothing gets a chance to flush.
+    }
+    let again = h.open().await;
+    for i in 1..=3 {
+        let stored = again
+            .load_session(&sid(&format!("call-{i}")))
+            .await
+            .unwrap();
+        assert_eq!(stored.map(|s| s.version), Some(1));
+    }
+    assert_eq!(again.pending_effects(10).await.unwrap().len(), 3);
+    for result in again.commit_batch(batch()).await {
+        assert_eq!(result.unwrap(), CommitOutcome::Duplicate);
+    }
+    assert_eq!(again.pending_effects(10).await.unwrap().len(), 3);
 }
 
 fn lane_effect(op: &str, lane: Lane, order_key: Option<&str>) -> OutboxEffect {

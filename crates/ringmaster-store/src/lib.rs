@@ -9,6 +9,7 @@
 mod codec;
 pub mod conformance;
 pub mod directory;
+mod directory_cache;
 pub mod error;
 pub mod history;
 pub mod limits;
@@ -98,6 +99,19 @@ pub trait Store: QualityStore + Send + Sync + 'static {
     /// (`Busy`). Invalid input or a history row owned by another user/session is an
     /// `Invalid` error. Anything but `Committed` leaves the store unchanged.
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError>;
+
+    /// Applies several commits, each all-or-nothing and checked on its own exactly as by
+    /// [`Store::commit`] (a conflicting, duplicate, busy or invalid commit affects only
+    /// itself); results are in order. A backend may write them in one transaction (group
+    /// commit); none is reported committed before it is durable. The default applies them
+    /// one by one.
+    async fn commit_batch(&self, commits: Vec<Commit>) -> Vec<Result<CommitOutcome, StoreError>> {
+        let mut results = Vec::with_capacity(commits.len());
+        for commit in commits {
+            results.push(self.commit(commit).await);
+        }
+        results
+    }
 
     /// Whether an input with this dedupe key has been committed.
     async fn is_processed(&self, dedupe_key: &str) -> Result<bool, StoreError>;

@@ -3,6 +3,11 @@
 //! All writes go through one connection, so transactions never fight over SQLite's single
 //! write lock inside the process; reads use a small separate pool and see the last committed
 //! state (WAL readers do not block the writer).
+//!
+//! Session commits go through a group writer: the commits of many sessions queued while one
+//! transaction runs are written together in the next, each in its own savepoint (so
+//! compare-and-set, dedupe and the registry are still checked per commit, and a conflict undoes
+//! only that commit), and every caller is answered after the transaction is committed.
 
 use async_trait::async_trait;
 use ringmaster_core::{CallSessionId, DeviceId, Timestamp, UserId};
@@ -10,9 +15,11 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Acquire, Row, Sqlite, Transaction};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{
     self, active_from, bind_call, bind_device, bind_leg, bind_timeline_tail, call_from, call_page,
@@ -21,6 +28,7 @@ use crate::codec::{
     CALL_COLUMNS, DEVICE_COLUMNS, OUTBOX_COLUMNS, USER_COLUMNS,
 };
 use crate::directory::{Device, PushProvider, User, UserSettings};
+use crate::directory_cache::DirectoryCache;
 use crate::error::StoreError;
 use crate::history::{CallDetail, CallRecord, HistoryCursor, Page, TimelineEntry};
 use crate::limits;
@@ -38,6 +46,10 @@ const READERS: u32 = 4;
 pub struct SqliteStore {
     writer: SqlitePool,
     pub(crate) reader: SqlitePool,
+    /// The queue of the group writer every session commit goes through.
+    group: mpsc::Sender<Pending>,
+    /// Users by number and devices by user; this process is the only writer of them.
+    directory: Arc<DirectoryCache>,
 }
 
 impl SqliteStore {
@@ -71,10 +83,7 @@ impl SqliteStore {
                 .connect_with(options)
                 .await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-            return Ok(Self {
-                writer: pool.clone(),
-                reader: pool,
-            });
+            return Ok(Self::with_pools(pool.clone(), pool));
         }
 
         if let Some(dir) = options.get_filename().parent() {
@@ -96,7 +105,19 @@ impl SqliteStore {
             .max_connections(READERS)
             .connect_with(options.create_if_missing(false))
             .await?;
-        Ok(Self { writer, reader })
+        Ok(Self::with_pools(writer, reader))
+    }
+
+    /// The store over its pools, with its group writer started.
+    fn with_pools(writer: SqlitePool, reader: SqlitePool) -> Self {
+        let (group, queue) = mpsc::channel(QUEUE);
+        tokio::spawn(group_writer(writer.clone(), queue));
+        Self {
+            writer,
+            reader,
+            group,
+            directory: Arc::default(),
+        }
     }
 
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
@@ -177,7 +198,7 @@ impl SqliteStore {
 }
 
 async fn current_version(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     id: &CallSessionId,
 ) -> Result<Option<u64>, StoreError> {
     sqlx::query_scalar::<_, i64>("SELECT version FROM sessions WHERE id = ?")
@@ -192,7 +213,7 @@ const ACTIVE_SQL: &str = "SELECT user_id, call_session_id, device_id, started_at
      FROM active_calls WHERE user_id = ? ORDER BY started_at, call_session_id";
 
 async fn active_of(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     user_id: &UserId,
 ) -> Result<Vec<ActiveCall>, StoreError> {
     sqlx::query(ACTIVE_SQL)
@@ -204,9 +225,298 @@ async fn active_of(
         .collect()
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn create_user(&self, user: User) -> Result<User, StoreError> {
+/// Applies one commit inside `outer`, in a savepoint of its own: a conflict, duplicate, busy
+/// or failing commit undoes only itself and leaves the rest of the batch.
+async fn commit_in(
+    outer: &mut Transaction<'static, Sqlite>,
+    commit: &Commit,
+) -> Result<CommitOutcome, StoreError> {
+    let encoded = limits::commit(commit)?;
+    let at = ms(commit.at)?;
+    let deadline = opt_ms(commit.next_deadline)?;
+    let n_effects = commit.effects.len() as i64;
+    let mut tx = outer.begin().await?;
+
+    if let Some(key) = &commit.dedupe_key {
+        let fresh = sqlx::query(
+            "INSERT INTO processed_inputs (dedupe_key, session_id, processed_at) \
+             VALUES (?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(commit.session_id.as_str())
+        .bind(at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if fresh == 0 {
+            tx.rollback().await?;
+            return Ok(CommitOutcome::Duplicate);
+        }
+    }
+
+    let (version, last_seq) = match commit.expected_version {
+        None => {
+            let created = sqlx::query(
+                "INSERT INTO sessions (id, user_id, version, doc, state_label, \
+                 next_deadline, closed, effect_seq, created_at, updated_at) \
+                 VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(commit.session_id.as_str())
+            .bind(commit.user_id.as_str())
+            .bind(&encoded.doc)
+            .bind(&commit.state_label)
+            .bind(deadline)
+            .bind(commit.closed)
+            .bind(n_effects)
+            .bind(at)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if created == 0 {
+                let current_version = current_version(&mut tx, &commit.session_id).await?;
+                tx.rollback().await?;
+                return Ok(CommitOutcome::Conflict { current_version });
+            }
+            (1, n_effects)
+        }
+        Some(expected) => {
+            let row = sqlx::query(
+                "UPDATE sessions SET version = version + 1, doc = ?, state_label = ?, \
+                 next_deadline = ?, closed = ?, effect_seq = effect_seq + ?, updated_at = ? \
+                 WHERE id = ? AND version = ? RETURNING version, effect_seq",
+            )
+            .bind(&encoded.doc)
+            .bind(&commit.state_label)
+            .bind(deadline)
+            .bind(commit.closed)
+            .bind(n_effects)
+            .bind(at)
+            .bind(commit.session_id.as_str())
+            .bind(int(expected)?)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                let current_version = current_version(&mut tx, &commit.session_id).await?;
+                tx.rollback().await?;
+                return Ok(CommitOutcome::Conflict { current_version });
+            };
+            (
+                row.try_get::<i64, _>("version")?,
+                row.try_get::<i64, _>("effect_seq")?,
+            )
+        }
+    };
+
+    for change in &commit.registry {
+        match change {
+            RegistryChange::Set(active) => {
+                let current = active_of(&mut tx, &active.user_id).await?;
+                let other_call = current
+                    .iter()
+                    .any(|a| a.call_session_id != active.call_session_id);
+                if other_call {
+                    let call_waiting = sqlx::query_scalar::<_, bool>(
+                        "SELECT call_waiting FROM users WHERE id = ?",
+                    )
+                    .bind(active.user_id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .unwrap_or(false);
+                    if !call_waiting {
+                        tx.rollback().await?;
+                        return Ok(CommitOutcome::Busy { active: current });
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO active_calls (user_id, call_session_id, device_id, \
+                     started_at) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT (user_id, call_session_id) DO UPDATE SET \
+                     device_id = excluded.device_id, started_at = excluded.started_at",
+                )
+                .bind(active.user_id.as_str())
+                .bind(active.call_session_id.as_str())
+                .bind(active.device_id.as_ref().map(DeviceId::as_str))
+                .bind(ms(active.started_at)?)
+                .execute(&mut *tx)
+                .await?;
+            }
+            RegistryChange::Clear {
+                user_id,
+                call_session_id,
+            } => {
+                sqlx::query("DELETE FROM active_calls WHERE user_id = ? AND call_session_id = ?")
+                    .bind(user_id.as_str())
+                    .bind(call_session_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
+
+    let first_seq = unsigned(last_seq - n_effects + 1)?;
+    let effect_seqs: Vec<u64> = (first_seq..).take(encoded.effects.len()).collect();
+    if !effect_seqs.is_empty() {
+        // One multi-row statement: the hot path makes no round trip per effect.
+        let sql = outbox_insert_sql('?', effect_seqs.len());
+        let mut insert = sqlx::query(&sql);
+        for ((seq, json), effect) in effect_seqs
+            .iter()
+            .zip(&encoded.effects)
+            .zip(&commit.effects)
+        {
+            insert = insert
+                .bind(commit.session_id.as_str())
+                .bind(int(*seq)?)
+                .bind(json)
+                .bind(at)
+                .bind(effect.lane.as_str())
+                .bind(at)
+                .bind(effect.order_key.as_deref());
+        }
+        insert.execute(&mut *tx).await?;
+    }
+
+    for (call, quality) in commit.calls.iter().zip(&encoded.quality) {
+        let upsert = sqlx::query(
+            "INSERT INTO call_records (call_session_id, user_id, tenant_id, direction, \
+             from_number, to_number, status, answered_device, started_at, answered_at, \
+             ended_at, hangup_cause, recording_url, quality, billable_seconds, \
+             billing_minutes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (call_session_id) DO UPDATE SET \
+             tenant_id = excluded.tenant_id, direction = excluded.direction, \
+             from_number = excluded.from_number, to_number = excluded.to_number, \
+             status = excluded.status, answered_device = excluded.answered_device, \
+             started_at = excluded.started_at, answered_at = excluded.answered_at, \
+             ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause, \
+             recording_url = excluded.recording_url, quality = excluded.quality, \
+             billable_seconds = excluded.billable_seconds, \
+             billing_minutes = excluded.billing_minutes \
+             WHERE call_records.user_id = excluded.user_id",
+        );
+        let written = bind_call(upsert, call, quality.as_deref())?
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if written == 0 {
+            tx.rollback().await?;
+            return Err(StoreError::invalid(
+                "call record",
+                format!("call {} belongs to another user", call.call_session_id),
+            ));
+        }
+    }
+
+    for leg in &commit.legs {
+        let upsert = sqlx::query(
+            "INSERT INTO call_legs (call_control_id, call_session_id, device_id, status, \
+             started_at, answered_at, ended_at, hangup_cause) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (call_control_id) DO UPDATE SET \
+             device_id = excluded.device_id, status = excluded.status, \
+             started_at = excluded.started_at, answered_at = excluded.answered_at, \
+             ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause \
+             WHERE call_legs.call_session_id = excluded.call_session_id",
+        );
+        let written = bind_leg(upsert, leg)?
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if written == 0 {
+            tx.rollback().await?;
+            return Err(StoreError::invalid(
+                "leg record",
+                format!("leg {} belongs to another call", leg.call_control_id),
+            ));
+        }
+    }
+
+    for (entry, detail) in commit.timeline.iter().zip(&encoded.details) {
+        let insert = sqlx::query(
+            "INSERT INTO call_timeline (call_session_id, seq, at, source, device_id, kind, \
+             from_state, to_state, detail) VALUES (?, \
+             (SELECT COALESCE(MAX(seq), 0) + 1 FROM call_timeline WHERE call_session_id = ?), \
+             ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(entry.call_session_id.as_str())
+        .bind(entry.call_session_id.as_str());
+        bind_timeline_tail(insert, entry, detail)?
+            .execute(&mut *tx)
+            .await?;
+    }
+
+    tx.commit().await?;
+    Ok(CommitOutcome::Committed {
+        version: unsigned(version)?,
+        effect_seqs,
+    })
+}
+
+/// Most commits written in one transaction.
+const MAX_BATCH: usize = 256;
+/// Commits waiting for the group writer before `commit` callers wait to queue.
+const QUEUE: usize = 4096;
+
+type Pending = (Commit, oneshot::Sender<Result<CommitOutcome, StoreError>>);
+
+fn group_gone() -> StoreError {
+    StoreError::Backend(sqlx::Error::PoolClosed)
+}
+
+/// The group writer: takes every commit queued meanwhile (up to [`MAX_BATCH`]) and writes
+/// them in one transaction; each caller is answered once that transaction is committed, so a
+/// webhook is never acknowledged before its commit is durable.
+async fn group_writer(pool: SqlitePool, mut queue: mpsc::Receiver<Pending>) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let results = write_batch(&pool, batch.iter().map(|(c, _)| c)).await;
+        for ((_, reply), result) in batch.drain(..).zip(results) {
+            // A caller that gave up waiting no longer needs the answer.
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Writes `commits` in one `BEGIN IMMEDIATE` transaction, each in its own savepoint; the
+/// results are in order. If the transaction itself fails, every commit fails.
+async fn write_batch<'a>(
+    pool: &SqlitePool,
+    commits: impl ExactSizeIterator<Item = &'a Commit>,
+) -> Vec<Result<CommitOutcome, StoreError>> {
+    let n = commits.len();
+    let failed = |e: &dyn std::fmt::Display| {
+        (0..n)
+            .map(|_| {
+                Err(StoreError::Backend(sqlx::Error::Protocol(format!(
+                    "group commit failed: {e}"
+                ))))
+            })
+            .collect()
+    };
+    let mut outer = match pool.begin_with("BEGIN IMMEDIATE").await {
+        Ok(tx) => tx,
+        Err(e) => return failed(&e),
+    };
+    let mut results = Vec::with_capacity(n);
+    for commit in commits {
+        results.push(commit_in(&mut outer, commit).await);
+    }
+    match outer.commit().await {
+        Ok(()) => results,
+        Err(e) => failed(&e),
+    }
+}
+
+/// The directory as stored; the trait methods add the cache.
+impl SqliteStore {
+    async fn create_user_db(&self, user: User) -> Result<User, StoreError> {
         limits::user(&user)?;
         let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
@@ -246,19 +556,7 @@ impl Store for SqliteStore {
         Ok(user)
     }
 
-    async fn get_user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
-        self.user_where("id = ?", id.as_str()).await
-    }
-
-    async fn user_by_number(&self, number: &str) -> Result<Option<User>, StoreError> {
-        self.user_where(
-            "id = (SELECT user_id FROM user_numbers WHERE number = ?)",
-            number,
-        )
-        .await
-    }
-
-    async fn update_user_settings(
+    async fn update_user_settings_db(
         &self,
         id: &UserId,
         settings: UserSettings,
@@ -280,7 +578,7 @@ impl Store for SqliteStore {
         Ok(user)
     }
 
-    async fn create_device(&self, device: Device) -> Result<Device, StoreError> {
+    async fn create_device_db(&self, device: Device) -> Result<Device, StoreError> {
         limits::device(&device)?;
         let mut tx = self.begin_write().await?;
         let user_exists = sqlx::query("SELECT 1 FROM users WHERE id = ?")
@@ -307,31 +605,7 @@ impl Store for SqliteStore {
         Ok(device)
     }
 
-    async fn get_device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
-        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?");
-        sqlx::query(&sql)
-            .bind(id.as_str())
-            .fetch_optional(&self.reader)
-            .await?
-            .as_ref()
-            .map(device_from)
-            .transpose()
-    }
-
-    async fn devices_of_user(&self, user_id: &UserId) -> Result<Vec<Device>, StoreError> {
-        let sql = format!(
-            "SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = ? ORDER BY created_at, id"
-        );
-        sqlx::query(&sql)
-            .bind(user_id.as_str())
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(device_from)
-            .collect()
-    }
-
-    async fn set_push_token(
+    async fn set_push_token_db(
         &self,
         id: &DeviceId,
         provider: PushProvider,
@@ -354,7 +628,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn clear_push_token(&self, id: &DeviceId, token: &str) -> Result<bool, StoreError> {
+    async fn clear_push_token_db(&self, id: &DeviceId, token: &str) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let cleared = sqlx::query(
             "UPDATE devices SET push_token = NULL, push_provider = NULL \
@@ -380,7 +654,7 @@ impl Store for SqliteStore {
         Ok(cleared)
     }
 
-    async fn revoke_device(&self, id: &DeviceId) -> Result<(), StoreError> {
+    async fn revoke_device_db(&self, id: &DeviceId) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let changed = sqlx::query("UPDATE devices SET revoked = 1 WHERE id = ?")
             .bind(id.as_str())
@@ -392,6 +666,112 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn user_by_number_db(&self, number: &str) -> Result<Option<User>, StoreError> {
+        self.user_where(
+            "id = (SELECT user_id FROM user_numbers WHERE number = ?)",
+            number,
+        )
+        .await
+    }
+
+    async fn devices_of_user_db(&self, user_id: &UserId) -> Result<Vec<Device>, StoreError> {
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = ? ORDER BY created_at, id"
+        );
+        sqlx::query(&sql)
+            .bind(user_id.as_str())
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(device_from)
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_user(&self, user: User) -> Result<User, StoreError> {
+        let result = self.create_user_db(user).await;
+        self.directory.invalidate();
+        result
+    }
+
+    async fn update_user_settings(
+        &self,
+        id: &UserId,
+        settings: UserSettings,
+    ) -> Result<User, StoreError> {
+        let result = self.update_user_settings_db(id, settings).await;
+        self.directory.invalidate();
+        result
+    }
+
+    async fn create_device(&self, device: Device) -> Result<Device, StoreError> {
+        let result = self.create_device_db(device).await;
+        self.directory.invalidate();
+        result
+    }
+
+    async fn set_push_token(
+        &self,
+        id: &DeviceId,
+        provider: PushProvider,
+        token: &str,
+    ) -> Result<(), StoreError> {
+        let result = self.set_push_token_db(id, provider, token).await;
+        self.directory.invalidate();
+        result
+    }
+
+    async fn clear_push_token(&self, id: &DeviceId, token: &str) -> Result<bool, StoreError> {
+        let result = self.clear_push_token_db(id, token).await;
+        self.directory.invalidate();
+        result
+    }
+
+    async fn revoke_device(&self, id: &DeviceId) -> Result<(), StoreError> {
+        let result = self.revoke_device_db(id).await;
+        self.directory.invalidate();
+        result
+    }
+
+    async fn user_by_number(&self, number: &str) -> Result<Option<User>, StoreError> {
+        if let Some(user) = self.directory.user_by_number(number) {
+            return Ok(user);
+        }
+        let generation = self.directory.generation();
+        let user = self.user_by_number_db(number).await?;
+        self.directory
+            .put_user_by_number(generation, number, user.clone());
+        Ok(user)
+    }
+
+    async fn devices_of_user(&self, user_id: &UserId) -> Result<Vec<Device>, StoreError> {
+        if let Some(devices) = self.directory.devices_of_user(user_id) {
+            return Ok(devices);
+        }
+        let generation = self.directory.generation();
+        let devices = self.devices_of_user_db(user_id).await?;
+        self.directory
+            .put_devices(generation, user_id, devices.clone());
+        Ok(devices)
+    }
+
+    async fn get_user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        self.user_where("id = ?", id.as_str()).await
+    }
+
+    async fn get_device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
+        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?");
+        sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(device_from)
+            .transpose()
     }
 
     async fn load_session(&self, id: &CallSessionId) -> Result<Option<StoredSession>, StoreError> {
@@ -409,227 +789,16 @@ impl Store for SqliteStore {
     }
 
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
-        let encoded = limits::commit(&commit)?;
-        let at = ms(commit.at)?;
-        let deadline = opt_ms(commit.next_deadline)?;
-        let n_effects = commit.effects.len() as i64;
-        let mut tx = self.begin_write().await?;
+        let (reply, outcome) = oneshot::channel();
+        self.group
+            .send((commit, reply))
+            .await
+            .map_err(|_| group_gone())?;
+        outcome.await.map_err(|_| group_gone())?
+    }
 
-        if let Some(key) = &commit.dedupe_key {
-            let fresh = sqlx::query(
-                "INSERT INTO processed_inputs (dedupe_key, session_id, processed_at) \
-                 VALUES (?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
-            )
-            .bind(key)
-            .bind(commit.session_id.as_str())
-            .bind(at)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if fresh == 0 {
-                tx.rollback().await?;
-                return Ok(CommitOutcome::Duplicate);
-            }
-        }
-
-        let (version, last_seq) = match commit.expected_version {
-            None => {
-                let created = sqlx::query(
-                    "INSERT INTO sessions (id, user_id, version, doc, state_label, \
-                     next_deadline, closed, effect_seq, created_at, updated_at) \
-                     VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(commit.session_id.as_str())
-                .bind(commit.user_id.as_str())
-                .bind(&encoded.doc)
-                .bind(&commit.state_label)
-                .bind(deadline)
-                .bind(commit.closed)
-                .bind(n_effects)
-                .bind(at)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if created == 0 {
-                    let current_version = current_version(&mut tx, &commit.session_id).await?;
-                    tx.rollback().await?;
-                    return Ok(CommitOutcome::Conflict { current_version });
-                }
-                (1, n_effects)
-            }
-            Some(expected) => {
-                let row = sqlx::query(
-                    "UPDATE sessions SET version = version + 1, doc = ?, state_label = ?, \
-                     next_deadline = ?, closed = ?, effect_seq = effect_seq + ?, updated_at = ? \
-                     WHERE id = ? AND version = ? RETURNING version, effect_seq",
-                )
-                .bind(&encoded.doc)
-                .bind(&commit.state_label)
-                .bind(deadline)
-                .bind(commit.closed)
-                .bind(n_effects)
-                .bind(at)
-                .bind(commit.session_id.as_str())
-                .bind(int(expected)?)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(row) = row else {
-                    let current_version = current_version(&mut tx, &commit.session_id).await?;
-                    tx.rollback().await?;
-                    return Ok(CommitOutcome::Conflict { current_version });
-                };
-                (
-                    row.try_get::<i64, _>("version")?,
-                    row.try_get::<i64, _>("effect_seq")?,
-                )
-            }
-        };
-
-        for change in &commit.registry {
-            match change {
-                RegistryChange::Set(active) => {
-                    let current = active_of(&mut tx, &active.user_id).await?;
-                    let other_call = current
-                        .iter()
-                        .any(|a| a.call_session_id != active.call_session_id);
-                    if other_call {
-                        let call_waiting = sqlx::query_scalar::<_, bool>(
-                            "SELECT call_waiting FROM users WHERE id = ?",
-                        )
-                        .bind(active.user_id.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .unwrap_or(false);
-                        if !call_waiting {
-                            tx.rollback().await?;
-                            return Ok(CommitOutcome::Busy { active: current });
-                        }
-                    }
-                    sqlx::query(
-                        "INSERT INTO active_calls (user_id, call_session_id, device_id, \
-                         started_at) VALUES (?, ?, ?, ?) \
-                         ON CONFLICT (user_id, call_session_id) DO UPDATE SET \
-                         device_id = excluded.device_id, started_at = excluded.started_at",
-                    )
-                    .bind(active.user_id.as_str())
-                    .bind(active.call_session_id.as_str())
-                    .bind(active.device_id.as_ref().map(DeviceId::as_str))
-                    .bind(ms(active.started_at)?)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                RegistryChange::Clear {
-                    user_id,
-                    call_session_id,
-                } => {
-                    sqlx::query(
-                        "DELETE FROM active_calls WHERE user_id = ? AND call_session_id = ?",
-                    )
-                    .bind(user_id.as_str())
-                    .bind(call_session_id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-        }
-
-        let first_seq = unsigned(last_seq - n_effects + 1)?;
-        let effect_seqs: Vec<u64> = (first_seq..).take(encoded.effects.len()).collect();
-        if !effect_seqs.is_empty() {
-            // One multi-row statement: the hot path makes no round trip per effect.
-            let sql = outbox_insert_sql('?', effect_seqs.len());
-            let mut insert = sqlx::query(&sql);
-            for ((seq, json), effect) in effect_seqs
-                .iter()
-                .zip(&encoded.effects)
-                .zip(&commit.effects)
-            {
-                insert = insert
-                    .bind(commit.session_id.as_str())
-                    .bind(int(*seq)?)
-                    .bind(json)
-                    .bind(at)
-                    .bind(effect.lane.as_str())
-                    .bind(at)
-                    .bind(effect.order_key.as_deref());
-            }
-            insert.execute(&mut *tx).await?;
-        }
-
-        for (call, quality) in commit.calls.iter().zip(&encoded.quality) {
-            let upsert = sqlx::query(
-                "INSERT INTO call_records (call_session_id, user_id, tenant_id, direction, \
-                 from_number, to_number, status, answered_device, started_at, answered_at, \
-                 ended_at, hangup_cause, recording_url, quality, billable_seconds, \
-                 billing_minutes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (call_session_id) DO UPDATE SET \
-                 tenant_id = excluded.tenant_id, direction = excluded.direction, \
-                 from_number = excluded.from_number, to_number = excluded.to_number, \
-                 status = excluded.status, answered_device = excluded.answered_device, \
-                 started_at = excluded.started_at, answered_at = excluded.answered_at, \
-                 ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause, \
-                 recording_url = excluded.recording_url, quality = excluded.quality, \
-                 billable_seconds = excluded.billable_seconds, \
-                 billing_minutes = excluded.billing_minutes \
-                 WHERE call_records.user_id = excluded.user_id",
-            );
-            let written = bind_call(upsert, call, quality.as_deref())?
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if written == 0 {
-                tx.rollback().await?;
-                return Err(StoreError::invalid(
-                    "call record",
-                    format!("call {} belongs to another user", call.call_session_id),
-                ));
-            }
-        }
-
-        for leg in &commit.legs {
-            let upsert = sqlx::query(
-                "INSERT INTO call_legs (call_control_id, call_session_id, device_id, status, \
-                 started_at, answered_at, ended_at, hangup_cause) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (call_control_id) DO UPDATE SET \
-                 device_id = excluded.device_id, status = excluded.status, \
-                 started_at = excluded.started_at, answered_at = excluded.answered_at, \
-                 ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause \
-                 WHERE call_legs.call_session_id = excluded.call_session_id",
-            );
-            let written = bind_leg(upsert, leg)?
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if written == 0 {
-                tx.rollback().await?;
-                return Err(StoreError::invalid(
-                    "leg record",
-                    format!("leg {} belongs to another call", leg.call_control_id),
-                ));
-            }
-        }
-
-        for (entry, detail) in commit.timeline.iter().zip(&encoded.details) {
-            let insert = sqlx::query(
-                "INSERT INTO call_timeline (call_session_id, seq, at, source, device_id, kind, \
-                 from_state, to_state, detail) VALUES (?, \
-                 (SELECT COALESCE(MAX(seq), 0) + 1 FROM call_timeline WHERE call_session_id = ?), \
-                 ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(entry.call_session_id.as_str())
-            .bind(entry.call_session_id.as_str());
-            bind_timeline_tail(insert, entry, detail)?
-                .execute(&mut *tx)
-                .await?;
-        }
-
-        tx.commit().await?;
-        Ok(CommitOutcome::Committed {
-            version: unsigned(version)?,
-            effect_seqs,
-        })
+    async fn commit_batch(&self, commits: Vec<Commit>) -> Vec<Result<CommitOutcome, StoreError>> {
+        write_batch(&self.writer, commits.iter()).await
     }
 
     async fn is_processed(&self, dedupe_key: &str) -> Result<bool, StoreError> {

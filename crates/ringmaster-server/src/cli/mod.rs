@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod emulator;
 pub mod simulate;
 pub mod states;

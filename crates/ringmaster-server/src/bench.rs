@@ -1,0 +1,449 @@
+//! `ringmaster bench ingest`: how fast the coordinator acknowledges Telnyx webhooks, against a
+//! ceiling measured in the same run.
+//!
+//! Every scenario posts the same kind of pre-signed `call.initiated` webhooks (one new inbound
+//! call each) from many concurrent connections on loopback, and times each acknowledgement:
+//! - `ceiling`: a minimal durable ingest endpoint started by the bench (Ed25519 verify, typed
+//!   parse, one SQLite insert of the event id per webhook, one transaction each);
+//! - `new-call`: the real coordinator (SQLite store in a temporary directory, the built-in
+//!   Telnyx emulator), each webhook a new call to a user with 3 devices;
+//! - `unknown-number`: the real coordinator, webhooks for a number no user owns.
+//!
+//! Each is bounded by a webhook count and a time limit; the figures are printed as a table
+//! (or JSON) with their ratio to the ceiling.
+
+use crate::app::Settings;
+use crate::clock::{unix_secs, SystemClock};
+use crate::dial_limit::DialLimit;
+use crate::notify::Notifiers;
+use crate::server::{start, RunningServer, ServerSetup};
+use anyhow::Context as _;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use ringmaster_core::{CallControlId, CallLegId, CallSessionId, DeviceId, TenantId, UserId};
+use ringmaster_store::{Device, DevicePlatform, SqliteStore, Store, User};
+use ringmaster_telnyx::webhook::{CallInitiated, CallRef, Direction};
+use ringmaster_telnyx::{
+    ClientConfig, Emulator, EmulatorConfig, Event, TelnyxClient, WebhookEvent, WebhookSigner,
+    WebhookVerifier,
+};
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// The number the benchmark user owns.
+const USER_NUMBER: &str = "+15550100000";
+/// A number nobody owns.
+const UNKNOWN_NUMBER: &str = "+15550199999";
+
+/// How much load one run puts on each scenario.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct IngestPlan {
+    /// Webhooks per scenario.
+    pub webhooks: usize,
+    /// Concurrent connections.
+    pub connections: usize,
+    /// Longest time one scenario may run; it stops early with what it measured.
+    pub time_limit: Duration,
+}
+
+impl IngestPlan {
+    /// A few seconds in total: a smoke test, figures not meaningful.
+    pub fn quick() -> Self {
+        Self {
+            webhooks: 300,
+            connections: 8,
+            time_limit: Duration::from_secs(20),
+        }
+    }
+
+    /// The recorded benchmark.
+    pub fn full() -> Self {
+        Self {
+            webhooks: 20_000,
+            connections: 64,
+            time_limit: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What one scenario measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScenarioResult {
+    /// Scenario name.
+    pub name: String,
+    /// Webhooks acknowledged with 200.
+    pub acknowledged: usize,
+    /// Webhooks answered otherwise, or not at all.
+    pub failed: usize,
+    /// Acknowledged webhooks per second.
+    pub per_sec: f64,
+    /// Median acknowledgement latency, ms.
+    pub p50_ms: f64,
+    /// 99th percentile acknowledgement latency, ms.
+    pub p99_ms: f64,
+    /// Throughput relative to the ceiling.
+    pub ratio: f64,
+    /// p99 relative to the ceiling's p99.
+    pub p99_ratio: f64,
+}
+
+/// The whole run.
+#[derive(Clone, Debug, Serialize)]
+pub struct IngestReport {
+    /// The load applied.
+    pub plan: IngestPlan,
+    /// Ceiling first, then the coordinator's scenarios.
+    pub scenarios: Vec<ScenarioResult>,
+}
+
+/// One webhook ready to post.
+#[derive(Clone)]
+struct Signed {
+    timestamp: String,
+    signature: String,
+    body: Bytes,
+}
+
+/// `count` signed `call.initiated` webhooks of new inbound calls to `to`, ids prefixed by
+/// `tag` so scenarios never collide.
+fn webhooks(signer: &WebhookSigner, tag: &str, to: &str, count: usize) -> Vec<Signed> {
+    let timestamp = unix_secs().to_string();
+    (0..count)
+        .map(|i| {
+            let event = WebhookEvent {
+                id: format!("bench-{tag}-{i}"),
+                occurred_at: crate::clock::system_now(),
+                meta: None,
+                event: Event::CallInitiated(CallInitiated {
+                    call: CallRef {
+                        call_control_id: Some(CallControlId::new(format!("v3:bench-{tag}-{i}"))),
+                        call_leg_id: CallLegId::new(format!("leg-{tag}-{i}")),
+                        call_session_id: CallSessionId::new(format!("session-{tag}-{i}")),
+                        connection_id: Some("bench".into()),
+                        client_state: None,
+                        from: Some(format!("+1555{:07}", i % 10_000_000)),
+                        to: Some(to.to_owned()),
+                    },
+                    direction: Direction::Incoming,
+                    state: Some("parked".into()),
+                    start_time: None,
+                    caller_id_name: None,
+                    custom_headers: None,
+                    tags: None,
+                }),
+            };
+            let body = Bytes::from(event.to_bytes());
+            Signed {
+                signature: signer.sign(&timestamp, &body),
+                timestamp: timestamp.clone(),
+                body,
+            }
+        })
+        .collect()
+}
+
+/// Posts every webhook to `url` from `plan.connections` connections; latencies of the 200s.
+async fn load(
+    name: &str,
+    url: &str,
+    hooks: Vec<Signed>,
+    plan: &IngestPlan,
+) -> anyhow::Result<(Vec<Duration>, usize, Duration)> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(plan.connections)
+        .build()?;
+    let hooks = Arc::new(hooks);
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(hooks.len())));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + plan.time_limit;
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..plan.connections {
+        let (http, hooks, next, done) = (http.clone(), hooks.clone(), next.clone(), done.clone());
+        let (latencies, failed, url) = (latencies.clone(), failed.clone(), url.to_owned());
+        workers.spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= hooks.len() || Instant::now() >= deadline {
+                    break;
+                }
+                let hook = &hooks[i];
+                let sent = Instant::now();
+                let response = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("telnyx-signature-ed25519", &hook.signature)
+                    .header("telnyx-timestamp", &hook.timestamp)
+                    .body(hook.body.clone())
+                    .send()
+                    .await;
+                let ok = match response {
+                    Ok(r) => r.status() == StatusCode::OK && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if ok {
+                    mine.push(sent.elapsed());
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            latencies
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(mine);
+        });
+    }
+    let total = hooks.len();
+    let progress = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            bar(name, done.load(Ordering::Relaxed), total);
+        }
+    };
+    tokio::select! {
+        _ = async { while workers.join_next().await.is_some() {} } => {}
+        _ = progress => {}
+    }
+    let elapsed = started.elapsed();
+    bar(name, done.load(Ordering::Relaxed), total);
+    eprintln!();
+    let latencies = std::mem::take(&mut *latencies.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok((latencies, failed.load(Ordering::Relaxed), elapsed))
+}
+
+fn bar(name: &str, done: usize, total: usize) {
+    const WIDTH: usize = 30;
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
+    eprint!(
+        "\r{name:<15} [{}{}] {done}/{total}",
+        "#".repeat(filled),
+        ".".repeat(WIDTH - filled)
+    );
+    let _ = std::io::stderr().flush();
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+fn summarise(
+    name: &str,
+    mut latencies: Vec<Duration>,
+    failed: usize,
+    elapsed: Duration,
+) -> ScenarioResult {
+    latencies.sort_unstable();
+    ScenarioResult {
+        name: name.to_owned(),
+        acknowledged: latencies.len(),
+        failed,
+        per_sec: latencies.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+        p50_ms: percentile(&latencies, 50.0),
+        p99_ms: percentile(&latencies, 99.0),
+        ratio: 1.0,
+        p99_ratio: 1.0,
+    }
+}
+
+/// The ceiling: verify, parse, one durable insert per webhook.
+#[derive(Clone)]
+struct Ceiling {
+    verifier: Arc<WebhookVerifier>,
+    db: SqlitePool,
+}
+
+async fn ceiling_ingest(State(c): State<Ceiling>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    if c.verifier
+        .verify_headers(&headers, &body, unix_secs())
+        .is_err()
+    {
+        return StatusCode::UNAUTHORIZED;
+    }
+    let Ok(event) = WebhookEvent::parse(&body) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    let stored = async {
+        let mut tx = c.db.begin().await?;
+        sqlx::query("INSERT OR IGNORE INTO events (id) VALUES (?)")
+            .bind(&event.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    };
+    match stored.await {
+        Ok(()) => StatusCode::OK,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// Starts the ceiling endpoint on loopback; returns its URL.
+async fn start_ceiling(dir: &std::path::Path, signer: &WebhookSigner) -> anyhow::Result<String> {
+    // The same durability as the store: WAL, synchronous NORMAL, one writer.
+    let options = SqliteConnectOptions::new()
+        .filename(dir.join("ceiling.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal);
+    let db = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await?;
+    sqlx::query("CREATE TABLE events (id TEXT PRIMARY KEY NOT NULL)")
+        .execute(&db)
+        .await?;
+    let state = Ceiling {
+        verifier: Arc::new(signer.verifier()),
+        db,
+    };
+    let app = axum::Router::new()
+        .route("/webhooks/telnyx", post(ceiling_ingest))
+        .with_state(state);
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/webhooks/telnyx", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
+}
+
+/// Starts the coordinator on loopback (SQLite in `dir`, the emulator as Telnyx) with a user
+/// owning [`USER_NUMBER`] and three devices; returns it and its webhook URL.
+async fn start_server(
+    dir: &std::path::Path,
+    signer: &WebhookSigner,
+) -> anyhow::Result<(RunningServer, String)> {
+    let url = format!("sqlite://{}/ringmaster.db", dir.display());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await?);
+    let now = crate::clock::system_now();
+    store
+        .create_user(User {
+            id: UserId::new("bench-user"),
+            tenant_id: TenantId::new("bench"),
+            name: "Bench".into(),
+            numbers: vec![USER_NUMBER.into()],
+            call_waiting: true,
+            voicemail_enabled: false,
+            created_at: now,
+        })
+        .await?;
+    for (i, platform) in [
+        DevicePlatform::Ios,
+        DevicePlatform::Android,
+        DevicePlatform::Web,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        store
+            .create_device(Device {
+                id: DeviceId::new(format!("bench-device-{i}")),
+                user_id: UserId::new("bench-user"),
+                platform,
+                sip_uri: format!("sip:bench{i}@sip.telnyx.com"),
+                token_hash: format!("unused-{i}"),
+                push_token: None,
+                push_provider: None,
+                revoked: false,
+                created_at: now,
+            })
+            .await?;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let mut emu = EmulatorConfig::new(
+        "127.0.0.1:0".parse().context("loopback address")?,
+        Some(format!("http://{addr}/webhooks/telnyx")),
+    );
+    emu.signing_key = Some(signer.clone());
+    let emulator = Emulator::start(emu).await?;
+    let telnyx = TelnyxClient::new(ClientConfig::new("bench").with_base_url(emulator.base_url()))?;
+    let mut settings = Settings::new("bench-admin", "bench");
+    // The emulator has no dial limit; the bench measures ingest, not Telnyx's quota.
+    settings.dial_limit = DialLimit {
+        max_dials: u32::MAX,
+        window: Duration::from_secs(1),
+    };
+    let server = start(
+        listener,
+        ServerSetup {
+            store,
+            telnyx,
+            webhook_public_key: signer.public_key_b64(),
+            clock: Arc::new(SystemClock),
+            notifiers: Notifiers::none(),
+            settings,
+            sandbox: None,
+            realtime: None,
+            extra_routes: None,
+        },
+    )
+    .await?;
+    // The emulator lives as long as the process: the run ends right after.
+    std::mem::forget(emulator);
+    Ok((server, format!("http://{addr}/webhooks/telnyx")))
+}
+
+/// Runs the ingest scenarios under `plan`.
+pub async fn ingest(plan: IngestPlan) -> anyhow::Result<IngestReport> {
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let signer = WebhookSigner::generate();
+
+    let ceiling_url = start_ceiling(dir.path(), &signer).await?;
+    let hooks = webhooks(&signer, "ceiling", USER_NUMBER, plan.webhooks);
+    let (lat, failed, elapsed) = load("ceiling", &ceiling_url, hooks, &plan).await?;
+    let ceiling = summarise("ceiling", lat, failed, elapsed);
+
+    let (server, url) = start_server(dir.path(), &signer).await?;
+    let mut scenarios = vec![ceiling.clone()];
+    for (name, to) in [
+        ("new-call", USER_NUMBER),
+        ("unknown-number", UNKNOWN_NUMBER),
+    ] {
+        let hooks = webhooks(&signer, name, to, plan.webhooks);
+        let (lat, failed, elapsed) = load(name, &url, hooks, &plan).await?;
+        let mut result = summarise(name, lat, failed, elapsed);
+        result.ratio = result.per_sec / ceiling.per_sec.max(1e-9);
+        result.p99_ratio = result.p99_ms / ceiling.p99_ms.max(1e-9);
+        scenarios.push(result);
+    }
+    server.abort();
+    Ok(IngestReport { plan, scenarios })
+}
+
+/// The report as a table.
+pub fn table(report: &IngestReport) -> String {
+    let mut out = format!(
+        "{} webhooks per scenario, {} connections\n{:<15} {:>8} {:>7} {:>12} {:>9} {:>9} {:>7} {:>9}\n",
+        report.plan.webhooks,
+        report.plan.connections,
+        "scenario",
+        "acked",
+        "failed",
+        "webhooks/s",
+        "p50 ms",
+        "p99 ms",
+        "ratio",
+        "p99 ratio"
+    );
+    for s in &report.scenarios {
+        out.push_str(&format!(
+            "{:<15} {:>8} {:>7} {:>12.0} {:>9.2} {:>9.2} {:>6.2}x {:>8.2}x\n",
+            s.name, s.acknowledged, s.failed, s.per_sec, s.p50_ms, s.p99_ms, s.ratio, s.p99_ratio
+        ));
+    }
+    out
+}

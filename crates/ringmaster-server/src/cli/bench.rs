@@ -1,0 +1,78 @@
+//! `ringmaster bench`: measures a hot path against a ceiling run in the same invocation.
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use ringmaster_server::bench::{self, IngestPlan};
+use std::time::Duration;
+
+/// Options of `ringmaster bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand, Debug)]
+enum Scenario {
+    /// Webhook acknowledgement: new calls and unknown numbers against a minimal durable ingest.
+    Ingest(IngestArgs),
+}
+
+/// Options of `ringmaster bench ingest`.
+#[derive(Args, Debug)]
+struct IngestArgs {
+    /// A few seconds with little load: a smoke test, figures not meaningful.
+    #[arg(long)]
+    quick: bool,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Webhooks per scenario [default: 20000, --quick 300].
+    #[arg(long)]
+    webhooks: Option<usize>,
+    /// Concurrent connections [default: 64, --quick 8].
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Longest time one scenario may run, in seconds [default: 60, --quick 20].
+    #[arg(long)]
+    time_limit_secs: Option<u64>,
+}
+
+/// Runs the benchmark.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let Scenario::Ingest(args) = args.scenario;
+    let mut plan = if args.quick {
+        IngestPlan::quick()
+    } else {
+        IngestPlan::full()
+    };
+    if let Some(n) = args.webhooks {
+        anyhow::ensure!(
+            (1..=1_000_000).contains(&n),
+            "--webhooks must be 1..=1000000"
+        );
+        plan.webhooks = n;
+    }
+    if let Some(c) = args.connections {
+        anyhow::ensure!((1..=1024).contains(&c), "--connections must be 1..=1024");
+        plan.connections = c;
+    }
+    if let Some(secs) = args.time_limit_secs {
+        anyhow::ensure!(
+            (1..=3600).contains(&secs),
+            "--time-limit-secs must be 1..=3600"
+        );
+        plan.time_limit = Duration::from_secs(secs);
+    }
+    let report = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(bench::ingest(plan))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", bench::table(&report));
+    }
+    Ok(())
+}
