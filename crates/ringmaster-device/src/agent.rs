@@ -302,7 +302,7 @@ impl DeviceAgent {
                 call_session_id,
                 device,
                 state,
-            } => self.on_state_changed(&call_session_id, device, &state, now, fx),
+            } => self.on_state_changed(&call_session_id, device, state, now, fx),
             Input::App {
                 call_session_id,
                 action,
@@ -505,7 +505,7 @@ impl DeviceAgent {
         &mut self,
         id: &CallSessionId,
         device: Option<DeviceId>,
-        state: &str,
+        state: CallState,
         now: Timestamp,
         fx: &mut Vec<Effect>,
     ) -> Result<(), AgentError> {
@@ -514,11 +514,11 @@ impl DeviceAgent {
         }
         let mine = device.as_ref() == Some(&self.device_id);
         match state {
-            "active" if mine => {
+            CallState::Active if mine => {
                 self.confirm_answer(id, fx);
                 Ok(())
             }
-            "active" => {
+            CallState::Active => {
                 if let Some(device_id) = device {
                     fx.push(Effect::OtherDeviceActive {
                         call_session_id: id.clone(),
@@ -527,21 +527,21 @@ impl DeviceAgent {
                 }
                 Ok(())
             }
-            "ended" if mine => match self.calls.get(id).map(|l| l.call.state()) {
+            s if s.is_terminal() && mine => match self.calls.get(id).map(|l| l.call.state()) {
                 // Our call is over on the backend; the BYE may be lost.
                 Some(s) if is_connected(s) => self.hang_up_leg(id, now, fx),
                 Some(CallState::Disconnecting) => self.end_call(id, Trigger::CleanupDone, now, fx),
                 _ => Ok(()),
             },
-            "ended" => {
+            s if s.is_terminal() => {
                 fx.push(Effect::OtherDeviceEnded {
                     call_session_id: id.clone(),
                 });
                 Ok(())
             }
-            _ => Err(AgentError::Invalid(
-                "call_state_changed state must be active or ended".to_owned(),
-            )),
+            // Ringing, hold, reconnecting...: this device knows its own state, and another
+            // device's intermediate states change nothing here.
+            _ => Ok(()),
         }
     }
 

@@ -51,14 +51,16 @@ pub enum Input {
         /// The backend's view of the call for this device.
         status: DeviceCallStatus,
     },
-    /// `call_state_changed` on the WebSocket: the call became `active` on a device, or `ended`.
+    /// `call_state_changed` on the WebSocket: the call moved on one device (states in the
+    /// canonical spelling, e.g. `ACTIVE`, `ON_HOLD`, `ENDED`).
     CallStateChanged {
         /// The call.
         call_session_id: CallSessionId,
-        /// The device the call is on, if any.
+        /// The device the change is about, if any (`device_id` on the wire).
+        #[serde(alias = "device_id")]
         device: Option<DeviceId>,
-        /// `active` or `ended`.
-        state: String,
+        /// The state that device is in now.
+        state: CallState,
     },
     /// The user did something in the app's call UI.
     App {

@@ -538,7 +538,7 @@ fn web_sees_the_call_live_on_another_device() {
             Input::CallStateChanged {
                 call_session_id: call(),
                 device: Some(me()),
-                state: "active".into(),
+                state: CallState::Active,
             },
             t(0),
         )
@@ -550,6 +550,39 @@ fn web_sees_the_call_live_on_another_device() {
             device_id: me()
         }]
     );
+}
+
+#[test]
+fn relayed_reports_in_the_canonical_spelling_are_accepted() {
+    // The backend's `call_state_changed` payloads, as they come off the WebSocket.
+    let mut a = DeviceAgent::new(DeviceId::new("web"), Platform::Web, AgentConfig::default());
+    let wire = |state: &str| -> Input {
+        serde_json::from_value(serde_json::json!({
+            "input": "call_state_changed",
+            "call_session_id": "call-1",
+            "device_id": "phone",
+            "platform": "ios",
+            "state": state,
+            "previous_state": "ACTIVE",
+            "version": 7,
+        }))
+        .expect("canonical payload parses")
+    };
+    for state in ["ON_HOLD", "REMOTE_HOLD", "RECONNECTING", "RINGING_INBOUND"] {
+        assert_eq!(a.handle(wire(state), t(0)).unwrap(), [], "{state}");
+    }
+    let fx = a.handle(wire("ENDED"), t(1)).unwrap();
+    assert_eq!(
+        fx,
+        [Effect::OtherDeviceEnded {
+            call_session_id: CallSessionId::new("call-1")
+        }]
+    );
+    // The old lower-case spelling is gone.
+    let old: Result<Input, _> = serde_json::from_value(serde_json::json!({
+        "input": "call_state_changed", "call_session_id": "call-1", "device_id": null,
+        "state": "active"}));
+    assert!(old.is_err());
 }
 
 #[test]

@@ -401,7 +401,9 @@ mod tests {
             channel: Channel::WebSocket,
             event: NotifyEvent::CallStateChanged {
                 device: None,
-                state: "ended".into(),
+                platform: None,
+                state: ringmaster_core::CallState::Ended,
+                previous_state: ringmaster_core::CallState::Active,
                 version: 1,
             },
             exclude_socket: None,

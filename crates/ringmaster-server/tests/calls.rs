@@ -678,7 +678,7 @@ async fn an_outbound_call_rings_the_device_then_the_destination() {
     assert_eq!(active["active_call"]["call_session_id"], call.as_str());
     assert!(h.notes_for(&call).iter().any(|n| matches!(
         &n.event,
-        NotifyEvent::CallStateChanged { state, .. } if state == "active"
+        NotifyEvent::CallStateChanged { state, .. } if *state == ringmaster_core::CallState::Active
     )));
 }
 

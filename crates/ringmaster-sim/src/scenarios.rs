@@ -373,6 +373,9 @@ pub fn t8_second_call_refused_while_on_a_call() -> Outcome {
             call_session_id: outbound,
             device_id: Some(world.devices[1].id.clone()),
             started_at: Timestamp::from_millis(world.now()),
+            platform: Some("web".to_owned()),
+            state: ringmaster_core::CallState::Active,
+            since: Timestamp::from_millis(world.now()),
         }));
     let outcome = block(world.store.commit(commit)).map_err(|e| e.to_string())?;
     let android = world.devices[0].id.clone();

@@ -1154,7 +1154,7 @@ fn notify_input(
             DevInput::CallStateChanged {
                 call_session_id: id.clone(),
                 device: device.clone(),
-                state: state.clone(),
+                state: *state,
             }
         }
     })

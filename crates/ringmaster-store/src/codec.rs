@@ -190,6 +190,12 @@ pub(crate) fn active_from(row: &impl RowExt) -> Result<ActiveCall, StoreError> {
         call_session_id: CallSessionId::new(row.text("call_session_id")?),
         device_id: row.opt_text("device_id")?.map(DeviceId::new),
         started_at: ts(row.integer("started_at")?)?,
+        platform: row.opt_text("platform")?,
+        state: row
+            .text("state")?
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("active_calls.state: {e}")))?,
+        since: ts(row.integer("since")?)?,
     })
 }
 

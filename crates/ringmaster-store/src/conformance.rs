@@ -13,7 +13,9 @@
 //! Cases panic on the first broken expectation, like any test.
 
 use async_trait::async_trait;
-use ringmaster_core::{CallControlId, CallSessionId, DeviceId, TenantId, Timestamp, UserId};
+use ringmaster_core::{
+    CallControlId, CallSessionId, CallState, DeviceId, TenantId, Timestamp, UserId,
+};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -201,6 +203,9 @@ fn active(user: &str, session: &str, device: &str, started: u64) -> ActiveCall {
         call_session_id: sid(session),
         device_id: Some(DeviceId::new(device)),
         started_at: t(started),
+        platform: Some("ios".to_owned()),
+        state: CallState::Active,
+        since: t(started),
     }
 }
 

@@ -183,7 +183,8 @@ async fn current_version(
         .transpose()
 }
 
-const ACTIVE_SQL: &str = "SELECT user_id, call_session_id, device_id, started_at \
+const ACTIVE_SQL: &str = "SELECT user_id, call_session_id, device_id, started_at, platform, \
+     state, since \
      FROM active_calls WHERE user_id = ? ORDER BY started_at, call_session_id";
 
 async fn active_of(
@@ -501,14 +502,19 @@ impl Store for SqliteStore {
                     }
                     sqlx::query(
                         "INSERT INTO active_calls (user_id, call_session_id, device_id, \
-                         started_at) VALUES (?, ?, ?, ?) \
+                         started_at, platform, state, since) VALUES (?, ?, ?, ?, ?, ?, ?) \
                          ON CONFLICT (user_id, call_session_id) DO UPDATE SET \
-                         device_id = excluded.device_id, started_at = excluded.started_at",
+                         device_id = excluded.device_id, started_at = excluded.started_at, \
+                         platform = excluded.platform, state = excluded.state, \
+                         since = excluded.since",
                     )
                     .bind(active.user_id.as_str())
                     .bind(active.call_session_id.as_str())
                     .bind(active.device_id.as_ref().map(DeviceId::as_str))
                     .bind(ms(active.started_at)?)
+                    .bind(active.platform.as_deref())
+                    .bind(active.state.as_str())
+                    .bind(ms(active.since)?)
                     .execute(&mut *tx)
                     .await?;
                 }

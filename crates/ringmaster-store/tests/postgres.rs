@@ -220,6 +220,9 @@ async fn concurrent_calls_for_one_user_leave_one_active() {
                     call_session_id: CallSessionId::new(&session),
                     device_id: Some(DeviceId::new("d1")),
                     started_at: t(100),
+                    platform: Some("ios".into()),
+                    state: ringmaster_core::CallState::Active,
+                    since: t(100),
                 })];
                 (session, store.commit(c).await.expect("commit"))
             })
