@@ -327,3 +327,35 @@ async fn with_call_waiting_both_answered_calls_are_listed() {
         .unwrap();
     assert_eq!(held["state"], "ON_HOLD", "{active}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn billing_counts_from_the_bridge_and_is_written_once() {
+    let h = Harness::start(Options::default()).await;
+    let user = h.user(&["android"], false, false).await;
+    let phone = &user.devices[0];
+    let (call, caller) = h.call(&user);
+    let legs = h.ringing(&call, &user).await;
+    h.emulator.answer(&legs[0]).unwrap();
+    h.wait_status(&call, phone, "bridged").await;
+    let detail = h.detail(&call, phone).await;
+    assert!(
+        detail["billing"].is_null(),
+        "nothing billed mid-call: {detail}"
+    );
+    // 61 s of talk (on the server's clock) bill two minutes.
+    h.clock.advance(std::time::Duration::from_secs(61));
+    h.emulator.hangup(&caller).unwrap();
+    h.wait_status(&call, phone, "ended").await;
+    let detail = h.detail(&call, phone).await;
+    let billing = &detail["billing"];
+    assert_eq!(billing["call_session_id"], call.as_str(), "{detail}");
+    assert_eq!(billing["unit"], "simple_call_minute");
+    assert_eq!(billing["quantity"], 2);
+    let seconds = billing["billable_seconds"].as_u64().unwrap();
+    assert!((61..=62).contains(&seconds), "{detail}");
+    assert_eq!(detail["call"]["billable_seconds"], seconds);
+    // The device's leg hangs up after the caller: the record does not change.
+    let written = billing.clone();
+    assert!(h.emulator.wait_for_webhooks(PATIENCE).await);
+    assert_eq!(h.detail(&call, phone).await["billing"], written);
+}

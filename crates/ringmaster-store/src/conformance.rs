@@ -20,9 +20,9 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 use crate::{
-    ActiveCall, CallDirection, CallRecord, CallStatus, Commit, CommitOutcome, Device,
-    DevicePlatform, LegRecord, MemoryStore, PushProvider, RegistryChange, Store, StoreError,
-    TimelineEntry, TimelineSource, User, UserSettings,
+    ActiveCall, BillingRecord, CallDirection, CallRecord, CallStatus, Commit, CommitOutcome,
+    Device, DevicePlatform, LegRecord, MemoryStore, PushProvider, RegistryChange, Store,
+    StoreError, TimelineEntry, TimelineSource, User, UserSettings,
 };
 
 /// Opens stores on one backend's data set.
@@ -164,6 +164,7 @@ fn record(session: &str, user: &str, tenant: &str, started: u64) -> CallRecord {
         answered_device: None,
         started_at: t(started),
         answered_at: None,
+        bridged_at: None,
         ended_at: None,
         hangup_cause: None,
         recording_url: None,
@@ -856,6 +857,7 @@ pub async fn history_is_upserted_once_per_call(h: &dyn Harness) {
     answered.status = CallStatus::Answered;
     answered.answered_device = Some(DeviceId::new("d1"));
     answered.answered_at = Some(t(4_000));
+    answered.bridged_at = Some(t(4_000));
     let mut c = commit("s1", "alice", Some(1), "answered");
     c.calls = vec![answered.clone()];
     c.legs = vec![LegRecord {
@@ -873,6 +875,8 @@ pub async fn history_is_upserted_once_per_call(h: &dyn Harness) {
     ended.quality = Some(json!({ "mos": 4.2 }));
     let mut c = commit("s1", "alice", Some(2), "ended");
     c.calls = vec![ended.clone()];
+    let bill = BillingRecord::for_call(&ended, t(65_500));
+    c.billing = vec![bill.clone()];
     c.legs = vec![
         LegRecord {
             answered_at: Some(t(4_000)),
@@ -897,9 +901,15 @@ pub async fn history_is_upserted_once_per_call(h: &dyn Harness) {
         },
     ];
     apply(&*store, c).await;
-    // A replayed write of the same record still leaves exactly one.
+    // A replayed write of the same record still leaves exactly one, and the billing record
+    // is the first one written.
     let mut c = commit("s1", "alice", Some(3), "ended");
     c.calls = vec![ended.clone()];
+    c.billing = vec![BillingRecord {
+        quantity: 99,
+        created_at: t(90_000),
+        ..bill.clone()
+    }];
     apply(&*store, c).await;
 
     let page = store.list_calls(&uid("alice"), None, 50).await.unwrap();
@@ -914,6 +924,8 @@ pub async fn history_is_upserted_once_per_call(h: &dyn Harness) {
         .unwrap()
         .unwrap();
     assert_eq!(detail.call, ended);
+    assert_eq!(detail.billing, Some(bill));
+    assert_eq!(detail.billing.as_ref().map(|b| b.quantity), Some(2));
     let legs: Vec<(&str, &str, Option<&str>)> = detail
         .legs
         .iter()

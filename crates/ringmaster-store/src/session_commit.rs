@@ -10,7 +10,7 @@ use ringmaster_core::Timestamp;
 use serde_json::{json, Value};
 
 use crate::history::{
-    CallDirection, CallRecord, CallStatus, LegRecord, TimelineEntry, TimelineSource,
+    BillingRecord, CallDirection, CallRecord, CallStatus, LegRecord, TimelineEntry, TimelineSource,
 };
 use crate::registry::{ActiveCall, RegistryChange};
 use crate::session::Commit;
@@ -68,7 +68,13 @@ pub fn session_commit(
                 user_id: user.clone(),
                 call_session_id: call_session_id.clone(),
             }),
-            Effect::History(update) => commit.calls.push(call_record(update)),
+            Effect::History(update) => {
+                let record = call_record(update);
+                if update.is_final {
+                    commit.billing.push(BillingRecord::for_call(&record, now));
+                }
+                commit.calls.push(record);
+            }
             Effect::Leg(update) => {
                 // A leg enters the table once Telnyx has given it an id.
                 if let Some(leg) = leg_record(update, session.created_at()) {
@@ -129,6 +135,7 @@ fn call_record(u: &CallRecordUpdate) -> CallRecord {
         answered_device: u.answered_device.clone(),
         started_at: u.started_at,
         answered_at: u.answered_at,
+        bridged_at: u.bridged_at,
         ended_at: u.ended_at,
         hangup_cause,
         recording_url: u.recording_url.clone(),

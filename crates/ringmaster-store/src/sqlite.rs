@@ -15,9 +15,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::codec::{
-    self, active_from, bind_call, bind_device, bind_leg, bind_timeline_tail, call_from, call_page,
-    device_from, due_from, int, leg_from, ms, opt_ms, outbox_from, session_from, timeline_from,
-    unsigned, RowExt, CALL_COLUMNS, DEVICE_COLUMNS, USER_COLUMNS,
+    self, active_from, billing_from, bind_billing, bind_call, bind_device, bind_leg,
+    bind_timeline_tail, call_from, call_page, device_from, due_from, int, leg_from, ms, opt_ms,
+    outbox_from, session_from, timeline_from, unsigned, RowExt, BILLING_COLUMNS, CALL_COLUMNS,
+    DEVICE_COLUMNS, USER_COLUMNS,
 };
 use crate::directory::{Device, PushProvider, User, UserSettings};
 use crate::error::StoreError;
@@ -553,7 +554,8 @@ impl Store for SqliteStore {
                 "INSERT INTO call_records (call_session_id, user_id, tenant_id, direction, \
                  from_number, to_number, status, answered_device, started_at, answered_at, \
                  ended_at, hangup_cause, recording_url, quality, billable_seconds, \
-                 billing_minutes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 billing_minutes, bridged_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (call_session_id) DO UPDATE SET \
                  tenant_id = excluded.tenant_id, direction = excluded.direction, \
                  from_number = excluded.from_number, to_number = excluded.to_number, \
@@ -562,7 +564,7 @@ impl Store for SqliteStore {
                  ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause, \
                  recording_url = excluded.recording_url, quality = excluded.quality, \
                  billable_seconds = excluded.billable_seconds, \
-                 billing_minutes = excluded.billing_minutes \
+                 billing_minutes = excluded.billing_minutes, bridged_at = excluded.bridged_at \
                  WHERE call_records.user_id = excluded.user_id",
             );
             let written = bind_call(upsert, call, quality.as_deref())?
@@ -576,6 +578,16 @@ impl Store for SqliteStore {
                     format!("call {} belongs to another user", call.call_session_id),
                 ));
             }
+        }
+
+        for bill in &commit.billing {
+            // Written once: a redelivered or repeated final row leaves the first record.
+            let insert = sqlx::query(
+                "INSERT INTO billing_records (call_session_id, user_id, tenant_id, unit, \
+                 quantity, billable_seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (call_session_id) DO NOTHING",
+            );
+            bind_billing(insert, bill)?.execute(&mut *tx).await?;
         }
 
         for leg in &commit.legs {
@@ -822,11 +834,21 @@ impl Store for SqliteStore {
         .iter()
         .map(timeline_from)
         .collect::<Result<Vec<_>, _>>()?;
+        let billing = sqlx::query(&format!(
+            "SELECT {BILLING_COLUMNS} FROM billing_records WHERE call_session_id = ?"
+        ))
+        .bind(call_session_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .as_ref()
+        .map(billing_from)
+        .transpose()?;
         tx.commit().await?;
         Ok(Some(CallDetail {
             call,
             legs,
             timeline,
+            billing,
         }))
     }
 

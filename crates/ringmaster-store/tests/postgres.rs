@@ -142,6 +142,7 @@ fn record(session: &str, started: u64) -> CallRecord {
         answered_device: None,
         started_at: t(started),
         answered_at: None,
+        bridged_at: None,
         ended_at: Some(t(started + 30_000)),
         hangup_cause: None,
         recording_url: None,

@@ -396,7 +396,7 @@ fn call_json(call: &CallRecord) -> ApiResult<Value> {
     Ok(value)
 }
 
-/// `GET /api/voip/calls/{id}`: one call with its legs and timeline.
+/// `GET /api/voip/calls/{id}`: one call with its legs, timeline and billing record.
 pub async fn call_detail(
     auth: DeviceAuth,
     State(app): State<AppState>,
@@ -411,6 +411,7 @@ pub async fn call_detail(
         "call": call_json(&detail.call)?,
         "legs": detail.legs,
         "timeline": detail.timeline,
+        "billing": detail.billing,
     })))
 }
 
