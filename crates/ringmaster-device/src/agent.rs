@@ -8,6 +8,7 @@ use crate::snapshot::{
     SNAPSHOT_FORMAT,
 };
 use ringmaster_core::sdk::{SdkMapping, TerminationCause};
+use ringmaster_core::sdp;
 use ringmaster_core::session::{DeviceCallStatus, DeviceStatus};
 use ringmaster_core::{
     Call, CallSessionId, CallState, DeviceId, Direction, DismissReason, Platform, Timestamp,
@@ -303,6 +304,10 @@ impl DeviceAgent {
                 device,
                 state,
             } => self.on_state_changed(&call_session_id, device, state, now, fx),
+            Input::SdpReoffer {
+                call_session_id,
+                sdp,
+            } => self.on_reoffer(&call_session_id, &sdp, now, fx),
             Input::App {
                 call_session_id,
                 action,
@@ -542,6 +547,27 @@ impl DeviceAgent {
             // Ringing, hold, reconnecting...: this device knows its own state, and another
             // device's intermediate states change nothing here.
             _ => Ok(()),
+        }
+    }
+
+    /// A re-INVITE from the remote side. The call's own state says whether the remote holds it
+    /// (REMOTE_HOLD), so the classification survives a restart without keeping SDP bodies.
+    fn on_reoffer(
+        &mut self,
+        id: &CallSessionId,
+        sdp: &str,
+        now: Timestamp,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), AgentError> {
+        let live = self.calls.get(id).ok_or_else(|| AgentError::UnknownCall {
+            call_session_id: id.clone(),
+        })?;
+        let held = live.call.state() == CallState::RemoteHold;
+        let change = sdp::classify_against(held, sdp)
+            .map_err(|e| AgentError::Invalid(format!("SDP re-offer: {e}")))?;
+        match change.trigger() {
+            Some(trigger) => self.transition(id, trigger, now, fx),
+            None => Ok(()),
         }
     }
 

@@ -62,6 +62,16 @@ pub enum Input {
         /// The state that device is in now.
         state: CallState,
     },
+    /// The remote side sent a re-INVITE: its raw SDP offer. Classified by
+    /// `sdp::classify_reoffer` against the remote's previous offer, it puts the call in
+    /// REMOTE_HOLD or takes it out (spec G-14); anything else (codec change, ICE restart)
+    /// changes nothing.
+    SdpReoffer {
+        /// The call.
+        call_session_id: CallSessionId,
+        /// The offer's SDP body, as received.
+        sdp: String,
+    },
     /// The user did something in the app's call UI.
     App {
         /// The call.
@@ -88,6 +98,9 @@ impl Input {
                 call_session_id, ..
             }
             | Input::CallStateChanged {
+                call_session_id, ..
+            }
+            | Input::SdpReoffer {
                 call_session_id, ..
             }
             | Input::App {

@@ -326,6 +326,60 @@ async fn with_call_waiting_both_answered_calls_are_listed() {
         .cloned()
         .unwrap();
     assert_eq!(held["state"], "ON_HOLD", "{active}");
+
+    // G-14 on the phone: its agent saw a hold re-offer and reports REMOTE_HOLD, then the
+    // resume; the registry and the timeline follow. The table has REMOTE_HOLD on mobile only.
+    let path = format!("/api/voip/calls/{first}/events");
+    let steps = [
+        (2, "ON_HOLD", "ACTIVE", "resume"),
+        (3, "ACTIVE", "REMOTE_HOLD", "remote_hold"),
+    ];
+    for (seq, from, to, trigger) in steps {
+        let report = json!({"seq": seq, "from": from, "to": to, "trigger": {"type": trigger}});
+        let (status, reply) = h.post(&path, &phone.token, report).await;
+        assert_eq!(
+            (status, &reply["status"]),
+            (StatusCode::OK, &json!("accepted"))
+        );
+    }
+    let state_of = |active: &Value, call: &str| {
+        active["active_calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["call_session_id"] == call)
+            .map(|e| e["state"].clone())
+    };
+    let (_, active) = h.get("/api/voip/my-active-call", &web.token).await;
+    assert_eq!(
+        state_of(&active, first.as_str()),
+        Some(json!("REMOTE_HOLD"))
+    );
+    let resume = json!({"seq": 4, "from": "REMOTE_HOLD", "to": "ACTIVE",
+                        "trigger": {"type": "remote_resume"}});
+    let (status, _) = h.post(&path, &phone.token, resume).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, active) = h.get("/api/voip/my-active-call", &web.token).await;
+    assert_eq!(state_of(&active, first.as_str()), Some(json!("ACTIVE")));
+    let detail = h.detail(&first, phone).await;
+    let moves: Vec<_> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["source"] == "device")
+        .map(|e| e["to_state"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(moves, ["ON_HOLD", "ACTIVE", "REMOTE_HOLD", "ACTIVE"]);
+    let web_remote = json!({"seq": 1, "from": "ACTIVE", "to": "REMOTE_HOLD",
+                            "trigger": {"type": "remote_hold"}});
+    let (status, reply) = h
+        .post(
+            &format!("/api/voip/calls/{second}/events"),
+            &web.token,
+            web_remote,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{reply}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

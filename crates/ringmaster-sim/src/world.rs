@@ -1194,6 +1194,7 @@ fn describe_dev_input(input: &DevInput) -> String {
         DevInput::CallStateChanged { device, state, .. } => {
             format!("call_state_changed {state} on {device:?}")
         }
+        DevInput::SdpReoffer { sdp, .. } => format!("SDP re-offer ({} bytes)", sdp.len()),
         DevInput::App { action, .. } => format!("app {action:?}"),
     }
 }
