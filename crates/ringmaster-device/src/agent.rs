@@ -550,6 +550,12 @@ impl DeviceAgent {
         }
     }
 
+    fn live(&self, id: &CallSessionId) -> Result<&Live, AgentError> {
+        self.calls.get(id).ok_or_else(|| AgentError::UnknownCall {
+            call_session_id: id.clone(),
+        })
+    }
+
     /// A re-INVITE from the remote side. The call's own state says whether the remote holds it
     /// (REMOTE_HOLD), so the classification survives a restart without keeping SDP bodies.
     fn on_reoffer(
@@ -559,9 +565,7 @@ impl DeviceAgent {
         now: Timestamp,
         fx: &mut Vec<Effect>,
     ) -> Result<(), AgentError> {
-        let live = self.calls.get(id).ok_or_else(|| AgentError::UnknownCall {
-            call_session_id: id.clone(),
-        })?;
+        let live = self.live(id)?;
         let held = live.call.state() == CallState::RemoteHold;
         let change = sdp::classify_against(held, sdp)
             .map_err(|e| AgentError::Invalid(format!("SDP re-offer: {e}")))?;
@@ -578,9 +582,7 @@ impl DeviceAgent {
         now: Timestamp,
         fx: &mut Vec<Effect>,
     ) -> Result<(), AgentError> {
-        let live = self.calls.get(id).ok_or_else(|| AgentError::UnknownCall {
-            call_session_id: id.clone(),
-        })?;
+        let live = self.live(id)?;
         let (phase, state) = (live.phase, live.call.state());
         let not_ringing = || AgentError::NotRinging {
             call_session_id: id.clone(),
