@@ -2,6 +2,7 @@
 
 use crate::ids::DeviceId;
 use serde::{Deserialize, Serialize};
+use std::fmt;
 
 /// The reason a ringing device is dismissed. Only `CallerCancelled` and `Timeout` make a
 /// missed call; the others mean the call was dealt with somewhere.
@@ -53,5 +54,45 @@ impl DismissReason {
             DismissReason::Timeout => "timeout",
             DismissReason::Busy => "busy",
         }
+    }
+}
+
+/// One of the four dismissal channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// SIP BYE/CANCEL of the device's leg, seen by the SDK.
+    Sip,
+    /// `call_ended` on the WebSocket.
+    WebSocket,
+    /// `call_ended` push (FCM data / APNs regular push).
+    Push,
+    /// The 3 s status poll.
+    Poll,
+}
+
+impl Channel {
+    /// Every channel, in the order of the design's table.
+    pub const ALL: [Channel; 4] = [
+        Channel::Sip,
+        Channel::WebSocket,
+        Channel::Push,
+        Channel::Poll,
+    ];
+
+    /// snake_case name: `sip`, `websocket`, `push`, `poll`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sip => "sip",
+            Channel::WebSocket => "websocket",
+            Channel::Push => "push",
+            Channel::Poll => "poll",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }

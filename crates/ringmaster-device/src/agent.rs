@@ -8,6 +8,7 @@ use crate::snapshot::{
     SNAPSHOT_FORMAT,
 };
 use ringmaster_core::sdk::{SdkMapping, TerminationCause};
+use ringmaster_core::sdp;
 use ringmaster_core::session::{DeviceCallStatus, DeviceStatus};
 use ringmaster_core::{
     Call, CallSessionId, CallState, DeviceId, Direction, DismissReason, Platform, Timestamp,
@@ -302,7 +303,11 @@ impl DeviceAgent {
                 call_session_id,
                 device,
                 state,
-            } => self.on_state_changed(&call_session_id, device, &state, now, fx),
+            } => self.on_state_changed(&call_session_id, device, state, now, fx),
+            Input::SdpReoffer {
+                call_session_id,
+                sdp,
+            } => self.on_reoffer(&call_session_id, &sdp, now, fx),
             Input::App {
                 call_session_id,
                 action,
@@ -505,7 +510,7 @@ impl DeviceAgent {
         &mut self,
         id: &CallSessionId,
         device: Option<DeviceId>,
-        state: &str,
+        state: CallState,
         now: Timestamp,
         fx: &mut Vec<Effect>,
     ) -> Result<(), AgentError> {
@@ -514,11 +519,11 @@ impl DeviceAgent {
         }
         let mine = device.as_ref() == Some(&self.device_id);
         match state {
-            "active" if mine => {
+            CallState::Active if mine => {
                 self.confirm_answer(id, fx);
                 Ok(())
             }
-            "active" => {
+            CallState::Active => {
                 if let Some(device_id) = device {
                     fx.push(Effect::OtherDeviceActive {
                         call_session_id: id.clone(),
@@ -527,21 +532,46 @@ impl DeviceAgent {
                 }
                 Ok(())
             }
-            "ended" if mine => match self.calls.get(id).map(|l| l.call.state()) {
+            s if s.is_terminal() && mine => match self.calls.get(id).map(|l| l.call.state()) {
                 // Our call is over on the backend; the BYE may be lost.
                 Some(s) if is_connected(s) => self.hang_up_leg(id, now, fx),
                 Some(CallState::Disconnecting) => self.end_call(id, Trigger::CleanupDone, now, fx),
                 _ => Ok(()),
             },
-            "ended" => {
+            s if s.is_terminal() => {
                 fx.push(Effect::OtherDeviceEnded {
                     call_session_id: id.clone(),
                 });
                 Ok(())
             }
-            _ => Err(AgentError::Invalid(
-                "call_state_changed state must be active or ended".to_owned(),
-            )),
+            // Ringing, hold, reconnecting...: this device knows its own state, and another
+            // device's intermediate states change nothing here.
+            _ => Ok(()),
+        }
+    }
+
+    fn live(&self, id: &CallSessionId) -> Result<&Live, AgentError> {
+        self.calls.get(id).ok_or_else(|| AgentError::UnknownCall {
+            call_session_id: id.clone(),
+        })
+    }
+
+    /// A re-INVITE from the remote side. The call's own state says whether the remote holds it
+    /// (REMOTE_HOLD), so the classification survives a restart without keeping SDP bodies.
+    fn on_reoffer(
+        &mut self,
+        id: &CallSessionId,
+        sdp: &str,
+        now: Timestamp,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), AgentError> {
+        let live = self.live(id)?;
+        let held = live.call.state() == CallState::RemoteHold;
+        let change = sdp::classify_against(held, sdp)
+            .map_err(|e| AgentError::Invalid(format!("SDP re-offer: {e}")))?;
+        match change.trigger() {
+            Some(trigger) => self.transition(id, trigger, now, fx),
+            None => Ok(()),
         }
     }
 
@@ -552,9 +582,7 @@ impl DeviceAgent {
         now: Timestamp,
         fx: &mut Vec<Effect>,
     ) -> Result<(), AgentError> {
-        let live = self.calls.get(id).ok_or_else(|| AgentError::UnknownCall {
-            call_session_id: id.clone(),
-        })?;
+        let live = self.live(id)?;
         let (phase, state) = (live.phase, live.call.state());
         let not_ringing = || AgentError::NotRinging {
             call_session_id: id.clone(),

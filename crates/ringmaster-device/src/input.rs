@@ -1,12 +1,12 @@
 //! What the agent reacts to: the Telnyx SDK, the backend's channels and the user.
 
+pub use ringmaster_core::dismissal::Channel;
 use ringmaster_core::sdk::{
     self, AndroidState, IosState, SdkMapping, TerminationCause, UnknownSdkState, WebState,
 };
 use ringmaster_core::session::DeviceCallStatus;
 use ringmaster_core::{CallSessionId, CallState, DeviceId, Direction, DismissReason, Platform};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// One thing that happened to the device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,14 +51,26 @@ pub enum Input {
         /// The backend's view of the call for this device.
         status: DeviceCallStatus,
     },
-    /// `call_state_changed` on the WebSocket: the call became `active` on a device, or `ended`.
+    /// `call_state_changed` on the WebSocket: the call moved on one device (states in the
+    /// canonical spelling, e.g. `ACTIVE`, `ON_HOLD`, `ENDED`).
     CallStateChanged {
         /// The call.
         call_session_id: CallSessionId,
-        /// The device the call is on, if any.
+        /// The device the change is about, if any (`device_id` on the wire).
+        #[serde(alias = "device_id")]
         device: Option<DeviceId>,
-        /// `active` or `ended`.
-        state: String,
+        /// The state that device is in now.
+        state: CallState,
+    },
+    /// The remote side sent a re-INVITE: its raw SDP offer. Classified by
+    /// `sdp::classify_reoffer` against the remote's previous offer, it puts the call in
+    /// REMOTE_HOLD or takes it out (spec G-14); anything else (codec change, ICE restart)
+    /// changes nothing.
+    SdpReoffer {
+        /// The call.
+        call_session_id: CallSessionId,
+        /// The offer's SDP body, as received.
+        sdp: String,
     },
     /// The user did something in the app's call UI.
     App {
@@ -86,6 +98,9 @@ impl Input {
                 call_session_id, ..
             }
             | Input::CallStateChanged {
+                call_session_id, ..
+            }
+            | Input::SdpReoffer {
                 call_session_id, ..
             }
             | Input::App {
@@ -116,46 +131,6 @@ impl Delivery {
             Delivery::WebSocket => Channel::WebSocket,
             Delivery::Push { .. } => Channel::Push,
         }
-    }
-}
-
-/// One of the four dismissal channels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Channel {
-    /// SIP BYE/CANCEL of the device's leg, seen by the SDK.
-    Sip,
-    /// `call_ended` on the WebSocket.
-    WebSocket,
-    /// `call_ended` push (FCM data / APNs regular push).
-    Push,
-    /// The 3 s status poll.
-    Poll,
-}
-
-impl Channel {
-    /// Every channel, in the order of the design's table.
-    pub const ALL: [Channel; 4] = [
-        Channel::Sip,
-        Channel::WebSocket,
-        Channel::Push,
-        Channel::Poll,
-    ];
-
-    /// snake_case name: `sip`, `websocket`, `push`, `poll`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Channel::Sip => "sip",
-            Channel::WebSocket => "websocket",
-            Channel::Push => "push",
-            Channel::Poll => "poll",
-        }
-    }
-}
-
-impl fmt::Display for Channel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

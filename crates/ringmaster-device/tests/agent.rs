@@ -3,7 +3,7 @@
 use ringmaster_core::sdk::{EndCause, IosState, TerminationCause};
 use ringmaster_core::session::{DeviceCallStatus, DeviceStatus};
 use ringmaster_core::{
-    CallSessionId, CallState, DeviceId, Direction, DismissReason, Platform, Timestamp,
+    CallSessionId, CallState, DeviceId, Direction, DismissReason, Platform, Timestamp, Trigger,
 };
 use ringmaster_device::{
     AgentConfig, AgentError, AppAction, BackendRequest, Channel, Delivery, DeviceAgent, Effect,
@@ -538,7 +538,7 @@ fn web_sees_the_call_live_on_another_device() {
             Input::CallStateChanged {
                 call_session_id: call(),
                 device: Some(me()),
-                state: "active".into(),
+                state: CallState::Active,
             },
             t(0),
         )
@@ -550,6 +550,39 @@ fn web_sees_the_call_live_on_another_device() {
             device_id: me()
         }]
     );
+}
+
+#[test]
+fn relayed_reports_in_the_canonical_spelling_are_accepted() {
+    // The backend's `call_state_changed` payloads, as they come off the WebSocket.
+    let mut a = DeviceAgent::new(DeviceId::new("web"), Platform::Web, AgentConfig::default());
+    let wire = |state: &str| -> Input {
+        serde_json::from_value(serde_json::json!({
+            "input": "call_state_changed",
+            "call_session_id": "call-1",
+            "device_id": "phone",
+            "platform": "ios",
+            "state": state,
+            "previous_state": "ACTIVE",
+            "version": 7,
+        }))
+        .expect("canonical payload parses")
+    };
+    for state in ["ON_HOLD", "REMOTE_HOLD", "RECONNECTING", "RINGING_INBOUND"] {
+        assert_eq!(a.handle(wire(state), t(0)).unwrap(), [], "{state}");
+    }
+    let fx = a.handle(wire("ENDED"), t(1)).unwrap();
+    assert_eq!(
+        fx,
+        [Effect::OtherDeviceEnded {
+            call_session_id: CallSessionId::new("call-1")
+        }]
+    );
+    // The old lower-case spelling is gone.
+    let old: Result<Input, _> = serde_json::from_value(serde_json::json!({
+        "input": "call_state_changed", "call_session_id": "call-1", "device_id": null,
+        "state": "active"}));
+    assert!(old.is_err());
 }
 
 #[test]
@@ -608,4 +641,89 @@ fn hanging_up_an_unconfirmed_answer_finishes_when_the_backend_says_it_is_over() 
     assert!(!fx
         .iter()
         .any(|e| matches!(e, Effect::ShowMissedCall { .. })));
+}
+
+/// A FreeSWITCH-shaped offer (as Telnyx relays a re-INVITE) with the given audio direction.
+fn offer(direction: &str) -> String {
+    format!(
+        "v=0\r\no=FreeSWITCH 1 2 IN IP4 192.0.2.10\r\ns=FreeSWITCH\r\nc=IN IP4 192.0.2.10\r\n\
+         t=0 0\r\nm=audio 23456 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=ptime:20\r\na={direction}\r\n"
+    )
+}
+
+fn reoffer(sdp: String) -> Input {
+    Input::SdpReoffer {
+        call_session_id: call(),
+        sdp,
+    }
+}
+
+fn reported(fx: &[Effect]) -> Vec<(CallState, CallState, Trigger)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::ReportTransition(r) => Some((r.from, r.to, r.trigger)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_hold_reoffer_puts_the_call_in_remote_hold_and_a_resume_takes_it_out() {
+    let mut a = agent(Platform::Android);
+    a.handle(incoming(0, Delivery::Push { voip: false }), t(0))
+        .unwrap();
+    a.handle(app(AppAction::Answer), t(1_000)).unwrap();
+    assert_eq!(a.call_state(&call()), Some(CallState::Active));
+
+    // G-14: the remote holds (sendonly), then re-sends the same hold, then resumes.
+    let fx = a.handle(reoffer(offer("sendonly")), t(2_000)).unwrap();
+    assert_eq!(
+        reported(&fx),
+        [(
+            CallState::Active,
+            CallState::RemoteHold,
+            Trigger::RemoteHold
+        )]
+    );
+    assert_eq!(a.call_state(&call()), Some(CallState::RemoteHold));
+    assert!(a
+        .handle(reoffer(offer("sendonly")), t(2_500))
+        .unwrap()
+        .is_empty());
+    let fx = a.handle(reoffer(offer("sendrecv")), t(3_000)).unwrap();
+    assert_eq!(
+        reported(&fx),
+        [(
+            CallState::RemoteHold,
+            CallState::Active,
+            Trigger::RemoteResume
+        )]
+    );
+    // A codec change or ICE restart on an active call changes nothing.
+    assert!(a
+        .handle(reoffer(offer("sendrecv")), t(3_500))
+        .unwrap()
+        .is_empty());
+
+    // Bad bodies and unknown calls are refused and change nothing.
+    let before = a.snapshot().to_json();
+    assert!(matches!(
+        a.handle(reoffer("not sdp at all".into()), t(4_000)),
+        Err(AgentError::Invalid(_))
+    ));
+    assert!(matches!(
+        a.handle(reoffer("x".repeat(1 << 20)), t(4_000)),
+        Err(AgentError::Invalid(_))
+    ));
+    assert_eq!(a.snapshot().to_json(), before);
+    assert_eq!(a.call_state(&call()), Some(CallState::Active));
+    let stranger = Input::SdpReoffer {
+        call_session_id: CallSessionId::new("someone-else"),
+        sdp: offer("sendonly"),
+    };
+    assert!(matches!(
+        a.handle(stranger, t(4_000)),
+        Err(AgentError::UnknownCall { .. })
+    ));
 }

@@ -172,19 +172,21 @@ impl Rig {
         (CallSessionId::new(id), opening)
     }
 
-    /// Commits `effects` to the session's outbox.
+    /// Commits `effects` to the session's outbox, as if the session had produced them.
     async fn queue(&self, id: &CallSessionId, effects: Vec<Effect>) {
-        let applied = self
-            .engine
-            .apply_with(id, None, |_, _| {
-                Ok(Step {
-                    effects: effects.clone(),
-                    timeline: Vec::new(),
-                })
-            })
-            .await
-            .unwrap();
-        assert!(matches!(applied, Applied::Committed(_)), "{applied:?}");
+        let (session, version) = self.engine.load(id).await.unwrap().unwrap();
+        let step = Step {
+            effects,
+            timeline: Vec::new(),
+        };
+        let commit =
+            crate::engine::build_commit(&session, Some(version), step, None, self.clock.now())
+                .unwrap();
+        let outcome = self.store.commit(commit).await.unwrap();
+        assert!(
+            matches!(outcome, ringmaster_store::CommitOutcome::Committed { .. }),
+            "{outcome:?}"
+        );
     }
 
     async fn drain_and_finish(&self) {

@@ -22,10 +22,9 @@ const MAX_ROUNDS: u32 = 64;
 /// What handling one input produced, besides the session's own change.
 #[derive(Debug, Default)]
 pub struct Step {
-    /// Effects from `Session::handle` (or built by the caller, e.g. a device report's
-    /// notification).
+    /// Effects from `Session::handle`.
     pub effects: Vec<Effect>,
-    /// Extra timeline entries (webhook arrivals, device reports).
+    /// The input's own timeline entries (webhook arrivals).
     pub timeline: Vec<TimelineEntry>,
 }
 
@@ -58,6 +57,8 @@ enum Written {
     Committed,
     Conflict,
     Duplicate,
+    /// The store refused an active-call entry (another call, no call waiting).
+    Busy,
 }
 
 /// Why an input could not be run to a commit.
@@ -127,6 +128,22 @@ impl Engine {
         EngineError::Quarantined(id.clone())
     }
 
+    /// Runs `f` (a session's handling of an input). A panic there is a bug in one call: the
+    /// session is quarantined and the panic stops here, so every other call keeps being served.
+    pub async fn guard<T>(
+        &self,
+        id: &CallSessionId,
+        f: impl FnOnce() -> T,
+    ) -> Result<T, EngineError> {
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(value) => Ok(value),
+            Err(panic) => {
+                let reason = format!("handling an input panicked: {}", panic_message(&panic));
+                Err(self.quarantine(id, &reason).await)
+            }
+        }
+    }
+
     /// The clock sessions are driven by.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
@@ -159,49 +176,63 @@ impl Engine {
         input: Input,
         dedupe_key: Option<String>,
     ) -> Result<Applied, EngineError> {
-        self.apply_with(id, dedupe_key, |session, now| {
-            Ok(Step {
-                effects: session.handle(input.clone(), now)?,
-                timeline: Vec::new(),
-            })
-        })
-        .await
+        self.apply_logged(id, input, dedupe_key, |_| Vec::new())
+            .await
     }
 
-    /// Like [`Engine::apply`], with the change computed by `step` (called again, on a fresh
-    /// copy of the session, after every lost compare-and-set).
+    /// Like [`Engine::apply`], with the input's own timeline entries (a webhook's arrival)
+    /// built by `arrival` for the time of each round. Every effect comes from
+    /// `Session::handle`. When the store refuses the active-call entry an answer asked for,
+    /// the session is told (`Input::RegistryBusy`) and the input runs again on a fresh copy.
     #[tracing::instrument(skip_all, fields(call_session_id = %id))]
-    pub async fn apply_with<F>(
+    pub async fn apply_logged<F>(
         &self,
         id: &CallSessionId,
+        input: Input,
         dedupe_key: Option<String>,
-        mut step: F,
+        arrival: F,
     ) -> Result<Applied, EngineError>
     where
-        F: FnMut(&mut Session, Timestamp) -> Result<Step, SessionError> + Send,
+        F: Fn(Timestamp) -> Vec<TimelineEntry> + Send,
     {
+        let mut registry_busy = false;
         for round in 0..MAX_ROUNDS {
             let Some((mut session, version)) = self.load(id).await? else {
                 return Err(EngineError::UnknownSession(id.clone()));
             };
             let before = session.clone();
             let now = self.clock.now();
-            // A panic in `handle` is a bug in one call: quarantine it, keep serving the rest.
-            let step = match catch_unwind(AssertUnwindSafe(|| step(&mut session, now))) {
-                Ok(Ok(step)) => step,
-                Ok(Err(e)) => return Ok(Applied::Refused(e)),
-                Err(panic) => {
-                    let reason = format!("handling an input panicked: {}", panic_message(&panic));
-                    return Err(self.quarantine(id, &reason).await);
-                }
+            let handled = self
+                .guard(id, || {
+                    let mut effects = Vec::new();
+                    let inputs = registry_busy
+                        .then_some(Input::RegistryBusy)
+                        .into_iter()
+                        .chain([input.clone()]);
+                    for input in inputs {
+                        effects.extend(session.handle(input, now)?);
+                    }
+                    Ok(effects)
+                })
+                .await?;
+            let step = match handled {
+                Ok(effects) => Step {
+                    effects,
+                    timeline: arrival(now),
+                },
+                Err(e) => return Ok(Applied::Refused(e)),
             };
             if step.effects.is_empty() && step.timeline.is_empty() && session == before {
                 return Ok(Applied::Unchanged(Box::new(session)));
             }
             let commit = build_commit(&session, Some(version), step, dedupe_key.clone(), now)?;
-            match self.commit(commit).await? {
+            match self.commit(commit, registry_busy).await? {
                 Written::Committed => return Ok(Applied::Committed(Box::new(session))),
                 Written::Duplicate => return Ok(Applied::Duplicate),
+                Written::Busy => {
+                    tracing::info!("user already on another call; the answer is refused");
+                    registry_busy = true;
+                }
                 Written::Conflict => {
                     tracing::debug!(round, "lost compare-and-set; reloading");
                     if round > 8 {
@@ -234,25 +265,26 @@ impl Engine {
         };
         let step = Step { effects, timeline };
         let commit = build_commit(&session, None, step, dedupe_key, now)?;
-        Ok(match self.commit(commit).await? {
+        Ok(match self.commit(commit, true).await? {
             Written::Committed => Created::Committed(Box::new(session)),
-            Written::Conflict => Created::Exists,
+            Written::Conflict | Written::Busy => Created::Exists,
             Written::Duplicate => Created::Duplicate,
         })
     }
 
-    /// Commits; a registry conflict (`Busy`) is resolved by committing without the registry
-    /// entry, because by then the call is physically bridged and its state must still be
-    /// recorded (two calls raced past the busy check at ring time).
-    async fn commit(&self, mut commit: Commit) -> Result<Written, EngineError> {
+    /// Commits. A registry conflict (`Busy`) goes back to the caller, which tells the session;
+    /// once it has (`told`), a conflict left over (an entry rewritten for a call that is
+    /// already physically connected) is resolved by committing without the entry.
+    async fn commit(&self, mut commit: Commit, told: bool) -> Result<Written, EngineError> {
         let has_outbox = !commit.effects.is_empty();
         loop {
             match self.store.commit(commit.clone()).await? {
+                CommitOutcome::Busy { .. } if !told => return Ok(Written::Busy),
                 CommitOutcome::Busy { active } => {
                     tracing::warn!(
                         call_session_id = %commit.session_id,
                         other_calls = active.len(),
-                        "user already has an active call; bridged call not added to the registry"
+                        "user already has an active call; entry left out of the registry"
                     );
                     commit
                         .registry

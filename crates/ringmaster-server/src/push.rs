@@ -81,10 +81,18 @@ pub fn message_for(n: &Notification, incoming_ttl: Duration) -> PushMessage {
         }
         NotifyEvent::CallStateChanged {
             device,
+            platform,
             state,
+            previous_state,
             version,
         } => {
-            m = m.with("state", state).with("version", version.to_string());
+            m = m
+                .with("state", state.as_str())
+                .with("previous_state", previous_state.as_str())
+                .with("version", version.to_string());
+            if let Some(platform) = platform {
+                m = m.with("platform", platform.as_str());
+            }
             if let Some(device) = device {
                 m = m.with("device_id", device.as_str());
             }
@@ -187,7 +195,7 @@ impl Notifier for PushNotifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringmaster_core::{CallSessionId, DeviceId, DismissReason, TenantId, UserId};
+    use ringmaster_core::{CallSessionId, CallState, DeviceId, DismissReason, TenantId, UserId};
 
     fn note(event: NotifyEvent) -> Notification {
         Notification {
@@ -247,12 +255,14 @@ mod tests {
     fn long_session_ids_get_no_collapse_key() {
         let mut n = note(NotifyEvent::CallStateChanged {
             device: None,
-            state: "ended".into(),
+            platform: None,
+            state: CallState::Ended,
+            previous_state: CallState::Active,
             version: 9,
         });
         n.call_session_id = CallSessionId::new("x".repeat(65));
         let m = message_for(&n, Duration::from_secs(30));
         assert_eq!(m.collapse_key, None);
-        assert_eq!(m.data["state"], "ended");
+        assert_eq!(m.data["state"], "ENDED");
     }
 }

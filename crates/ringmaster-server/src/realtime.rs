@@ -52,7 +52,8 @@ pub fn routes(hub: RealtimeHub, app: AppState) -> Router {
 
 /// The event data of a notification, as WebSocket clients receive it: always
 /// `call_session_id` and `version`, plus the event's own fields (`reason` and `device_id` on
-/// `call_ended`; `device_id` and `state` on `call_state_changed`; `from` and `to` on
+/// `call_ended`; `device_id`, `platform`, `state` and `previous_state` (canonical names) on
+/// `call_state_changed`; `from` and `to` on
 /// `incoming_call`).
 pub fn event_data(n: &Notification) -> Value {
     match &n.event {
@@ -70,12 +71,16 @@ pub fn event_data(n: &Notification) -> Value {
         }),
         NotifyEvent::CallStateChanged {
             device,
+            platform,
             state,
+            previous_state,
             version,
         } => json!({
             "call_session_id": n.call_session_id,
             "device_id": device,
+            "platform": platform,
             "state": state,
+            "previous_state": previous_state,
             "version": version,
         }),
     }
@@ -131,7 +136,7 @@ impl Notifier for WebSocketNotifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringmaster_core::{CallSessionId, DeviceId, DismissReason, TenantId, UserId};
+    use ringmaster_core::{CallSessionId, CallState, DeviceId, DismissReason, TenantId, UserId};
 
     fn note(event: NotifyEvent) -> Notification {
         Notification {
@@ -164,12 +169,15 @@ mod tests {
         assert_eq!(event_data(&missed)["device_id"], Value::Null);
         let changed = note(NotifyEvent::CallStateChanged {
             device: Some(DeviceId::new("d1")),
-            state: "active".into(),
+            platform: Some("ios".into()),
+            state: CallState::OnHold,
+            previous_state: CallState::Active,
             version: 5,
         });
         assert_eq!(
             event_data(&changed),
-            json!({"call_session_id": "cs-1", "device_id": "d1", "state": "active", "version": 5})
+            json!({"call_session_id": "cs-1", "device_id": "d1", "platform": "ios",
+                   "state": "ON_HOLD", "previous_state": "ACTIVE", "version": 5})
         );
         let incoming = note(NotifyEvent::IncomingCall {
             from: "+15550001".into(),

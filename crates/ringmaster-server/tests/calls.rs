@@ -392,6 +392,10 @@ async fn a_bridge_that_fails_twice_hangs_everything_up() {
     assert_eq!(h.received_on("bridge", &caller).len(), 2);
     let detail = h.detail(&call, &user.devices[0]).await;
     assert_eq!(detail["call"]["status"], "failed");
+    // Answered but never bridged: nothing is billed.
+    assert_eq!(detail["call"]["billing_minutes"], 0, "{detail}");
+    assert_eq!(detail["billing"]["quantity"], 0, "{detail}");
+    assert_eq!(detail["billing"]["unit"], "simple_call_minute");
     let (_, active) = h
         .get("/api/voip/my-active-call", &user.devices[0].token)
         .await;
@@ -678,7 +682,7 @@ async fn an_outbound_call_rings_the_device_then_the_destination() {
     assert_eq!(active["active_call"]["call_session_id"], call.as_str());
     assert!(h.notes_for(&call).iter().any(|n| matches!(
         &n.event,
-        NotifyEvent::CallStateChanged { state, .. } if state == "active"
+        NotifyEvent::CallStateChanged { state, .. } if *state == ringmaster_core::CallState::Active
     )));
 }
 

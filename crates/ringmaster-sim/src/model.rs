@@ -4,23 +4,35 @@
 //! committing (the webhook is redelivered) and after sending an outbox command but before
 //! marking it done (it is sent again; Telnyx executes a `command_id` once).
 //!
+//! The caller may hang up at any point (its webhook handled like the others), and Telnyx may
+//! refuse a bridge (the session retries once after its delay, then gives up).
+//!
 //! Properties, over every interleaving:
 //! - **never two bridges**: at most one device is ever bridged to the caller;
 //! - **winner recorded**: every bridged device is the session's recorded winner, in every
-//!   later state too.
+//!   later state too;
+//! - **nothing bridged after the caller left**: once the caller's hangup is committed, no
+//!   commit puts a bridge in the outbox;
+//! - **at most two bridge attempts**.
 //!
 //! [`AnswerRace::without_cas`] commits without comparing versions (last writer wins): the
-//! mutation the check must catch.
+//! mutation the check must catch. It shows up as a wrong recorded winner; with
+//! [`AnswerRace::with_worker_command_ids`] (each worker makes up its own command id, as a
+//! driver drawing random ids would) Telnyx no longer folds the racing bridges into one, and the
+//! same mutation bridges two devices.
 
 use ringmaster_core::session::{
-    Action as TelnyxAction, CallerAnswer, Command, Effect, Input, NewInbound, ProviderEvent,
-    ProviderEventKind, RingTarget, Session, SessionConfig,
+    Action as TelnyxAction, CallerAnswer, Command, CommandError, Effect, HangupCause, HangupSource,
+    Input, NewInbound, ProviderEvent, ProviderEventKind, RingTarget, Session, SessionConfig,
+    DEFAULT_BRIDGE_RETRY_DELAY_MS,
 };
 use ringmaster_core::{CallControlId, CallSessionId, DeviceId, TenantId, Timestamp, UserId};
 use stateright::{Checker, Model, Property};
 use std::collections::BTreeSet;
 
 const NOW: Timestamp = Timestamp::from_millis(10_000);
+/// When timer ticks run: after any bridge retry delay, before any other deadline.
+const LATER: Timestamp = Timestamp::from_millis(10_000 + 2 * DEFAULT_BRIDGE_RETRY_DELAY_MS);
 
 /// The model: K answering devices, a crash budget, and whether the store compares versions.
 #[derive(Clone, Debug)]
@@ -31,6 +43,13 @@ pub struct AnswerRace {
     pub crashes: u8,
     /// Whether commits compare the loaded version (the real store does).
     pub compare_and_set: bool,
+    /// Whether each worker gives its commands an id of its own instead of the session's
+    /// deterministic one (the mutant that lets Telnyx execute racing bridges twice).
+    pub worker_command_ids: bool,
+    /// Whether the caller may hang up.
+    pub caller_hangup: bool,
+    /// How many bridge commands Telnyx may refuse.
+    pub bridge_failures: u8,
     initial: String,
 }
 
@@ -82,6 +101,16 @@ pub struct RaceState {
     pub bridged: BTreeSet<usize>,
     /// Crashes left.
     pub crashes_left: u8,
+    /// Bridge refusals left.
+    pub failures_left: u8,
+    /// Telnyx: the caller hung up.
+    pub caller_gone: bool,
+    /// Store: the caller's hangup is committed.
+    pub hangup_committed: bool,
+    /// A commit after the caller's hangup put a bridge in the outbox.
+    pub bridge_after_hangup: bool,
+    /// Distinct bridge commands ever put in the outbox.
+    pub bridge_attempts: usize,
 }
 
 /// A step of the race.
@@ -97,6 +126,12 @@ pub enum RaceAction {
     Dispatch(usize),
     /// The dispatcher sends outbox entry `i` and crashes before marking it done.
     DispatchThenCrash(usize),
+    /// Telnyx refuses outbox entry `i`; the error comes back to the session.
+    DispatchFails(usize),
+    /// The caller hangs up; its webhook is handled.
+    CallerHangup,
+    /// The session's timer fires (a bridge retry is due).
+    Tick,
 }
 
 fn device_id(i: usize) -> DeviceId {
@@ -172,8 +207,24 @@ impl AnswerRace {
             devices,
             crashes,
             compare_and_set: true,
+            worker_command_ids: false,
+            caller_hangup: false,
+            bridge_failures: 0,
             initial,
         })
+    }
+
+    /// Lets the caller hang up at any point, and Telnyx refuse up to `bridge_failures` bridges.
+    pub fn with_hangup_and_failures(mut self, bridge_failures: u8) -> Self {
+        self.caller_hangup = true;
+        self.bridge_failures = bridge_failures;
+        self
+    }
+
+    /// The mutant: each worker makes up its own command ids.
+    pub fn with_worker_command_ids(mut self) -> Self {
+        self.worker_command_ids = true;
+        self
     }
 
     /// The mutation: commits overwrite whatever is stored, without comparing versions.
@@ -206,12 +257,25 @@ impl AnswerRace {
             state.workers[w] = Worker::Idle;
             return;
         }
+        state.processed.insert(w);
+        self.store(state, &session, effects, Some(w));
+        state.workers[w] = Worker::Done;
+    }
+
+    /// Writes `session` with `effects` as the next version; `worker` names the worker whose
+    /// commit it is (for the mutant's command ids).
+    fn store(
+        &self,
+        state: &mut RaceState,
+        session: &Session,
+        effects: Vec<Effect>,
+        worker: Option<usize>,
+    ) {
         state.version += 1;
-        state.doc = serde_json::to_string(&session).unwrap_or_default();
+        state.doc = serde_json::to_string(session).unwrap_or_default();
         state.winner = session
             .answered_device()
             .and_then(|d| (0..self.devices).find(|&i| device_id(i) == *d));
-        state.processed.insert(w);
         for e in effects {
             if let Effect::Telnyx(Command {
                 command_id,
@@ -220,6 +284,12 @@ impl AnswerRace {
             }) = e
             {
                 if let Some(device) = (0..self.devices).find(|&i| leg(i) == to_ccid) {
+                    let command_id = match worker.filter(|_| self.worker_command_ids) {
+                        Some(w) => format!("{command_id}@worker-{w}"),
+                        None => command_id,
+                    };
+                    state.bridge_after_hangup |= state.hangup_committed;
+                    state.bridge_attempts += 1;
                     state.outbox.push(Outboxed {
                         command_id,
                         device,
@@ -228,7 +298,36 @@ impl AnswerRace {
                 }
             }
         }
-        state.workers[w] = Worker::Done;
+    }
+
+    /// Handles `input` on the stored session in one step (a node that loads, handles and
+    /// commits with nothing in between; with compare-and-set that is what any interleaving
+    /// of it amounts to). A refused input changes nothing.
+    fn apply(&self, state: &mut RaceState, input: Input, at: Timestamp) {
+        let Ok(mut session) = serde_json::from_str::<Session>(&state.doc) else {
+            return;
+        };
+        if let Ok(effects) = session.handle(input, at) {
+            self.store(state, &session, effects, None);
+        }
+    }
+}
+
+impl AnswerRace {
+    /// Telnyx refused a bridge: the error goes back to the session under the session's own
+    /// command id (the mutant's suffix is the worker's, not the session's).
+    fn refused(&self, state: &mut RaceState, entry: &Outboxed, error: CommandError) {
+        let command_id = entry
+            .command_id
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let input = Input::CommandResult {
+            command_id,
+            result: Err(error),
+        };
+        self.apply(state, input, NOW);
     }
 }
 
@@ -247,6 +346,11 @@ impl Model for AnswerRace {
             executed: BTreeSet::new(),
             bridged: BTreeSet::new(),
             crashes_left: self.crashes,
+            failures_left: self.bridge_failures,
+            caller_gone: false,
+            hangup_committed: false,
+            bridge_after_hangup: false,
+            bridge_attempts: 0,
         }]
     }
 
@@ -269,7 +373,20 @@ impl Model for AnswerRace {
                 if state.crashes_left > 0 {
                     actions.push(RaceAction::DispatchThenCrash(i));
                 }
+                if state.failures_left > 0 {
+                    actions.push(RaceAction::DispatchFails(i));
+                }
             }
+        }
+        if self.caller_hangup && !state.caller_gone {
+            actions.push(RaceAction::CallerHangup);
+        }
+        let due = serde_json::from_str::<Session>(&state.doc)
+            .ok()
+            .and_then(|s| s.next_deadline())
+            .is_some_and(|d| d <= LATER);
+        if due {
+            actions.push(RaceAction::Tick);
         }
     }
 
@@ -299,7 +416,15 @@ impl Model for AnswerRace {
             }
             RaceAction::Dispatch(i) | RaceAction::DispatchThenCrash(i) => {
                 let entry = state.outbox[i].clone();
-                if state.executed.insert(entry.command_id.clone()) {
+                let fresh = state.executed.insert(entry.command_id.clone());
+                if fresh && state.caller_gone {
+                    // Telnyx refuses to bridge a leg that is gone.
+                    state.outbox[i].done = true;
+                    let error = CommandError::call_ended("call has already ended");
+                    self.refused(&mut state, &entry, error);
+                    return Some(state);
+                }
+                if fresh {
                     state.bridged.insert(entry.device);
                 }
                 if matches!(action, RaceAction::Dispatch(_)) {
@@ -308,6 +433,35 @@ impl Model for AnswerRace {
                     state.crashes_left -= 1;
                 }
             }
+            RaceAction::DispatchFails(i) => {
+                let entry = state.outbox[i].clone();
+                state.failures_left -= 1;
+                state.outbox[i].done = true;
+                if !state.executed.insert(entry.command_id.clone()) {
+                    // Already executed once: Telnyx answers the repeat with the first result.
+                    return Some(state);
+                }
+                self.refused(
+                    &mut state,
+                    &entry,
+                    CommandError::new("90034", "not bridged"),
+                );
+            }
+            RaceAction::CallerHangup => {
+                state.caller_gone = true;
+                let event = ProviderEvent::new(
+                    "caller",
+                    None,
+                    ProviderEventKind::Hangup {
+                        cause: HangupCause::NormalClearing,
+                        source: HangupSource::Caller,
+                        quality: None,
+                    },
+                );
+                self.apply(&mut state, Input::Provider(event), NOW);
+                state.hangup_committed = true;
+            }
+            RaceAction::Tick => self.apply(&mut state, Input::Tick, LATER),
         }
         Some(state)
     }
@@ -317,6 +471,13 @@ impl Model for AnswerRace {
             Property::always("never two bridges", |_, s: &RaceState| s.bridged.len() <= 1),
             Property::always("winner recorded", |_, s: &RaceState| {
                 s.bridged.iter().all(|d| s.winner == Some(*d))
+            }),
+            Property::always(
+                "nothing bridged after the caller left",
+                |_, s: &RaceState| !s.bridge_after_hangup,
+            ),
+            Property::always("at most two bridge attempts", |_, s: &RaceState| {
+                s.bridge_attempts <= 2
             }),
             Property::sometimes("a bridge happens", |_, s: &RaceState| !s.bridged.is_empty()),
         ]
@@ -340,14 +501,54 @@ pub struct ModelReport {
     pub bridge_reachable: bool,
 }
 
+/// Which model to check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelOptions {
+    /// Devices answering.
+    pub devices: usize,
+    /// Crash budget.
+    pub crashes: u8,
+    /// Whether commits compare versions.
+    pub compare_and_set: bool,
+    /// The mutant with per-worker command ids.
+    pub worker_command_ids: bool,
+    /// Caller hangup on, with this many bridge refusals (`None`: neither).
+    pub hangup_and_failures: Option<u8>,
+}
+
+/// The properties whose failure is a counterexample.
+const SAFETY: [&str; 4] = [
+    "never two bridges",
+    "winner recorded",
+    "nothing bridged after the caller left",
+    "at most two bridge attempts",
+];
+
 /// Checks the race exhaustively and reports.
 pub fn check(devices: usize, crashes: u8, compare_and_set: bool) -> Result<ModelReport, String> {
-    let mut model = AnswerRace::new(devices, crashes)?;
-    if !compare_and_set {
+    check_with(ModelOptions {
+        devices,
+        crashes,
+        compare_and_set,
+        worker_command_ids: false,
+        hangup_and_failures: None,
+    })
+}
+
+/// Checks the model `options` describes exhaustively and reports.
+pub fn check_with(options: ModelOptions) -> Result<ModelReport, String> {
+    let mut model = AnswerRace::new(options.devices, options.crashes)?;
+    if !options.compare_and_set {
         model = model.without_cas();
     }
+    if options.worker_command_ids {
+        model = model.with_worker_command_ids();
+    }
+    if let Some(failures) = options.hangup_and_failures {
+        model = model.with_hangup_and_failures(failures);
+    }
     let checker = model.check();
-    let counterexamples = ["never two bridges", "winner recorded"]
+    let counterexamples = SAFETY
         .into_iter()
         .filter_map(|name| {
             checker.discovery(name).map(|path| {
@@ -361,9 +562,9 @@ pub fn check(devices: usize, crashes: u8, compare_and_set: bool) -> Result<Model
         })
         .collect();
     Ok(ModelReport {
-        devices,
-        crashes,
-        compare_and_set,
+        devices: options.devices,
+        crashes: options.crashes,
+        compare_and_set: options.compare_and_set,
         unique_states: checker.unique_state_count(),
         counterexamples,
         bridge_reachable: checker.discovery("a bridge happens").is_some(),

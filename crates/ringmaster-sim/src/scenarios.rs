@@ -3,7 +3,8 @@
 //!
 //! T1–T12 and T15 run in the simulator; T3 is a device-only scenario (a CONNECTING outbound
 //! call never reaches the coordinator); T13/T14 exercise the core transition table and the
-//! device agent; T7/T8 also read the coordinator's active-call registry.
+//! device agent; T7/T8 also read the coordinator's active-call registry. G14 (remote hold, spec
+//! G-14) drives a phone's agent with raw SDP re-offers and feeds its reports to the session.
 
 use crate::plan::{DevicePlan, Plan};
 use crate::world::{block, World, POLL_INTERVAL_MS};
@@ -44,6 +45,7 @@ pub fn all() -> Vec<(&'static str, Scenario)> {
         ("T13", t13_held_call_cannot_ring),
         ("T14", t14_late_sip_on_ended_call_is_ignored),
         ("T15", t15_two_answers_10ms_apart_bridge_once),
+        ("G14", g14_remote_hold_reaches_every_device),
     ]
 }
 
@@ -373,6 +375,9 @@ pub fn t8_second_call_refused_while_on_a_call() -> Outcome {
             call_session_id: outbound,
             device_id: Some(world.devices[1].id.clone()),
             started_at: Timestamp::from_millis(world.now()),
+            platform: Some("web".to_owned()),
+            state: ringmaster_core::CallState::Active,
+            since: Timestamp::from_millis(world.now()),
         }));
     let outcome = block(world.store.commit(commit)).map_err(|e| e.to_string())?;
     let android = world.devices[0].id.clone();
@@ -606,4 +611,188 @@ pub fn t15_two_answers_10ms_apart_bridge_once() -> Outcome {
     ensure(conflicts > 0, || {
         "the two answers never raced on the store's compare-and-set".to_owned()
     })
+}
+
+/// G-14: the remote party holds an answered call, then resumes. The phone's agent gets the
+/// raw re-offers, classifies them with the core's SDP rules, moves to REMOTE_HOLD and back and
+/// reports each move; the backend session accepts the reports and publishes them, and the
+/// user's web tab takes the published states.
+pub fn g14_remote_hold_reaches_every_device() -> Outcome {
+    use ringmaster_core::session::{
+        Action, Command, Effect as Fx, Input as SessionInput, NewInbound, NotifyEvent,
+        ProviderEvent, ProviderEventKind, RingTarget, Session, SessionConfig,
+    };
+    use ringmaster_core::{CallControlId, TenantId, UserId};
+    let at = Timestamp::from_millis;
+    let id = CallSessionId::new("g14");
+    let (phone, web) = (DeviceId::new("android-0"), DeviceId::new("web-1"));
+    let target = |d: &DeviceId, platform: &str| RingTarget {
+        device_id: d.clone(),
+        sip_uri: format!("sip:{d}@sip.telnyx.com"),
+        platform: platform.to_owned(),
+    };
+    let mut session = Session::new_inbound(
+        NewInbound {
+            id: id.clone(),
+            tenant: TenantId::new("t"),
+            user: UserId::new("u"),
+            caller_leg: CallControlId::new("caller"),
+            from: "+15550001111".into(),
+            to: "+15550002222".into(),
+            devices: vec![target(&phone, "android"), target(&web, "web")],
+            busy: false,
+            config: SessionConfig::default(),
+        },
+        at(0),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut published = Vec::new();
+    let mut run = |s: &mut Session, input: SessionInput, t: u64| -> Result<Vec<Fx>, String> {
+        let fx = s.handle(input, at(t)).map_err(|e| e.to_string())?;
+        published.extend(fx.iter().filter_map(|e| match e {
+            Fx::Notify(n) => match &n.event {
+                NotifyEvent::CallStateChanged {
+                    device: Some(d),
+                    state,
+                    version,
+                    ..
+                } => Some((d.clone(), *state, *version)),
+                _ => None,
+            },
+            _ => None,
+        }));
+        Ok(fx)
+    };
+    // Ring both, the phone answers, the caller is answered and bridged.
+    let dials: Vec<(String, DeviceId)> = run(&mut session, SessionInput::Start, 0)?
+        .into_iter()
+        .filter_map(|e| match e {
+            Fx::Telnyx(Command {
+                command_id,
+                action: Action::Dial {
+                    device: Some(d), ..
+                },
+                ..
+            }) => Some((command_id, d)),
+            _ => None,
+        })
+        .collect();
+    for (command_id, d) in dials {
+        let ccid = CallControlId::new(format!("leg-{d}"));
+        run(
+            &mut session,
+            SessionInput::DialResult {
+                command_id,
+                result: Ok(ccid),
+            },
+            100,
+        )?;
+    }
+    let answer = run(
+        &mut session,
+        SessionInput::Provider(ProviderEvent::new(
+            format!("leg-{phone}"),
+            None,
+            ProviderEventKind::Answered,
+        )),
+        1_000,
+    )?
+    .into_iter()
+    .find_map(|e| match e {
+        Fx::Telnyx(Command {
+            command_id,
+            action: Action::Answer { .. },
+            ..
+        }) => Some(command_id),
+        _ => None,
+    })
+    .ok_or("the caller was not answered")?;
+    run(
+        &mut session,
+        SessionInput::CommandResult {
+            command_id: answer,
+            result: Ok(()),
+        },
+        1_100,
+    )?;
+    let bridged = ProviderEvent::new("caller", None, ProviderEventKind::Bridged);
+    run(&mut session, SessionInput::Provider(bridged), 1_200)?;
+
+    // The phone's agent answers, then sees the remote hold and resume re-offers.
+    let mut agent = DeviceAgent::new(phone.clone(), Platform::Android, AgentConfig::default());
+    let offer = |direction: &str| {
+        format!(
+            "v=0\r\no=FreeSWITCH 1 2 IN IP4 192.0.2.10\r\ns=FreeSWITCH\r\n\
+             c=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 23456 RTP/AVP 0\r\n\
+             a=rtpmap:0 PCMU/8000\r\na={direction}\r\n"
+        )
+    };
+    let inputs = [
+        Input::IncomingCall {
+            call_session_id: id.clone(),
+            from: "+15550001111".into(),
+            sent_at: at(0),
+            via: Delivery::WebSocket,
+        },
+        Input::App {
+            call_session_id: id.clone(),
+            action: AppAction::Answer,
+        },
+        Input::SdpReoffer {
+            call_session_id: id.clone(),
+            sdp: offer("sendonly"),
+        },
+        Input::SdpReoffer {
+            call_session_id: id.clone(),
+            sdp: offer("sendrecv"),
+        },
+    ];
+    let mut states = Vec::new();
+    for (i, input) in inputs.into_iter().enumerate() {
+        let t = 1_000 + 1_000 * i as u64;
+        for e in agent.handle(input, at(t)).map_err(|e| e.to_string())? {
+            if let Effect::ReportTransition(r) = e {
+                let report = SessionInput::DeviceReport {
+                    device: r.device_id,
+                    seq: r.seq,
+                    from: r.from,
+                    to: r.to,
+                    trigger: Some(r.trigger),
+                    at: Some(r.at),
+                    exclude_socket: None,
+                    channel: None,
+                };
+                run(&mut session, report, t + 50)?;
+            }
+        }
+        states.push(agent.call_state(&id));
+    }
+    ensure(
+        states[2] == Some(CallState::RemoteHold) && states[3] == Some(CallState::Active),
+        || format!("phone went through {states:?}"),
+    )?;
+    let phone_states: Vec<CallState> = published
+        .iter()
+        .filter(|(d, _, _)| *d == phone)
+        .map(|(_, s, _)| *s)
+        .collect();
+    ensure(
+        phone_states.ends_with(&[CallState::RemoteHold, CallState::Active]),
+        || format!("the backend published {phone_states:?}"),
+    )?;
+    ensure(published.windows(2).all(|w| w[0].2 < w[1].2), || {
+        format!("versions did not grow: {published:?}")
+    })?;
+    // The web tab takes every published state of the phone.
+    let mut tab = DeviceAgent::new(web, Platform::Web, AgentConfig::default());
+    for (device, state, _) in &published {
+        let input = Input::CallStateChanged {
+            call_session_id: id.clone(),
+            device: Some(device.clone()),
+            state: *state,
+        };
+        tab.handle(input, at(9_000))
+            .map_err(|e| format!("web tab refused {state}: {e}"))?;
+    }
+    Ok(())
 }

@@ -1154,7 +1154,7 @@ fn notify_input(
             DevInput::CallStateChanged {
                 call_session_id: id.clone(),
                 device: device.clone(),
-                state: state.clone(),
+                state: *state,
             }
         }
     })
@@ -1194,6 +1194,7 @@ fn describe_dev_input(input: &DevInput) -> String {
         DevInput::CallStateChanged { device, state, .. } => {
             format!("call_state_changed {state} on {device:?}")
         }
+        DevInput::SdpReoffer { sdp, .. } => format!("SDP re-offer ({} bytes)", sdp.len()),
         DevInput::App { action, .. } => format!("app {action:?}"),
     }
 }

@@ -66,10 +66,15 @@ scenario!(
     t15_two_answers_10ms_apart_bridge_exactly_once,
     t15_two_answers_10ms_apart_bridge_once
 );
+scenario!(
+    g14_remote_hold_reaches_the_backend_and_the_web,
+    g14_remote_hold_reaches_every_device
+);
 
 #[test]
 fn every_scenario_is_listed_for_the_cli() {
     let names: Vec<&str> = all().into_iter().map(|(n, _)| n).collect();
-    let expected: Vec<String> = (1..=15).map(|i| format!("T{i}")).collect();
+    let mut expected: Vec<String> = (1..=15).map(|i| format!("T{i}")).collect();
+    expected.push("G14".to_owned());
     assert_eq!(names, expected);
 }

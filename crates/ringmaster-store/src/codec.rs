@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use crate::directory::{Device, PushProvider, User};
 use crate::error::StoreError;
-use crate::history::{CallRecord, HistoryCursor, LegRecord, Page, TimelineEntry};
+use crate::history::{BillingRecord, CallRecord, HistoryCursor, LegRecord, Page, TimelineEntry};
 use crate::registry::ActiveCall;
 use crate::session::{Lane, OutboxEntry, StoredSession};
 
@@ -26,7 +26,7 @@ pub(crate) const DEVICE_COLUMNS: &str =
 pub(crate) const CALL_COLUMNS: &str =
     "call_session_id, user_id, tenant_id, direction, from_number, \
      to_number, status, answered_device, started_at, answered_at, ended_at, hangup_cause, \
-     recording_url, quality";
+     recording_url, quality, bridged_at";
 
 /// A stored millisecond count as a timestamp.
 pub(crate) fn ts(ms: i64) -> Result<Timestamp, StoreError> {
@@ -213,6 +213,12 @@ pub(crate) fn active_from(row: &impl RowExt) -> Result<ActiveCall, StoreError> {
         call_session_id: CallSessionId::new(row.text("call_session_id")?),
         device_id: row.opt_text("device_id")?.map(DeviceId::new),
         started_at: ts(row.integer("started_at")?)?,
+        platform: row.opt_text("platform")?,
+        state: row
+            .text("state")?
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("active_calls.state: {e}")))?,
+        since: ts(row.integer("since")?)?,
     })
 }
 
@@ -229,6 +235,7 @@ pub(crate) fn call_from(row: &impl RowExt) -> Result<CallRecord, StoreError> {
         answered_device: row.opt_text("answered_device")?.map(DeviceId::new),
         started_at: ts(row.integer("started_at")?)?,
         answered_at: opt_ts(row.opt_integer("answered_at")?)?,
+        bridged_at: opt_ts(row.opt_integer("bridged_at")?)?,
         ended_at: opt_ts(row.opt_integer("ended_at")?)?,
         hangup_cause: row.opt_text("hangup_cause")?,
         recording_url: row.opt_text("recording_url")?,
@@ -296,7 +303,7 @@ where
 /// Binds the columns of a `call_records` upsert: call_session_id, user_id, tenant_id,
 /// direction, from_number, to_number, status, answered_device, started_at, answered_at,
 /// ended_at, hangup_cause, recording_url, quality (encoded JSON), billable_seconds,
-/// billing_minutes.
+/// billing_minutes, bridged_at.
 pub(crate) fn bind_call<'q, DB>(
     query: Statement<'q, DB>,
     call: &'q CallRecord,
@@ -325,7 +332,46 @@ where
         .bind(call.recording_url.as_deref())
         .bind(quality)
         .bind(int(call.billable_seconds())?)
-        .bind(int(call.billing_minutes())?))
+        .bind(int(call.billing_minutes())?)
+        .bind(opt_ms(call.bridged_at)?))
+}
+
+/// A billing record from a `billing_records` row.
+pub(crate) fn billing_from(row: &impl RowExt) -> Result<BillingRecord, StoreError> {
+    Ok(BillingRecord {
+        call_session_id: CallSessionId::new(row.text("call_session_id")?),
+        user_id: UserId::new(row.text("user_id")?),
+        tenant_id: TenantId::new(row.text("tenant_id")?),
+        unit: row.text("unit")?,
+        quantity: unsigned(row.integer("quantity")?)?,
+        billable_seconds: unsigned(row.integer("billable_seconds")?)?,
+        created_at: ts(row.integer("created_at")?)?,
+    })
+}
+
+/// The columns [`billing_from`] reads.
+pub(crate) const BILLING_COLUMNS: &str =
+    "call_session_id, user_id, tenant_id, unit, quantity, billable_seconds, created_at";
+
+/// Binds the columns of a `billing_records` insert: call_session_id, user_id, tenant_id, unit,
+/// quantity, billable_seconds, created_at.
+pub(crate) fn bind_billing<'q, DB>(
+    query: Statement<'q, DB>,
+    bill: &'q BillingRecord,
+) -> Result<Statement<'q, DB>, StoreError>
+where
+    DB: Database,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+{
+    Ok(query
+        .bind(bill.call_session_id.as_str())
+        .bind(bill.user_id.as_str())
+        .bind(bill.tenant_id.as_str())
+        .bind(bill.unit.as_str())
+        .bind(int(bill.quantity)?)
+        .bind(int(bill.billable_seconds)?)
+        .bind(ms(bill.created_at)?))
 }
 
 /// Binds the columns of a `call_legs` upsert: call_control_id, call_session_id, device_id,

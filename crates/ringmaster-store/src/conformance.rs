@@ -13,13 +13,15 @@
 //! Cases panic on the first broken expectation, like any test.
 
 use async_trait::async_trait;
-use ringmaster_core::{CallControlId, CallSessionId, DeviceId, TenantId, Timestamp, UserId};
+use ringmaster_core::{
+    CallControlId, CallSessionId, CallState, DeviceId, TenantId, Timestamp, UserId,
+};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
 use crate::{
-    ActiveCall, CallDirection, CallRecord, CallStatus, Commit, CommitOutcome, Device,
-    DevicePlatform, Lane, LegRecord, MemoryStore, OutboxEffect, Pruned, PushProvider,
+    ActiveCall, BillingRecord, CallDirection, CallRecord, CallStatus, Commit, CommitOutcome,
+    Device, DevicePlatform, Lane, LegRecord, MemoryStore, OutboxEffect, Pruned, PushProvider,
     RegistryChange, Retention, Store, StoreError, TimelineEntry, TimelineSource, User,
     UserSettings,
 };
@@ -178,6 +180,7 @@ fn record(session: &str, user: &str, tenant: &str, started: u64) -> CallRecord {
         answered_device: None,
         started_at: t(started),
         answered_at: None,
+        bridged_at: None,
         ended_at: None,
         hangup_cause: None,
         recording_url: None,
@@ -217,6 +220,9 @@ fn active(user: &str, session: &str, device: &str, started: u64) -> ActiveCall {
         call_session_id: sid(session),
         device_id: Some(DeviceId::new(device)),
         started_at: t(started),
+        platform: Some("ios".to_owned()),
+        state: CallState::Active,
+        since: t(started),
     }
 }
 
@@ -1276,6 +1282,7 @@ pub async fn history_is_upserted_once_per_call(h: &dyn Harness) {
     answered.status = CallStatus::Answered;
     answered.answered_device = Some(DeviceId::new("d1"));
     answered.answered_at = Some(t(4_000));
+    answered.bridged_at = Some(t(4_000));
     let mut c = commit("s1", "alice", Some(1), "answered");
     c.calls = vec![answered.clone()];
     c.legs = vec![LegRecord {
@@ -1293,6 +1300,8 @@ pub async fn history_is_upserted_once_per_call(h: &dyn Harness) {
     ended.quality = Some(json!({ "mos": 4.2 }));
     let mut c = commit("s1", "alice", Some(2), "ended");
     c.calls = vec![ended.clone()];
+    let bill = BillingRecord::for_call(&ended, t(65_500));
+    c.billing = vec![bill.clone()];
     c.legs = vec![
         LegRecord {
             answered_at: Some(t(4_000)),
@@ -1317,9 +1326,15 @@ pub async fn history_is_upserted_once_per_call(h: &dyn Harness) {
         },
     ];
     apply(&*store, c).await;
-    // A replayed write of the same record still leaves exactly one.
+    // A replayed write of the same record still leaves exactly one, and the billing record
+    // is the first one written.
     let mut c = commit("s1", "alice", Some(3), "ended");
     c.calls = vec![ended.clone()];
+    c.billing = vec![BillingRecord {
+        quantity: 99,
+        created_at: t(90_000),
+        ..bill.clone()
+    }];
     apply(&*store, c).await;
 
     let page = store.list_calls(&uid("alice"), None, 50).await.unwrap();
@@ -1334,6 +1349,8 @@ pub async fn history_is_upserted_once_per_call(h: &dyn Harness) {
         .unwrap()
         .unwrap();
     assert_eq!(detail.call, ended);
+    assert_eq!(detail.billing, Some(bill));
+    assert_eq!(detail.billing.as_ref().map(|b| b.quantity), Some(2));
     let legs: Vec<(&str, &str, Option<&str>)> = detail
         .legs
         .iter()

@@ -79,6 +79,9 @@ pub struct CallRecord {
     pub started_at: Timestamp,
     /// When a device answered.
     pub answered_at: Option<Timestamp>,
+    /// When the caller and the device were connected; billing counts from here.
+    #[serde(default)]
+    pub bridged_at: Option<Timestamp>,
     /// When the call ended.
     pub ended_at: Option<Timestamp>,
     /// Telnyx hangup cause or our own reason.
@@ -90,11 +93,12 @@ pub struct CallRecord {
 }
 
 impl CallRecord {
-    /// Talk time in whole seconds, rounded up; zero unless the call was answered and ended.
+    /// Talk time in whole seconds, rounded up, from the bridge to the end; zero unless the
+    /// call was bridged and ended (a device's answer alone bills nothing: the bridge may fail).
     pub fn billable_seconds(&self) -> u64 {
-        match (self.answered_at, self.ended_at) {
-            (Some(answered), Some(ended)) => {
-                let ms = ended.as_millis().saturating_sub(answered.as_millis());
+        match (self.bridged_at, self.ended_at) {
+            (Some(bridged), Some(ended)) => {
+                let ms = ended.as_millis().saturating_sub(bridged.as_millis());
                 ms.div_ceil(1000)
             }
             _ => 0,
@@ -104,6 +108,43 @@ impl CallRecord {
     /// Billed minutes: talk time rounded up to the next whole minute.
     pub fn billing_minutes(&self) -> u64 {
         self.billable_seconds().div_ceil(60)
+    }
+}
+
+/// The ledger unit of a call billed by the minute (spec §5.2 `SIMPLE_CALL_MINUTE`).
+pub const SIMPLE_CALL_MINUTE: &str = "simple_call_minute";
+
+/// A call's billing record (spec §5.2 ledger): written once, when the call ends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillingRecord {
+    /// The call; one record per call.
+    pub call_session_id: CallSessionId,
+    /// The user billed.
+    pub user_id: UserId,
+    /// The user's tenant.
+    pub tenant_id: TenantId,
+    /// Ledger unit ([`SIMPLE_CALL_MINUTE`]).
+    pub unit: String,
+    /// Whole minutes billed (talk time from the bridge, rounded up).
+    pub quantity: u64,
+    /// The talk time in seconds behind `quantity`.
+    pub billable_seconds: u64,
+    /// When it was written.
+    pub created_at: Timestamp,
+}
+
+impl BillingRecord {
+    /// The record for a call's final history row.
+    pub fn for_call(call: &CallRecord, at: Timestamp) -> Self {
+        Self {
+            call_session_id: call.call_session_id.clone(),
+            user_id: call.user_id.clone(),
+            tenant_id: call.tenant_id.clone(),
+            unit: SIMPLE_CALL_MINUTE.to_owned(),
+            quantity: call.billing_minutes(),
+            billable_seconds: call.billable_seconds(),
+            created_at: at,
+        }
     }
 }
 
@@ -170,6 +211,8 @@ pub struct CallDetail {
     pub legs: Vec<LegRecord>,
     /// Timeline in the order it was appended.
     pub timeline: Vec<TimelineEntry>,
+    /// The billing record, once the call has ended.
+    pub billing: Option<BillingRecord>,
 }
 
 /// One page of a newest-first listing.
@@ -239,7 +282,7 @@ impl FromStr for HistoryCursor {
 mod tests {
     use super::*;
 
-    fn record(answered: Option<u64>, ended: Option<u64>) -> CallRecord {
+    fn record(bridged: Option<u64>, ended: Option<u64>) -> CallRecord {
         CallRecord {
             call_session_id: CallSessionId::new("s"),
             user_id: UserId::new("u"),
@@ -250,7 +293,8 @@ mod tests {
             status: CallStatus::Ended,
             answered_device: None,
             started_at: Timestamp::from_millis(1_000),
-            answered_at: answered.map(Timestamp::from_millis),
+            answered_at: bridged.map(|ms| Timestamp::from_millis(ms - 500)),
+            bridged_at: bridged.map(Timestamp::from_millis),
             ended_at: ended.map(Timestamp::from_millis),
             hangup_cause: None,
             recording_url: None,
@@ -269,6 +313,18 @@ mod tests {
         let r = record(Some(10_000), Some(70_000));
         assert_eq!(r.billable_seconds(), 60);
         assert_eq!(r.billing_minutes(), 1);
+    }
+
+    #[test]
+    fn a_call_answered_but_never_bridged_bills_nothing() {
+        let mut r = record(None, Some(90_000));
+        r.answered_at = Some(Timestamp::from_millis(10_000));
+        assert_eq!(r.billable_seconds(), 0);
+        let billing = BillingRecord::for_call(&r, Timestamp::from_millis(90_000));
+        assert_eq!(
+            (billing.quantity, billing.unit.as_str()),
+            (0, SIMPLE_CALL_MINUTE)
+        );
     }
 
     #[test]

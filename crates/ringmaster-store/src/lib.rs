@@ -24,8 +24,8 @@ pub mod sqlite;
 pub use directory::{Device, DevicePlatform, PushProvider, User, UserSettings};
 pub use error::StoreError;
 pub use history::{
-    CallDetail, CallDirection, CallRecord, CallStatus, LegRecord, Page, TimelineEntry,
-    TimelineSource,
+    BillingRecord, CallDetail, CallDirection, CallRecord, CallStatus, LegRecord, Page,
+    TimelineEntry, TimelineSource, SIMPLE_CALL_MINUTE,
 };
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;

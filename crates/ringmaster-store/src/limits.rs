@@ -300,6 +300,10 @@ pub(crate) fn commit(commit: &Commit) -> Result<EncodedCommit, StoreError> {
                     id("device id", d.as_str())?;
                 }
                 timestamp("started_at", active.started_at)?;
+                timestamp("since", active.since)?;
+                if let Some(p) = &active.platform {
+                    id("platform", p)?;
+                }
             }
             crate::RegistryChange::Clear {
                 user_id,

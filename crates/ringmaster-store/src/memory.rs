@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::directory::{Device, PushProvider, User, UserSettings};
 use crate::error::StoreError;
 use crate::history::{
-    CallDetail, CallRecord, CallStatus, HistoryCursor, LegRecord, Page, TimelineEntry,
+    BillingRecord, CallDetail, CallRecord, CallStatus, HistoryCursor, LegRecord, Page,
+    TimelineEntry,
 };
 use crate::limits;
 use crate::registry::{ActiveCall, RegistryChange};
@@ -40,6 +41,7 @@ struct State {
     calls: BTreeMap<CallSessionId, CallRecord>,
     legs: BTreeMap<CallControlId, LegRecord>,
     timeline: BTreeMap<CallSessionId, Vec<TimelineEntry>>,
+    billing: BTreeMap<CallSessionId, BillingRecord>,
 }
 
 #[derive(Debug)]
@@ -211,6 +213,7 @@ impl State {
             registry: _,
             calls,
             legs,
+            billing,
             timeline,
             at,
         } = commit;
@@ -304,6 +307,12 @@ impl State {
         }
         for leg in legs {
             self.legs.insert(leg.call_control_id.clone(), leg);
+        }
+        for bill in billing {
+            // Written once: a later record for the same call changes nothing.
+            self.billing
+                .entry(bill.call_session_id.clone())
+                .or_insert(bill);
         }
         for entry in timeline {
             self.timeline
@@ -742,6 +751,7 @@ impl Store for MemoryStore {
                 .get(call_session_id)
                 .cloned()
                 .unwrap_or_default(),
+            billing: state.billing.get(call_session_id).cloned(),
         }))
     }
 

@@ -1,9 +1,9 @@
 //! The active-call registry: who is on a call right now (spec §9.2).
 
-use ringmaster_core::{CallSessionId, DeviceId, Timestamp, UserId};
+use ringmaster_core::{CallSessionId, CallState, DeviceId, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 
-/// A user's call that is bridged (in progress).
+/// A user's call that a device has answered (in progress).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActiveCall {
     /// The user on the call.
@@ -12,8 +12,15 @@ pub struct ActiveCall {
     pub call_session_id: CallSessionId,
     /// The device that answered, if known.
     pub device_id: Option<DeviceId>,
-    /// When the call became active.
+    /// When the call became active (the device answered).
     pub started_at: Timestamp,
+    /// The device's platform (`ios`, `android`, `web`), if known.
+    #[serde(default)]
+    pub platform: Option<String>,
+    /// The device's canonical state on the call (`ACTIVE`, `ON_HOLD`, ...).
+    pub state: CallState,
+    /// Since when it is in that state.
+    pub since: Timestamp,
 }
 
 /// A registry change applied inside a [`Commit`](crate::Commit).

@@ -4,7 +4,7 @@ use ringmaster_core::{CallSessionId, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::history::{CallRecord, LegRecord, TimelineEntry};
+use crate::history::{BillingRecord, CallRecord, LegRecord, TimelineEntry};
 use crate::registry::{ActiveCall, RegistryChange};
 
 /// A session as stored: the orchestrator's document plus what the store indexes.
@@ -55,6 +55,8 @@ pub struct Commit {
     pub calls: Vec<CallRecord>,
     /// Per-leg rows, upserted by `call_control_id`.
     pub legs: Vec<LegRecord>,
+    /// Billing records to insert; one already stored for the call is kept as it is.
+    pub billing: Vec<BillingRecord>,
     /// Timeline entries, appended in this order.
     pub timeline: Vec<TimelineEntry>,
     /// When the input was handled (stamps outbox entries and the dedupe key).
@@ -84,6 +86,7 @@ impl Commit {
             registry: Vec::new(),
             calls: Vec::new(),
             legs: Vec::new(),
+            billing: Vec::new(),
             timeline: Vec::new(),
             at,
         }

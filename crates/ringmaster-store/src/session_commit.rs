@@ -10,7 +10,7 @@ use ringmaster_core::Timestamp;
 use serde_json::{json, Value};
 
 use crate::history::{
-    CallDirection, CallRecord, CallStatus, LegRecord, TimelineEntry, TimelineSource,
+    BillingRecord, CallDirection, CallRecord, CallStatus, LegRecord, TimelineEntry, TimelineSource,
 };
 use crate::registry::{ActiveCall, RegistryChange};
 use crate::session::{Commit, Lane, OutboxEffect};
@@ -20,7 +20,8 @@ use crate::session::{Commit, Lane, OutboxEffect};
 /// Outbox effects (`Effect::is_outbox`) are serialised in order; registry, history, leg and
 /// timeline effects become the matching side-table rows. `timeline` holds the input's own
 /// entries (webhook arrival, device report) and is written before the entries the session
-/// emitted. Within one commit only the newest snapshot of a history or leg row is kept.
+/// emitted. Within one commit only the newest snapshot of a history or leg row, and the last
+/// registry change of each call, is kept.
 /// `expected_version` is `None` to create the session. Fails only if the session or an
 /// effect cannot be serialised.
 pub fn session_commit(
@@ -55,6 +56,9 @@ pub fn session_commit(
                     call_session_id: a.call_session_id.clone(),
                     device_id: Some(a.device.clone()),
                     started_at: a.started_at,
+                    platform: Some(a.platform.clone()),
+                    state: a.state,
+                    since: a.since,
                 }))
             }
             Effect::Registry(RegistryUpdate::Clear {
@@ -65,7 +69,13 @@ pub fn session_commit(
                 user_id: user.clone(),
                 call_session_id: call_session_id.clone(),
             }),
-            Effect::History(update) => commit.calls.push(call_record(update)),
+            Effect::History(update) => {
+                let record = call_record(update);
+                if update.is_final {
+                    commit.billing.push(BillingRecord::for_call(&record, now));
+                }
+                commit.calls.push(record);
+            }
             Effect::Leg(update) => {
                 // A leg enters the table once Telnyx has given it an id.
                 if let Some(leg) = leg_record(update, session.created_at()) {
@@ -77,6 +87,13 @@ pub fn session_commit(
         }
     }
     dedupe_last(&mut commit.calls, |c| c.call_session_id.clone());
+    dedupe_last(&mut commit.registry, |r| match r {
+        RegistryChange::Set(a) => (a.user_id.clone(), a.call_session_id.clone()),
+        RegistryChange::Clear {
+            user_id,
+            call_session_id,
+        } => (user_id.clone(), call_session_id.clone()),
+    });
     dedupe_last(&mut commit.legs, |l| l.call_control_id.clone());
     Ok(commit)
 }
@@ -152,6 +169,7 @@ fn call_record(u: &CallRecordUpdate) -> CallRecord {
         answered_device: u.answered_device.clone(),
         started_at: u.started_at,
         answered_at: u.answered_at,
+        bridged_at: u.bridged_at,
         ended_at: u.ended_at,
         hangup_cause,
         recording_url: u.recording_url.clone(),
@@ -176,18 +194,32 @@ fn leg_record(u: &LegUpdate, started_at: Timestamp) -> Option<LegRecord> {
 }
 
 fn timeline_entry(t: &CoreTimelineEntry) -> TimelineEntry {
+    let change = t.change.as_ref();
+    let report = change.and_then(|c| c.report.as_ref());
+    let detail = match (report, &t.detail) {
+        (Some(r), _) => json!({
+            "seq": r.seq,
+            "trigger": r.trigger,
+            "reported_at": r.reported_at,
+            "platform": r.platform,
+            "channel": r.channel,
+        }),
+        (None, Some(d)) => json!({ "detail": d }),
+        (None, None) => Value::Null,
+    };
     TimelineEntry {
         call_session_id: t.call_session_id.clone(),
         at: t.at,
-        source: TimelineSource::Backend,
+        source: if report.is_some() {
+            TimelineSource::Device
+        } else {
+            TimelineSource::Backend
+        },
         device_id: t.device.clone(),
         kind: t.event.clone(),
-        from_state: None,
-        to_state: None,
-        detail: t
-            .detail
-            .as_ref()
-            .map_or(Value::Null, |d| json!({ "detail": d })),
+        from_state: change.map(|c| c.from.as_str().to_owned()),
+        to_state: change.map(|c| c.to.as_str().to_owned()),
+        detail,
     }
 }
 
@@ -352,7 +384,7 @@ mod tests {
     }
 
     #[test]
-    fn a_bridged_call_enters_the_registry_and_leaves_it_when_it_ends() {
+    fn an_answered_call_enters_the_registry_and_leaves_it_when_it_ends() {
         let (mut session, _) = ringing_call();
         let answered = Input::Provider(ProviderEvent::new(
             "leg-d1",
@@ -395,7 +427,10 @@ mod tests {
                 user_id: UserId::new("u1"),
                 call_session_id: CallSessionId::new("s1"),
                 device_id: Some(DeviceId::new("d1")),
-                started_at: Timestamp::from_millis(2_200),
+                started_at: Timestamp::from_millis(2_000),
+                platform: Some("android".to_owned()),
+                state: ringmaster_core::CallState::Active,
+                since: Timestamp::from_millis(2_200),
             })]
         );
         let hangup = Input::Provider(ProviderEvent::new(

@@ -22,10 +22,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{
-    self, active_from, bind_call, bind_device, bind_leg, bind_timeline_tail, call_from, call_page,
-    device_from, due_effects_sql, due_from, int, leg_from, ms, opt_ms, outbox_from,
-    outbox_insert_sql, prune_history_sql, prune_sql, session_from, timeline_from, unsigned, RowExt,
-    CALL_COLUMNS, DEVICE_COLUMNS, OUTBOX_COLUMNS, USER_COLUMNS,
+    self, active_from, billing_from, bind_billing, bind_call, bind_device, bind_leg,
+    bind_timeline_tail, call_from, call_page, device_from, due_effects_sql, due_from, int,
+    leg_from, ms, opt_ms, outbox_from, outbox_insert_sql, prune_history_sql, prune_sql,
+    session_from, timeline_from, unsigned, RowExt, BILLING_COLUMNS, CALL_COLUMNS, DEVICE_COLUMNS,
+    OUTBOX_COLUMNS, USER_COLUMNS,
 };
 use crate::directory::{Device, PushProvider, User, UserSettings};
 use crate::directory_cache::DirectoryCache;
@@ -209,7 +210,8 @@ async fn current_version(
         .transpose()
 }
 
-const ACTIVE_SQL: &str = "SELECT user_id, call_session_id, device_id, started_at \
+const ACTIVE_SQL: &str = "SELECT user_id, call_session_id, device_id, started_at, platform, \
+     state, since \
      FROM active_calls WHERE user_id = ? ORDER BY started_at, call_session_id";
 
 async fn active_of(
@@ -330,14 +332,19 @@ async fn commit_in(
                 }
                 sqlx::query(
                     "INSERT INTO active_calls (user_id, call_session_id, device_id, \
-                     started_at) VALUES (?, ?, ?, ?) \
+                     started_at, platform, state, since) VALUES (?, ?, ?, ?, ?, ?, ?) \
                      ON CONFLICT (user_id, call_session_id) DO UPDATE SET \
-                     device_id = excluded.device_id, started_at = excluded.started_at",
+                     device_id = excluded.device_id, started_at = excluded.started_at, \
+                     platform = excluded.platform, state = excluded.state, \
+                     since = excluded.since",
                 )
                 .bind(active.user_id.as_str())
                 .bind(active.call_session_id.as_str())
                 .bind(active.device_id.as_ref().map(DeviceId::as_str))
                 .bind(ms(active.started_at)?)
+                .bind(active.platform.as_deref())
+                .bind(active.state.as_str())
+                .bind(ms(active.since)?)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -382,7 +389,8 @@ async fn commit_in(
             "INSERT INTO call_records (call_session_id, user_id, tenant_id, direction, \
              from_number, to_number, status, answered_device, started_at, answered_at, \
              ended_at, hangup_cause, recording_url, quality, billable_seconds, \
-             billing_minutes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             billing_minutes, bridged_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (call_session_id) DO UPDATE SET \
              tenant_id = excluded.tenant_id, direction = excluded.direction, \
              from_number = excluded.from_number, to_number = excluded.to_number, \
@@ -391,7 +399,7 @@ async fn commit_in(
              ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause, \
              recording_url = excluded.recording_url, quality = excluded.quality, \
              billable_seconds = excluded.billable_seconds, \
-             billing_minutes = excluded.billing_minutes \
+             billing_minutes = excluded.billing_minutes, bridged_at = excluded.bridged_at \
              WHERE call_records.user_id = excluded.user_id",
         );
         let written = bind_call(upsert, call, quality.as_deref())?
@@ -405,6 +413,16 @@ async fn commit_in(
                 format!("call {} belongs to another user", call.call_session_id),
             ));
         }
+    }
+
+    for bill in &commit.billing {
+        // Written once: a redelivered or repeated final row leaves the first record.
+        let insert = sqlx::query(
+            "INSERT INTO billing_records (call_session_id, user_id, tenant_id, unit, \
+             quantity, billable_seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (call_session_id) DO NOTHING",
+        );
+        bind_billing(insert, bill)?.execute(&mut *tx).await?;
     }
 
     for leg in &commit.legs {
@@ -1116,11 +1134,21 @@ impl Store for SqliteStore {
         .iter()
         .map(timeline_from)
         .collect::<Result<Vec<_>, _>>()?;
+        let billing = sqlx::query(&format!(
+            "SELECT {BILLING_COLUMNS} FROM billing_records WHERE call_session_id = ?"
+        ))
+        .bind(call_session_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .as_ref()
+        .map(billing_from)
+        .transpose()?;
         tx.commit().await?;
         Ok(Some(CallDetail {
             call,
             legs,
             timeline,
+            billing,
         }))
     }
 

@@ -142,6 +142,7 @@ fn record(session: &str, started: u64) -> CallRecord {
         answered_device: None,
         started_at: t(started),
         answered_at: None,
+        bridged_at: None,
         ended_at: Some(t(started + 30_000)),
         hangup_cause: None,
         recording_url: None,
@@ -220,6 +221,9 @@ async fn concurrent_calls_for_one_user_leave_one_active() {
                     call_session_id: CallSessionId::new(&session),
                     device_id: Some(DeviceId::new("d1")),
                     started_at: t(100),
+                    platform: Some("ios".into()),
+                    state: ringmaster_core::CallState::Active,
+                    since: t(100),
                 })];
                 (session, store.commit(c).await.expect("commit"))
             })

@@ -123,6 +123,7 @@ async fn a_declined_call_is_stored_as_declined_with_no_billed_time() {
         answered_device: None,
         started_at: Timestamp::from_millis(1_000),
         answered_at: None,
+        bridged_at: None,
         ended_at: Some(Timestamp::from_millis(200_000)),
         hangup_cause: Some("declined_elsewhere".into()),
         recording_url: None,

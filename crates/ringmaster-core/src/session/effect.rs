@@ -6,7 +6,9 @@ use super::input::{ClientStateRef, HangupCause};
 use super::status::SessionStatus;
 use crate::dismissal::DismissReason;
 use crate::ids::{CallControlId, CallSessionId, DeviceId, TenantId, UserId};
+use crate::state::CallState;
 use crate::time::Timestamp;
+use crate::trigger::Trigger;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -195,12 +197,18 @@ pub enum NotifyEvent {
         /// Session status version.
         version: u64,
     },
-    /// `call_state_changed`: the call became `active` on a device, or `ended`.
+    /// `call_state_changed`: the call moved on one device (a device's own report, or the
+    /// backend's view: ringing, bridged, ended). States use the canonical spelling.
     CallStateChanged {
-        /// The device the call is on, if any.
+        /// The device the change is about, if any.
+        #[serde(rename = "device_id")]
         device: Option<DeviceId>,
-        /// Canonical coarse state (`active`, `ended`).
-        state: String,
+        /// That device's platform (`ios`, `android`, `web`).
+        platform: Option<String>,
+        /// The state the device is in now.
+        state: CallState,
+        /// The state it was in before, as last published.
+        previous_state: CallState,
         /// Session status version.
         version: u64,
     },
@@ -217,21 +225,16 @@ impl NotifyEvent {
     }
 }
 
-/// Which way a call goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// A PSTN call to one of the user's numbers.
-    Inbound,
-    /// A call placed from one of the user's devices.
-    Outbound,
-}
+/// Which way a call goes (the one direction type of the core).
+pub use crate::state::Direction;
 
 /// A change to the user's active-call entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum RegistryUpdate {
-    /// The user is on this call (written when the call is bridged).
+    /// The user is on this call (written when a device answers, rewritten when its state
+    /// changes). The store refuses it when it would give a user without call waiting a second
+    /// call; the driver then tells the session with `Input::RegistryBusy`.
     Set(ActiveCall),
     /// The call ended; remove the entry only if it still names this session.
     Clear {
@@ -261,8 +264,12 @@ pub struct ActiveCall {
     pub direction: Direction,
     /// The other party's number.
     pub remote: String,
-    /// When the call was bridged.
+    /// When the device answered.
     pub started_at: Timestamp,
+    /// The device's state on this call (`ACTIVE`, `ON_HOLD`, ...).
+    pub state: CallState,
+    /// Since when it is in that state.
+    pub since: Timestamp,
 }
 
 /// A full snapshot of the call's history row, to upsert by `call_session_id`. Exactly one
@@ -362,4 +369,34 @@ pub struct TimelineEntry {
     pub device: Option<DeviceId>,
     /// Free-form detail (error messages, outcome).
     pub detail: Option<String>,
+    /// The state change this entry records, if it records one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<StateChange>,
+}
+
+/// A canonical state change on one device, as kept in the timeline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateChange {
+    /// State before.
+    pub from: CallState,
+    /// State after.
+    pub to: CallState,
+    /// Set when the device reported the change itself; `None` for the backend's own view.
+    pub report: Option<ReportMeta>,
+}
+
+/// What a device's report said besides the two states.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportMeta {
+    /// The report's per-device sequence number.
+    pub seq: u64,
+    /// The trigger the device named.
+    pub trigger: Option<Trigger>,
+    /// The device's own clock, as reported.
+    pub reported_at: Option<Timestamp>,
+    /// The device's platform.
+    pub platform: String,
+    /// For a dismissal, the channel that reached the device first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<crate::dismissal::Channel>,
 }

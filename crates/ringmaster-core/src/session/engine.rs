@@ -2,7 +2,7 @@
 //! ending, and the routing of inputs to the direction-specific handlers.
 
 use super::effect::{
-    Action, ActiveCall, CallRecordUpdate, Channel, Command, Direction, Effect, LegState, LegUpdate,
+    Action, CallRecordUpdate, Channel, Command, Direction, Effect, LegState, LegUpdate,
     Notification, NotifyEvent, RegistryUpdate, TimelineEntry,
 };
 use super::error::SessionError;
@@ -13,6 +13,7 @@ use super::leg::{Release, RingTarget};
 use super::{check_address, Outcome, Phase, Session, ANCHOR, MAX_URL_LEN};
 use crate::dismissal::DismissReason;
 use crate::ids::{CallControlId, DeviceId};
+use crate::state::CallState;
 use crate::time::Timestamp;
 use serde_json::Value;
 use std::time::Duration;
@@ -78,6 +79,7 @@ impl Session {
             event: event.to_owned(),
             device: device.cloned(),
             detail,
+            change: None,
         }));
     }
 
@@ -164,7 +166,10 @@ impl Session {
 
     /// `call_ended` once on the WebSocket and as a push to every mobile device that may still
     /// ring (not the one that caused it, not one that ignored the call).
-    pub(super) fn dismiss(&self, reason: DismissReason, fx: &mut Vec<Effect>) {
+    pub(super) fn dismiss(&mut self, reason: DismissReason, fx: &mut Vec<Effect>) {
+        // Every event of a call carries a version of its own, so a client can drop anything
+        // not newer than what it has.
+        self.bump();
         let version = self.version;
         self.notify(
             Channel::WebSocket,
@@ -342,34 +347,13 @@ impl Session {
         self.bridge.retry_at = None;
         self.bridge.deadline = None;
         self.bump();
-        let target = self.answered_target().cloned();
-        if let Some(t) = &target {
-            let remote = match self.direction {
-                Direction::Inbound => self.from.clone(),
-                Direction::Outbound => self.to.clone(),
-            };
-            fx.push(Effect::Registry(RegistryUpdate::Set(ActiveCall {
-                tenant: self.tenant.clone(),
-                user: self.user.clone(),
-                call_session_id: self.id.clone(),
-                device: t.device_id.clone(),
-                platform: t.platform.clone(),
-                direction: self.direction,
-                remote,
-                started_at: now,
-            })));
-            self.registry_set = true;
+        let device = self.answered_target().map(|t| t.device_id.clone());
+        if let Some(d) = &device {
+            self.publish_state(d, CallState::Active, None, None, now, fx);
+            if !self.registry_set {
+                self.set_registry(CallState::Active, now, fx);
+            }
         }
-        let device = target.map(|t| t.device_id);
-        self.notify(
-            Channel::WebSocket,
-            NotifyEvent::CallStateChanged {
-                device: device.clone(),
-                state: "active".to_owned(),
-                version: self.version,
-            },
-            fx,
-        );
         self.timeline("bridged", device.as_ref(), None, now, fx);
         self.history(false, fx);
     }
@@ -466,15 +450,9 @@ impl Session {
             }));
         }
         if self.answered_at.is_some() {
-            self.notify(
-                Channel::WebSocket,
-                NotifyEvent::CallStateChanged {
-                    device: self.answered_device().cloned(),
-                    state: "ended".to_owned(),
-                    version: self.version,
-                },
-                fx,
-            );
+            if let Some(d) = self.answered_device().cloned() {
+                self.publish_state(&d, CallState::Ended, None, None, now, fx);
+            }
         }
         let detail = Some(self.status().as_str().to_owned());
         self.timeline("ended", None, detail, now, fx);
@@ -634,6 +612,7 @@ impl Session {
                 if self.legs[i].state == LegState::Dialing {
                     self.legs[i].state = LegState::Ringing;
                     self.leg_update(i, now, fx);
+                    self.leg_ringing(i, now, fx);
                 }
             }
             ProviderEventKind::Answered => self.on_answered(i, now, fx),

@@ -2,6 +2,8 @@
 
 use super::status::SessionStatus;
 use crate::ids::{CallControlId, CallSessionId, DeviceId};
+use crate::state::{CallState, Direction};
+use crate::trigger::InvalidTrigger;
 use thiserror::Error;
 
 /// Why a session refused an input or could not be created.
@@ -41,6 +43,34 @@ pub enum SessionError {
         /// The session's status now.
         status: SessionStatus,
     },
+    /// A device report after the call ended.
+    #[error("the call has ended")]
+    CallEnded,
+    /// A device report whose `from` is not the state the device last reported.
+    #[error("the device last reported {last}, not {from}")]
+    StateMismatch {
+        /// The state the device last reported.
+        last: CallState,
+        /// The report's `from`.
+        from: CallState,
+    },
+    /// A device report the transition table has no row for.
+    #[error("{from} -> {to}{via} is not a legal transition for an {direction} call on {platform}")]
+    IllegalTransition {
+        /// State before.
+        from: CallState,
+        /// State after.
+        to: CallState,
+        /// `" on <trigger>"` when the report named one, else empty.
+        via: String,
+        /// The call's direction.
+        direction: Direction,
+        /// The device's platform.
+        platform: String,
+    },
+    /// A device report whose trigger carries invalid data.
+    #[error(transparent)]
+    InvalidTrigger(#[from] InvalidTrigger),
     /// A constructor argument or input field is out of bounds.
     #[error("invalid input: {0}")]
     Invalid(String),

@@ -8,6 +8,7 @@ use super::leg::Release;
 use super::{Outcome, Phase, Session, ANCHOR};
 use crate::dismissal::DismissReason;
 use crate::ids::DeviceId;
+use crate::state::CallState;
 use crate::time::Timestamp;
 use std::time::Duration;
 
@@ -73,12 +74,17 @@ impl Session {
             self.release(i, Release::Hangup, fx);
             return;
         }
+        if self.registry_busy {
+            self.answer_refused_busy(device.as_ref(), now, fx);
+            return;
+        }
         self.winner = Some(i);
         self.phase = Phase::Answered;
         self.answered_at = Some(now);
         self.ring_deadline = None;
         self.bump();
         self.timeline("answered", device.as_ref(), None, now, fx);
+        self.set_registry(CallState::Active, now, fx);
         self.answer_anchor(fx);
         self.await_bridge(now);
         self.try_bridge(now, fx);
@@ -91,6 +97,26 @@ impl Session {
             self.dismiss(DismissReason::AnsweredElsewhere { device_id }, fx);
         }
         self.history(false, fx);
+    }
+
+    /// A device answered, but the store refused the user's active-call entry (another call,
+    /// no call waiting): the answer is not taken. Every leg is hung up, every device is told
+    /// `busy`, and the caller gets voicemail or `USER_BUSY` as for a busy user at ring time.
+    fn answer_refused_busy(
+        &mut self,
+        device: Option<&DeviceId>,
+        now: Timestamp,
+        fx: &mut Vec<Effect>,
+    ) {
+        let detail = Some("answered while on another call without call waiting".to_owned());
+        self.timeline("answer_refused", device, detail, now, fx);
+        self.stop_ringing(DismissReason::Busy, now, fx);
+        self.unanswered(
+            Release::Reject(RejectCause::UserBusy),
+            Outcome::Busy,
+            now,
+            fx,
+        );
     }
 
     /// Stops every device ringing for `reason`.

@@ -1,6 +1,9 @@
 //! What a session reacts to: provider webhooks, command results, device requests and timer ticks.
 
 use crate::ids::{CallControlId, CallSessionId, DeviceId};
+use crate::state::CallState;
+use crate::time::Timestamp;
+use crate::trigger::Trigger;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -39,6 +42,32 @@ pub enum Input {
         /// The ignoring device.
         device: DeviceId,
     },
+    /// A device reports one canonical transition of its own (`POST /api/voip/calls/{id}/events`).
+    /// Legal against the device's last reported state; a `seq` not above the last accepted one
+    /// is a duplicate and changes nothing; after the call ended it is refused.
+    DeviceReport {
+        /// The reporting device.
+        device: DeviceId,
+        /// Per-device, per-call sequence number; gaps are allowed.
+        seq: u64,
+        /// State before, as the device saw it.
+        from: CallState,
+        /// State after.
+        to: CallState,
+        /// What caused it, when the device says.
+        trigger: Option<Trigger>,
+        /// The device's own clock, kept as reported.
+        at: Option<Timestamp>,
+        /// The reporter's own WebSocket connection, left out of the broadcast.
+        exclude_socket: Option<String>,
+        /// For a dismissal, the channel that reached the device first (operator latency).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<crate::dismissal::Channel>,
+    },
+    /// The store refused the active-call entry an answer asked for: the user is already on
+    /// another call and has no call waiting. The driver sends it before re-running the input
+    /// whose commit was refused, so that input is handled as an answer the user cannot take.
+    RegistryBusy,
     /// The session's deadline may have passed; early or repeated ticks are harmless.
     Tick,
 }

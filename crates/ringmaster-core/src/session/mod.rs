@@ -69,6 +69,7 @@ mod inbound;
 mod input;
 mod leg;
 mod outbound;
+mod report;
 mod status;
 mod voicemail;
 
@@ -81,7 +82,7 @@ pub use config::{
 };
 pub use effect::{
     Action, ActiveCall, CallRecordUpdate, Channel, Command, Direction, Effect, LegState, LegUpdate,
-    Notification, NotifyEvent, RegistryUpdate, RejectCause, TimelineEntry,
+    Notification, NotifyEvent, RegistryUpdate, RejectCause, ReportMeta, StateChange, TimelineEntry,
 };
 pub use error::SessionError;
 pub use input::{
@@ -95,6 +96,7 @@ use crate::dismissal::DismissReason;
 use crate::ids::{CallControlId, CallSessionId, DeviceId, TenantId, UserId};
 use crate::time::Timestamp;
 use leg::{Leg, LegRole};
+use report::DeviceView;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use voicemail::VoicemailState;
@@ -209,6 +211,16 @@ pub struct Session {
     outcome: Option<Outcome>,
     failure: Option<String>,
     registry_set: bool,
+    /// When the active-call entry was first written (the device answered).
+    #[serde(default)]
+    registered_at: Option<Timestamp>,
+    /// The store refused the active-call entry: the user is on another call without call
+    /// waiting, so an answer cannot be taken.
+    #[serde(default)]
+    registry_busy: bool,
+    /// Each device's published and reported state on this call.
+    #[serde(default)]
+    views: Vec<DeviceView>,
     /// Commands issued so far; the next command id is `"{id}:{seq}"`.
     seq: u64,
     /// Grows with every change devices can see.
@@ -270,6 +282,9 @@ impl Session {
             outcome: None,
             failure: None,
             registry_set: false,
+            registered_at: None,
+            registry_busy: false,
+            views: Vec::new(),
             seq: 0,
             version: 0,
             answered_at: None,
@@ -392,6 +407,11 @@ impl Session {
             Input::Provider(event) => self.on_provider(event, now, fx),
             Input::DeviceDecline { device } => self.on_device_decline(&device, now, fx),
             Input::DeviceIgnore { device } => self.on_device_ignore(&device, now, fx),
+            report @ Input::DeviceReport { .. } => self.on_device_report(report, now, fx),
+            Input::RegistryBusy => {
+                self.registry_busy = true;
+                Ok(())
+            }
         }
     }
 

@@ -6,7 +6,9 @@ use super::error::SessionError;
 use super::input::{CommandError, HangupCause};
 use super::leg::{Leg, LegRole, Release};
 use super::{Outcome, Phase, Session, ANCHOR};
+use crate::dismissal::DismissReason;
 use crate::ids::DeviceId;
+use crate::state::CallState;
 use crate::time::Timestamp;
 use std::time::Duration;
 
@@ -37,6 +39,16 @@ impl Session {
         if self.legs.len() > PSTN {
             return;
         }
+        if self.registry_busy {
+            let device = self.legs[ANCHOR].device().cloned();
+            let detail = Some("answered while on another call without call waiting".to_owned());
+            self.timeline("answer_refused", device.as_ref(), detail, now, fx);
+            self.ring_outcome = Some(DismissReason::Busy);
+            self.dismiss(DismissReason::Busy, fx);
+            self.finalize(Outcome::Busy, now, fx);
+            return;
+        }
+        self.set_registry(CallState::RingingOutbound, now, fx);
         self.legs
             .push(Leg::new(LegRole::Pstn, None, LegState::Dialing));
         let link = self.legs[ANCHOR].ccid.clone();

@@ -4,27 +4,20 @@
 use super::{is_e164, ApiJson};
 use crate::app::AppState;
 use crate::auth::DeviceAuth;
-use crate::engine::{Applied, Created, Step};
+use crate::engine::{Applied, Created};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use ringmaster_core::dismissal::Channel;
 use ringmaster_core::quality::summarize_telnyx;
-use ringmaster_core::session::{
-    Channel, Effect, Input, NewOutbound, Notification, NotifyEvent, RingTarget, Session,
-    SessionError,
-};
-use ringmaster_core::table::row_for;
-use ringmaster_core::{
-    rows_between, CallSessionId, CallState, DeviceId, Direction, Platform, Trigger,
-};
+use ringmaster_core::session::{Input, NewOutbound, RingTarget, Session, SessionError};
+use ringmaster_core::{CallSessionId, CallState, DeviceId, Platform, Timestamp, Trigger};
 use ringmaster_realtime::SocketId;
 use ringmaster_store::limits::MAX_PAGE;
-use ringmaster_store::{
-    ActiveCall, CallRecord, DevicePlatform, PushProvider, TimelineEntry, TimelineSource,
-};
-use serde::Deserialize;
+use ringmaster_store::{ActiveCall, CallRecord, DevicePlatform, PushProvider};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// History page size when the request names none.
@@ -60,6 +53,9 @@ fn active_json(a: &ActiveCall) -> Value {
     json!({
         "call_session_id": a.call_session_id,
         "device_id": a.device_id,
+        "platform": a.platform,
+        "state": a.state,
+        "since": a.since,
         "started_at": a.started_at,
     })
 }
@@ -75,7 +71,8 @@ pub async fn call_status(
     Ok(Json(status_json(&session, &auth.device.id)?))
 }
 
-/// `GET /api/voip/my-active-call`: the user's bridged call, if any.
+/// `GET /api/voip/my-active-call`: every call a device of the user has answered and that has
+/// not ended (`active_call` is the oldest, for older clients).
 pub async fn my_active_call(
     auth: DeviceAuth,
     State(app): State<AppState>,
@@ -204,7 +201,7 @@ pub struct DeviceReport {
     /// For a dismissal, the channel that reached the device first: `sip`, `websocket`, `push`
     /// or `poll` (kept in the timeline; the operator view's latency figures read it).
     #[serde(default)]
-    channel: Option<String>,
+    channel: Option<Channel>,
 }
 
 /// Header naming the caller's own WebSocket connection (laravel-echo sends it).
@@ -241,122 +238,76 @@ pub(crate) fn platform(p: DevicePlatform) -> Platform {
     }
 }
 
-/// Whether the core table has a row for this report on this device.
-fn legal(report: &DeviceReport, direction: Direction, platform: Platform) -> bool {
-    let fits = |row: &ringmaster_core::TransitionRow| {
-        row.to == report.to && row.allows(direction) && row.platforms.contains(&platform)
-    };
-    match &report.trigger {
-        Some(trigger) => row_for(report.from, trigger.kind()).is_some_and(fits),
-        None => rows_between(report.from, report.to).any(fits),
-    }
+/// `POST /api/voip/calls/{id}/events` answer.
+#[derive(Debug, Serialize)]
+pub struct ReportReply {
+    /// `accepted`, or `duplicate` for a `seq` not above the device's last accepted one.
+    status: &'static str,
+    /// The call's version after the report.
+    version: u64,
 }
 
-/// `POST /api/voip/calls/{id}/events`: the device reports a transition; it is validated by the
-/// core table, appended to the timeline and broadcast as `call_state_changed` (not to the
-/// reporter's own WebSocket connection, when it names one).
+/// `POST /api/voip/calls/{id}/events`: the device reports a transition. The session checks it
+/// against the table and the device's last report, bumps the version, records it in the
+/// timeline and broadcasts `call_state_changed` (not to the reporter's own WebSocket
+/// connection, when it names one).
 pub async fn report(
     auth: DeviceAuth,
     State(app): State<AppState>,
     Path(call_id): Path<String>,
     headers: HeaderMap,
     ApiJson(report): ApiJson<DeviceReport>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ReportReply>> {
     let exclude_socket =
         sender_socket(&headers, report.socket_id.as_deref())?.map(|s| s.as_str().to_owned());
     let session = visible_call(&app, &auth, &call_id).await?;
-    session.status_for(&auth.device.id).map_err(|_| no_call())?;
-    let direction = match session.direction() {
-        ringmaster_core::session::Direction::Inbound => Direction::Inbound,
-        ringmaster_core::session::Direction::Outbound => Direction::Outbound,
+    let input = Input::DeviceReport {
+        device: auth.device.id.clone(),
+        seq: report.seq,
+        from: report.from,
+        to: report.to,
+        trigger: report.trigger,
+        at: report.at.map(Timestamp::from_millis),
+        exclude_socket,
+        channel: report.channel,
     };
-    let platform = platform(auth.device.platform);
-    if let Some(Err(e)) = report.trigger.as_ref().map(Trigger::validate) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_trigger",
-            e.to_string(),
-        ));
+    let reply = |status, s: &Session| {
+        Json(ReportReply {
+            status,
+            version: s.version(),
+        })
+    };
+    match app.engine.apply(session.id(), input, None).await? {
+        Applied::Committed(s) => Ok(reply("accepted", &s)),
+        Applied::Unchanged(s) => Ok(reply("duplicate", &s)),
+        Applied::Duplicate => Ok(reply("duplicate", &session)),
+        Applied::Refused(e) => Err(report_refused(e)),
     }
-    if !legal(&report, direction, platform) {
-        let via = report
-            .trigger
-            .map(|t| format!(" on {t}"))
-            .unwrap_or_default();
-        return Err(ApiError::new(
+}
+
+fn report_refused(e: SessionError) -> ApiError {
+    let message = e.to_string();
+    match e {
+        SessionError::CallEnded => ApiError::new(StatusCode::CONFLICT, "call_ended", message),
+        SessionError::StateMismatch { last, from } => {
+            ApiError::new(StatusCode::CONFLICT, "state_mismatch", message)
+                .with_details(json!({ "last_reported": last, "from": from }))
+        }
+        SessionError::IllegalTransition { from, to, .. } => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "illegal_transition",
-            format!(
-                "{} -> {}{via} is not a legal transition for an {} call on {}",
-                report.from,
-                report.to,
-                direction.as_str(),
-                platform
-            ),
+            message,
         )
-        .with_details(json!({ "from": report.from, "to": report.to })));
-    }
-    let channel = match report.channel.as_deref() {
-        None => None,
-        Some(name) => Some(
-            ringmaster_device::Channel::ALL
-                .into_iter()
-                .find(|c| c.as_str() == name)
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_channel",
-                        "channel must be one of sip, websocket, push, poll",
-                    )
-                })?,
-        ),
-    };
-    let device = auth.device.id.clone();
-    let dedupe = format!("device:{}:{}", device, report.seq);
-    let detail = json!({
-        "seq": report.seq,
-        "trigger": report.trigger,
-        "reported_at": report.at,
-        "platform": platform,
-        "channel": channel.map(|c| c.as_str()),
-    });
-    let applied = app
-        .engine
-        .apply_with(session.id(), Some(dedupe), |s, now| {
-            s.status_for(&device)?;
-            let notify = Effect::Notify(Notification {
-                tenant: s.tenant().clone(),
-                user: s.user().clone(),
-                call_session_id: s.id().clone(),
-                channel: Channel::WebSocket,
-                event: NotifyEvent::CallStateChanged {
-                    device: Some(device.clone()),
-                    state: report.to.as_str().to_owned(),
-                    version: s.version(),
-                },
-                exclude_socket: exclude_socket.clone(),
-            });
-            Ok(Step {
-                effects: vec![notify],
-                timeline: vec![TimelineEntry {
-                    call_session_id: s.id().clone(),
-                    at: now,
-                    source: TimelineSource::Device,
-                    device_id: Some(device.clone()),
-                    kind: "device.transition".to_owned(),
-                    from_state: Some(report.from.as_str().to_owned()),
-                    to_state: Some(report.to.as_str().to_owned()),
-                    detail: detail.clone(),
-                }],
-            })
-        })
-        .await?;
-    match applied {
-        Applied::Committed(_) | Applied::Unchanged(_) => {
-            Ok(Json(json!({ "accepted": true, "duplicate": false })))
+        .with_details(json!({ "from": from, "to": to })),
+        SessionError::InvalidTrigger(_) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_trigger", message)
         }
-        Applied::Duplicate => Ok(Json(json!({ "accepted": false, "duplicate": true }))),
-        Applied::Refused(_) => Err(no_call()),
+        SessionError::UnknownDevice { .. } => no_call(),
+        other => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "refused",
+            other.to_string(),
+        ),
     }
 }
 
@@ -459,7 +410,7 @@ fn call_json(call: &CallRecord) -> ApiResult<Value> {
     Ok(value)
 }
 
-/// `GET /api/voip/calls/{id}`: one call with its legs and timeline.
+/// `GET /api/voip/calls/{id}`: one call with its legs, timeline and billing record.
 pub async fn call_detail(
     auth: DeviceAuth,
     State(app): State<AppState>,
@@ -474,6 +425,7 @@ pub async fn call_detail(
         "call": call_json(&detail.call)?,
         "legs": detail.legs,
         "timeline": detail.timeline,
+        "billing": detail.billing,
     })))
 }
 

@@ -133,11 +133,8 @@ async fn handle(
     let input = Input::Provider(routed.event.clone());
     let applied = app
         .engine
-        .apply_with(&routed.session, Some(webhook.id.clone()), |s, now| {
-            Ok(crate::engine::Step {
-                effects: s.handle(input.clone(), now)?,
-                timeline: vec![arrival(webhook, &routed, now)],
-            })
+        .apply_logged(&routed.session, input, Some(webhook.id.clone()), |now| {
+            vec![arrival(webhook, &routed, now)]
         })
         .await;
     Ok(match applied {
