@@ -2,6 +2,9 @@
 
 import pathlib
 import re
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -31,16 +34,30 @@ def of(effects, kind):
     return [e for e in effects if getattr(e, f"is_{kind}")()]
 
 
-def test_t2_killed_while_ringing_then_backend_says_missed_shows_the_missed_call_once():
-    app = agent()
-    effects = app.handle(incoming(rm.Delivery.PUSH(voip=False)), 1_000)
-    assert len(of(effects, "START_RINGING")) == 1
-    assert effects[0].is_PERSIST(), "the snapshot is stored before anything else happens"
-    stored = effects[0][0]
-    assert isinstance(stored, bytes) and stored == app.snapshot()
+RINGING_APP = """
+import os, signal, sys
+import ringmaster_ffi as rm
 
-    # The process is killed: all that is left is the stored bytes.
-    del app
+app = rm.DeviceAgent(sys.argv[2], rm.Platform.ANDROID, rm.default_agent_config())
+push = rm.Input.INCOMING_CALL(
+    call_session_id=sys.argv[3], _from="+15551234567", sent_at=0, via=rm.Delivery.PUSH(voip=False)
+)
+effects = app.handle(push, 1_000)
+# Persist comes first, so the snapshot is on disk before the ringer starts.
+assert effects[0].is_PERSIST() and any(e.is_START_RINGING() for e in effects)
+with open(sys.argv[1], "wb") as f:  # what SharedPreferences.commit() would keep
+    f.write(effects[0][0])
+os.kill(os.getpid(), signal.SIGKILL)  # the OS kills the app while the phone rings
+"""
+
+
+def test_t2_killed_while_ringing_then_backend_says_missed_shows_the_missed_call_once(tmp_path):
+    stored_at = tmp_path / "agent-snapshot"
+    killed = subprocess.run([sys.executable, "-c", RINGING_APP, str(stored_at), ME, CALL], check=False)
+    assert killed.returncode == -signal.SIGKILL
+    stored = stored_at.read_bytes()
+
+    # The app starts again with nothing but the stored bytes.
     restored = rm.restore_agent(ME, rm.Platform.ANDROID, rm.default_agent_config(), stored, 5_000)
     app = restored.agent
     assert of(restored.effects, "START_STATUS_POLL"), "the recovered call is polled"
