@@ -48,6 +48,8 @@ pub struct Settings {
     pub sweep_interval: Duration,
     /// Dials allowed per window on the Telnyx account; more are queued.
     pub dial_limit: DialLimit,
+    /// Where `/metrics` is served on its own; `None` serves it on the main listener.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Settings {
@@ -66,6 +68,7 @@ impl Settings {
             tick_interval: Duration::from_millis(100),
             sweep_interval: Duration::from_secs(1),
             dial_limit: DialLimit::default(),
+            metrics_listen: None,
         }
     }
 
@@ -176,6 +179,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(voip::remove_push_token)
                 .layer(DefaultBodyLimit::max(voip::PUSH_TOKEN_BODY_LIMIT)),
         )
+        .route_layer(axum::middleware::from_fn(crate::logging::call_span))
         // Set before the CORS layer so it is wrapped too: the outer router's fallback would
         // replace a still-default one unwrapped, and preflights (OPTIONS) would get a bare 405.
         .method_not_allowed_fallback(method_not_allowed)
@@ -185,10 +189,16 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     let hooks = Router::new()
         .route("/webhooks/telnyx", post(webhooks::telnyx))
+        .route_layer(axum::middleware::from_fn(crate::telemetry::track_webhook))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY_BYTES));
+    let metrics = match state.settings.metrics_listen {
+        None => Router::new().route("/metrics", get(crate::telemetry::metrics_page)),
+        Some(_) => Router::new(),
+    };
     Router::new()
         .merge(api)
         .merge(hooks)
+        .merge(metrics)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)

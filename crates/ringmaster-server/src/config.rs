@@ -18,6 +18,9 @@ pub struct ServeArgs {
     /// Address the HTTP API, webhooks and WebSocket listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "RINGMASTER_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Serve `/metrics` on this address instead of the main listener.
+    #[arg(long, env = "RINGMASTER_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Database URL [default: sqlite://data/ringmaster.db].
     #[arg(long, env = "RINGMASTER_DATABASE_URL")]
     pub database_url: Option<String>,
@@ -90,6 +93,7 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
     database_url: Option<String>,
     admin_token: Option<String>,
     token_secret: Option<String>,
@@ -117,6 +121,8 @@ struct FileConfig {
 pub struct Config {
     /// Listen address.
     pub listen: SocketAddr,
+    /// Separate listen address of `/metrics`; `None` serves it on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
     /// Database URL.
     pub database_url: String,
     /// Admin bearer token.
@@ -301,6 +307,7 @@ impl Config {
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid default")),
+            metrics_listen: args.metrics_listen.or(file.metrics_listen),
             database_url,
             admin_token,
             token_secret,

@@ -16,7 +16,8 @@ use crate::dial_limit::{DialLimit, DialLimiter};
 use crate::engine::{Applied, Engine};
 use crate::notify::{Notifiers, NotifyError};
 use crate::provider;
-use ringmaster_core::session::{Action, Effect, Input};
+use crate::telemetry;
+use ringmaster_core::session::{Action, Channel, Effect, Input, Notification, NotifyEvent};
 use ringmaster_core::{CallSessionId, Timestamp};
 use ringmaster_store::{OutboxEntry, Store};
 use ringmaster_telnyx::TelnyxClient;
@@ -79,6 +80,17 @@ enum Disposition {
 pub fn retry_wait(attempts: u32, retry_after: Option<Duration>) -> Duration {
     let backoff = RETRY_BASE.saturating_mul(1 << attempts.min(6));
     retry_after.map_or(backoff, |ra| backoff.max(ra.min(MAX_RETRY_AFTER)))
+}
+
+/// Times a delivered dismissal (`call_ended`) from its commit, per channel.
+fn record_dismissal(n: &Notification, committed: Timestamp, now: Timestamp) {
+    if matches!(n.event, NotifyEvent::CallEnded { .. }) {
+        let channel = match n.channel {
+            Channel::WebSocket => "websocket",
+            Channel::Push { .. } => "push",
+        };
+        telemetry::dismissal_delivered(channel, committed, now);
+    }
 }
 
 fn is_dial(effect: &Effect) -> bool {
@@ -219,7 +231,12 @@ impl Dispatcher {
         let disposition = match effect {
             Ok(Effect::Telnyx(command)) => self.command(&entry, command).await,
             Ok(Effect::Notify(n)) => match self.notifiers.deliver(&n).await {
-                Ok(_) => Disposition::Done,
+                Ok(delivery) => {
+                    if delivery == crate::notify::Delivery::Sent {
+                        record_dismissal(&n, entry.created_at, self.clock.now());
+                    }
+                    Disposition::Done
+                }
                 Err(NotifyError::Temporary {
                     message,
                     retry_after,
@@ -233,19 +250,23 @@ impl Dispatcher {
             Err(e) => Disposition::Abandon(format!("unreadable effect: {e}")),
         };
         let (sid, seq) = (&entry.session_id, entry.seq);
+        let lane = ringmaster_store::ops::outbox_lane(&entry.effect);
         let result = match disposition {
             Disposition::Done => {
+                telemetry::dispatched(lane, "done");
                 lock(&self.not_before).remove(&key);
                 self.store.mark_effect_done(sid, seq).await
             }
             Disposition::Retry(e, retry_after) if entry.attempts + 1 < MAX_ATTEMPTS => {
                 let wait = retry_wait(entry.attempts, retry_after);
                 tracing::warn!(error = %e, attempt = entry.attempts + 1, ?wait, ?retry_after, "effect failed; will retry");
+                telemetry::dispatched(lane, "retry");
                 lock(&self.not_before).insert(key, self.clock.now() + wait);
                 self.store.mark_effect_failed(sid, seq, &e).await
             }
             Disposition::Retry(e, _) | Disposition::Abandon(e) => {
                 tracing::error!(error = %e, "effect abandoned");
+                telemetry::dispatched(lane, "abandoned");
                 lock(&self.not_before).remove(&key);
                 self.store.mark_effect_abandoned(sid, seq, &e).await
             }

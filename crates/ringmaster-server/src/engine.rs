@@ -201,7 +201,7 @@ impl Engine {
     async fn commit(&self, mut commit: Commit) -> Result<Written, EngineError> {
         let has_outbox = !commit.effects.is_empty();
         loop {
-            match self.store.commit(commit.clone()).await? {
+            match crate::telemetry::timed_commit(&*self.store, commit.clone()).await? {
                 CommitOutcome::Busy { active } => {
                     tracing::warn!(
                         call_session_id = %commit.session_id,

@@ -16,6 +16,8 @@ pub mod dial_limit;
 pub mod dispatch;
 pub mod engine;
 pub mod error;
+pub mod fatal;
+pub mod logging;
 pub mod notify;
 pub mod provider;
 pub mod push;
@@ -24,6 +26,7 @@ pub mod routes;
 pub mod secrets;
 pub mod serve_cmd;
 pub mod server;
+pub mod telemetry;
 pub mod timers;
 pub mod tokens;
 

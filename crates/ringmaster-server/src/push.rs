@@ -147,7 +147,20 @@ impl Notifier for PushNotifier {
             return Ok(());
         }
         let message = message_for(n, self.incoming_ttl);
-        match self.sender.send(platform, &token, &message).await {
+        let outcome = self.sender.send(platform, &token, &message).await;
+        crate::telemetry::push_sent(
+            match platform {
+                Platform::Ios => "ios",
+                Platform::Android => "android",
+            },
+            match &outcome {
+                PushOutcome::Delivered { .. } => "delivered",
+                PushOutcome::InvalidToken { .. } => "invalid_token",
+                PushOutcome::Retryable { .. } => "retryable",
+                PushOutcome::Fatal(_) => "fatal",
+            },
+        );
+        match outcome {
             PushOutcome::Delivered { id } => {
                 tracing::debug!(device_id = %device, ?id, "push delivered");
                 Ok(())

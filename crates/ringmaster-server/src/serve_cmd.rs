@@ -5,6 +5,7 @@ use crate::app::{SandboxInfo, Settings};
 use crate::clock::SystemClock;
 use crate::config::{Config, ServeArgs};
 use crate::dial_limit::DialLimit;
+use crate::fatal::ConfigError;
 use crate::notify::{Notifier, Notifiers};
 use crate::push::{sender_from_config, PushNotifier};
 use crate::realtime::WebSocketNotifier;
@@ -72,7 +73,7 @@ impl Launched {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = resolve_config(args)?;
+    let config = resolve_config(args).map_err(ConfigError)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -166,16 +167,19 @@ pub async fn launch(
     settings.token_secret = config.token_secret.clone();
     settings.ring_timeout_secs = config.ring_timeout_secs;
     settings.dial_limit = DialLimit::per_second(config.dials_per_sec);
+    settings.metrics_listen = config.metrics_listen;
     let pusher = &config.pusher;
     let hub = RealtimeHub::new(RealtimeConfig::new(
         &pusher.app_id,
         &pusher.key,
         &pusher.secret,
     ));
-    let push = sender_from_config(config.fcm.as_ref(), config.apns.as_ref())?.map(|sender| {
-        let ring = Duration::from_secs(u64::from(config.ring_timeout_secs));
-        Arc::new(PushNotifier::new(store.clone(), Arc::new(sender), ring)) as Arc<dyn Notifier>
-    });
+    let push = sender_from_config(config.fcm.as_ref(), config.apns.as_ref())
+        .map_err(ConfigError)?
+        .map(|sender| {
+            let ring = Duration::from_secs(u64::from(config.ring_timeout_secs));
+            Arc::new(PushNotifier::new(store.clone(), Arc::new(sender), ring)) as Arc<dyn Notifier>
+        });
     let notifiers = Notifiers {
         websocket: Some(Arc::new(WebSocketNotifier::new(hub.clone()))),
         push,
@@ -229,6 +233,10 @@ fn print_banner(config: &Config, launched: &Launched) {
             redact_password(&config.database_url)
         ),
         None => {}
+    }
+    match launched.server.metrics_addr() {
+        Some(metrics) => println!("Prometheus metrics: http://{metrics}/metrics"),
+        None => println!("Prometheus metrics: {url}/metrics"),
     }
     println!(
         "Telnyx dial limit: {} per second (queued beyond that)",

@@ -50,6 +50,7 @@ pub struct ServerSetup {
 /// A running coordinator.
 pub struct RunningServer {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     state: AppState,
     realtime: Option<RealtimeHub>,
     shutdown: watch::Sender<bool>,
@@ -61,8 +62,11 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
-    let verifier = WebhookVerifier::new(&setup.webhook_public_key)
-        .context("the Telnyx public key must be base64 of a 32-byte Ed25519 key")?;
+    let verifier = WebhookVerifier::new(&setup.webhook_public_key).map_err(|e| {
+        crate::fatal::ConfigError(anyhow::anyhow!(
+            "the Telnyx public key must be base64 of a 32-byte Ed25519 key: {e}"
+        ))
+    })?;
     let kick = Arc::new(Notify::new());
     let engine = Engine::new(setup.store.clone(), setup.clock.clone(), kick.clone());
     let dials = Arc::new(DialLimiter::new(setup.settings.dial_limit));
@@ -97,6 +101,28 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
     if let Some(extra) = setup.extra_routes {
         app = app.merge(extra);
     }
+    crate::telemetry::handle();
+    let mut tasks = Vec::new();
+    let metrics_addr = match setup.settings.metrics_listen {
+        Some(listen) => {
+            let listener = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listening for /metrics on {listen}"))?;
+            let addr = listener.local_addr()?;
+            let routes = crate::telemetry::metrics_router(state.clone());
+            let mut metrics_stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let serve = axum::serve(listener, routes).with_graceful_shutdown(async move {
+                    let _ = metrics_stop.wait_for(|stop| *stop).await;
+                });
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "metrics listener stopped");
+                }
+            }));
+            Some(addr)
+        }
+        None => None,
+    };
     let mut http_stop = stop.clone();
     let http = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -106,19 +132,19 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });
-    let tasks = vec![
-        http,
-        tokio::spawn(dispatcher.run(stop.clone())),
-        tokio::spawn(timers::run(
-            setup.store,
-            engine,
-            setup.settings.tick_interval,
-            stop,
-        )),
-    ];
+    // The main HTTP server first: shutdown drains it before the rest.
+    tasks.insert(0, http);
+    tasks.push(tokio::spawn(dispatcher.run(stop.clone())));
+    tasks.push(tokio::spawn(timers::run(
+        setup.store,
+        engine,
+        setup.settings.tick_interval,
+        stop,
+    )));
     tracing::info!(%addr, "ringmaster listening");
     Ok(RunningServer {
         addr,
+        metrics_addr,
         state,
         realtime: setup.realtime,
         shutdown,
@@ -130,6 +156,11 @@ impl RunningServer {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/metrics` is served when it has its own listener.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// `http://ADDR`.

@@ -66,6 +66,7 @@ macro_rules! __conformance_cases {
             history_pages_newest_first
             invalid_input_changes_nothing
             state_survives_reopen
+            ops_stats_count_live_calls_and_the_outbox_backlog
         );
     };
 }
@@ -1210,4 +1211,41 @@ pub async fn state_survives_reopen(h: &dyn Harness) {
     next.effects = vec![json!({ "n": 4 })];
     assert_eq!(apply(&*second, next).await, (2, vec![4]));
     second.close().await;
+}
+
+pub async fn ops_stats_count_live_calls_and_the_outbox_backlog(h: &dyn Harness) {
+    let store = h.open().await;
+    assert_eq!(store.ops_stats().await.unwrap(), crate::OpsStats::default());
+    let typed = |kind: &str| json!({ "type": kind });
+    let mut a = commit("a", "alice", None, "ringing");
+    a.effects = vec![typed("telnyx"), typed("telnyx"), typed("notify")];
+    a.at = t(100);
+    apply(&*store, a).await;
+    let mut b = commit("b", "bob", None, "ringing");
+    b.effects = vec![typed("notify")];
+    b.at = t(50);
+    apply(&*store, b).await;
+    apply(&*store, commit("c", "carol", None, "bridged")).await;
+    apply(&*store, commit("d", "dave", None, "ended")).await;
+
+    let stats = store.ops_stats().await.unwrap();
+    assert_eq!(
+        stats.live_sessions,
+        vec![("bridged".to_owned(), 1), ("ringing".to_owned(), 2)]
+    );
+    let backlog = |lane: &str, depth: u64, oldest: u64| crate::OutboxBacklog {
+        lane: lane.to_owned(),
+        depth,
+        oldest: Some(t(oldest)),
+    };
+    assert_eq!(
+        stats.outbox,
+        vec![backlog("notify", 2, 50), backlog("telnyx", 2, 100)]
+    );
+    store.mark_effect_done(&sid("b"), 1).await.unwrap();
+    let stats = store.ops_stats().await.unwrap();
+    assert_eq!(
+        stats.outbox,
+        vec![backlog("notify", 1, 100), backlog("telnyx", 2, 100)]
+    );
 }

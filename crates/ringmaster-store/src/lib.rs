@@ -13,6 +13,7 @@ pub mod error;
 pub mod history;
 pub mod limits;
 pub mod memory;
+pub mod ops;
 pub mod postgres;
 pub mod registry;
 pub mod session;
@@ -26,6 +27,7 @@ pub use history::{
     TimelineSource,
 };
 pub use memory::MemoryStore;
+pub use ops::{OpsStats, OpsStore, OutboxBacklog};
 pub use postgres::PostgresStore;
 pub use registry::{ActiveCall, RegistryChange};
 pub use session::{Commit, CommitOutcome, OutboxEntry, StoredSession};
@@ -39,7 +41,7 @@ use ringmaster_core::{CallSessionId, DeviceId, Timestamp, UserId};
 ///
 /// Every method either fully succeeds or changes nothing.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: OpsStore + Send + Sync + 'static {
     /// Creates a user with its numbers. Fails with `AlreadyExists` for a taken id and
     /// `NumberTaken` when a number already routes to someone.
     async fn create_user(&self, user: User) -> Result<User, StoreError>;

@@ -15,6 +15,8 @@ use crate::registry::{ActiveCall, RegistryChange};
 use crate::session::{Commit, CommitOutcome, OutboxEntry, StoredSession};
 use crate::Store;
 
+mod ops;
+
 /// A [`Store`] held in process memory. Clones share the same data.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {

@@ -26,6 +26,8 @@ use crate::registry::{ActiveCall, RegistryChange};
 use crate::session::{Commit, CommitOutcome, OutboxEntry, StoredSession};
 use crate::Store;
 
+mod ops;
+
 /// Connections per store; enough for a burst of concurrent commits on one process.
 const MAX_CONNECTIONS: u32 = 10;
 /// How long an operation waits for a free connection before failing.

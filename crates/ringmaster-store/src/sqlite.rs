@@ -27,6 +27,8 @@ use crate::registry::{ActiveCall, RegistryChange};
 use crate::session::{Commit, CommitOutcome, OutboxEntry, StoredSession};
 use crate::Store;
 
+mod ops;
+
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read connections for a file database.

@@ -147,6 +147,7 @@ pub async fn place_call(
         }
     }
     let id = CallSessionId::new(uuid::Uuid::new_v4().to_string());
+    tracing::Span::current().record("call_session_id", id.as_str());
     let session = Session::new_outbound(
         NewOutbound {
             id: id.clone(),

@@ -113,6 +113,8 @@ pub struct Options {
     pub dial_limit: Option<ringmaster_server::dial_limit::DialLimit>,
     /// Run on a fresh schema of the real PostgreSQL server instead of an SQLite file.
     pub postgres: bool,
+    /// Serve `/metrics` on a listener of its own.
+    pub metrics_listen: bool,
 }
 
 impl Default for Options {
@@ -124,6 +126,7 @@ impl Default for Options {
             push: PushMode::Record,
             dial_limit: None,
             postgres: false,
+            metrics_listen: false,
         }
     }
 }
@@ -271,6 +274,9 @@ impl Harness {
                     max_dials: u32::MAX,
                     window: Duration::from_secs(1),
                 });
+        if self.options.metrics_listen {
+            settings.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        }
         if self.options.caller_answer_immediately {
             settings.caller_answer = ringmaster_core::session::CallerAnswer::Immediately;
         }
