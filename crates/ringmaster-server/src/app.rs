@@ -4,7 +4,7 @@ use crate::dial_limit::{DialLimit, DialLimiter};
 use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::notify::Notifiers;
-use crate::routes::{admin, health, voip, webhooks};
+use crate::routes::{admin, health, voip, webhook_endpoints, webhooks};
 use crate::tokens::TokenSigner;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, Method};
@@ -50,6 +50,8 @@ pub struct Settings {
     pub dial_limit: DialLimit,
     /// Where `/metrics` is served on its own; `None` serves it on the main listener.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Retries and give-up time of outbound webhooks to the host app.
+    pub webhooks: crate::host_webhooks::WebhookSettings,
 }
 
 impl Settings {
@@ -69,6 +71,7 @@ impl Settings {
             sweep_interval: Duration::from_secs(1),
             dial_limit: DialLimit::default(),
             metrics_listen: None,
+            webhooks: Default::default(),
         }
     }
 
@@ -164,7 +167,15 @@ pub fn router(state: AppState) -> Router {
             "/api/admin/users/{user_id}/devices",
             post(admin::create_device),
         )
-        .route("/api/admin/sandbox", get(admin::sandbox));
+        .route("/api/admin/sandbox", get(admin::sandbox))
+        .route(
+            "/api/admin/webhook-endpoints",
+            post(webhook_endpoints::create).get(webhook_endpoints::list),
+        )
+        .route(
+            "/api/admin/webhook-endpoints/{id}",
+            get(webhook_endpoints::get).delete(webhook_endpoints::delete),
+        );
     let voip = Router::new()
         .route("/api/voip/call-status/{call_id}", get(voip::call_status))
         .route("/api/voip/my-active-call", get(voip::my_active_call))
@@ -204,5 +215,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .merge(crate::openapi::routes())
         .layer(TraceLayer::new_for_http())
 }

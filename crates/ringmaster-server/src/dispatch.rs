@@ -19,6 +19,7 @@ use crate::provider;
 use crate::telemetry;
 use ringmaster_core::session::{Action, Channel, Effect, Input, Notification, NotifyEvent};
 use ringmaster_core::{CallSessionId, Timestamp};
+use ringmaster_store::host_event::HOST_EVENT_LANE;
 use ringmaster_store::{OutboxEntry, Store};
 use ringmaster_telnyx::TelnyxClient;
 use std::collections::{HashMap, HashSet};
@@ -182,6 +183,10 @@ impl Dispatcher {
         let pending = self.store.pending_effects(BATCH).await?;
         let now = self.clock.now();
         for entry in pending {
+            // Host events are the webhook relay's (crate::host_webhooks), not commands.
+            if ringmaster_store::ops::outbox_lane(&entry.effect) == HOST_EVENT_LANE {
+                continue;
+            }
             let key = (entry.session_id.clone(), entry.seq);
             if lock(&self.not_before)
                 .get(&key)

@@ -168,6 +168,9 @@ pub async fn launch(
     settings.ring_timeout_secs = config.ring_timeout_secs;
     settings.dial_limit = DialLimit::per_second(config.dials_per_sec);
     settings.metrics_listen = config.metrics_listen;
+    if let Some(secs) = config.webhook_disable_after_secs {
+        settings.webhooks.disable_after = Duration::from_secs(secs);
+    }
     let pusher = &config.pusher;
     let hub = RealtimeHub::new(RealtimeConfig::new(
         &pusher.app_id,

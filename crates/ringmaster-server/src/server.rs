@@ -57,6 +57,16 @@ pub struct RunningServer {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// Every route of a coordinator: the API, webhooks, operations, and the real-time layer's
+/// routes when `realtime` is set. What the OpenAPI document must describe.
+pub fn all_routes(state: &AppState, realtime: Option<&RealtimeHub>) -> axum::Router {
+    let app = router(state.clone());
+    match realtime {
+        Some(hub) => app.merge(crate::realtime::routes(hub.clone(), state.clone())),
+        None => app,
+    }
+}
+
 /// Serves `setup` on `listener` and starts the dispatcher and the timer loop.
 pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<RunningServer> {
     let addr = listener
@@ -94,10 +104,7 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
         .with_clock(setup.clock.clone())
         .with_dial_limiter(dials),
     );
-    let mut app = router(state.clone());
-    if let Some(hub) = &setup.realtime {
-        app = app.merge(crate::realtime::routes(hub.clone(), state.clone()));
-    }
+    let mut app = all_routes(&state, setup.realtime.as_ref());
     if let Some(extra) = setup.extra_routes {
         app = app.merge(extra);
     }
@@ -135,6 +142,12 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
     // The main HTTP server first: shutdown drains it before the rest.
     tasks.insert(0, http);
     tasks.push(tokio::spawn(dispatcher.run(stop.clone())));
+    let relay = crate::host_webhooks::WebhookRelay::new(
+        setup.store.clone(),
+        setup.clock.clone(),
+        setup.settings.webhooks,
+    )?;
+    tasks.push(tokio::spawn(Arc::new(relay).run(stop.clone())));
     tasks.push(tokio::spawn(timers::run(
         setup.store,
         engine,

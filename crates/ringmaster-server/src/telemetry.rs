@@ -42,6 +42,8 @@ pub const DIALS_QUEUED: &str = "ringmaster_dials_queued";
 pub const DISMISSAL_SECONDS: &str = "ringmaster_dismissal_seconds";
 /// Pushes handed to FCM/APNs, by `platform` and `outcome`.
 pub const PUSHES: &str = "ringmaster_pushes_total";
+/// Deliveries of outbound webhooks to the host app, by event `type` and `outcome`.
+pub const EVENT_WEBHOOKS: &str = "ringmaster_event_webhooks_total";
 /// Calls in progress, by session `state`.
 pub const CALLS: &str = "ringmaster_calls";
 /// Open WebSocket connections (recorded by the real-time layer).
@@ -109,6 +111,10 @@ fn describe() {
     );
     describe_counter!(PUSHES, "Pushes handed to FCM/APNs, by platform and outcome");
     describe_gauge!(CALLS, "Calls in progress, by state");
+    describe_counter!(
+        EVENT_WEBHOOKS,
+        "Outbound webhook deliveries to the host app, by type and outcome"
+    );
     describe_gauge!(WS_CONNECTIONS, "Open WebSocket connections");
     describe_counter!(WS_MESSAGES, "WebSocket text frames, by direction");
     // Exported from the start, so "no conflicts yet" reads 0 rather than absent.
@@ -142,6 +148,13 @@ pub fn dispatched(kind: String, outcome: &'static str) {
 pub fn dismissal_delivered(channel: &'static str, committed: Timestamp, now: Timestamp) {
     let latency = Duration::from_millis(now.as_millis().saturating_sub(committed.as_millis()));
     histogram!(DISMISSAL_SECONDS, "channel" => channel).record(latency);
+}
+
+/// Counts one delivery attempt of an outbound webhook.
+pub fn host_webhook(event_type: &str, delivered: bool) {
+    let outcome = if delivered { "delivered" } else { "failed" };
+    counter!(EVENT_WEBHOOKS, "type" => event_type_label(event_type), "outcome" => outcome)
+        .increment(1);
 }
 
 /// Counts one push handed to a provider.

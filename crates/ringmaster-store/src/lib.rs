@@ -11,6 +11,7 @@ pub mod conformance;
 pub mod directory;
 pub mod error;
 pub mod history;
+pub mod host_event;
 pub mod limits;
 pub mod memory;
 pub mod ops;
@@ -19,6 +20,7 @@ pub mod registry;
 pub mod session;
 pub mod session_commit;
 pub mod sqlite;
+pub mod webhook_store;
 
 pub use directory::{Device, DevicePlatform, PushProvider, User, UserSettings};
 pub use error::StoreError;
@@ -33,6 +35,7 @@ pub use registry::{ActiveCall, RegistryChange};
 pub use session::{Commit, CommitOutcome, OutboxEntry, StoredSession};
 pub use session_commit::{call_status, session_commit};
 pub use sqlite::SqliteStore;
+pub use webhook_store::WebhookStore;
 
 use async_trait::async_trait;
 use ringmaster_core::{CallSessionId, DeviceId, Timestamp, UserId};
@@ -41,7 +44,7 @@ use ringmaster_core::{CallSessionId, DeviceId, Timestamp, UserId};
 ///
 /// Every method either fully succeeds or changes nothing.
 #[async_trait]
-pub trait Store: OpsStore + Send + Sync + 'static {
+pub trait Store: OpsStore + WebhookStore + Send + Sync + 'static {
     /// Creates a user with its numbers. Fails with `AlreadyExists` for a taken id and
     /// `NumberTaken` when a number already routes to someone.
     async fn create_user(&self, user: User) -> Result<User, StoreError>;

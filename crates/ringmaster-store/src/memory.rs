@@ -16,6 +16,7 @@ use crate::session::{Commit, CommitOutcome, OutboxEntry, StoredSession};
 use crate::Store;
 
 mod ops;
+mod webhooks;
 
 /// A [`Store`] held in process memory. Clones share the same data.
 #[derive(Clone, Debug, Default)]
@@ -39,6 +40,7 @@ struct State {
     calls: BTreeMap<CallSessionId, CallRecord>,
     legs: BTreeMap<CallControlId, LegRecord>,
     timeline: BTreeMap<CallSessionId, Vec<TimelineEntry>>,
+    webhooks: webhooks::WebhookState,
 }
 
 #[derive(Debug)]

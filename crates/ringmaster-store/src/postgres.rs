@@ -27,6 +27,7 @@ use crate::session::{Commit, CommitOutcome, OutboxEntry, StoredSession};
 use crate::Store;
 
 mod ops;
+mod webhooks;
 
 /// Connections per store; enough for a burst of concurrent commits on one process.
 const MAX_CONNECTIONS: u32 = 10;

@@ -28,6 +28,7 @@ use crate::session::{Commit, CommitOutcome, OutboxEntry, StoredSession};
 use crate::Store;
 
 mod ops;
+mod webhooks;
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
