@@ -241,8 +241,13 @@ pub async fn track_webhook(request: Request, next: Next) -> Response {
     response
 }
 
-/// Lanes always exported: the outbox's effect kinds (`Effect::is_outbox`).
-const BASE_LANES: [&str; 2] = ["telnyx", "notify"];
+/// Lanes always exported: the outbox's effect kinds (`Effect::is_outbox`, and the host
+/// app's events).
+const BASE_LANES: [&str; 3] = [
+    "telnyx",
+    "notify",
+    ringmaster_store::host_event::HOST_EVENT_LANE,
+];
 
 /// Lanes exported so far, so a drained lane reads 0 instead of its last depth.
 static SEEN_LANES: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
