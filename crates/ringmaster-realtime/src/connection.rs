@@ -30,6 +30,11 @@ struct Connection {
     client_event_refill: Instant,
 }
 
+/// Gauge of open WebSocket connections (Prometheus name).
+pub const WS_CONNECTIONS: &str = "ringmaster_websocket_connections";
+/// Counter of WebSocket text frames by `direction` (`in`, `out`).
+pub const WS_MESSAGES: &str = "ringmaster_websocket_messages_total";
+
 /// Serves an upgraded socket. `refusal` is set when the URL was already known to be bad
 /// (unknown app key, protocol version): the client then gets the error and a close.
 pub(crate) async fn serve(hub: RealtimeHub, mut socket: WebSocket, refusal: Option<ProtocolError>) {
@@ -53,7 +58,9 @@ pub(crate) async fn serve(hub: RealtimeHub, mut socket: WebSocket, refusal: Opti
         client_event_tokens: CLIENT_EVENTS_PER_SECOND,
         client_event_refill: Instant::now(),
     };
+    metrics::gauge!(WS_CONNECTIONS).increment(1.0);
     let _ = conn.run(rx).await;
+    metrics::gauge!(WS_CONNECTIONS).decrement(1.0);
     let channels: Vec<ChannelName> = conn.channels.into_iter().map(|(c, _)| c).collect();
     hub.unregister(&socket_id, &channels);
 }
@@ -86,6 +93,7 @@ async fn close_with(
 impl Connection {
     async fn send(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), Closed> {
         let timeout = self.hub.config().write_timeout;
+        metrics::counter!(WS_MESSAGES, "direction" => "out").increment(1);
         write(&mut self.socket, Message::Text(text.into()), timeout).await
     }
 
@@ -119,6 +127,7 @@ impl Connection {
                         None | Some(Ok(Message::Close(_))) => return Ok(()),
                         Some(Err(_)) => return self.close(ProtocolError::MessageTooLarge).await,
                         Some(Ok(Message::Text(text))) => {
+                            metrics::counter!(WS_MESSAGES, "direction" => "in").increment(1);
                             if text.len() > config.max_message_bytes {
                                 return self.close(ProtocolError::MessageTooLarge).await;
                             }

@@ -31,6 +31,7 @@ pub use async_trait::async_trait;
 pub use auth_endpoint::{owns_channel, Authenticator, Principal};
 pub use channel::{user_channel, user_presence_channel, ChannelKind, ChannelName};
 pub use config::RealtimeConfig;
+pub use connection::{WS_CONNECTIONS, WS_MESSAGES};
 pub use event::{Event, EventError};
 pub use fanout::{Fanout, FanoutError, FanoutSink, InProcessFanout, NodeId};
 pub use hub::{PresenceMember, PublishError, RealtimeHub};

@@ -4,7 +4,7 @@ use crate::dial_limit::{DialLimit, DialLimiter};
 use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::notify::Notifiers;
-use crate::routes::{admin, health, quality, voip, webhooks};
+use crate::routes::{admin, health, quality, voip, webhook_endpoints, webhooks};
 use crate::tokens::TokenSigner;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, Method};
@@ -50,6 +50,10 @@ pub struct Settings {
     pub dial_limit: DialLimit,
     /// How long old rows are kept.
     pub retention: crate::retention::RetentionPolicy,
+    /// Where `/metrics` is served on its own; `None` serves it on the main listener.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Retries and give-up time of outbound webhooks to the host app.
+    pub webhooks: crate::host_webhooks::WebhookSettings,
 }
 
 impl Settings {
@@ -69,6 +73,8 @@ impl Settings {
             sweep_interval: Duration::from_secs(1),
             dial_limit: DialLimit::default(),
             retention: crate::retention::RetentionPolicy::default(),
+            metrics_listen: None,
+            webhooks: Default::default(),
         }
     }
 
@@ -166,7 +172,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/admin/sandbox", get(admin::sandbox))
         .merge(quality::admin_routes())
-        .merge(crate::operator::routes());
+        .merge(crate::operator::routes())
+        .route(
+            "/api/admin/webhook-endpoints",
+            post(webhook_endpoints::create).get(webhook_endpoints::list),
+        )
+        .route(
+            "/api/admin/webhook-endpoints/{id}",
+            get(webhook_endpoints::get).delete(webhook_endpoints::delete),
+        );
     let voip = Router::new()
         .route("/api/voip/call-status/{call_id}", get(voip::call_status))
         .route("/api/voip/my-active-call", get(voip::my_active_call))
@@ -183,6 +197,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(voip::PUSH_TOKEN_BODY_LIMIT)),
         )
         .merge(crate::web::device_routes())
+        .route_layer(axum::middleware::from_fn(crate::logging::call_span))
         // Set before the CORS layer so it is wrapped too: the outer router's fallback would
         // replace a still-default one unwrapped, and preflights (OPTIONS) would get a bare 405.
         .method_not_allowed_fallback(method_not_allowed)
@@ -192,14 +207,21 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     let hooks = Router::new()
         .route("/webhooks/telnyx", post(webhooks::telnyx))
+        .route_layer(axum::middleware::from_fn(crate::telemetry::track_webhook))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY_BYTES));
+    let metrics = match state.settings.metrics_listen {
+        None => Router::new().route("/metrics", get(crate::telemetry::metrics_page)),
+        Some(_) => Router::new(),
+    };
     Router::new()
         .merge(api)
         .merge(hooks)
+        .merge(metrics)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .merge(crate::openapi::routes())
         .layer(TraceLayer::new_for_http())
 }

@@ -21,6 +21,13 @@ pub struct ServeArgs {
     /// Address the HTTP API, webhooks and WebSocket listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "RINGMASTER_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Serve `/metrics` on this address instead of the main listener.
+    #[arg(long, env = "RINGMASTER_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Disable an outbound webhook endpoint after it has failed for this many seconds
+    /// [default: 86400].
+    #[arg(long, env = "RINGMASTER_WEBHOOK_DISABLE_AFTER_SECS")]
+    pub webhook_disable_after_secs: Option<u64>,
     /// Database URL [default: sqlite://data/ringmaster.db].
     #[arg(long, env = "RINGMASTER_DATABASE_URL")]
     pub database_url: Option<String>,
@@ -99,6 +106,8 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
+    webhook_disable_after_secs: Option<u64>,
     database_url: Option<String>,
     admin_token: Option<String>,
     token_secret: Option<String>,
@@ -128,6 +137,10 @@ struct FileConfig {
 pub struct Config {
     /// Listen address.
     pub listen: SocketAddr,
+    /// Separate listen address of `/metrics`; `None` serves it on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Seconds an outbound webhook endpoint may fail before it is disabled.
+    pub webhook_disable_after_secs: Option<u64>,
     /// Database URL.
     pub database_url: String,
     /// Admin bearer token.
@@ -324,6 +337,10 @@ impl Config {
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid default")),
+            metrics_listen: args.metrics_listen.or(file.metrics_listen),
+            webhook_disable_after_secs: args
+                .webhook_disable_after_secs
+                .or(file.webhook_disable_after_secs),
             database_url,
             admin_token,
             token_secret,

@@ -27,7 +27,10 @@ use crate::dial_limit::{DialLimit, DialLimiter};
 use crate::engine::{Applied, Engine, EngineError};
 use crate::notify::{Notifiers, NotifyError};
 use crate::provider;
-use ringmaster_core::session::{Action, Command, Effect, Input, NotifyEvent};
+use crate::telemetry;
+use ringmaster_core::session::{
+    Action, Channel, Command, Effect, Input, Notification, NotifyEvent,
+};
 use ringmaster_core::{CallSessionId, Timestamp};
 use ringmaster_store::{Lane, OutboxEntry, Store, StoreError};
 use ringmaster_telnyx::TelnyxClient;
@@ -44,6 +47,8 @@ pub fn lane_concurrency(lane: Lane) -> usize {
         Lane::Release | Lane::Setup => 32,
         Lane::Realtime | Lane::Push => 64,
         Lane::Other => 8,
+        // The webhook relay's lane: never dispatched here.
+        Lane::Host => 0,
     }
 }
 
@@ -135,6 +140,17 @@ pub fn retry_wait(
     let jitter = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
     let backoff = half + Duration::from_millis(rng.gen_range(0..=jitter));
     retry_after.map_or(backoff, |ra| backoff.max(ra.min(MAX_RETRY_AFTER)))
+}
+
+/// Times a delivered dismissal (`call_ended`) from its commit, per channel.
+fn record_dismissal(n: &Notification, committed: Timestamp, now: Timestamp) {
+    if matches!(n.event, NotifyEvent::CallEnded { .. }) {
+        let channel = match n.channel {
+            Channel::WebSocket => "websocket",
+            Channel::Push { .. } => "push",
+        };
+        telemetry::dismissal_delivered(channel, committed, now);
+    }
 }
 
 fn is_dial(effect: &Effect) -> bool {
@@ -355,7 +371,12 @@ impl Dispatcher {
                     Disposition::Done
                 } else {
                     match self.notifiers.deliver(&n).await {
-                        Ok(_) => Disposition::Done,
+                        Ok(delivery) => {
+                            if delivery == crate::notify::Delivery::Sent {
+                                record_dismissal(&n, entry.created_at, self.clock.now());
+                            }
+                            Disposition::Done
+                        }
                         Err(NotifyError::Temporary {
                             message,
                             retry_after,
@@ -381,8 +402,12 @@ impl Dispatcher {
     async fn record(&self, entry: &OutboxEntry, disposition: Disposition) {
         let (sid, seq) = (&entry.session_id, entry.seq);
         let now = self.clock.now();
+        let lane = entry.lane.as_str().to_owned();
         let result = match disposition {
-            Disposition::Done => self.store.mark_effect_done(sid, seq).await,
+            Disposition::Done => {
+                telemetry::dispatched(lane, "done");
+                self.store.mark_effect_done(sid, seq).await
+            }
             Disposition::Retry(e, retry_after) => {
                 let release = entry.lane == Lane::Release;
                 let cap = if release {
@@ -399,9 +424,11 @@ impl Dispatcher {
                     && self.is_stale(entry, now + wait);
                 if notification && (stale || entry.attempts + 1 >= NOTIFY_ATTEMPTS) {
                     tracing::warn!(error = %e, attempts = entry.attempts + 1, stale, "notification given up");
+                    telemetry::dispatched(lane, "abandoned");
                     self.store.mark_effect_abandoned(sid, seq, &e).await
                 } else {
                     tracing::warn!(error = %e, attempt = entry.attempts + 1, ?wait, ?retry_after, "effect failed; will retry");
+                    telemetry::dispatched(lane, "retry");
                     self.schedule_wake(now + wait);
                     self.store
                         .mark_effect_failed(sid, seq, &e, now + wait)
@@ -410,6 +437,7 @@ impl Dispatcher {
             }
             Disposition::Abandon(e) => {
                 tracing::error!(error = %e, "effect abandoned");
+                telemetry::dispatched(lane, "abandoned");
                 self.store.mark_effect_abandoned(sid, seq, &e).await
             }
         };

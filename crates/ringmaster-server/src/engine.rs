@@ -278,7 +278,7 @@ impl Engine {
     async fn commit(&self, mut commit: Commit, told: bool) -> Result<Written, EngineError> {
         let has_outbox = !commit.effects.is_empty();
         loop {
-            match self.store.commit(commit.clone()).await? {
+            match crate::telemetry::timed_commit(&*self.store, commit.clone()).await? {
                 CommitOutcome::Busy { .. } if !told => return Ok(Written::Busy),
                 CommitOutcome::Busy { active } => {
                     tracing::warn!(

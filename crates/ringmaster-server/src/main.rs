@@ -1,6 +1,9 @@
 //! The `ringmaster` binary.
 
 use clap::{Parser, Subcommand};
+use ringmaster_server::fatal::{self, ConfigError};
+use ringmaster_server::logging::{self, LogFormat};
+use std::process::ExitCode;
 
 mod cli;
 
@@ -29,21 +32,23 @@ enum Command {
     Bench(cli::bench::BenchArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+fn main() -> ExitCode {
+    let format = match LogFormat::from_env() {
+        Ok(format) => format,
+        Err(e) => return fatal::report(&ConfigError(e.into()).into()),
+    };
+    logging::init(format);
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Command::States(args) => cli::states::run(args),
         Command::Emulator(args) => cli::emulator::run(args),
         Command::Simulate(args) => cli::simulate::run(args),
         Command::Serve(args) => ringmaster_server::serve_cmd::run(*args),
         Command::Call(args) => ringmaster_server::call_cmd::run(args),
         Command::Bench(args) => cli::bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fatal::report(&e),
     }
 }

@@ -10,7 +10,9 @@ use ringmaster_push::{
     ApnsClient, ApnsConfig, FcmClient, FcmConfig, Platform, PushKind, PushMessage, PushOutcome,
     PushSender, RetryPolicy, ServiceAccount, SystemClock,
 };
+use ringmaster_store::host_event::{EventData, HostEvent};
 use ringmaster_store::{PushProvider, Store};
+use sha2::Digest as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -158,7 +160,20 @@ impl Notifier for PushNotifier {
             return Ok(());
         }
         let message = message_for(n, self.incoming_ttl);
-        match self.sender.send(platform, &token, &message).await {
+        let outcome = self.sender.send(platform, &token, &message).await;
+        crate::telemetry::push_sent(
+            match platform {
+                Platform::Ios => "ios",
+                Platform::Android => "android",
+            },
+            match &outcome {
+                PushOutcome::Delivered { .. } => "delivered",
+                PushOutcome::InvalidToken { .. } => "invalid_token",
+                PushOutcome::Retryable { .. } => "retryable",
+                PushOutcome::Fatal(_) => "fatal",
+            },
+        );
+        match outcome {
             PushOutcome::Delivered { id } => {
                 tracing::debug!(device_id = %device, ?id, "push delivered");
                 Ok(())
@@ -172,6 +187,10 @@ impl Notifier for PushNotifier {
                         NotifyError::temporary(format!("pruning a dead push token: {e}"))
                     })?;
                 tracing::info!(device_id = %device, %reason, cleared, "push token rejected; pruned");
+                if cleared {
+                    self.report_invalid_token(n, &token, provider, &reason)
+                        .await?;
+                }
                 Ok(())
             }
             PushOutcome::Retryable {
@@ -189,6 +208,40 @@ impl Notifier for PushNotifier {
                 Err(NotifyError::Permanent(e.to_string()))
             }
         }
+    }
+}
+
+impl PushNotifier {
+    /// Tells the host app (`device.push_token_invalid`) that a device's token was rejected
+    /// and removed, so the app can ask the device for a new one.
+    async fn report_invalid_token(
+        &self,
+        n: &Notification,
+        token: &str,
+        provider: PushProvider,
+        reason: &str,
+    ) -> Result<(), NotifyError> {
+        let Channel::Push { device, .. } = &n.channel else {
+            return Ok(());
+        };
+        let token_key = hex::encode(&sha2::Sha256::digest(token.as_bytes())[..8]);
+        let event = HostEvent::new(
+            "device.push_token_invalid",
+            &format!("{device}_{token_key}"),
+            crate::clock::system_now(),
+            EventData {
+                user_id: n.user.to_string(),
+                tenant_id: Some(n.tenant.to_string()),
+                device_id: Some(device.to_string()),
+                push_provider: Some(provider.as_str().to_owned()),
+                reason: Some(reason.to_owned()),
+                ..EventData::default()
+            },
+        );
+        self.store
+            .log_host_event(&event)
+            .await
+            .map_err(|e| NotifyError::temporary(format!("logging device.push_token_invalid: {e}")))
     }
 }
 

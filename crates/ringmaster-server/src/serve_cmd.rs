@@ -5,6 +5,7 @@ use crate::app::{SandboxInfo, Settings};
 use crate::clock::SystemClock;
 use crate::config::{Config, ServeArgs};
 use crate::dial_limit::DialLimit;
+use crate::fatal::ConfigError;
 use crate::notify::{Notifier, Notifiers};
 use crate::push::{sender_from_config, PushNotifier};
 use crate::realtime::WebSocketNotifier;
@@ -74,7 +75,7 @@ impl Launched {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = resolve_config(args)?;
+    let config = resolve_config(args).map_err(ConfigError)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -171,16 +172,22 @@ pub async fn launch(
     settings.retention =
         crate::retention::RetentionPolicy::with_history_days(config.history_retention_days)
             .with_quality_days(config.quality_retention_days);
+    settings.metrics_listen = config.metrics_listen;
+    if let Some(secs) = config.webhook_disable_after_secs {
+        settings.webhooks.disable_after = Duration::from_secs(secs);
+    }
     let pusher = &config.pusher;
     let hub = RealtimeHub::new(RealtimeConfig::new(
         &pusher.app_id,
         &pusher.key,
         &pusher.secret,
     ));
-    let push = sender_from_config(config.fcm.as_ref(), config.apns.as_ref())?.map(|sender| {
-        let ring = Duration::from_secs(u64::from(config.ring_timeout_secs));
-        Arc::new(PushNotifier::new(store.clone(), Arc::new(sender), ring)) as Arc<dyn Notifier>
-    });
+    let push = sender_from_config(config.fcm.as_ref(), config.apns.as_ref())
+        .map_err(ConfigError)?
+        .map(|sender| {
+            let ring = Duration::from_secs(u64::from(config.ring_timeout_secs));
+            Arc::new(PushNotifier::new(store.clone(), Arc::new(sender), ring)) as Arc<dyn Notifier>
+        });
     let notifiers = Notifiers {
         websocket: Some(Arc::new(WebSocketNotifier::new(hub.clone()))),
         push,
@@ -250,6 +257,10 @@ fn print_banner(config: &Config, launched: &Launched) {
         None => {}
     }
     println!("web console: {url}/  (operator view: {url}/operator)");
+    match launched.server.metrics_addr() {
+        Some(metrics) => println!("Prometheus metrics: http://{metrics}/metrics"),
+        None => println!("Prometheus metrics: {url}/metrics"),
+    }
     println!(
         "Telnyx dial limit: {} per second (queued beyond that)",
         config.dials_per_sec

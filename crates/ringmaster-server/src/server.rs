@@ -50,10 +50,22 @@ pub struct ServerSetup {
 /// A running coordinator.
 pub struct RunningServer {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     state: AppState,
     realtime: Option<RealtimeHub>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// Every route of a coordinator: the API, webhooks, operations, and the real-time layer's
+/// routes when `realtime` is set. What the OpenAPI document must describe.
+pub fn all_routes(state: &AppState, realtime: Option<&RealtimeHub>) -> axum::Router {
+    let mut app = router(state.clone());
+    if let Some(hub) = realtime {
+        app = app.merge(crate::realtime::routes(hub.clone(), state.clone()));
+    }
+    let pusher_key = realtime.map(|h| h.config().key.clone());
+    app.merge(crate::web::routes(pusher_key, state.sandbox.is_some()))
 }
 
 /// Serves `setup` on `listener` and starts the dispatcher and the timer loop.
@@ -61,8 +73,11 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
     let addr = listener
         .local_addr()
         .context("reading the listen address")?;
-    let verifier = WebhookVerifier::new(&setup.webhook_public_key)
-        .context("the Telnyx public key must be base64 of a 32-byte Ed25519 key")?;
+    let verifier = WebhookVerifier::new(&setup.webhook_public_key).map_err(|e| {
+        crate::fatal::ConfigError(anyhow::anyhow!(
+            "the Telnyx public key must be base64 of a 32-byte Ed25519 key: {e}"
+        ))
+    })?;
     let kick = Arc::new(Notify::new());
     let engine = Engine::new(setup.store.clone(), setup.clock.clone(), kick.clone());
     let dials = Arc::new(DialLimiter::new(setup.settings.dial_limit));
@@ -91,15 +106,32 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
         .with_dial_limiter(dials)
         .with_ring_timeout(Duration::from_secs(setup.settings.ring_timeout_secs.into())),
     );
-    let mut app = router(state.clone());
-    if let Some(hub) = &setup.realtime {
-        app = app.merge(crate::realtime::routes(hub.clone(), state.clone()));
-    }
-    let pusher_key = setup.realtime.as_ref().map(|h| h.config().key.clone());
-    app = app.merge(crate::web::routes(pusher_key, state.sandbox.is_some()));
+    let mut app = all_routes(&state, setup.realtime.as_ref());
     if let Some(extra) = setup.extra_routes {
         app = app.merge(extra);
     }
+    crate::telemetry::handle();
+    let mut tasks = Vec::new();
+    let metrics_addr = match setup.settings.metrics_listen {
+        Some(listen) => {
+            let listener = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listening for /metrics on {listen}"))?;
+            let addr = listener.local_addr()?;
+            let routes = crate::telemetry::metrics_router(state.clone());
+            let mut metrics_stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let serve = axum::serve(listener, routes).with_graceful_shutdown(async move {
+                    let _ = metrics_stop.wait_for(|stop| *stop).await;
+                });
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "metrics listener stopped");
+                }
+            }));
+            Some(addr)
+        }
+        None => None,
+    };
     let mut http_stop = stop.clone();
     let http = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -109,20 +141,26 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });
-    let tasks = vec![
-        http,
-        tokio::spawn(dispatcher.run(stop.clone())),
-        tokio::spawn(timers::run(
-            setup.store,
-            engine,
-            setup.settings.tick_interval,
-            setup.settings.retention,
-            stop,
-        )),
-    ];
+    // The main HTTP server first: shutdown drains it before the rest.
+    tasks.insert(0, http);
+    tasks.push(tokio::spawn(dispatcher.run(stop.clone())));
+    let relay = crate::host_webhooks::WebhookRelay::new(
+        setup.store.clone(),
+        setup.clock.clone(),
+        setup.settings.webhooks,
+    )?;
+    tasks.push(tokio::spawn(Arc::new(relay).run(stop.clone())));
+    tasks.push(tokio::spawn(timers::run(
+        setup.store,
+        engine,
+        setup.settings.tick_interval,
+        setup.settings.retention,
+        stop,
+    )));
     tracing::info!(%addr, "ringmaster listening");
     Ok(RunningServer {
         addr,
+        metrics_addr,
         state,
         realtime: setup.realtime,
         shutdown,
@@ -134,6 +172,11 @@ impl RunningServer {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/metrics` is served when it has its own listener.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// `http://ADDR`.

@@ -173,9 +173,10 @@ pub async fn my_ringing_calls(
         };
         // A call that does not ring this device (an outbound call of another device) has no
         // view for it and is left out.
-        let Ok(mut view) = status_json(&session, &auth.device.id) else {
+        let Ok(view) = status_json(&session, &auth.device.id) else {
             continue;
         };
+        let mut view = serde_json::to_value(view).map_err(ApiError::internal)?;
         if let Some(obj) = view.as_object_mut() {
             obj.insert("from".into(), record.from.clone().into());
             obj.insert("to".into(), record.to.clone().into());

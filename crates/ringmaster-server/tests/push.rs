@@ -166,6 +166,34 @@ async fn tokens_the_providers_reject_are_pruned() {
     let pushes = mock.pushes();
     assert_eq!(pushes.len(), 2, "{pushes:?}");
     assert_eq!(count(&pushes, "incoming_call"), 2);
+
+    // The host app is told, once per device, so it can ask for a new token.
+    let store = &h.server().state().store;
+    let invalid = loop {
+        let invalid: Vec<Value> = store
+            .events_after(0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.event_type == "device.push_token_invalid")
+            .map(|e| serde_json::from_str(&e.body).unwrap())
+            .collect();
+        if invalid.len() >= 2 || tokio::time::Instant::now() > deadline {
+            break invalid;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let mut devices: Vec<&str> = invalid
+        .iter()
+        .map(|e| e["data"]["device_id"].as_str().unwrap())
+        .collect();
+    devices.sort_unstable();
+    let mut expected = vec![user.devices[0].id.as_str(), user.devices[1].id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(devices, expected, "{invalid:#?}");
+    assert!(invalid
+        .iter()
+        .all(|e| e["data"]["user_id"] == user.id.as_str() && e["data"]["reason"].is_string()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -640,6 +640,12 @@ impl World {
             )
         });
         for entry in pending {
+            // Host events are for the host app's webhooks, which the simulation leaves out.
+            let lane = ringmaster_store::ops::outbox_lane(&entry.effect);
+            if lane == ringmaster_store::host_event::HOST_EVENT_LANE {
+                let _ = block(self.store.mark_effect_done(&entry.session_id, entry.seq));
+                continue;
+            }
             match serde_json::from_value::<Effect>(entry.effect) {
                 Ok(e) => self.dispatch(&e),
                 Err(e) => self.violation("store", format!("outbox effect: {e}")),

@@ -84,6 +84,8 @@ macro_rules! __conformance_cases {
             quality_is_idempotent_per_device_and_seq
             quality_reads_by_time_and_prunes
             invalid_quality_changes_nothing
+            ops_stats_count_live_calls_and_the_outbox_backlog
+            webhook_events_are_logged_in_order_and_endpoints_track_delivery
         );
     };
 }
@@ -1703,4 +1705,197 @@ pub async fn state_survives_reopen(h: &dyn Harness) {
     next.effects = vec![json!({ "n": 4 }).into()];
     assert_eq!(apply(&*second, next).await, (2, vec![4]));
     second.close().await;
+}
+
+pub async fn ops_stats_count_live_calls_and_the_outbox_backlog(h: &dyn Harness) {
+    let store = h.open().await;
+    assert_eq!(store.ops_stats().await.unwrap(), crate::OpsStats::default());
+    let typed = |kind: &str| json!({ "type": kind });
+    let mut a = commit("a", "alice", None, "ringing");
+    a.effects = vec![
+        typed("telnyx").into(),
+        typed("telnyx").into(),
+        typed("notify").into(),
+    ];
+    a.at = t(100);
+    apply(&*store, a).await;
+    let mut b = commit("b", "bob", None, "ringing");
+    b.effects = vec![typed("notify").into()];
+    b.at = t(50);
+    apply(&*store, b).await;
+    apply(&*store, commit("c", "carol", None, "bridged")).await;
+    apply(&*store, commit("d", "dave", None, "ended")).await;
+
+    let stats = store.ops_stats().await.unwrap();
+    assert_eq!(
+        stats.live_sessions,
+        vec![("bridged".to_owned(), 1), ("ringing".to_owned(), 2)]
+    );
+    let backlog = |lane: &str, depth: u64, oldest: u64| crate::OutboxBacklog {
+        lane: lane.to_owned(),
+        depth,
+        oldest: Some(t(oldest)),
+    };
+    assert_eq!(
+        stats.outbox,
+        vec![backlog("notify", 2, 50), backlog("telnyx", 2, 100)]
+    );
+    store.mark_effect_done(&sid("b"), 1).await.unwrap();
+    let stats = store.ops_stats().await.unwrap();
+    assert_eq!(
+        stats.outbox,
+        vec![backlog("notify", 1, 100), backlog("telnyx", 2, 100)]
+    );
+}
+
+pub async fn webhook_events_are_logged_in_order_and_endpoints_track_delivery(h: &dyn Harness) {
+    use crate::host_event::{EventData, HostEvent};
+    use crate::webhook_store::{AttemptResult, WebhookEndpoint};
+    let store = h.open().await;
+    let event = |key: &str, kind: &str| {
+        let data = EventData {
+            call_session_id: Some(key.to_owned()),
+            user_id: "alice".to_owned(),
+            ..EventData::default()
+        };
+        serde_json::to_value(HostEvent::new(kind, key, t(1_000), data)).unwrap()
+    };
+    let endpoint = |id: &str| WebhookEndpoint {
+        id: id.to_owned(),
+        url: "https://example.com/hook".to_owned(),
+        events: vec!["call.ended".to_owned()],
+        secret: "whsec_c2VjcmV0".to_owned(),
+        created_at: t(500),
+        cursor: 0,
+        attempts: 0,
+        next_attempt_at: t(500),
+        failing_since: None,
+        disabled_at: None,
+        disabled_reason: None,
+    };
+    let first = store
+        .create_webhook_endpoint(endpoint("whe_a"))
+        .await
+        .unwrap();
+    assert_eq!(first.cursor, 0);
+
+    let mut a = commit("a", "alice", None, "ringing");
+    a.effects = vec![
+        json!({ "type": "telnyx" }).into(),
+        host(event("a", "call.ringing")),
+    ];
+    apply(&*store, a).await;
+    let mut b = commit("a", "alice", Some(1), "ended");
+    b.effects = vec![host(event("a", "call.ended"))];
+    apply(&*store, b).await;
+    assert_eq!(store.publish_host_events(100).await.unwrap(), 2);
+    assert_eq!(store.publish_host_events(100).await.unwrap(), 0);
+    let left = store.pending_effects(10).await.unwrap();
+    assert_eq!(left.len(), 1, "only the command stays in the outbox");
+    assert_eq!(left[0].effect["type"], "telnyx");
+
+    let logged = store.events_after(0, 10).await.unwrap();
+    let kinds: Vec<&str> = logged.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(kinds, ["call.ringing", "call.ended"]);
+    assert!(logged[0].seq < logged[1].seq);
+    assert_eq!(logged[1].event_id, "evt_a_call_ended");
+    let body: Value = serde_json::from_str(&logged[1].body).unwrap();
+    assert_eq!(body["type"], "call.ended");
+    assert_eq!(body["timestamp"], "1970-01-01T00:00:01Z");
+    assert_eq!(body["data"]["call_session_id"], "a");
+    assert_eq!(
+        store.events_after(logged[0].seq, 10).await.unwrap(),
+        logged[1..].to_vec()
+    );
+    let second = store
+        .create_webhook_endpoint(endpoint("whe_b"))
+        .await
+        .unwrap();
+    assert_eq!(
+        second.cursor, logged[1].seq,
+        "a new endpoint gets only new events"
+    );
+
+    let attempt = |seq: u64, at: u64, error: Option<&str>, disable: Option<&str>| AttemptResult {
+        seq,
+        event_id: "evt_a_call_ended".to_owned(),
+        at: t(at),
+        status_code: Some(if error.is_some() { 503 } else { 204 }),
+        error: error.map(str::to_owned),
+        next_attempt_at: t(at + 100),
+        disable: disable.map(str::to_owned),
+    };
+    let find = |all: Vec<WebhookEndpoint>, id: &str| all.into_iter().find(|e| e.id == id).unwrap();
+    store
+        .skip_webhook_events("whe_a", logged[0].seq)
+        .await
+        .unwrap();
+    let seq = logged[1].seq;
+    store
+        .record_webhook_attempt("whe_a", attempt(seq, 2_000, Some("HTTP 503"), None))
+        .await
+        .unwrap();
+    let a = find(store.webhook_endpoints().await.unwrap(), "whe_a");
+    assert_eq!(
+        (a.cursor, a.attempts, a.failing_since, a.next_attempt_at),
+        (logged[0].seq, 1, Some(t(2_000)), t(2_100))
+    );
+    store
+        .record_webhook_attempt("whe_a", attempt(seq, 3_000, None, None))
+        .await
+        .unwrap();
+    let a = find(store.webhook_endpoints().await.unwrap(), "whe_a");
+    assert_eq!((a.cursor, a.attempts, a.failing_since), (seq, 0, None));
+    store
+        .record_webhook_attempt(
+            "whe_a",
+            attempt(seq, 4_000, Some("refused"), Some("failing")),
+        )
+        .await
+        .unwrap();
+    let a = find(store.webhook_endpoints().await.unwrap(), "whe_a");
+    assert_eq!(a.disabled_at, Some(t(4_000)));
+    assert_eq!(a.disabled_reason.as_deref(), Some("failing"));
+    let attempts = store.webhook_attempts("whe_a", 10).await.unwrap();
+    let times: Vec<Timestamp> = attempts.iter().map(|a| a.at).collect();
+    assert_eq!(times, [t(4_000), t(3_000), t(2_000)], "newest first");
+    assert_eq!(attempts[1].status_code, Some(204));
+    assert_eq!(attempts[1].error, None);
+
+    let direct = HostEvent::new(
+        "device.push_token_invalid",
+        "dev1",
+        t(5_000),
+        EventData::default(),
+    );
+    store.log_host_event(&direct).await.unwrap();
+    store.log_host_event(&direct).await.unwrap();
+    let after = store.events_after(seq, 10).await.unwrap();
+    assert_eq!(after.len(), 1, "an event id is logged once");
+    assert_eq!(after[0].event_type, "device.push_token_invalid");
+
+    assert!(store.delete_webhook_endpoint("whe_a").await.unwrap());
+    assert!(!store.delete_webhook_endpoint("whe_a").await.unwrap());
+    assert!(store
+        .webhook_attempts("whe_a", 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let ids: Vec<String> = store
+        .webhook_endpoints()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(ids, ["whe_b"]);
+}
+
+/// A host-app event as the commit mapping queues it: in the webhook relay's lane.
+fn host(effect: Value) -> OutboxEffect {
+    OutboxEffect {
+        effect,
+        lane: Lane::Host,
+        order_key: None,
+    }
 }

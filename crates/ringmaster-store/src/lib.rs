@@ -12,14 +12,17 @@ pub mod directory;
 mod directory_cache;
 pub mod error;
 pub mod history;
+pub mod host_event;
 pub mod limits;
 pub mod memory;
+pub mod ops;
 pub mod postgres;
 pub mod quality;
 pub mod registry;
 pub mod session;
 pub mod session_commit;
 pub mod sqlite;
+pub mod webhook_store;
 
 pub use directory::{Device, DevicePlatform, PushProvider, User, UserSettings};
 pub use error::StoreError;
@@ -28,6 +31,7 @@ pub use history::{
     TimelineEntry, TimelineSource, SIMPLE_CALL_MINUTE,
 };
 pub use memory::MemoryStore;
+pub use ops::{OpsStats, OpsStore, OutboxBacklog};
 pub use postgres::PostgresStore;
 pub use quality::{
     AnalyticsEvent, CallQualityData, QualityIngest, QualityItem, QualitySample, QualityStore,
@@ -39,6 +43,7 @@ pub use session::{
 };
 pub use session_commit::{call_status, session_commit};
 pub use sqlite::SqliteStore;
+pub use webhook_store::WebhookStore;
 
 use async_trait::async_trait;
 use ringmaster_core::{CallSessionId, DeviceId, Timestamp, UserId};
@@ -48,7 +53,7 @@ use ringmaster_core::{CallSessionId, DeviceId, Timestamp, UserId};
 ///
 /// Every method either fully succeeds or changes nothing.
 #[async_trait]
-pub trait Store: QualityStore + Send + Sync + 'static {
+pub trait Store: QualityStore + OpsStore + WebhookStore + Send + Sync + 'static {
     /// Creates a user with its numbers. Fails with `AlreadyExists` for a taken id and
     /// `NumberTaken` when a number already routes to someone.
     async fn create_user(&self, user: User) -> Result<User, StoreError>;

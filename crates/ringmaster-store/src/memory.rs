@@ -18,6 +18,9 @@ use crate::registry::{ActiveCall, RegistryChange};
 use crate::session::{Commit, CommitOutcome, Lane, OutboxEntry, Pruned, Retention, StoredSession};
 use crate::Store;
 
+mod ops;
+mod webhooks;
+
 /// A [`Store`] held in process memory. Clones share the same data.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
@@ -42,6 +45,7 @@ struct State {
     legs: BTreeMap<CallControlId, LegRecord>,
     timeline: BTreeMap<CallSessionId, Vec<TimelineEntry>>,
     billing: BTreeMap<CallSessionId, BillingRecord>,
+    webhooks: webhooks::WebhookState,
 }
 
 #[derive(Debug)]

@@ -28,6 +28,9 @@ use crate::registry::{ActiveCall, RegistryChange};
 use crate::session::{Commit, CommitOutcome, Lane, OutboxEntry, Pruned, Retention, StoredSession};
 use crate::Store;
 
+mod ops;
+mod webhooks;
+
 /// Connections per store; enough for a burst of concurrent commits on one process.
 const MAX_CONNECTIONS: u32 = 10;
 /// How long an operation waits for a free connection before failing.

@@ -134,10 +134,14 @@ pub enum Lane {
     Push,
     /// Everything else (speak, recording).
     Other,
+    /// Events for the host app's webhooks: moved to the event log by the webhook relay, never
+    /// executed by the dispatcher.
+    Host,
 }
 
 impl Lane {
-    /// Every lane, in the order the dispatcher serves them (releases first).
+    /// Every lane the dispatcher serves, in its order (releases first); [`Lane::Host`] is the
+    /// webhook relay's.
     pub const ALL: [Lane; 5] = [
         Lane::Release,
         Lane::Setup,
@@ -154,12 +158,16 @@ impl Lane {
             Lane::Realtime => "realtime",
             Lane::Push => "push",
             Lane::Other => "other",
+            Lane::Host => "host",
         }
     }
 
     /// The lane with this stored name.
     pub fn from_name(name: &str) -> Option<Lane> {
-        Lane::ALL.into_iter().find(|l| l.as_str() == name)
+        Lane::ALL
+            .into_iter()
+            .chain([Lane::Host])
+            .find(|l| l.as_str() == name)
     }
 }
 

@@ -86,6 +86,13 @@ pub fn session_commit(
             Effect::Telnyx(_) | Effect::Notify(_) => {}
         }
     }
+    for event in crate::host_event::call_events(expected_version.is_none(), effects, now) {
+        commit.effects.push(OutboxEffect {
+            effect: serde_json::to_value(event)?,
+            lane: Lane::Host,
+            order_key: None,
+        });
+    }
     dedupe_last(&mut commit.calls, |c| c.call_session_id.clone());
     dedupe_last(&mut commit.registry, |r| match r {
         RegistryChange::Set(a) => (a.user_id.clone(), a.call_session_id.clone()),
@@ -147,7 +154,7 @@ pub fn call_status(status: SessionStatus) -> CallStatus {
     }
 }
 
-fn call_record(u: &CallRecordUpdate) -> CallRecord {
+pub(crate) fn call_record(u: &CallRecordUpdate) -> CallRecord {
     let hangup_cause = match (&u.dismiss_reason, u.hangup_cause) {
         // The dismissal says more than the SIP cause for calls nobody took.
         (Some(reason), _) if u.answered_at.is_none() => Some(reason.code().to_owned()),
@@ -344,13 +351,13 @@ mod tests {
         assert_eq!(commit.next_deadline, session.next_deadline());
         assert!(commit.next_deadline.is_some(), "the ring timer is set");
         let outbox = effects.iter().filter(|e| e.is_outbox()).count();
-        assert_eq!(commit.effects.len(), outbox);
-        assert!(commit
-            .effects
+        // The session's outbox effects, then the host app's `call.ringing`.
+        assert_eq!(commit.effects.len(), outbox + 1);
+        assert!(commit.effects[..outbox]
             .iter()
             .all(|e| e.effect["type"] == "telnyx" || e.effect["type"] == "notify"));
         // Dials go in the setup lane; each notification target keeps its own order.
-        for e in &commit.effects {
+        for e in &commit.effects[..outbox] {
             match e.effect["type"].as_str() {
                 Some("telnyx") => assert_eq!(e.lane, Lane::Setup, "{}", e.effect),
                 _ => {
@@ -367,6 +374,12 @@ mod tests {
                 }
             }
         }
+        assert_eq!(commit.effects[outbox].effect["type"], "host_event");
+        assert_eq!(commit.effects[outbox].effect["event_type"], "call.ringing");
+        assert_eq!(
+            commit.effects[outbox].effect["data"]["call_session_id"],
+            "s1"
+        );
         // The caller's and both devices' legs, one row each though each was updated twice.
         let mut legs: Vec<&str> = commit
             .legs
@@ -420,6 +433,14 @@ mod tests {
                 .unwrap(),
         );
         let commit = commit_of(&session, &effects);
+        let answered: Vec<&Value> = commit
+            .effects
+            .iter()
+            .map(|e| &e.effect)
+            .filter(|e| e["event_type"] == "call.answered")
+            .collect();
+        assert_eq!(answered.len(), 1, "one call.answered for the pickup");
+        assert_eq!(answered[0]["data"]["device_id"], "d1");
         assert_eq!(commit.state_label, "bridged");
         assert_eq!(
             commit.registry,
@@ -446,6 +467,19 @@ mod tests {
             .handle(hangup, Timestamp::from_millis(61_000))
             .unwrap();
         let commit = commit_of(&session, &effects);
+        let host: Vec<&Value> = commit
+            .effects
+            .iter()
+            .map(|e| &e.effect)
+            .filter(|e| e["type"] == "host_event")
+            .collect();
+        assert_eq!(host.len(), 1, "{host:?}");
+        assert_eq!(host[0]["event_type"], "call.ended");
+        let data = &host[0]["data"];
+        assert_eq!(data["device_id"], "d1");
+        assert_eq!(data["billable_seconds"], 59);
+        assert_eq!(data["duration_secs"], 59);
+        assert_eq!(data["hangup_cause"], "normal_clearing");
         assert_eq!(commit.state_label, "ended");
         assert_eq!(
             commit.registry,
@@ -472,6 +506,15 @@ mod tests {
             .handle(input, Timestamp::from_millis(5_000))
             .unwrap();
         let commit = commit_of(&session, &effects);
+        let host: Vec<&Value> = commit
+            .effects
+            .iter()
+            .map(|e| &e.effect)
+            .filter(|e| e["type"] == "host_event")
+            .collect();
+        assert_eq!(host.len(), 1);
+        assert_eq!(host[0]["event_type"], "call.declined");
+        assert_eq!(host[0]["event_id"], "evt_s1_call_declined");
         assert_eq!(commit.state_label, "declined");
         assert_eq!(commit.calls.len(), 1);
         let call = &commit.calls[0];

@@ -37,6 +37,9 @@ use crate::registry::{ActiveCall, RegistryChange};
 use crate::session::{Commit, CommitOutcome, Lane, OutboxEntry, Pruned, Retention, StoredSession};
 use crate::Store;
 
+mod ops;
+mod webhooks;
+
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read connections for a file database.

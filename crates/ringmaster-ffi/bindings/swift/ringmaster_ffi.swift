@@ -3100,7 +3100,9 @@ public enum Input: Equatable, Hashable {
     )
     case pollResult(callSessionId: CallSessionId, status: DeviceCallStatus
     )
-    case callStateChanged(callSessionId: CallSessionId, device: DeviceId?, state: String
+    case callStateChanged(callSessionId: CallSessionId, device: DeviceId?, state: CallState
+    )
+    case sdpReoffer(callSessionId: CallSessionId, sdp: String
     )
     case app(callSessionId: CallSessionId, action: AppAction
     )
@@ -3137,10 +3139,13 @@ public struct FfiConverterTypeInput: FfiConverterRustBuffer {
         case 4: return .pollResult(callSessionId: try FfiConverterTypeCallSessionId.read(from: &buf), status: try FfiConverterTypeDeviceCallStatus.read(from: &buf)
         )
         
-        case 5: return .callStateChanged(callSessionId: try FfiConverterTypeCallSessionId.read(from: &buf), device: try FfiConverterOptionTypeDeviceId.read(from: &buf), state: try FfiConverterString.read(from: &buf)
+        case 5: return .callStateChanged(callSessionId: try FfiConverterTypeCallSessionId.read(from: &buf), device: try FfiConverterOptionTypeDeviceId.read(from: &buf), state: try FfiConverterTypeCallState.read(from: &buf)
         )
         
-        case 6: return .app(callSessionId: try FfiConverterTypeCallSessionId.read(from: &buf), action: try FfiConverterTypeAppAction.read(from: &buf)
+        case 6: return .sdpReoffer(callSessionId: try FfiConverterTypeCallSessionId.read(from: &buf), sdp: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 7: return .app(callSessionId: try FfiConverterTypeCallSessionId.read(from: &buf), action: try FfiConverterTypeAppAction.read(from: &buf)
         )
         
         default: throw UniffiInternalError.unexpectedEnumCase
@@ -3184,11 +3189,17 @@ public struct FfiConverterTypeInput: FfiConverterRustBuffer {
             writeInt(&buf, Int32(5))
             FfiConverterTypeCallSessionId.write(callSessionId, into: &buf)
             FfiConverterOptionTypeDeviceId.write(device, into: &buf)
-            FfiConverterString.write(state, into: &buf)
+            FfiConverterTypeCallState.write(state, into: &buf)
+            
+        
+        case let .sdpReoffer(callSessionId,sdp):
+            writeInt(&buf, Int32(6))
+            FfiConverterTypeCallSessionId.write(callSessionId, into: &buf)
+            FfiConverterString.write(sdp, into: &buf)
             
         
         case let .app(callSessionId,action):
-            writeInt(&buf, Int32(6))
+            writeInt(&buf, Int32(7))
             FfiConverterTypeCallSessionId.write(callSessionId, into: &buf)
             FfiConverterTypeAppAction.write(action, into: &buf)
             

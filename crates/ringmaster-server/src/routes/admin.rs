@@ -1,5 +1,6 @@
 //! Admin API (bearer admin token): users, their numbers and devices; device tokens.
 
+use super::views::{ErrorBody, NewDeviceView, SandboxView, UserView};
 use super::{is_e164, ApiJson};
 use crate::app::AppState;
 use crate::auth::Admin;
@@ -11,7 +12,7 @@ use axum::Json;
 use ringmaster_core::{DeviceId, TenantId, UserId};
 use ringmaster_store::{Device, DevicePlatform, User, UserSettings};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 /// Longest device SIP URI (sessions refuse longer addresses).
 const MAX_SIP_URI: usize = 256;
@@ -23,7 +24,7 @@ const MAX_TENANT: usize = 128;
 pub const DEFAULT_TENANT: &str = "default";
 
 /// `POST /api/admin/users` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     name: String,
@@ -38,7 +39,7 @@ pub struct NewUser {
 }
 
 /// `PATCH /api/admin/users/{id}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     #[serde(default)]
@@ -48,42 +49,11 @@ pub struct UserPatch {
 }
 
 /// `POST /api/admin/users/{id}/devices` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDevice {
     platform: String,
     sip_uri: String,
-}
-
-fn user_json(user: &User, devices: Option<&[Device]>) -> Value {
-    let mut v = json!({
-        "id": user.id,
-        "tenant_id": user.tenant_id,
-        "name": user.name,
-        "numbers": user.numbers,
-        "call_waiting": user.call_waiting,
-        "voicemail": user.voicemail_enabled,
-        "created_at": user.created_at,
-    });
-    if let (Some(devices), Some(obj)) = (devices, v.as_object_mut()) {
-        obj.insert(
-            "devices".into(),
-            devices.iter().map(device_json).collect::<Vec<_>>().into(),
-        );
-    }
-    v
-}
-
-fn device_json(d: &Device) -> Value {
-    json!({
-        "id": d.id,
-        "user_id": d.user_id,
-        "platform": d.platform.as_str(),
-        "sip_uri": d.sip_uri,
-        "push_provider": d.push_provider.map(|p| p.as_str()),
-        "revoked": d.revoked,
-        "created_at": d.created_at,
-    })
 }
 
 fn valid_tenant(t: &str) -> bool {
@@ -107,11 +77,14 @@ fn new_id(prefix: &str) -> String {
 }
 
 /// `POST /api/admin/users`: creates a user with its numbers.
+#[utoipa::path(post, path = "/api/admin/users", tag = "admin", request_body = NewUser,
+    security(("admin_token" = [])),
+    responses((status = 201, body = UserView), (status = "4XX", body = ErrorBody)))]
 pub async fn create_user(
     _: Admin,
     State(app): State<AppState>,
     ApiJson(req): ApiJson<NewUser>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<UserView>)> {
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME {
         return Err(ApiError::bad_request(format!(
@@ -145,15 +118,19 @@ pub async fn create_user(
     };
     let user = app.store.create_user(user).await?;
     tracing::info!(user_id = %user.id, "user created");
-    Ok((StatusCode::CREATED, Json(user_json(&user, Some(&[])))))
+    Ok((StatusCode::CREATED, Json(UserView::new(&user, Some(&[])))))
 }
 
 /// `GET /api/admin/users/{id}`: the user and its devices.
+#[utoipa::path(get, path = "/api/admin/users/{user_id}", tag = "admin",
+    params(("user_id" = String, Path, description = "User id")),
+    security(("admin_token" = [])),
+    responses((status = 200, body = UserView), (status = "4XX", body = ErrorBody)))]
 pub async fn get_user(
     _: Admin,
     State(app): State<AppState>,
     Path(user_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<UserView>> {
     let id = UserId::new(user_id);
     let user = app
         .store
@@ -161,16 +138,20 @@ pub async fn get_user(
         .await?
         .ok_or_else(|| ApiError::not_found("no such user"))?;
     let devices = app.store.devices_of_user(&id).await?;
-    Ok(Json(user_json(&user, Some(&devices))))
+    Ok(Json(UserView::new(&user, Some(&devices))))
 }
 
 /// `PATCH /api/admin/users/{id}`: call waiting and voicemail switches.
+#[utoipa::path(patch, path = "/api/admin/users/{user_id}", tag = "admin", request_body = UserPatch,
+    params(("user_id" = String, Path, description = "User id")),
+    security(("admin_token" = [])),
+    responses((status = 200, body = UserView), (status = "4XX", body = ErrorBody)))]
 pub async fn update_user(
     _: Admin,
     State(app): State<AppState>,
     Path(user_id): Path<String>,
     ApiJson(patch): ApiJson<UserPatch>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<UserView>> {
     let id = UserId::new(user_id);
     let user = app
         .store
@@ -182,17 +163,22 @@ pub async fn update_user(
         voicemail_enabled: patch.voicemail.unwrap_or(user.voicemail_enabled),
     };
     let user = app.store.update_user_settings(&id, settings).await?;
-    Ok(Json(user_json(&user, None)))
+    Ok(Json(UserView::new(&user, None)))
 }
 
 /// `POST /api/admin/users/{id}/devices`: registers a device; the answer carries its token
 /// (shown once; only its hash is stored).
+#[utoipa::path(post, path = "/api/admin/users/{user_id}/devices", tag = "admin",
+    request_body = NewDevice,
+    params(("user_id" = String, Path, description = "User id")),
+    security(("admin_token" = [])),
+    responses((status = 201, body = NewDeviceView), (status = "4XX", body = ErrorBody)))]
 pub async fn create_device(
     _: Admin,
     State(app): State<AppState>,
     Path(user_id): Path<String>,
     ApiJson(req): ApiJson<NewDevice>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<NewDeviceView>)> {
     let platform: DevicePlatform = req
         .platform
         .parse()
@@ -217,23 +203,28 @@ pub async fn create_device(
     };
     let device = app.store.create_device(device).await?;
     tracing::info!(device_id = %device.id, user_id = %device.user_id, "device registered");
-    let mut body = device_json(&device);
-    if let Some(obj) = body.as_object_mut() {
-        obj.insert("token".into(), token.into());
-    }
-    Ok((StatusCode::CREATED, Json(body)))
+    Ok((
+        StatusCode::CREATED,
+        Json(NewDeviceView {
+            device: (&device).into(),
+            token,
+        }),
+    ))
 }
 
 /// `GET /api/admin/sandbox`: where the built-in emulator listens (404 outside sandbox mode).
-pub async fn sandbox(_: Admin, State(app): State<AppState>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/api/admin/sandbox", tag = "admin",
+    security(("admin_token" = [])),
+    responses((status = 200, body = SandboxView), (status = "4XX", body = ErrorBody)))]
+pub async fn sandbox(_: Admin, State(app): State<AppState>) -> ApiResult<Json<SandboxView>> {
     let sandbox = app
         .sandbox
         .as_ref()
         .ok_or_else(|| ApiError::not_found("not in sandbox mode"))?;
-    Ok(Json(json!({
-        "emulator_url": sandbox.emulator_url,
-        "telnyx_api_url": sandbox.telnyx_api_url,
-    })))
+    Ok(Json(SandboxView {
+        emulator_url: sandbox.emulator_url.clone(),
+        telnyx_api_url: sandbox.telnyx_api_url.clone(),
+    }))
 }
 
 #[cfg(test)]

@@ -1,21 +1,26 @@
 //! Liveness and readiness.
 
+use super::views::{Configured, DialQueue, ErrorBody, Health, Readiness};
 use crate::app::AppState;
 use crate::error::ApiError;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use ringmaster_core::UserId;
-use serde_json::{json, Value};
 
 /// `GET /healthz`: the process is up.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".to_owned(),
+    })
 }
 
 /// `GET /readyz`: the store answers; also says which notification channels are configured
 /// and how many dials the rate limit has queued.
-pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Readiness), (status = 503, body = ErrorBody)))]
+pub async fn readyz(State(app): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     if let Err(e) = app.store.get_user(&UserId::new("readyz-probe")).await {
         tracing::warn!(error = %e, "store not reachable");
         return Err(ApiError::new(
@@ -24,12 +29,18 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, ApiError
             "the database does not answer",
         ));
     }
-    Ok(Json(json!({
-        "status": "ready",
-        "store": "ok",
-        "push": { "configured": app.notifiers.push_configured() },
-        "websocket": { "configured": app.notifiers.websocket_configured() },
-        "sandbox": app.sandbox.is_some(),
-        "dials": { "queued": app.dials.queued() },
-    })))
+    Ok(Json(Readiness {
+        status: "ready".to_owned(),
+        store: "ok".to_owned(),
+        push: Configured {
+            configured: app.notifiers.push_configured(),
+        },
+        websocket: Configured {
+            configured: app.notifiers.websocket_configured(),
+        },
+        sandbox: app.sandbox.is_some(),
+        dials: DialQueue {
+            queued: app.dials.queued(),
+        },
+    }))
 }

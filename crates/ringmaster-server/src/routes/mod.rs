@@ -3,7 +3,9 @@
 pub mod admin;
 pub mod health;
 pub mod quality;
+pub mod views;
 pub mod voip;
+pub mod webhook_endpoints;
 pub mod webhooks;
 
 use crate::error::ApiError;

@@ -1,6 +1,10 @@
 //! Device APIs (bearer device token). Every call lookup is scoped to the device's user: another
 //! user's call is a 404, exactly like a call that does not exist.
 
+use super::views::{
+    ActiveCallView, CallDetailView, CallStatusView, CallView, ErrorBody, HistoryPage, MyActiveCall,
+    PlacedCall, PushTokenView, ReportAck,
+};
 use super::{is_e164, ApiJson};
 use crate::app::AppState;
 use crate::auth::DeviceAuth;
@@ -16,9 +20,10 @@ use ringmaster_core::session::{Input, NewOutbound, RingTarget, Session, SessionE
 use ringmaster_core::{CallSessionId, CallState, DeviceId, Platform, Timestamp, Trigger};
 use ringmaster_realtime::SocketId;
 use ringmaster_store::limits::MAX_PAGE;
-use ringmaster_store::{ActiveCall, CallRecord, DevicePlatform, PushProvider};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use ringmaster_store::{CallRecord, DevicePlatform, PushProvider};
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 /// History page size when the request names none.
 const DEFAULT_PAGE: u32 = 20;
@@ -37,55 +42,54 @@ async fn visible_call(app: &AppState, auth: &DeviceAuth, call_id: &str) -> ApiRe
     Ok(session)
 }
 
-pub(crate) fn status_json(session: &Session, device: &DeviceId) -> ApiResult<Value> {
+pub(crate) fn status_json(session: &Session, device: &DeviceId) -> ApiResult<CallStatusView> {
     let view = session.status_for(device).map_err(|_| no_call())?;
-    Ok(json!({
-        "call_session_id": session.id(),
-        "status": view.status,
-        "device_id": view.device_id,
-        "reason": view.reason.as_ref().map(|r| r.code()),
-        "version": view.version,
-        "call_status": session.status().as_str(),
-    }))
-}
-
-fn active_json(a: &ActiveCall) -> Value {
-    json!({
-        "call_session_id": a.call_session_id,
-        "device_id": a.device_id,
-        "platform": a.platform,
-        "state": a.state,
-        "since": a.since,
-        "started_at": a.started_at,
+    Ok(CallStatusView {
+        call_session_id: session.id().to_string(),
+        status: serde_json::to_value(view.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        device_id: view.device_id.as_ref().map(ToString::to_string),
+        reason: view.reason.as_ref().map(|r| r.code().to_owned()),
+        version: view.version,
+        call_status: session.status().as_str().to_owned(),
     })
 }
 
 /// `GET /api/voip/call-status/{id}`: the call as this device should see it (the polling
 /// channel of dismissal).
+#[utoipa::path(get, path = "/api/voip/call-status/{call_id}", tag = "device",
+    params(("call_id" = String, Path, description = "The call's call_session_id")),
+    security(("device_token" = [])),
+    responses((status = 200, body = CallStatusView), (status = "4XX", body = ErrorBody)))]
 pub async fn call_status(
     auth: DeviceAuth,
     State(app): State<AppState>,
     Path(call_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CallStatusView>> {
     let session = visible_call(&app, &auth, &call_id).await?;
     Ok(Json(status_json(&session, &auth.device.id)?))
 }
 
 /// `GET /api/voip/my-active-call`: every call a device of the user has answered and that has
 /// not ended (`active_call` is the oldest, for older clients).
+#[utoipa::path(get, path = "/api/voip/my-active-call", tag = "device",
+    security(("device_token" = [])),
+    responses((status = 200, body = MyActiveCall), (status = "4XX", body = ErrorBody)))]
 pub async fn my_active_call(
     auth: DeviceAuth,
     State(app): State<AppState>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MyActiveCall>> {
     let active = app.store.active_calls(&auth.user.id).await?;
-    Ok(Json(json!({
-        "active_call": active.first().map(active_json),
-        "active_calls": active.iter().map(active_json).collect::<Vec<_>>(),
-    })))
+    Ok(Json(MyActiveCall {
+        active_call: active.first().map(ActiveCallView::from),
+        active_calls: active.iter().map(ActiveCallView::from).collect(),
+    }))
 }
 
 /// `POST /api/voip/calls` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceCall {
     to: String,
@@ -103,11 +107,14 @@ fn ring_target(auth: &DeviceAuth) -> RingTarget {
 
 /// `POST /api/voip/calls`: an outbound call from this device (it is rung first, then the
 /// destination). 409 `call_collision` when the user is on a call and has no call waiting.
+#[utoipa::path(post, path = "/api/voip/calls", tag = "device", request_body = PlaceCall,
+    security(("device_token" = [])),
+    responses((status = 201, body = PlacedCall), (status = "4XX", body = ErrorBody)))]
 pub async fn place_call(
     auth: DeviceAuth,
     State(app): State<AppState>,
     ApiJson(req): ApiJson<PlaceCall>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<PlacedCall>)> {
     if !is_e164(&req.to) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -140,10 +147,11 @@ pub async fn place_call(
                 "call_collision",
                 "the user is already on a call",
             )
-            .with_details(json!({ "active_call": active_json(call) })));
+            .with_details(json!({ "active_call": ActiveCallView::from(call) })));
         }
     }
     let id = CallSessionId::new(uuid::Uuid::new_v4().to_string());
+    tracing::Span::current().record("call_session_id", id.as_str());
     let session = Session::new_outbound(
         NewOutbound {
             id: id.clone(),
@@ -168,11 +176,11 @@ pub async fn place_call(
             tracing::info!(call_session_id = %id, device_id = %auth.device.id, "outbound call placed");
             Ok((
                 StatusCode::CREATED,
-                Json(json!({
-                    "call_session_id": session.id(),
-                    "status": session.status().as_str(),
-                    "version": session.version(),
-                })),
+                Json(PlacedCall {
+                    call_session_id: session.id().to_string(),
+                    status: session.status().as_str().to_owned(),
+                    version: session.version(),
+                }),
             ))
         }
         Created::Exists | Created::Duplicate => Err(ApiError::internal(format!(
@@ -182,14 +190,20 @@ pub async fn place_call(
 }
 
 /// `POST /api/voip/calls/{id}/events` body: one canonical transition seen on the device.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceReport {
     /// Per-device sequence number; a repeated one is acknowledged and ignored.
     seq: u64,
+    /// Canonical state before (e.g. `RINGING_INBOUND`).
+    #[schema(value_type = String)]
     from: CallState,
+    /// Canonical state after.
+    #[schema(value_type = String)]
     to: CallState,
+    /// What caused it (see `ringmaster states`).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     trigger: Option<Trigger>,
     /// Device clock, ms since the epoch (kept as reported).
     #[serde(default)]
@@ -201,6 +215,7 @@ pub struct DeviceReport {
     /// For a dismissal, the channel that reached the device first: `sip`, `websocket`, `push`
     /// or `poll` (kept in the timeline; the operator view's latency figures read it).
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "websocket")]
     channel: Option<Channel>,
 }
 
@@ -238,26 +253,22 @@ pub(crate) fn platform(p: DevicePlatform) -> Platform {
     }
 }
 
-/// `POST /api/voip/calls/{id}/events` answer.
-#[derive(Debug, Serialize)]
-pub struct ReportReply {
-    /// `accepted`, or `duplicate` for a `seq` not above the device's last accepted one.
-    status: &'static str,
-    /// The call's version after the report.
-    version: u64,
-}
-
 /// `POST /api/voip/calls/{id}/events`: the device reports a transition. The session checks it
 /// against the table and the device's last report, bumps the version, records it in the
 /// timeline and broadcasts `call_state_changed` (not to the reporter's own WebSocket
 /// connection, when it names one).
+#[utoipa::path(post, path = "/api/voip/calls/{call_id}/events", tag = "device",
+    request_body = DeviceReport,
+    params(("call_id" = String, Path, description = "The call's call_session_id")),
+    security(("device_token" = [])),
+    responses((status = 200, body = ReportAck), (status = "4XX", body = ErrorBody)))]
 pub async fn report(
     auth: DeviceAuth,
     State(app): State<AppState>,
     Path(call_id): Path<String>,
     headers: HeaderMap,
     ApiJson(report): ApiJson<DeviceReport>,
-) -> ApiResult<Json<ReportReply>> {
+) -> ApiResult<Json<ReportAck>> {
     let exclude_socket =
         sender_socket(&headers, report.socket_id.as_deref())?.map(|s| s.as_str().to_owned());
     let session = visible_call(&app, &auth, &call_id).await?;
@@ -271,9 +282,9 @@ pub async fn report(
         exclude_socket,
         channel: report.channel,
     };
-    let reply = |status, s: &Session| {
-        Json(ReportReply {
-            status,
+    let reply = |status: &str, s: &Session| {
+        Json(ReportAck {
+            status: status.to_owned(),
             version: s.version(),
         })
     };
@@ -316,7 +327,7 @@ async fn device_input(
     auth: &DeviceAuth,
     call_id: &str,
     input: Input,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CallStatusView>> {
     let session = visible_call(app, auth, call_id).await?;
     match app.engine.apply(session.id(), input, None).await? {
         Applied::Committed(s) | Applied::Unchanged(s) => {
@@ -338,11 +349,15 @@ async fn device_input(
 }
 
 /// `POST /api/voip/calls/{id}/decline`: decline for every device of the user.
+#[utoipa::path(post, path = "/api/voip/calls/{call_id}/decline", tag = "device",
+    params(("call_id" = String, Path, description = "The call's call_session_id")),
+    security(("device_token" = [])),
+    responses((status = 200, body = CallStatusView), (status = "4XX", body = ErrorBody)))]
 pub async fn decline(
     auth: DeviceAuth,
     State(app): State<AppState>,
     Path(call_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CallStatusView>> {
     let input = Input::DeviceDecline {
         device: auth.device.id.clone(),
     };
@@ -350,11 +365,15 @@ pub async fn decline(
 }
 
 /// `POST /api/voip/calls/{id}/ignore`: stop ringing on this device only.
+#[utoipa::path(post, path = "/api/voip/calls/{call_id}/ignore", tag = "device",
+    params(("call_id" = String, Path, description = "The call's call_session_id")),
+    security(("device_token" = [])),
+    responses((status = 200, body = CallStatusView), (status = "4XX", body = ErrorBody)))]
 pub async fn ignore(
     auth: DeviceAuth,
     State(app): State<AppState>,
     Path(call_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CallStatusView>> {
     let input = Input::DeviceIgnore {
         device: auth.device.id.clone(),
     };
@@ -362,71 +381,72 @@ pub async fn ignore(
 }
 
 /// `GET /api/voip/calls` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    /// `next_cursor` of the previous page.
     #[serde(default)]
     cursor: Option<String>,
+    /// Page size (1-100, default 20).
     #[serde(default)]
     limit: Option<u32>,
 }
 
 /// `GET /api/voip/calls`: the user's call history, newest first, paginated by cursor.
+#[utoipa::path(get, path = "/api/voip/calls", tag = "device", params(HistoryQuery),
+    security(("device_token" = [])),
+    responses((status = 200, body = HistoryPage), (status = "4XX", body = ErrorBody)))]
 pub async fn history(
     auth: DeviceAuth,
     State(app): State<AppState>,
     query: Result<Query<HistoryQuery>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<HistoryPage>> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let page = app
         .store
         .list_calls(&auth.user.id, q.cursor.as_deref(), limit)
         .await?;
-    let items = page
-        .items
-        .iter()
-        .map(call_json)
-        .collect::<ApiResult<Vec<_>>>()?;
-    Ok(Json(json!({
-        "items": items,
-        "next_cursor": page.next_cursor,
-    })))
+    Ok(Json(HistoryPage {
+        items: page.items.iter().map(call_json).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// A history record with its billing figures and quality summary, which are derived from the
 /// stored record rather than stored.
-fn call_json(call: &CallRecord) -> ApiResult<Value> {
-    let mut value = serde_json::to_value(call).map_err(ApiError::internal)?;
+fn call_json(call: &CallRecord) -> CallView {
     let summary = call.quality.as_ref().and_then(summarize_telnyx);
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("billable_seconds".into(), call.billable_seconds().into());
-        obj.insert("billing_minutes".into(), call.billing_minutes().into());
-        obj.insert(
-            "quality_summary".into(),
-            serde_json::to_value(summary).map_err(ApiError::internal)?,
-        );
+    CallView {
+        record: call.clone(),
+        billable_seconds: call.billable_seconds(),
+        billing_minutes: call.billing_minutes(),
+        quality_summary: summary.and_then(|s| serde_json::to_value(s).ok()),
     }
-    Ok(value)
 }
 
 /// `GET /api/voip/calls/{id}`: one call with its legs, timeline and billing record.
+#[utoipa::path(get, path = "/api/voip/calls/{call_id}", tag = "device",
+    params(("call_id" = String, Path, description = "The call's call_session_id")),
+    security(("device_token" = [])),
+    responses((status = 200, body = CallDetailView), (status = "4XX", body = ErrorBody)))]
 pub async fn call_detail(
     auth: DeviceAuth,
     State(app): State<AppState>,
     Path(call_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CallDetailView>> {
     let detail = app
         .store
         .get_call(&auth.user.id, &CallSessionId::new(call_id))
         .await?
         .ok_or_else(no_call)?;
-    Ok(Json(json!({
-        "call": call_json(&detail.call)?,
-        "legs": detail.legs,
-        "timeline": detail.timeline,
-        "billing": detail.billing,
-    })))
+    Ok(Json(CallDetailView {
+        call: call_json(&detail.call),
+        legs: serde_json::to_value(&detail.legs).map_err(ApiError::internal)?,
+        timeline: serde_json::to_value(&detail.timeline).map_err(ApiError::internal)?,
+        billing: serde_json::to_value(&detail.billing).map_err(ApiError::internal)?,
+    }))
 }
 
 /// Largest body `PUT /api/voip/devices/{id}/push-token` accepts: one token of at most
@@ -436,7 +456,7 @@ pub const PUSH_TOKEN_BODY_LIMIT: usize = 8 * 1024;
 const MAX_APNS_TOKEN: usize = 200;
 
 /// `PUT /api/voip/devices/{id}/push-token` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushTokenRequest {
     provider: String,
@@ -510,12 +530,17 @@ fn check_push_token(
 
 /// `PUT /api/voip/devices/{id}/push-token`: the device registers (or replaces) its push token.
 /// Only the device itself may; any other id is a 404.
+#[utoipa::path(put, path = "/api/voip/devices/{device_id}/push-token", tag = "device",
+    request_body = PushTokenRequest,
+    params(("device_id" = String, Path, description = "The calling device's own id")),
+    security(("device_token" = [])),
+    responses((status = 200, body = PushTokenView), (status = "4XX", body = ErrorBody)))]
 pub async fn register_push_token(
     auth: DeviceAuth,
     State(app): State<AppState>,
     Path(device_id): Path<String>,
     ApiJson(req): ApiJson<PushTokenRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PushTokenView>> {
     own_device(&auth, &device_id)?;
     let provider: PushProvider = req.provider.parse().map_err(|_| {
         ApiError::new(
@@ -529,25 +554,30 @@ pub async fn register_push_token(
         .set_push_token(&auth.device.id, provider, &req.token)
         .await?;
     tracing::info!(device_id = %auth.device.id, %provider, "push token registered");
-    Ok(Json(json!({
-        "device_id": auth.device.id,
-        "push_provider": provider.as_str(),
-        "registered": true,
-    })))
+    Ok(Json(PushTokenView {
+        device_id: auth.device.id.to_string(),
+        push_provider: Some(provider.as_str().to_owned()),
+        registered: true,
+    }))
 }
 
 /// `DELETE /api/voip/devices/{id}/push-token`: the device stops receiving pushes (sign-out).
+#[utoipa::path(delete, path = "/api/voip/devices/{device_id}/push-token", tag = "device",
+    params(("device_id" = String, Path, description = "The calling device's own id")),
+    security(("device_token" = [])),
+    responses((status = 200, body = PushTokenView), (status = "4XX", body = ErrorBody)))]
 pub async fn remove_push_token(
     auth: DeviceAuth,
     State(app): State<AppState>,
     Path(device_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PushTokenView>> {
     own_device(&auth, &device_id)?;
     if let Some(token) = &auth.device.push_token {
         app.store.clear_push_token(&auth.device.id, token).await?;
     }
-    Ok(Json(json!({
-        "device_id": auth.device.id,
-        "registered": false,
-    })))
+    Ok(Json(PushTokenView {
+        device_id: auth.device.id.to_string(),
+        push_provider: None,
+        registered: false,
+    }))
 }

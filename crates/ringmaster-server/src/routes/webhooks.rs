@@ -6,6 +6,7 @@
 //! unknown call, a number no user owns, an input the session refuses), 5xx only when the store
 //! fails (Telnyx then retries, and the dedupe key makes the retry safe).
 
+use super::views::{ErrorBody, WebhookAnswer};
 use crate::app::AppState;
 use crate::clock::unix_secs;
 use crate::engine::{Applied, Created, EngineError};
@@ -19,14 +20,17 @@ use bytes::Bytes;
 use ringmaster_core::session::{Input, NewInbound, RingTarget, Session};
 use ringmaster_store::{TimelineEntry, TimelineSource};
 use ringmaster_telnyx::{WebhookError, WebhookEvent};
-use serde_json::{json, Value};
+use serde_json::json;
 use tracing::Instrument as _;
 
-fn answer(status: &str, reason: Option<String>) -> Json<Value> {
-    Json(json!({ "status": status, "reason": reason }))
+fn answer(status: &str, reason: Option<String>) -> Json<WebhookAnswer> {
+    Json(WebhookAnswer {
+        status: status.to_owned(),
+        reason,
+    })
 }
 
-fn ignored(reason: impl Into<String>) -> Json<Value> {
+fn ignored(reason: impl Into<String>) -> Json<WebhookAnswer> {
     let reason = reason.into();
     tracing::info!(%reason, "webhook ignored");
     answer("ignored", Some(reason))
@@ -41,11 +45,16 @@ fn too_large() -> ApiError {
 }
 
 /// The handler.
+#[utoipa::path(post, path = "/webhooks/telnyx", tag = "telnyx",
+    description = "Telnyx Call Control webhooks, signed with Ed25519 (`telnyx-signature-ed25519`, `telnyx-timestamp`).",
+    request_body(content = Object, description = "A Telnyx webhook event"),
+    responses((status = 200, body = WebhookAnswer), (status = "4XX", body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 pub async fn telnyx(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WebhookAnswer>> {
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             too_large()
@@ -121,7 +130,7 @@ async fn handle(
     app: &AppState,
     webhook: &WebhookEvent,
     routed: RoutedEvent,
-) -> Result<Json<Value>, EngineError> {
+) -> Result<Json<WebhookAnswer>, EngineError> {
     if let Some(call) = &routed.new_inbound {
         match start_inbound(app, webhook, &routed, call).await {
             Ok(Some(reply)) => return Ok(reply),
@@ -156,7 +165,7 @@ async fn start_inbound(
     webhook: &WebhookEvent,
     routed: &RoutedEvent,
     call: &NewInboundCall,
-) -> Result<Option<Json<Value>>, EngineError> {
+) -> Result<Option<Json<WebhookAnswer>>, EngineError> {
     if app.engine.load(&routed.session).await?.is_some() {
         return Ok(None);
     }

@@ -113,6 +113,10 @@ pub struct Options {
     pub dial_limit: Option<ringmaster_server::dial_limit::DialLimit>,
     /// Run on a fresh schema of the real PostgreSQL server instead of an SQLite file.
     pub postgres: bool,
+    /// Serve `/metrics` on a listener of its own.
+    pub metrics_listen: bool,
+    /// Outbound webhook retries; `None` retries fast and never disables an endpoint.
+    pub webhooks: Option<ringmaster_server::host_webhooks::WebhookSettings>,
 }
 
 impl Default for Options {
@@ -124,6 +128,8 @@ impl Default for Options {
             push: PushMode::Record,
             dial_limit: None,
             postgres: false,
+            metrics_listen: false,
+            webhooks: None,
         }
     }
 }
@@ -271,6 +277,19 @@ impl Harness {
                     max_dials: u32::MAX,
                     window: Duration::from_secs(1),
                 });
+        settings.webhooks =
+            self.options
+                .webhooks
+                .unwrap_or(ringmaster_server::host_webhooks::WebhookSettings {
+                    disable_after: Duration::from_secs(3600),
+                    retry_base: Duration::from_millis(50),
+                    retry_max: Duration::from_millis(300),
+                    timeout: Duration::from_secs(5),
+                    poll: Duration::from_millis(50),
+                });
+        if self.options.metrics_listen {
+            settings.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        }
         if self.options.caller_answer_immediately {
             settings.caller_answer = ringmaster_core::session::CallerAnswer::Immediately;
         }

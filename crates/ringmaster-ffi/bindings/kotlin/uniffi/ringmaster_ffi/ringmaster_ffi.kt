@@ -4009,7 +4009,17 @@ sealed class Input {
     data class CallStateChanged(
         val `callSessionId`: uniffi.ringmaster_ffi.CallSessionId, 
         val `device`: uniffi.ringmaster_ffi.DeviceId?, 
-        val `state`: kotlin.String) : Input()
+        val `state`: uniffi.ringmaster_ffi.CallState) : Input()
+        
+    {
+        
+
+        companion object
+    }
+    
+    data class SdpReoffer(
+        val `callSessionId`: uniffi.ringmaster_ffi.CallSessionId, 
+        val `sdp`: kotlin.String) : Input()
         
     {
         
@@ -4067,9 +4077,13 @@ public object FfiConverterTypeInput : FfiConverterRustBuffer<Input>{
             5 -> Input.CallStateChanged(
                 FfiConverterTypeCallSessionId.read(buf),
                 FfiConverterOptionalTypeDeviceId.read(buf),
+                FfiConverterTypeCallState.read(buf),
+                )
+            6 -> Input.SdpReoffer(
+                FfiConverterTypeCallSessionId.read(buf),
                 FfiConverterString.read(buf),
                 )
-            6 -> Input.App(
+            7 -> Input.App(
                 FfiConverterTypeCallSessionId.read(buf),
                 FfiConverterTypeAppAction.read(buf),
                 )
@@ -4121,7 +4135,15 @@ public object FfiConverterTypeInput : FfiConverterRustBuffer<Input>{
                 4UL
                 + FfiConverterTypeCallSessionId.allocationSize(value.`callSessionId`)
                 + FfiConverterOptionalTypeDeviceId.allocationSize(value.`device`)
-                + FfiConverterString.allocationSize(value.`state`)
+                + FfiConverterTypeCallState.allocationSize(value.`state`)
+            )
+        }
+        is Input.SdpReoffer -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterTypeCallSessionId.allocationSize(value.`callSessionId`)
+                + FfiConverterString.allocationSize(value.`sdp`)
             )
         }
         is Input.App -> {
@@ -4169,11 +4191,17 @@ public object FfiConverterTypeInput : FfiConverterRustBuffer<Input>{
                 buf.putInt(5)
                 FfiConverterTypeCallSessionId.write(value.`callSessionId`, buf)
                 FfiConverterOptionalTypeDeviceId.write(value.`device`, buf)
-                FfiConverterString.write(value.`state`, buf)
+                FfiConverterTypeCallState.write(value.`state`, buf)
+                Unit
+            }
+            is Input.SdpReoffer -> {
+                buf.putInt(6)
+                FfiConverterTypeCallSessionId.write(value.`callSessionId`, buf)
+                FfiConverterString.write(value.`sdp`, buf)
                 Unit
             }
             is Input.App -> {
-                buf.putInt(6)
+                buf.putInt(7)
                 FfiConverterTypeCallSessionId.write(value.`callSessionId`, buf)
                 FfiConverterTypeAppAction.write(value.`action`, buf)
                 Unit
