@@ -9,6 +9,7 @@ use crate::signing;
 use crate::socket_id::SocketId;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use serde_json::Value;
+use std::net::IpAddr;
 use std::time::Duration;
 use tokio::time::{sleep_until, Instant};
 
@@ -32,13 +33,18 @@ struct Connection {
 
 /// Serves an upgraded socket. `refusal` is set when the URL was already known to be bad
 /// (unknown app key, protocol version): the client then gets the error and a close.
-pub(crate) async fn serve(hub: RealtimeHub, mut socket: WebSocket, refusal: Option<ProtocolError>) {
+pub(crate) async fn serve(
+    hub: RealtimeHub,
+    mut socket: WebSocket,
+    refusal: Option<ProtocolError>,
+    peer: Option<IpAddr>,
+) {
     let write_timeout = hub.config().write_timeout;
     if let Some(error) = refusal {
         let _ = close_with(&mut socket, error, write_timeout).await;
         return;
     }
-    let (socket_id, rx) = match hub.register() {
+    let (socket_id, rx) = match hub.register(peer) {
         Ok(registered) => registered,
         Err(error) => {
             let _ = close_with(&mut socket, error, write_timeout).await;
@@ -55,7 +61,7 @@ pub(crate) async fn serve(hub: RealtimeHub, mut socket: WebSocket, refusal: Opti
     };
     let _ = conn.run(rx).await;
     let channels: Vec<ChannelName> = conn.channels.into_iter().map(|(c, _)| c).collect();
-    hub.unregister(&socket_id, &channels);
+    hub.unregister(&socket_id, peer, &channels);
 }
 
 async fn write(socket: &mut WebSocket, msg: Message, timeout: Duration) -> Result<(), Closed> {
@@ -105,11 +111,16 @@ impl Connection {
         .await?;
         let mut last_seen = Instant::now();
         let mut pinged_at: Option<Instant> = None;
+        let mut subscribe_by = Some(last_seen + config.subscribe_timeout);
         loop {
-            let deadline = match pinged_at {
+            if !self.channels.is_empty() {
+                subscribe_by = None;
+            }
+            let liveness = match pinged_at {
                 Some(at) => at + config.pong_timeout,
                 None => last_seen + config.activity_timeout,
             };
+            let deadline = subscribe_by.map_or(liveness, |by| by.min(liveness));
             tokio::select! {
                 inbound = self.socket.recv() => {
                     // Any frame, control frames included, proves the client alive.
@@ -134,6 +145,9 @@ impl Connection {
                     None => return self.close(ProtocolError::SlowConsumer).await,
                 },
                 () = sleep_until(deadline) => {
+                    if subscribe_by.is_some_and(|by| by <= Instant::now()) {
+                        return self.close(ProtocolError::SubscribeTimeout).await;
+                    }
                     if pinged_at.is_some() {
                         return self.close(ProtocolError::PongTimeout).await;
                     }
