@@ -12,7 +12,7 @@
 //! concurrency limit so queued dials do not hold up hangups.
 
 use crate::clock::{Clock, SystemClock};
-use crate::dial_limit::{DialLimit, DialLimiter};
+use crate::dial_limit::{DialLimit, DialLimiter, DialPriority};
 use crate::engine::{Applied, Engine};
 use crate::notify::{Notifiers, NotifyError};
 use crate::provider;
@@ -81,8 +81,21 @@ pub fn retry_wait(attempts: u32, retry_after: Option<Duration>) -> Duration {
     retry_after.map_or(backoff, |ra| backoff.max(ra.min(MAX_RETRY_AFTER)))
 }
 
-fn is_dial(effect: &Effect) -> bool {
-    matches!(effect, Effect::Telnyx(c) if matches!(c.action, Action::Dial { .. }))
+/// The queue priority of a dial; `None` for any other effect. An inbound ring dials a device
+/// linked to the caller's leg; click-to-call dials the device unlinked, then the destination.
+fn dial_priority(effect: &Effect) -> Option<DialPriority> {
+    match effect {
+        Effect::Telnyx(c) => match &c.action {
+            Action::Dial {
+                device: Some(_),
+                link_to: Some(_),
+                ..
+            } => Some(DialPriority::InboundRing),
+            Action::Dial { .. } => Some(DialPriority::ClickToCall),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 impl Dispatcher {
@@ -184,8 +197,8 @@ impl Dispatcher {
             let permits = self.permits.clone();
             tasks.spawn(async move {
                 let effect = serde_json::from_value::<Effect>(entry.effect.clone());
-                if effect.as_ref().is_ok_and(is_dial) {
-                    me.wait_for_dial_slot(&entry).await;
+                if let Some(priority) = effect.as_ref().ok().and_then(dial_priority) {
+                    me.wait_for_dial_slot(&entry, priority).await;
                 }
                 let Ok(_permit) = permits.acquire_owned().await else {
                     return;
@@ -198,19 +211,18 @@ impl Dispatcher {
     }
 
     #[tracing::instrument(skip_all, fields(call_session_id = %entry.session_id, seq = entry.seq))]
-    async fn wait_for_dial_slot(&self, entry: &OutboxEntry) {
-        let now = self.clock.now();
-        let at = self.dials.reserve(now);
-        if at > now {
-            let wait = at.saturating_since(now);
+    async fn wait_for_dial_slot(&self, entry: &OutboxEntry, priority: DialPriority) {
+        let asked = self.clock.now();
+        let granted = self.dials.acquire(priority, &*self.clock).await;
+        if granted > asked {
             tracing::info!(
-                ?wait,
+                wait = ?granted.saturating_since(asked),
+                ?priority,
                 queued_dials = self.dials.queued(),
-                "dial rate limit reached; dial queued"
+                "dial rate limit reached; dial was queued"
             );
-            tokio::time::sleep(wait).await;
         }
-        self.dials.started(at, self.clock.now());
+        self.dials.started(granted, self.clock.now());
     }
 
     #[tracing::instrument(skip_all, fields(call_session_id = %entry.session_id, seq = entry.seq))]

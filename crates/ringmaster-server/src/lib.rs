@@ -16,14 +16,18 @@ pub mod dial_limit;
 pub mod dispatch;
 pub mod engine;
 pub mod error;
+pub mod http_server;
+pub mod limits;
 pub mod notify;
 pub mod provider;
 pub mod push;
+pub mod rate_limit;
 pub mod realtime;
 pub mod routes;
 pub mod secrets;
 pub mod serve_cmd;
 pub mod server;
+pub mod stray_leg;
 pub mod timers;
 pub mod tokens;
 

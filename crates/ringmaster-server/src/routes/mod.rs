@@ -1,7 +1,9 @@
 //! HTTP handlers, one module per API area.
 
 pub mod admin;
+pub mod guard;
 pub mod health;
+pub mod timeline;
 pub mod voip;
 pub mod webhooks;
 

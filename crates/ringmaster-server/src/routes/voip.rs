@@ -118,6 +118,7 @@ pub async fn place_call(
             "to must be an E.164 number (+ and up to 15 digits)",
         ));
     }
+    crate::routes::guard::may_place_call(&app, &auth).await?;
     let from = match req.from {
         Some(from) if auth.user.numbers.contains(&from) => from,
         Some(_) => {
@@ -262,6 +263,7 @@ pub async fn report(
         sender_socket(&headers, report.socket_id.as_deref())?.map(|s| s.as_str().to_owned());
     let session = visible_call(&app, &auth, &call_id).await?;
     session.status_for(&auth.device.id).map_err(|_| no_call())?;
+    crate::routes::guard::may_report(&app, &auth, &session).await?;
     let direction = match session.direction() {
         ringmaster_core::session::Direction::Inbound => Direction::Inbound,
         ringmaster_core::session::Direction::Outbound => Direction::Outbound,

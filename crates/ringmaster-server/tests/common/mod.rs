@@ -113,6 +113,8 @@ pub struct Options {
     pub dial_limit: Option<ringmaster_server::dial_limit::DialLimit>,
     /// Run on a fresh schema of the real PostgreSQL server instead of an SQLite file.
     pub postgres: bool,
+    /// Last changes to the server settings (limits, timeouts).
+    pub settings: Option<fn(&mut Settings)>,
 }
 
 impl Default for Options {
@@ -124,6 +126,7 @@ impl Default for Options {
             push: PushMode::Record,
             dial_limit: None,
             postgres: false,
+            settings: None,
         }
     }
 }
@@ -273,6 +276,9 @@ impl Harness {
                 });
         if self.options.caller_answer_immediately {
             settings.caller_answer = ringmaster_core::session::CallerAnswer::Immediately;
+        }
+        if let Some(tweak) = self.options.settings {
+            tweak(&mut settings);
         }
         let recorder: Arc<dyn Notifier> = self.notes.clone();
         let hub = self.options.realtime.then(|| {
@@ -588,6 +594,14 @@ impl Harness {
             })
             .collect()
     }
+}
+
+/// Seconds since the Unix epoch, for webhook timestamps.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// Polls `check` until it yields a value (or panics after [`PATIENCE`]).
