@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bench;
 pub mod call_cmd;
 pub mod clock;
 pub mod config;

@@ -24,6 +24,8 @@ enum Command {
     Serve(Box<ringmaster_server::config::ServeArgs>),
     /// Place a demo call through a sandbox server and watch every device's view of it.
     Call(ringmaster_server::call_cmd::CallArgs),
+    /// Measure a running system (WebSocket fan-out, ...).
+    Bench(ringmaster_server::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +43,6 @@ fn main() -> anyhow::Result<()> {
         Command::Simulate(args) => cli::simulate::run(args),
         Command::Serve(args) => ringmaster_server::serve_cmd::run(*args),
         Command::Call(args) => ringmaster_server::call_cmd::run(args),
+        Command::Bench(args) => ringmaster_server::bench::run(args),
     }
 }
