@@ -2,8 +2,14 @@
 
 use std::time::Duration;
 
+/// Default for [`RealtimeConfig::max_connections_per_ip`]: generous enough for an office
+/// behind one NAT address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1000;
+/// Default for [`RealtimeConfig::subscribe_timeout`].
+pub const DEFAULT_SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Settings of the Pusher app and the limits every connection lives under.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RealtimeConfig {
     /// Pusher `app_id`, the `{app_id}` of the HTTP publish API.
     pub app_id: String,
@@ -27,12 +33,31 @@ pub struct RealtimeConfig {
     pub max_channels_per_connection: usize,
     /// Connections this node accepts before refusing new ones with 4100 (back off).
     pub max_connections: usize,
+    /// Connections one client address may hold at once; more are refused with 4100.
+    pub max_connections_per_ip: usize,
+    /// How long a new connection may go without a successful subscribe before it is closed
+    /// with 4100 (an unsubscribed socket only costs the server).
+    pub subscribe_timeout: Duration,
     /// Distinct users one presence channel may hold (Pusher's limit is 100).
     pub max_presence_members: usize,
     /// Whether `client-` events are relayed; off by default because call events come from the backend.
     pub client_events: bool,
     /// Allowed distance between `auth_timestamp` and the server clock for HTTP API requests.
     pub timestamp_window: Duration,
+}
+
+impl std::fmt::Debug for RealtimeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Everything but the secret, which must never reach a log line.
+        f.debug_struct("RealtimeConfig")
+            .field("app_id", &self.app_id)
+            .field("key", &self.key)
+            .field("secret", &"***")
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("subscribe_timeout", &self.subscribe_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RealtimeConfig {
@@ -54,6 +79,8 @@ impl RealtimeConfig {
             write_timeout: Duration::from_secs(10),
             max_channels_per_connection: 100,
             max_connections: 100_000,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            subscribe_timeout: DEFAULT_SUBSCRIBE_TIMEOUT,
             max_presence_members: 100,
             client_events: false,
             timestamp_window: Duration::from_secs(600),

@@ -8,12 +8,16 @@ use crate::protocol::{self, ClientMessage, ProtocolError};
 use crate::signing;
 use crate::socket_id::SocketId;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures::SinkExt as _;
 use serde_json::Value;
+use std::net::IpAddr;
 use std::time::Duration;
 use tokio::time::{sleep_until, Instant};
 
 /// Pusher limits client events to 10 per second per connection.
 const CLIENT_EVENTS_PER_SECOND: f64 = 10.0;
+/// Most queued frames written with one flush.
+const MAX_BATCH: usize = 32;
 /// Pusher limits `user_info` to 1 KB.
 const MAX_CHANNEL_DATA_BYTES: usize = 1024;
 
@@ -37,13 +41,18 @@ pub const WS_MESSAGES: &str = "ringmaster_websocket_messages_total";
 
 /// Serves an upgraded socket. `refusal` is set when the URL was already known to be bad
 /// (unknown app key, protocol version): the client then gets the error and a close.
-pub(crate) async fn serve(hub: RealtimeHub, mut socket: WebSocket, refusal: Option<ProtocolError>) {
+pub(crate) async fn serve(
+    hub: RealtimeHub,
+    mut socket: WebSocket,
+    refusal: Option<ProtocolError>,
+    peer: Option<IpAddr>,
+) {
     let write_timeout = hub.config().write_timeout;
     if let Some(error) = refusal {
         let _ = close_with(&mut socket, error, write_timeout).await;
         return;
     }
-    let (socket_id, rx) = match hub.register() {
+    let (socket_id, rx) = match hub.register(peer) {
         Ok(registered) => registered,
         Err(error) => {
             let _ = close_with(&mut socket, error, write_timeout).await;
@@ -62,7 +71,7 @@ pub(crate) async fn serve(hub: RealtimeHub, mut socket: WebSocket, refusal: Opti
     let _ = conn.run(rx).await;
     metrics::gauge!(WS_CONNECTIONS).decrement(1.0);
     let channels: Vec<ChannelName> = conn.channels.into_iter().map(|(c, _)| c).collect();
-    hub.unregister(&socket_id, &channels);
+    hub.unregister(&socket_id, peer, &channels);
 }
 
 async fn write(socket: &mut WebSocket, msg: Message, timeout: Duration) -> Result<(), Closed> {
@@ -97,6 +106,38 @@ impl Connection {
         write(&mut self.socket, Message::Text(text.into()), timeout).await
     }
 
+    /// Writes `first` and whatever else is already queued (up to [`MAX_BATCH`] frames) with one
+    /// flush: under fan-out load a socket's frames pile up, and one write syscall per frame is
+    /// where the time went. Returns a close order found in the queue.
+    async fn send_batch(
+        &mut self,
+        first: Utf8Bytes,
+        rx: &mut tokio::sync::mpsc::Receiver<Outbound>,
+    ) -> Result<Option<ProtocolError>, Closed> {
+        let timeout = self.hub.config().write_timeout;
+        let socket = &mut self.socket;
+        let batch = async {
+            socket.feed(Message::Text(first)).await?;
+            let mut close = None;
+            for _ in 1..MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(Outbound::Frame(frame)) => socket.feed(Message::Text(frame)).await?,
+                    Ok(Outbound::Close(error)) => {
+                        close = Some(error);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            socket.flush().await?;
+            Ok::<_, axum::Error>(close)
+        };
+        match tokio::time::timeout(timeout, batch).await {
+            Ok(Ok(close)) => Ok(close),
+            _ => Err(Closed),
+        }
+    }
+
     async fn close(&mut self, error: ProtocolError) -> Result<(), Closed> {
         tracing::debug!(socket_id = %self.socket_id, code = error.code(), "closing: {}", error.message());
         let timeout = self.hub.config().write_timeout;
@@ -113,11 +154,16 @@ impl Connection {
         .await?;
         let mut last_seen = Instant::now();
         let mut pinged_at: Option<Instant> = None;
+        let mut subscribe_by = Some(last_seen + config.subscribe_timeout);
         loop {
-            let deadline = match pinged_at {
+            if !self.channels.is_empty() {
+                subscribe_by = None;
+            }
+            let liveness = match pinged_at {
                 Some(at) => at + config.pong_timeout,
                 None => last_seen + config.activity_timeout,
             };
+            let deadline = subscribe_by.map_or(liveness, |by| by.min(liveness));
             tokio::select! {
                 inbound = self.socket.recv() => {
                     // Any frame, control frames included, proves the client alive.
@@ -138,11 +184,18 @@ impl Connection {
                     }
                 }
                 outbound = rx.recv() => match outbound {
-                    Some(Outbound::Frame(frame)) => self.send(frame).await?,
+                    Some(Outbound::Frame(frame)) => {
+                        if let Some(error) = self.send_batch(frame, &mut rx).await? {
+                            return self.close(error).await;
+                        }
+                    }
                     Some(Outbound::Close(error)) => return self.close(error).await,
                     None => return self.close(ProtocolError::SlowConsumer).await,
                 },
                 () = sleep_until(deadline) => {
+                    if subscribe_by.is_some_and(|by| by <= Instant::now()) {
+                        return self.close(ProtocolError::SubscribeTimeout).await;
+                    }
                     if pinged_at.is_some() {
                         return self.close(ProtocolError::PongTimeout).await;
                     }

@@ -61,6 +61,17 @@ fn authenticate(
             "unknown app id",
         ));
     }
+    // Count before decoding anything: a long query of junk is refused in one pass.
+    let query = uri.query().unwrap_or_default();
+    if !query.is_empty() && query.split('&').count() > signing::MAX_API_PARAMS {
+        return Err(bad_request(
+            "too_many_parameters",
+            format!(
+                "at most {} query parameters are accepted",
+                signing::MAX_API_PARAMS
+            ),
+        ));
+    }
     let Query(params) = Query::<Vec<(String, String)>>::try_from_uri(uri)
         .map_err(|e| bad_request("invalid_query", e.body_text()))?;
     let creds = ApiCredentials {
@@ -72,6 +83,13 @@ fn authenticate(
         let code = match e {
             ApiAuthError::Timestamp(_) => "timestamp_out_of_window",
             ApiAuthError::BodyMd5 => "body_md5_mismatch",
+            ApiAuthError::TooManyParams => {
+                return ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "too_many_parameters",
+                    e.to_string(),
+                )
+            }
             _ => "invalid_signature",
         };
         ApiError::new(StatusCode::UNAUTHORIZED, code, e.to_string())

@@ -9,8 +9,10 @@ use crate::protocol::{self, ProtocolError};
 use crate::signing;
 use crate::socket_id::SocketId;
 use axum::extract::ws::Utf8Bytes;
+use ringmaster_core::DeviceId;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use tokio::sync::mpsc;
 
@@ -71,6 +73,10 @@ struct ChannelState {
 struct State {
     connections: HashMap<SocketId, mpsc::Sender<Outbound>>,
     channels: HashMap<String, ChannelState>,
+    /// Open connections per client address (only for connections whose address is known).
+    per_ip: HashMap<IpAddr, usize>,
+    /// The device each socket obtained a channel auth for: revoking the device closes them.
+    devices: HashMap<SocketId, DeviceId>,
 }
 
 impl State {
@@ -282,13 +288,25 @@ impl RealtimeHub {
         n
     }
 
-    /// Adds a connection; refused with 4100 when the node is full.
-    pub(crate) fn register(&self) -> Result<(SocketId, mpsc::Receiver<Outbound>), ProtocolError> {
+    /// Adds a connection from `peer` (when known); refused with 4100 when the node is full or
+    /// the address holds its maximum number of connections.
+    pub(crate) fn register(
+        &self,
+        peer: Option<IpAddr>,
+    ) -> Result<(SocketId, mpsc::Receiver<Outbound>), ProtocolError> {
         let mut state = self.inner.write();
-        if state.connections.len() >= self.inner.config.max_connections {
+        let config = &self.inner.config;
+        if state.connections.len() >= config.max_connections {
             return Err(ProtocolError::OverCapacity);
         }
-        let (tx, rx) = mpsc::channel(self.inner.config.send_queue.max(1));
+        if let Some(ip) = peer {
+            let open = state.per_ip.entry(ip).or_default();
+            if *open >= config.max_connections_per_ip {
+                return Err(ProtocolError::TooManyFromAddress);
+            }
+            *open += 1;
+        }
+        let (tx, rx) = mpsc::channel(config.send_queue.max(1));
         let socket_id = loop {
             let id = SocketId::random();
             if !state.connections.contains_key(&id) {
@@ -299,15 +317,58 @@ impl RealtimeHub {
         Ok((socket_id, rx))
     }
 
-    /// Removes a connection and its subscriptions, announcing departed presence members.
-    pub(crate) fn unregister(&self, socket: &SocketId, channels: &[ChannelName]) {
+    /// Removes a connection registered from `peer` and its subscriptions, announcing departed
+    /// presence members.
+    pub(crate) fn unregister(
+        &self,
+        socket: &SocketId,
+        peer: Option<IpAddr>,
+        channels: &[ChannelName],
+    ) {
         let mut state = self.inner.write();
         state.connections.remove(socket);
+        state.devices.remove(socket);
+        if let Some(ip) = peer {
+            if let Some(open) = state.per_ip.get_mut(&ip) {
+                *open -= 1;
+                if *open == 0 {
+                    state.per_ip.remove(&ip);
+                }
+            }
+        }
         let mut evict = Vec::new();
         for channel in channels {
             Self::leave(&mut state, socket, channel.as_str(), &mut evict);
         }
         state.evict(evict);
+    }
+
+    /// Remembers that `socket` was given a channel auth as `device`, so that revoking the
+    /// device closes it. Ignored for a socket that is not open on this node.
+    pub fn bind_device(&self, socket: &SocketId, device: &DeviceId) {
+        let mut state = self.inner.write();
+        if state.connections.contains_key(socket) {
+            state.devices.insert(socket.clone(), device.clone());
+        }
+    }
+
+    /// Closes every socket on this node that authenticated as `device`, with 4009 (don't
+    /// reconnect). Returns how many were closed.
+    pub fn close_device(&self, device: &DeviceId) -> usize {
+        let mut state = self.inner.write();
+        let sockets: Vec<SocketId> = state
+            .devices
+            .iter()
+            .filter(|(_, d)| *d == device)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for socket in &sockets {
+            state.devices.remove(socket);
+            if let Some(tx) = state.connections.remove(socket) {
+                let _ = tx.try_send(Outbound::Close(ProtocolError::Revoked));
+            }
+        }
+        sockets.len()
     }
 
     /// Adds `socket` to `channel`; for presence channels returns the member list to send in

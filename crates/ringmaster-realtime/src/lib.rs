@@ -40,11 +40,13 @@ pub use protocol::ProtocolError;
 pub use socket_id::SocketId;
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::response::Response;
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::Router;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Channel auth requests are two short fields.
@@ -87,6 +89,7 @@ async fn websocket(
     State(state): State<RouterState>,
     Path(key): Path<String>,
     Query(params): Query<HashMap<String, String>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let config = state.hub.config();
@@ -101,8 +104,10 @@ async fn websocket(
     // still gets a clean Pusher error, while a huge frame is refused from its header alone.
     let hard_limit = config.max_message_bytes.saturating_mul(2);
     let hub = state.hub.clone();
+    // The listener inserts the peer address; without it (a bare router) no per-address cap.
+    let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
     ws.read_buffer_size(WS_READ_BUFFER)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| connection::serve(hub, socket, refusal))
+        .on_upgrade(move |socket| connection::serve(hub, socket, refusal, peer))
 }

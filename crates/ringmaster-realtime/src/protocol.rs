@@ -30,6 +30,12 @@ pub enum ProtocolError {
     InvalidMessage,
     /// 4100: a message above the size limit (or an invalid WebSocket frame).
     MessageTooLarge,
+    /// 4100: this client address holds its maximum number of connections. Back off.
+    TooManyFromAddress,
+    /// 4100: no successful subscribe within the deadline after connecting. Back off.
+    SubscribeTimeout,
+    /// 4009: the device the connection authenticated as was revoked. Don't reconnect.
+    Revoked,
     /// 4200: the server is shutting down or moving the client; reconnect at once.
     ServerClosing,
     /// 4201: no answer to the server's ping in time.
@@ -46,8 +52,10 @@ impl ProtocolError {
             Self::InvalidVersion => 4006,
             Self::UnsupportedProtocol => 4007,
             Self::NoProtocol => 4008,
-            Self::Unauthorized => 4009,
+            Self::Unauthorized | Self::Revoked => 4009,
             Self::OverCapacity
+            | Self::TooManyFromAddress
+            | Self::SubscribeTimeout
             | Self::SlowConsumer
             | Self::InvalidMessage
             | Self::MessageTooLarge => 4100,
@@ -66,6 +74,9 @@ impl ProtocolError {
             Self::NoProtocol => "No protocol version supplied",
             Self::Unauthorized => "Connection is unauthorized",
             Self::OverCapacity => "Over capacity",
+            Self::TooManyFromAddress => "Too many connections from this address",
+            Self::SubscribeTimeout => "No subscription in time after connecting",
+            Self::Revoked => "The device was revoked",
             Self::SlowConsumer => "Client is not reading its messages fast enough",
             Self::InvalidMessage => "Invalid message format",
             Self::MessageTooLarge => "Message too large or invalid WebSocket frame",

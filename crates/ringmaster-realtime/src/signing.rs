@@ -73,9 +73,15 @@ pub fn verify_channel_auth(
     key_ok & sig_ok
 }
 
+/// Most query parameters an HTTP API request may carry (Pusher's SDKs send at most five).
+pub const MAX_API_PARAMS: usize = 16;
+
 /// Why an HTTP API request's signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiAuthError {
+    /// More than [`MAX_API_PARAMS`] query parameters.
+    #[error("more than {MAX_API_PARAMS} query parameters")]
+    TooManyParams,
     /// A required query parameter is absent.
     #[error("missing query parameter {0}")]
     Missing(&'static str),
@@ -164,13 +170,10 @@ pub fn verify_api_request(
     body: &[u8],
     now_unix: i64,
 ) -> Result<(), ApiAuthError> {
-    let mut seen: Vec<String> = Vec::with_capacity(params.len());
-    for (k, _) in params {
-        let k = k.to_ascii_lowercase();
-        if seen.contains(&k) {
-            return Err(ApiAuthError::Duplicate(k));
-        }
-        seen.push(k);
+    // Cheap checks first, each linear in the query: its size, then the key, so that an
+    // unsigned flood costs no hashing.
+    if params.len() > MAX_API_PARAMS {
+        return Err(ApiAuthError::TooManyParams);
     }
     let get = |name: &str| {
         params
@@ -179,12 +182,19 @@ pub fn verify_api_request(
             .map(|(_, v)| v.as_str())
     };
     let key = get("auth_key").ok_or(ApiAuthError::Missing("auth_key"))?;
-    let timestamp = get("auth_timestamp").ok_or(ApiAuthError::Missing("auth_timestamp"))?;
-    let version = get("auth_version").ok_or(ApiAuthError::Missing("auth_version"))?;
-    let signature = get("auth_signature").ok_or(ApiAuthError::Missing("auth_signature"))?;
     if key != creds.key {
         return Err(ApiAuthError::WrongKey);
     }
+    let mut seen = std::collections::HashSet::with_capacity(params.len());
+    for (k, _) in params {
+        let k = k.to_ascii_lowercase();
+        if !seen.insert(k.clone()) {
+            return Err(ApiAuthError::Duplicate(k));
+        }
+    }
+    let timestamp = get("auth_timestamp").ok_or(ApiAuthError::Missing("auth_timestamp"))?;
+    let version = get("auth_version").ok_or(ApiAuthError::Missing("auth_version"))?;
+    let signature = get("auth_signature").ok_or(ApiAuthError::Missing("auth_signature"))?;
     if version != "1.0" {
         return Err(ApiAuthError::Version);
     }
@@ -400,6 +410,19 @@ mod tests {
         assert_eq!(
             check(&dup, body, now),
             Err(ApiAuthError::Duplicate("auth_key".into()))
+        );
+        // The key is checked before duplicates: a foreign key never gets further.
+        let mut foreign = with("auth_key", "x");
+        foreign.push(("auth_version".into(), "1.0".into()));
+        assert_eq!(check(&foreign, body, now), Err(ApiAuthError::WrongKey));
+        // Seventeen parameters are refused before anything else, even correctly signed ones.
+        let mut many = q.clone();
+        many.extend((0..(MAX_API_PARAMS + 1 - q.len())).map(|i| (format!("x{i}"), "1".into())));
+        assert_eq!(many.len(), MAX_API_PARAMS + 1);
+        assert_eq!(check(&many, body, now), Err(ApiAuthError::TooManyParams));
+        assert_eq!(
+            check(&many[..MAX_API_PARAMS], body, now),
+            Err(ApiAuthError::Signature)
         );
         // A parameter added after signing changes the signed string.
         let mut extra = q.clone();

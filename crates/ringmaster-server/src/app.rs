@@ -3,17 +3,20 @@
 use crate::dial_limit::{DialLimit, DialLimiter};
 use crate::engine::Engine;
 use crate::error::ApiError;
+use crate::http_server::HttpLimits;
 use crate::notify::Notifiers;
-use crate::routes::{admin, health, quality, voip, webhook_endpoints, webhooks};
+use crate::rate_limit::{RateLimiter, RateLimits};
+use crate::routes::{admin, health, quality, timeline, voip, webhook_endpoints, webhooks};
 use crate::tokens::TokenSigner;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, Method};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use ringmaster_core::session::{
     CallerAnswer, SessionConfig, VoicemailConfig, DEFAULT_BRIDGE_RETRY_DELAY_MS,
     DEFAULT_RING_TIMEOUT_SECS,
 };
+use ringmaster_realtime::RealtimeHub;
 use ringmaster_store::Store;
 use ringmaster_telnyx::{WebhookVerifier, MAX_WEBHOOK_BODY_BYTES};
 use std::ops::Deref;
@@ -26,7 +29,7 @@ use tower_http::trace::TraceLayer;
 pub const API_BODY_LIMIT: usize = 64 * 1024;
 
 /// Behaviour settings of a running server.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Settings {
     /// Bearer token of the admin API.
     pub admin_token: String,
@@ -54,6 +57,30 @@ pub struct Settings {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Retries and give-up time of outbound webhooks to the host app.
     pub webhooks: crate::host_webhooks::WebhookSettings,
+    /// Timeouts and the connection cap of the HTTP listener.
+    pub http: HttpLimits,
+    /// Device API rate limits and caps.
+    pub rate_limits: RateLimits,
+    /// Lifetime of newly issued device tokens; `None` never expires.
+    pub device_token_ttl: Option<Duration>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The admin token and the token secret never reach a log line.
+        f.debug_struct("Settings")
+            .field("admin_token", &"***")
+            .field("token_secret", &"***")
+            .field("connection_id", &self.connection_id)
+            .field("ring_timeout_secs", &self.ring_timeout_secs)
+            .field("dial_limit", &self.dial_limit)
+            .field("http", &self.http)
+            .field("rate_limits", &self.rate_limits)
+            .field("device_token_ttl", &self.device_token_ttl)
+            .field("retention", &self.retention)
+            .field("metrics_listen", &self.metrics_listen)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Settings {
@@ -75,6 +102,9 @@ impl Settings {
             retention: crate::retention::RetentionPolicy::default(),
             metrics_listen: None,
             webhooks: Default::default(),
+            http: HttpLimits::default(),
+            rate_limits: RateLimits::default(),
+            device_token_ttl: None,
         }
     }
 
@@ -117,6 +147,10 @@ pub struct AppInner {
     pub sandbox: Option<SandboxInfo>,
     /// The Telnyx dial limiter the dispatcher uses (its queued-dial counter and grant log).
     pub dials: Arc<DialLimiter>,
+    /// Per-device and per-user request limits of the device API.
+    pub rate_limits: RateLimiter,
+    /// The Pusher-protocol hub, when served (revoking a device closes its sockets there).
+    pub realtime: Option<RealtimeHub>,
 }
 
 /// The one application state every route receives. Cheap to clone.
@@ -170,6 +204,14 @@ pub fn router(state: AppState) -> Router {
             "/api/admin/users/{user_id}/devices",
             post(admin::create_device),
         )
+        .route(
+            "/api/admin/devices/{device_id}",
+            delete(admin::revoke_device),
+        )
+        .route(
+            "/api/admin/devices/{device_id}/token",
+            post(admin::reissue_token),
+        )
         .route("/api/admin/sandbox", get(admin::sandbox))
         .merge(quality::admin_routes())
         .merge(crate::operator::routes())
@@ -186,6 +228,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/voip/my-active-call", get(voip::my_active_call))
         .route("/api/voip/calls", post(voip::place_call).get(voip::history))
         .route("/api/voip/calls/{call_id}", get(voip::call_detail))
+        .route(
+            "/api/voip/calls/{call_id}/timeline",
+            get(timeline::call_timeline),
+        )
         .route("/api/voip/calls/{call_id}/events", post(voip::report))
         .route("/api/voip/calls/{call_id}/decline", post(voip::decline))
         .route("/api/voip/calls/{call_id}/ignore", post(voip::ignore))

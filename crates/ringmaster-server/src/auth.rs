@@ -63,8 +63,17 @@ impl DeviceAuth {
     /// re-issue take effect at once).
     pub async fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
         let invalid = || ApiError::unauthorized("invalid device token");
-        let id = state.tokens.verify(token).ok_or_else(invalid)?;
-        let device = state.store.get_device(&id).await?.ok_or_else(invalid)?;
+        let claims = state.tokens.verify(token).ok_or_else(invalid)?;
+        if claims.expired(state.engine.now().as_millis() / 1000) {
+            return Err(ApiError::unauthorized(
+                "device token expired; ask for a new one",
+            ));
+        }
+        let device = state
+            .store
+            .get_device(&claims.device)
+            .await?
+            .ok_or_else(invalid)?;
         if device.revoked || !same_secret(&device.token_hash, &token_hash(token)) {
             return Err(invalid());
         }

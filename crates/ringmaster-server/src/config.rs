@@ -2,7 +2,8 @@
 //! TOML file, in that order of precedence, over built-in defaults.
 
 use crate::dial_limit::DEFAULT_DIALS_PER_SEC;
-use crate::secrets::{Generated, SecretsHome};
+use crate::limits::{LimitArgs, Limits};
+use crate::secrets::{Generated, Secret, SecretsHome};
 use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
@@ -33,18 +34,18 @@ pub struct ServeArgs {
     pub database_url: Option<String>,
     /// Bearer token for the admin API [default in sandbox mode: generated once, kept in
     /// secrets.toml beside the database].
-    #[arg(long, env = "RINGMASTER_ADMIN_TOKEN")]
-    pub admin_token: Option<String>,
+    #[arg(long, env = "RINGMASTER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
     /// Secret device tokens are signed with [default: generated once, kept in secrets.toml
     /// beside the database].
-    #[arg(long, env = "RINGMASTER_TOKEN_SECRET")]
-    pub token_secret: Option<String>,
+    #[arg(long, env = "RINGMASTER_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<Secret>,
     /// Telnyx API base URL [default: https://api.telnyx.com].
     #[arg(long, env = "RINGMASTER_TELNYX_API_URL")]
     pub telnyx_api_url: Option<String>,
     /// Telnyx API key; without one the built-in emulator runs (sandbox mode).
-    #[arg(long, env = "RINGMASTER_TELNYX_API_KEY")]
-    pub telnyx_api_key: Option<String>,
+    #[arg(long, env = "RINGMASTER_TELNYX_API_KEY", hide_env_values = true)]
+    pub telnyx_api_key: Option<Secret>,
     /// Telnyx webhook public key (base64 Ed25519).
     #[arg(long, env = "RINGMASTER_TELNYX_PUBLIC_KEY")]
     pub telnyx_public_key: Option<String>,
@@ -72,8 +73,8 @@ pub struct ServeArgs {
     pub pusher_key: Option<String>,
     /// Pusher-protocol app secret [default: generated once, kept in secrets.toml beside the
     /// database].
-    #[arg(long, env = "RINGMASTER_PUSHER_SECRET")]
-    pub pusher_secret: Option<String>,
+    #[arg(long, env = "RINGMASTER_PUSHER_SECRET", hide_env_values = true)]
+    pub pusher_secret: Option<Secret>,
     /// Google service-account JSON key file; enables FCM push for Android devices.
     #[arg(long, env = "RINGMASTER_FCM_SERVICE_ACCOUNT")]
     pub fcm_service_account: Option<PathBuf>,
@@ -99,6 +100,9 @@ pub struct ServeArgs {
     #[arg(long, env = "RINGMASTER_APNS_SANDBOX", num_args = 0..=1,
           default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub apns_sandbox: Option<bool>,
+    /// Limits, timeouts and durability (flags and environment only).
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// The same settings as read from the TOML file.
@@ -109,10 +113,10 @@ struct FileConfig {
     metrics_listen: Option<SocketAddr>,
     webhook_disable_after_secs: Option<u64>,
     database_url: Option<String>,
-    admin_token: Option<String>,
-    token_secret: Option<String>,
+    admin_token: Option<Secret>,
+    token_secret: Option<Secret>,
     telnyx_api_url: Option<String>,
-    telnyx_api_key: Option<String>,
+    telnyx_api_key: Option<Secret>,
     telnyx_public_key: Option<String>,
     telnyx_connection_id: Option<String>,
     telnyx_dials_per_sec: Option<u32>,
@@ -121,7 +125,7 @@ struct FileConfig {
     quality_retention_days: Option<u32>,
     pusher_app_id: Option<String>,
     pusher_key: Option<String>,
-    pusher_secret: Option<String>,
+    pusher_secret: Option<Secret>,
     fcm_service_account: Option<PathBuf>,
     fcm_base_url: Option<String>,
     apns_key_file: Option<PathBuf>,
@@ -144,9 +148,9 @@ pub struct Config {
     /// Database URL.
     pub database_url: String,
     /// Admin bearer token.
-    pub admin_token: String,
+    pub admin_token: Secret,
     /// Device-token signing secret.
-    pub token_secret: String,
+    pub token_secret: Secret,
     /// Where secrets this configuration leaves unset are kept; `None` when all are set.
     pub generated_secrets: Option<SecretsHome>,
     /// Dials per second allowed on the Telnyx account.
@@ -165,6 +169,8 @@ pub struct Config {
     pub fcm: Option<FcmSettings>,
     /// APNs push; `None` leaves iOS push off.
     pub apns: Option<ApnsSettings>,
+    /// Limits, timeouts and durability.
+    pub limits: Limits,
 }
 
 /// FCM credentials and endpoint.
@@ -197,7 +203,7 @@ pub struct TelnyxConfig {
     /// API base URL.
     pub api_url: String,
     /// API key.
-    pub api_key: String,
+    pub api_key: Secret,
     /// Webhook public key, base64.
     pub public_key: String,
     /// Call Control connection id.
@@ -212,8 +218,11 @@ pub struct PusherConfig {
     /// App key.
     pub key: String,
     /// App secret.
-    pub secret: String,
+    pub secret: Secret,
 }
+
+/// Shortest admin token accepted outside sandbox mode.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 24;
 
 /// The default database when none is configured.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/ringmaster.db";
@@ -235,6 +244,7 @@ impl Config {
             }
             None => FileConfig::default(),
         };
+        let limits = args.limits.resolve()?;
         let ring_timeout_secs = args
             .ring_timeout_secs
             .or(file.ring_timeout_secs)
@@ -272,9 +282,15 @@ impl Config {
             _ => None,
         };
         if telnyx.is_some() {
+            let given = args.admin_token.as_ref().or(file.admin_token.as_ref());
+            let Some(given) = given else {
+                anyhow::bail!("RINGMASTER_ADMIN_TOKEN is required outside sandbox mode");
+            };
+            // Counted in characters: what a person generating one would count.
+            let chars = given.expose().chars().count();
             anyhow::ensure!(
-                args.admin_token.is_some() || file.admin_token.is_some(),
-                "RINGMASTER_ADMIN_TOKEN is required outside sandbox mode"
+                chars >= MIN_ADMIN_TOKEN_CHARS,
+                "RINGMASTER_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters outside sandbox mode (got {chars}); generate one with `openssl rand -hex 16`"
             );
         }
         let dials_per_sec = args
@@ -289,7 +305,7 @@ impl Config {
             .database_url
             .or(file.database_url)
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
-        let set = |v: Option<String>| v.filter(|s| !s.is_empty());
+        let set = |v: Option<Secret>| v.filter(|s| !s.is_empty());
         let admin_token = set(args.admin_token.or(file.admin_token));
         let token_secret = set(args.token_secret.or(file.token_secret));
         let pusher_secret = set(args.pusher_secret.or(file.pusher_secret));
@@ -299,9 +315,9 @@ impl Config {
                 (a, t, p) => {
                     let g = generated(&database_url)?;
                     (
-                        a.unwrap_or(g.secrets.admin_token),
-                        t.unwrap_or(g.secrets.token_secret),
-                        p.unwrap_or(g.secrets.pusher_secret),
+                        a.unwrap_or(g.secrets.admin_token.into()),
+                        t.unwrap_or(g.secrets.token_secret.into()),
+                        p.unwrap_or(g.secrets.pusher_secret.into()),
                         Some(g.home),
                     )
                 }
@@ -366,6 +382,7 @@ impl Config {
             },
             fcm,
             apns,
+            limits,
         })
     }
 }
@@ -423,7 +440,7 @@ mod tests {
         };
         let c = Config::resolve(args, |_| panic!("nothing to generate")).unwrap();
         assert_eq!(
-            (c.admin_token.as_str(), c.token_secret.as_str()),
+            (c.admin_token.expose(), c.token_secret.expose()),
             ("admin", "tokens")
         );
         assert_eq!(c.generated_secrets, None);
@@ -461,7 +478,7 @@ mod tests {
             ..ServeArgs::default()
         })
         .unwrap();
-        assert_eq!((c.dials_per_sec, c.token_secret.as_str()), (12, "t"));
+        assert_eq!((c.dials_per_sec, c.token_secret.expose()), (12, "t"));
         let zero = ServeArgs {
             telnyx_dials_per_sec: Some(0),
             ..ServeArgs::default()

@@ -5,11 +5,14 @@
 //! [`DialSchedule`] is the pure sliding-window decision (times in, grant times out);
 //! [`DialLimiter`] shares one schedule between dispatcher tasks and keeps counters.
 
+use crate::clock::Clock;
 use ringmaster_core::Timestamp;
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// The window Telnyx counts dials over.
 pub const TELNYX_DIAL_WINDOW: Duration = Duration::from_secs(5);
@@ -81,14 +84,20 @@ impl DialSchedule {
         self.limit
     }
 
-    /// Reserves the earliest slot at or after `now` and returns when that dial may start.
-    pub fn reserve(&mut self, now: Timestamp) -> Timestamp {
+    /// The earliest slot at or after `now`, without reserving it.
+    pub fn next_slot(&self, now: Timestamp) -> Timestamp {
         let mut at = now.max(self.recent.back().copied().unwrap_or(now));
         if self.recent.len() >= self.limit.max_dials as usize {
             if let Some(&oldest) = self.recent.front() {
                 at = at.max(oldest + self.limit.window);
             }
         }
+        at
+    }
+
+    /// Reserves the earliest slot at or after `now` and returns when that dial may start.
+    pub fn reserve(&mut self, now: Timestamp) -> Timestamp {
+        let at = self.next_slot(now);
         self.recent.push_back(at);
         while self.recent.len() > self.limit.max_dials as usize {
             self.recent.pop_front();
@@ -97,12 +106,40 @@ impl DialSchedule {
     }
 }
 
+/// Which dials go first when dials queue: a ring of an inbound call (a caller is waiting on
+/// the line, and the ring timeout runs) before anything a device asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DialPriority {
+    /// Click-to-call legs (the calling device, then the destination).
+    ClickToCall,
+    /// A device rung for an inbound call.
+    InboundRing,
+}
+
 /// The dispatcher's shared dial limiter: one per Telnyx account.
 #[derive(Debug)]
 pub struct DialLimiter {
     schedule: Mutex<DialSchedule>,
     queued: AtomicU64,
     starts: Mutex<VecDeque<DialStart>>,
+    /// Dials waiting in [`DialLimiter::acquire`], highest priority first, then oldest.
+    waiting: Mutex<BTreeSet<(Reverse<DialPriority>, u64)>>,
+    next_ticket: AtomicU64,
+    /// Woken whenever a slot is taken or a waiter leaves, so the next in line re-checks.
+    turn: Notify,
+}
+
+/// Takes a waiter out of the line even if its future is dropped (a cancelled dispatch).
+struct Ticket<'a> {
+    limiter: &'a DialLimiter,
+    key: (Reverse<DialPriority>, u64),
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        lock(&self.limiter.waiting).remove(&self.key);
+        self.limiter.turn.notify_waiters();
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -116,7 +153,64 @@ impl DialLimiter {
             schedule: Mutex::new(DialSchedule::new(limit)),
             queued: AtomicU64::new(0),
             starts: Mutex::new(VecDeque::new()),
+            waiting: Mutex::new(BTreeSet::new()),
+            next_ticket: AtomicU64::new(0),
+            turn: Notify::new(),
         }
+    }
+
+    /// Waits for a dial slot, in priority order: a waiting inbound ring is granted the next
+    /// free slot before any click-to-call dial that queued earlier. Returns the granted time
+    /// (by `clock`).
+    pub async fn acquire(&self, priority: DialPriority, clock: &dyn Clock) -> Timestamp {
+        let key = (
+            Reverse(priority),
+            self.next_ticket.fetch_add(1, Ordering::Relaxed),
+        );
+        lock(&self.waiting).insert(key);
+        let _ticket = Ticket { limiter: self, key };
+        let mut waited = false;
+        loop {
+            let turn = self.turn.notified();
+            tokio::pin!(turn);
+            turn.as_mut().enable();
+            let now = clock.now();
+            let wait = {
+                let mut waiting = lock(&self.waiting);
+                if waiting.first() == Some(&key) {
+                    let mut schedule = lock(&self.schedule);
+                    let at = schedule.next_slot(now);
+                    if at <= now {
+                        schedule.reserve(now);
+                        waiting.remove(&key);
+                        drop((schedule, waiting));
+                        self.turn.notify_waiters();
+                        if waited {
+                            self.queued.fetch_add(1, Ordering::Relaxed);
+                        }
+                        return now;
+                    }
+                    Some(at.saturating_since(now))
+                } else {
+                    None
+                }
+            };
+            waited = true;
+            match wait {
+                Some(wait) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = &mut turn => {}
+                    }
+                }
+                None => turn.await,
+            }
+        }
+    }
+
+    /// Dials waiting in [`DialLimiter::acquire`] now.
+    pub fn waiting(&self) -> usize {
+        lock(&self.waiting).len()
     }
 
     /// The limit in force.
@@ -246,6 +340,63 @@ mod tests {
                 sent: ms(1007)
             }]
         );
+    }
+
+    #[tokio::test]
+    async fn a_queued_inbound_ring_goes_before_click_to_call_that_queued_earlier() {
+        use crate::clock::SystemClock;
+        use std::sync::Arc;
+        let limiter = Arc::new(DialLimiter::new(limit(1, 300)));
+        // Takes the only slot of the window: everything after queues.
+        limiter
+            .acquire(DialPriority::ClickToCall, &SystemClock)
+            .await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let spawn = |name: &'static str, priority| {
+            let (limiter, tx) = (limiter.clone(), tx.clone());
+            tokio::spawn(async move {
+                limiter.acquire(priority, &SystemClock).await;
+                tx.send(name).unwrap();
+            })
+        };
+        let mut tasks = vec![
+            spawn("click-1", DialPriority::ClickToCall),
+            spawn("click-2", DialPriority::ClickToCall),
+        ];
+        while limiter.waiting() < 2 {
+            tokio::task::yield_now().await;
+        }
+        tasks.push(spawn("inbound", DialPriority::InboundRing));
+        let order: Vec<&str> = [rx.recv().await, rx.recv().await, rx.recv().await]
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(order, ["inbound", "click-1", "click-2"]);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(limiter.queued(), 3);
+        assert_eq!(limiter.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_waiter_leaves_the_line() {
+        use crate::clock::SystemClock;
+        let limiter = DialLimiter::new(limit(1, 200));
+        limiter
+            .acquire(DialPriority::ClickToCall, &SystemClock)
+            .await;
+        let cancelled = tokio::time::timeout(
+            Duration::from_millis(10),
+            limiter.acquire(DialPriority::InboundRing, &SystemClock),
+        )
+        .await;
+        assert!(cancelled.is_err());
+        assert_eq!(limiter.waiting(), 0);
+        // The next dial still gets the next slot instead of waiting behind a ghost.
+        limiter
+            .acquire(DialPriority::ClickToCall, &SystemClock)
+            .await;
     }
 
     #[test]

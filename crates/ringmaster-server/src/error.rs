@@ -16,6 +16,8 @@ pub struct ApiError {
     pub message: String,
     /// Extra fields merged into the error object (e.g. the active call on a collision).
     pub details: Option<serde_json::Value>,
+    /// Sent as `Retry-After` (whole seconds, rounded up) when set.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -26,7 +28,15 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
+    }
+
+    /// 429 with code `rate_limited` and a `Retry-After` of `wait`.
+    pub fn rate_limited(message: impl Into<String>, wait: std::time::Duration) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+        e.retry_after = Some(wait);
+        e
     }
 
     /// Attaches extra JSON to the error object.
@@ -69,7 +79,15 @@ impl IntoResponse for ApiError {
         {
             obj.extend(extra);
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if let Some(wait) = self.retry_after {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs.max(1)),
+            );
+        }
+        response
     }
 }
 
@@ -82,10 +100,19 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
                 "unsupported_media_type",
                 "expected Content-Type: application/json",
             ),
-            R::BytesRejection(_) => Self::new(
+            R::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "request body is too large",
+            ),
+            // Anything else failing while the body is read: it was cut off or too slow.
+            R::BytesRejection(e) => Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_incomplete",
+                format!(
+                    "the request body could not be read in time: {}",
+                    e.body_text()
+                ),
             ),
             other => Self::new(StatusCode::BAD_REQUEST, "invalid_json", other.body_text()),
         }

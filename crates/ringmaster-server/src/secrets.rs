@@ -9,6 +9,53 @@ use serde::{Deserialize, Serialize};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+/// A secret value (token, key, password) that never shows in `Debug` output or logs: it
+/// prints as `***`. Read it with [`Secret::expose`] where it is really needed.
+#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Its length in bytes (for strength checks).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+impl PartialEq<&str> for Secret {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 /// Name of the secrets file beside the database.
 pub const SECRETS_FILE: &str = "secrets.toml";
 /// Largest secrets file read (it holds three short strings).
@@ -239,6 +286,14 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             "admin_token = \"a\"\n"
         );
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::from("hunter2-hunter2-hunter2");
+        assert_eq!(format!("{s:?}"), "***");
+        assert_eq!(format!("{:?}", Some(s.clone())), "Some(***)");
+        assert_eq!(s.expose(), "hunter2-hunter2-hunter2");
     }
 
     #[test]

@@ -129,7 +129,11 @@ pub async fn launch(
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Arc::new(PostgresStore::open(url).await.with_context(opening)?)
         } else {
-            Arc::new(SqliteStore::open(url).await.with_context(opening)?)
+            Arc::new(
+                SqliteStore::open_with(url, config.limits.sqlite_sync)
+                    .await
+                    .with_context(opening)?,
+            )
         };
     let addr = listener.local_addr()?;
     let host = host_of(addr);
@@ -137,7 +141,9 @@ pub async fn launch(
     let mut emulator = None;
     let (telnyx, public_key, connection_id, sandbox) = match &config.telnyx {
         Some(t) => (
-            TelnyxClient::new(ClientConfig::new(&t.api_key).with_base_url(api_root(&t.api_url)))?,
+            TelnyxClient::new(
+                ClientConfig::new(t.api_key.expose()).with_base_url(api_root(&t.api_url)),
+            )?,
             t.public_key.clone(),
             t.connection_id.clone(),
             None,
@@ -165,10 +171,13 @@ pub async fn launch(
         }
     };
 
-    let mut settings = Settings::new(config.admin_token.clone(), connection_id);
-    settings.token_secret = config.token_secret.clone();
+    let mut settings = Settings::new(config.admin_token.expose(), connection_id);
+    settings.token_secret = config.token_secret.expose().to_owned();
     settings.ring_timeout_secs = config.ring_timeout_secs;
     settings.dial_limit = DialLimit::per_second(config.dials_per_sec);
+    settings.http = config.limits.http;
+    settings.rate_limits = config.limits.rates;
+    settings.device_token_ttl = config.limits.device_token_ttl;
     settings.retention =
         crate::retention::RetentionPolicy::with_history_days(config.history_retention_days)
             .with_quality_days(config.quality_retention_days);
@@ -177,11 +186,10 @@ pub async fn launch(
         settings.webhooks.disable_after = Duration::from_secs(secs);
     }
     let pusher = &config.pusher;
-    let hub = RealtimeHub::new(RealtimeConfig::new(
-        &pusher.app_id,
-        &pusher.key,
-        &pusher.secret,
-    ));
+    let mut realtime = RealtimeConfig::new(&pusher.app_id, &pusher.key, pusher.secret.expose());
+    realtime.max_connections_per_ip = config.limits.ws_max_per_ip;
+    realtime.subscribe_timeout = config.limits.ws_subscribe_timeout;
+    let hub = RealtimeHub::new(realtime);
     let push = sender_from_config(config.fcm.as_ref(), config.apns.as_ref())
         .map_err(ConfigError)?
         .map(|sender| {
@@ -277,10 +285,14 @@ fn print_banner(config: &Config, launched: &Launched) {
             "SANDBOX MODE: no Telnyx API key is set, so the built-in Telnyx emulator plays Telnyx."
         );
         println!("  emulator control API: {}", sandbox.emulator_url);
-        println!("  admin token:          {}", config.admin_token);
+        // Sandbox only: the operator needs these to try the demo, and nothing real is at stake.
+        let admin_token = config.admin_token.expose();
+        println!("  admin token:          {admin_token}");
         println!(
             "  Pusher app:           id {}  key {}  secret {}",
-            pusher.app_id, pusher.key, pusher.secret
+            pusher.app_id,
+            pusher.key,
+            pusher.secret.expose()
         );
         if let Some(demo) = &launched.demo {
             println!();
@@ -291,23 +303,19 @@ fn print_banner(config: &Config, launched: &Launched) {
             println!("  {url}/?device_token={}", demo.web_token);
             println!(
                 "  operator view: {url}/operator?admin_token={}",
-                config.admin_token
+                config.admin_token.expose()
             );
         }
         println!();
         println!("Watch a simultaneous ring (a demo user with 3 devices; one answers):");
+        println!("  ringmaster call --server {url} --admin-token {admin_token}");
         println!(
-            "  ringmaster call --server {url} --admin-token {}",
-            config.admin_token
-        );
-        println!(
-            "  (from a checkout: cargo run --release -- call --server {url} --admin-token {})",
-            config.admin_token
+            "  (from a checkout: cargo run --release -- call --server {url} --admin-token {admin_token})"
         );
         println!();
         println!("Or step by step with curl:");
-        println!("  curl -s -H 'Authorization: Bearer {}' -d '{{\"name\":\"Ada\",\"numbers\":[\"+15550100001\"]}}' -H 'Content-Type: application/json' {url}/api/admin/users", config.admin_token);
-        println!("  curl -s -H 'Authorization: Bearer {}' -d '{{\"platform\":\"web\",\"sip_uri\":\"sip:ada@example.com\"}}' -H 'Content-Type: application/json' {url}/api/admin/users/USER_ID/devices", config.admin_token);
+        println!("  curl -s -H 'Authorization: Bearer {admin_token}' -d '{{\"name\":\"Ada\",\"numbers\":[\"+15550100001\"]}}' -H 'Content-Type: application/json' {url}/api/admin/users");
+        println!("  curl -s -H 'Authorization: Bearer {admin_token}' -d '{{\"platform\":\"web\",\"sip_uri\":\"sip:ada@example.com\"}}' -H 'Content-Type: application/json' {url}/api/admin/users/USER_ID/devices");
         println!(
             "  curl -s -d '{{\"from\":\"+15557654321\",\"to\":\"+15550100001\"}}' {}/calls",
             sandbox.emulator_url

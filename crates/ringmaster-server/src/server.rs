@@ -7,6 +7,7 @@ use crate::dial_limit::DialLimiter;
 use crate::dispatch::Dispatcher;
 use crate::engine::Engine;
 use crate::notify::Notifiers;
+use crate::rate_limit::RateLimiter;
 use crate::timers;
 use crate::tokens::TokenSigner;
 use anyhow::Context as _;
@@ -90,6 +91,8 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
         notifiers: setup.notifiers.clone(),
         sandbox: setup.sandbox,
         dials: dials.clone(),
+        rate_limits: RateLimiter::new(setup.settings.rate_limits),
+        realtime: setup.realtime.clone(),
     }));
     let (shutdown, stop) = watch::channel(false);
     let dispatcher = Arc::new(
@@ -132,15 +135,13 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
         }
         None => None,
     };
-    let mut http_stop = stop.clone();
-    let http = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = http_stop.wait_for(|stop| *stop).await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    });
+    let http = tokio::spawn(crate::http_server::serve(
+        listener,
+        app,
+        setup.settings.http,
+        stop.clone(),
+        DRAIN_TIMEOUT,
+    ));
     // The main HTTP server first: shutdown drains it before the rest.
     tasks.insert(0, http);
     tasks.push(tokio::spawn(dispatcher.run(stop.clone())));

@@ -8,13 +8,6 @@ use ringmaster_core::session::NotifyEvent;
 use ringmaster_telnyx::WebhookSigner;
 use serde_json::{json, Value};
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn webhook(event_type: &str, payload: Value) -> Vec<u8> {
     json!({"data": {
         "record_type": "event",
@@ -472,7 +465,7 @@ async fn device_tokens_survive_a_restart_of_serve_on_the_same_database() {
     let url = first.server.url();
     let post = |path: &str, body: Value| {
         http.post(format!("{url}{path}"))
-            .bearer_auth(&config.admin_token)
+            .bearer_auth(config.admin_token.expose())
             .json(&body)
             .send()
     };

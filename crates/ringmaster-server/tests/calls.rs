@@ -230,13 +230,6 @@ async fn two_answers_ten_ms_apart_bridge_once_across_200_concurrent_calls() {
     assert!(h.executed_twice().is_empty());
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caller_hangup_while_ringing_cancels_every_leg_and_records_a_missed_call() {
     let h = Harness::start(Options::default()).await;

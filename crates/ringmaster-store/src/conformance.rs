@@ -86,6 +86,8 @@ macro_rules! __conformance_cases {
             invalid_quality_changes_nothing
             ops_stats_count_live_calls_and_the_outbox_backlog
             webhook_events_are_logged_in_order_and_endpoints_track_delivery
+            push_tokens_move_and_tokens_reissue
+            unfinished_calls_and_timeline_pages
         );
     };
 }
@@ -1898,4 +1900,121 @@ fn host(effect: Value) -> OutboxEffect {
         lane: Lane::Host,
         order_key: None,
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hardening
+
+/// A push token lives on one device only, and a device's token hash can be replaced.
+pub async fn push_tokens_move_and_tokens_reissue(h: &dyn Harness) {
+    let store = h.open().await;
+    store.create_user(user("alice", "t1", &[])).await.unwrap();
+    store.create_user(user("bob", "t1", &[])).await.unwrap();
+    for (d, u) in [("a1", "alice"), ("a2", "alice"), ("b1", "bob")] {
+        store.create_device(device(d, u, 1)).await.unwrap();
+    }
+    let id = DeviceId::new;
+    store
+        .set_push_token(&id("a1"), PushProvider::Apns, "phone")
+        .await
+        .unwrap();
+    store
+        .set_push_token(&id("a2"), PushProvider::Apns, "other")
+        .await
+        .unwrap();
+    // The phone is re-registered under bob: alice's device must stop getting its pushes.
+    store
+        .set_push_token(&id("b1"), PushProvider::Apns, "phone")
+        .await
+        .unwrap();
+    let token = |d: Option<Device>| d.and_then(|d| d.push_token);
+    assert_eq!(token(store.get_device(&id("a1")).await.unwrap()), None);
+    assert_eq!(
+        store
+            .get_device(&id("a1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .push_provider,
+        None
+    );
+    assert_eq!(
+        token(store.get_device(&id("b1")).await.unwrap()).as_deref(),
+        Some("phone")
+    );
+    assert_eq!(
+        token(store.get_device(&id("a2")).await.unwrap()).as_deref(),
+        Some("other")
+    );
+
+    store.set_device_token(&id("a2"), "hash-new").await.unwrap();
+    assert_eq!(
+        store
+            .get_device(&id("a2"))
+            .await
+            .unwrap()
+            .unwrap()
+            .token_hash,
+        "hash-new"
+    );
+    assert!(matches!(
+        store.set_device_token(&id("nope"), "h").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(is_invalid(store.set_device_token(&id("a2"), "").await));
+}
+
+/// Unfinished calls are counted per user; a call's timeline reads in pages with its length.
+pub async fn unfinished_calls_and_timeline_pages(h: &dyn Harness) {
+    let store = h.open().await;
+    for (i, status) in [CallStatus::Ringing, CallStatus::Bridged, CallStatus::Ended]
+        .into_iter()
+        .enumerate()
+    {
+        let session = format!("s{i}");
+        let mut c = commit(&session, "alice", None, "x");
+        c.calls = vec![CallRecord {
+            status,
+            ..record(&session, "alice", "t1", 1_000 + i as u64)
+        }];
+        apply(&*store, c).await;
+    }
+    let mut c = commit("b0", "bob", None, "x");
+    c.calls = vec![record("b0", "bob", "t1", 1_000)];
+    apply(&*store, c).await;
+    assert_eq!(store.unfinished_calls(&uid("alice")).await.unwrap(), 2);
+    assert_eq!(store.unfinished_calls(&uid("bob")).await.unwrap(), 1);
+    assert_eq!(store.unfinished_calls(&uid("carol")).await.unwrap(), 0);
+
+    let mut c = commit("s0", "alice", Some(1), "x");
+    c.timeline = (0..5)
+        .map(|i| entry("s0", 2_000 + i, &format!("k{i}"), "x"))
+        .collect();
+    apply(&*store, c).await;
+    let kinds = |page: &[TimelineEntry]| page.iter().map(|e| e.kind.clone()).collect::<Vec<_>>();
+    let (page, total) = store
+        .call_timeline(&uid("alice"), &sid("s0"), 0, 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((kinds(&page), total), (vec!["k0".into(), "k1".into()], 5));
+    let (page, _) = store
+        .call_timeline(&uid("alice"), &sid("s0"), 4, 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kinds(&page), vec!["k4".to_owned()]);
+    let (page, total) = store
+        .call_timeline(&uid("alice"), &sid("s0"), 9, 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((page.len(), total), (0, 5));
+    assert_eq!(
+        store
+            .call_timeline(&uid("bob"), &sid("s0"), 0, 2)
+            .await
+            .unwrap(),
+        None
+    );
 }

@@ -42,11 +42,17 @@ pub use session::{
     Commit, CommitOutcome, Lane, OutboxEffect, OutboxEntry, Pruned, Retention, StoredSession,
 };
 pub use session_commit::{call_status, session_commit};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, SqliteSync};
 pub use webhook_store::WebhookStore;
 
 use async_trait::async_trait;
 use ringmaster_core::{CallSessionId, DeviceId, Timestamp, UserId};
+/// History statuses of a call that has not ended.
+pub const UNFINISHED_STATUSES: [CallStatus; 3] = [
+    CallStatus::Ringing,
+    CallStatus::Answered,
+    CallStatus::Bridged,
+];
 
 /// Durable state of the coordinator. Shared as `Arc<dyn Store>`. Call quality analytics
 /// live in the supertrait [`QualityStore`].
@@ -80,7 +86,9 @@ pub trait Store: QualityStore + OpsStore + WebhookStore + Send + Sync + 'static 
     /// All devices of a user, revoked ones included, oldest first.
     async fn devices_of_user(&self, user_id: &UserId) -> Result<Vec<Device>, StoreError>;
 
-    /// Records the device's current push token.
+    /// Records the device's current push token and clears it from every other device: a
+    /// token reaches one app install, so a phone re-registered under another user must stop
+    /// getting the first user's pushes.
     async fn set_push_token(
         &self,
         id: &DeviceId,
@@ -94,6 +102,22 @@ pub trait Store: QualityStore + OpsStore + WebhookStore + Send + Sync + 'static 
 
     /// Marks a device revoked; it stays listed but must no longer be dialled or trusted.
     async fn revoke_device(&self, id: &DeviceId) -> Result<(), StoreError>;
+
+    /// Replaces the device's token hash (a re-issued token); the old token stops working.
+    async fn set_device_token(&self, id: &DeviceId, token_hash: &str) -> Result<(), StoreError>;
+
+    /// How many of the user's calls have not ended yet (ringing, answered or bridged).
+    async fn unfinished_calls(&self, user_id: &UserId) -> Result<u64, StoreError>;
+
+    /// Up to `limit` timeline entries of a call of this user, oldest first, skipping the
+    /// first `offset`, and the timeline's total length; `None` for another user's call.
+    async fn call_timeline(
+        &self,
+        user_id: &UserId,
+        call_session_id: &CallSessionId,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Option<(Vec<TimelineEntry>, u64)>, StoreError>;
 
     /// The session with this id.
     async fn load_session(&self, id: &CallSessionId) -> Result<Option<StoredSession>, StoreError>;

@@ -422,7 +422,62 @@ impl Store for MemoryStore {
             .ok_or_else(|| StoreError::not_found("device", id.as_str()))?;
         device.push_token = Some(token.to_owned());
         device.push_provider = Some(provider);
+        for (other_id, other) in state.devices.iter_mut() {
+            if other_id != id && other.push_token.as_deref() == Some(token) {
+                other.push_token = None;
+                other.push_provider = None;
+            }
+        }
         Ok(())
+    }
+
+    async fn set_device_token(&self, id: &DeviceId, token_hash: &str) -> Result<(), StoreError> {
+        limits::text("token hash", token_hash, limits::MAX_TOKEN_HASH_LEN)?;
+        let mut state = self.lock();
+        let device = state
+            .devices
+            .get_mut(id)
+            .ok_or_else(|| StoreError::not_found("device", id.as_str()))?;
+        device.token_hash = token_hash.to_owned();
+        Ok(())
+    }
+
+    async fn unfinished_calls(&self, user_id: &UserId) -> Result<u64, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .calls
+            .values()
+            .filter(|c| c.user_id == *user_id && crate::UNFINISHED_STATUSES.contains(&c.status))
+            .count() as u64)
+    }
+
+    async fn call_timeline(
+        &self,
+        user_id: &UserId,
+        call_session_id: &CallSessionId,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Option<(Vec<TimelineEntry>, u64)>, StoreError> {
+        let state = self.lock();
+        if state
+            .calls
+            .get(call_session_id)
+            .is_none_or(|c| c.user_id != *user_id)
+        {
+            return Ok(None);
+        }
+        let all = state
+            .timeline
+            .get(call_session_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let page = all
+            .iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(limit.min(limits::MAX_PAGE) as usize)
+            .cloned()
+            .collect();
+        Ok(Some((page, all.len() as u64)))
     }
 
     async fn clear_push_token(&self, id: &DeviceId, token: &str) -> Result<bool, StoreError> {

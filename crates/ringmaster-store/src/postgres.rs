@@ -358,18 +358,108 @@ impl Store for PostgresStore {
         if !storable(id.as_str()) {
             return Err(StoreError::not_found("device", id.as_str()));
         }
+        let mut tx = self.pool.begin().await?;
         let changed =
             sqlx::query("UPDATE devices SET push_token = $1, push_provider = $2 WHERE id = $3")
                 .bind(token)
                 .bind(provider.as_str())
                 .bind(id.as_str())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?
                 .rows_affected();
         if changed == 0 {
             return Err(StoreError::not_found("device", id.as_str()));
         }
+        sqlx::query(
+            "UPDATE devices SET push_token = NULL, push_provider = NULL \
+             WHERE push_token = $1 AND id <> $2",
+        )
+        .bind(token)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn set_device_token(&self, id: &DeviceId, token_hash: &str) -> Result<(), StoreError> {
+        limits::text("token hash", token_hash, limits::MAX_TOKEN_HASH_LEN)?;
+        if !storable(id.as_str()) {
+            return Err(StoreError::not_found("device", id.as_str()));
+        }
+        let changed = sqlx::query("UPDATE devices SET token_hash = $1 WHERE id = $2")
+            .bind(token_hash)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::not_found("device", id.as_str()));
+        }
+        Ok(())
+    }
+
+    async fn unfinished_calls(&self, user_id: &UserId) -> Result<u64, StoreError> {
+        if !storable(user_id.as_str()) {
+            return Ok(0);
+        }
+        let statuses: Vec<&str> = crate::UNFINISHED_STATUSES
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM call_records WHERE user_id = $1 AND status = ANY($2)",
+        )
+        .bind(user_id.as_str())
+        .bind(&statuses)
+        .fetch_one(&self.pool)
+        .await?;
+        unsigned(n)
+    }
+
+    async fn call_timeline(
+        &self,
+        user_id: &UserId,
+        call_session_id: &CallSessionId,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Option<(Vec<TimelineEntry>, u64)>, StoreError> {
+        if !storable(user_id.as_str()) || !storable(call_session_id.as_str()) {
+            return Ok(None);
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let owned =
+            sqlx::query("SELECT 1 FROM call_records WHERE call_session_id = $1 AND user_id = $2")
+                .bind(call_session_id.as_str())
+                .bind(user_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+        if !owned {
+            return Ok(None);
+        }
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM call_timeline WHERE call_session_id = $1")
+                .bind(call_session_id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        let page = sqlx::query(
+            "SELECT call_session_id, at, source, device_id, kind, from_state, to_state, detail \
+             FROM call_timeline WHERE call_session_id = $1 ORDER BY seq LIMIT $2 OFFSET $3",
+        )
+        .bind(call_session_id.as_str())
+        .bind(i64::from(limit.min(limits::MAX_PAGE)))
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(timeline_from)
+        .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await?;
+        Ok(Some((page, unsigned(total)?)))
     }
 
     async fn clear_push_token(&self, id: &DeviceId, token: &str) -> Result<bool, StoreError> {

@@ -45,6 +45,39 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read connections for a file database.
 const READERS: u32 = 4;
 
+/// How hard SQLite pushes each commit to disk (`PRAGMA synchronous`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SqliteSync {
+    /// Every commit is on disk before it is acknowledged: an acknowledged webhook survives a
+    /// power loss (Telnyx does not resend one we answered 200).
+    #[default]
+    Full,
+    /// WAL + NORMAL: survives a process crash, but an OS crash or power loss can lose the
+    /// last commits.
+    Normal,
+}
+
+impl std::str::FromStr for SqliteSync {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, StoreError> {
+        match s.to_ascii_lowercase().as_str() {
+            "full" => Ok(Self::Full),
+            "normal" => Ok(Self::Normal),
+            _ => Err(StoreError::invalid("sqlite sync", "must be full or normal")),
+        }
+    }
+}
+
+impl SqliteSync {
+    fn pragma(self) -> SqliteSynchronous {
+        match self {
+            Self::Full => SqliteSynchronous::Full,
+            Self::Normal => SqliteSynchronous::Normal,
+        }
+    }
+}
+
 /// A [`Store`] in an SQLite database file (or `sqlite::memory:`).
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -59,7 +92,15 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating file, parent directory and schema as needed) the database at `url`,
     /// e.g. `sqlite://data/ringmaster.db` or `sqlite::memory:`, and applies pending migrations.
+    /// Commits are fully synchronous ([`SqliteSync::Full`]).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, SqliteSync::default()).await
+    }
+
+    /// Like [`SqliteStore::open`] with the given durability. A directory it creates is
+    /// private to the owner (0700) and so is the database file (0600), since it holds token
+    /// hashes and call history.
+    pub async fn open_with(url: &str, sync: SqliteSync) -> Result<Self, StoreError> {
         if !url.starts_with("sqlite:") {
             return Err(StoreError::invalid(
                 "database url",
@@ -70,8 +111,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::invalid("database url", e.to_string()))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // WAL + NORMAL survives a process crash; only an OS crash can lose the last commits.
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(sync.pragma())
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
@@ -90,16 +130,7 @@ impl SqliteStore {
             return Ok(Self::with_pools(pool.clone(), pool));
         }
 
-        if let Some(dir) = options.get_filename().parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::Backend(sqlx::Error::Io(std::io::Error::new(
-                        e.kind(),
-                        format!("creating {}: {e}", dir.display()),
-                    )))
-                })?;
-            }
-        }
+        private_file(options.get_filename())?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
@@ -110,6 +141,13 @@ impl SqliteStore {
             .connect_with(options.create_if_missing(false))
             .await?;
         Ok(Self::with_pools(writer, reader))
+    }
+
+    /// The `PRAGMA synchronous` level writes run with (0 off, 1 normal, 2 full, 3 extra).
+    pub async fn synchronous(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&self.writer)
+            .await?)
     }
 
     /// The store over its pools, with its group writer started.
@@ -199,6 +237,55 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+}
+
+fn io_error(what: &str, path: &std::path::Path, e: std::io::Error) -> StoreError {
+    StoreError::Backend(sqlx::Error::Io(std::io::Error::new(
+        e.kind(),
+        format!("{what} {}: {e}", path.display()),
+    )))
+}
+
+/// Creates the database's directory (0700) and file (0600) before SQLite does, so neither is
+/// ever readable by other users; an existing file readable by others is tightened. SQLite
+/// gives its `-wal` and `-shm` files the database file's mode.
+fn private_file(path: &std::path::Path) -> Result<(), StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt as _;
+                builder.mode(0o700);
+            }
+            builder
+                .create(dir)
+                .map_err(|e| io_error("creating", dir, e))?;
+        }
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let file = options
+        .open(path)
+        .map_err(|e| io_error("creating", path, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let meta = file.metadata().map_err(|e| io_error("reading", path, e))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), "database file was readable by others; setting it to 0600");
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| io_error("restricting", path, e))?;
+        }
+    }
+    drop(file);
+    Ok(())
 }
 
 async fn current_version(
@@ -645,6 +732,14 @@ impl SqliteStore {
         if changed == 0 {
             return Err(StoreError::not_found("device", id.as_str()));
         }
+        sqlx::query(
+            "UPDATE devices SET push_token = NULL, push_provider = NULL \
+             WHERE push_token = ? AND id <> ?",
+        )
+        .bind(token)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -756,6 +851,76 @@ impl Store for SqliteStore {
         let result = self.revoke_device_db(id).await;
         self.directory.invalidate();
         result
+    }
+
+    async fn set_device_token(&self, id: &DeviceId, token_hash: &str) -> Result<(), StoreError> {
+        limits::text("token hash", token_hash, limits::MAX_TOKEN_HASH_LEN)?;
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query("UPDATE devices SET token_hash = ? WHERE id = ?")
+            .bind(token_hash)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::not_found("device", id.as_str()));
+        }
+        tx.commit().await?;
+        self.directory.invalidate();
+        Ok(())
+    }
+
+    async fn unfinished_calls(&self, user_id: &UserId) -> Result<u64, StoreError> {
+        let [a, b, c] = crate::UNFINISHED_STATUSES.map(|s| s.as_str());
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM call_records WHERE user_id = ? AND status IN (?, ?, ?)",
+        )
+        .bind(user_id.as_str())
+        .bind(a)
+        .bind(b)
+        .bind(c)
+        .fetch_one(&self.reader)
+        .await?;
+        unsigned(n)
+    }
+
+    async fn call_timeline(
+        &self,
+        user_id: &UserId,
+        call_session_id: &CallSessionId,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Option<(Vec<TimelineEntry>, u64)>, StoreError> {
+        let mut tx = self.reader.begin().await?;
+        let owned =
+            sqlx::query("SELECT 1 FROM call_records WHERE call_session_id = ? AND user_id = ?")
+                .bind(call_session_id.as_str())
+                .bind(user_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+        if !owned {
+            return Ok(None);
+        }
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM call_timeline WHERE call_session_id = ?")
+                .bind(call_session_id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        let page = sqlx::query(
+            "SELECT call_session_id, at, source, device_id, kind, from_state, to_state, detail \
+             FROM call_timeline WHERE call_session_id = ? ORDER BY seq LIMIT ? OFFSET ?",
+        )
+        .bind(call_session_id.as_str())
+        .bind(i64::from(limit.min(limits::MAX_PAGE)))
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(timeline_from)
+        .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await?;
+        Ok(Some((page, unsigned(total)?)))
     }
 
     async fn user_by_number(&self, number: &str) -> Result<Option<User>, StoreError> {

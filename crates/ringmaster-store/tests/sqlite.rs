@@ -144,3 +144,59 @@ async fn a_declined_call_is_stored_as_declined_with_no_billed_time() {
     .unwrap();
     assert_eq!((status.as_str(), seconds, minutes), ("declined", 0, 0));
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_database_and_its_directory_are_private_to_the_owner() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = format!("sqlite://{}/ringmaster.db", data.display());
+    let store = SqliteStore::open(&url).await.unwrap();
+    // A write makes SQLite create its WAL file too.
+    store
+        .create_user(ringmaster_store::User {
+            id: UserId::new("u1"),
+            tenant_id: TenantId::new("t"),
+            name: "Ada".into(),
+            numbers: vec![],
+            call_waiting: false,
+            voicemail_enabled: false,
+            created_at: Timestamp::from_millis(1),
+        })
+        .await
+        .unwrap();
+    let mode = |p: std::path::PathBuf| std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(data.clone()), 0o700);
+    assert_eq!(mode(data.join("ringmaster.db")), 0o600);
+    assert_eq!(mode(data.join("ringmaster.db-wal")), 0o600);
+    store.close().await;
+
+    // A database left world-readable by an older version is tightened on open.
+    std::fs::set_permissions(
+        data.join("ringmaster.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let store = SqliteStore::open(&url).await.unwrap();
+    assert_eq!(mode(data.join("ringmaster.db")), 0o600);
+    assert!(store.get_user(&UserId::new("u1")).await.unwrap().is_some());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn synchronous_mode_is_full_unless_asked_otherwise() {
+    use ringmaster_store::SqliteSync;
+    let file = SqliteFile::new();
+    for (sync, pragma) in [
+        (SqliteSync::default(), 2i64),
+        (SqliteSync::Normal, 1),
+        (SqliteSync::Full, 2),
+    ] {
+        let store = SqliteStore::open_with(&file.url(), sync).await.unwrap();
+        assert_eq!(store.synchronous().await.unwrap(), pragma, "{sync:?}");
+        store.close().await;
+    }
+    assert_eq!("NORMAL".parse::<SqliteSync>().unwrap(), SqliteSync::Normal);
+    assert!("off".parse::<SqliteSync>().is_err());
+}

@@ -64,6 +64,13 @@ pub enum Input {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         channel: Option<crate::dismissal::Channel>,
     },
+    /// A webhook arrived for a leg this session does not know although its `client_state`
+    /// names the session (a dial sent twice after a crash or a timeout created a second leg).
+    /// The leg is hung up so no device rings for a call nobody tracks.
+    UnknownLeg {
+        /// The leg Telnyx reported.
+        ccid: CallControlId,
+    },
     /// The store refused the active-call entry an answer asked for: the user is already on
     /// another call and has no call waiting. The driver sends it before re-running the input
     /// whose commit was refused, so that input is handled as an answer the user cannot take.

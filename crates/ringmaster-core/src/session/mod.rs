@@ -408,6 +408,14 @@ impl Session {
             Input::DeviceDecline { device } => self.on_device_decline(&device, now, fx),
             Input::DeviceIgnore { device } => self.on_device_ignore(&device, now, fx),
             report @ Input::DeviceReport { .. } => self.on_device_report(report, now, fx),
+            Input::UnknownLeg { ccid } => {
+                if !self.legs.iter().any(|l| l.ccid.as_ref() == Some(&ccid)) {
+                    let detail = Some(format!("leg {ccid} unknown to the call; hung up"));
+                    self.command(Action::Hangup { ccid }, fx);
+                    self.timeline("stray_leg_hangup", None, detail, now, fx);
+                }
+                Ok(())
+            }
             Input::RegistryBusy => {
                 self.registry_busy = true;
                 Ok(())

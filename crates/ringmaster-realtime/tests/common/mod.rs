@@ -65,6 +65,18 @@ impl Server {
         Self { hub, addr }
     }
 
+    /// Like [`Server::start`], with each request carrying the client address (as the
+    /// coordinator's listener does), so per-address limits apply.
+    pub async fn start_with_peer_addr(config: RealtimeConfig) -> Self {
+        let hub = RealtimeHub::new(config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(hub.clone(), Arc::new(TestAuth))
+            .into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { hub, addr }
+    }
+
     pub fn http(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -16,6 +16,9 @@ pub struct BenchArgs {
 enum Scenario {
     /// Webhook acknowledgement: new calls and unknown numbers against a minimal durable ingest.
     Ingest(IngestArgs),
+    /// WebSocket fan-out: N sockets on one channel, events published through the signed HTTP
+    /// API; delivery latency p50/p99, memory per socket and connect rate.
+    Fanout(bench::fanout::FanoutArgs),
 }
 
 /// Options of `ringmaster bench ingest`.
@@ -40,7 +43,10 @@ struct IngestArgs {
 
 /// Runs the benchmark.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let Scenario::Ingest(args) = args.scenario;
+    let args = match args.scenario {
+        Scenario::Ingest(args) => args,
+        Scenario::Fanout(args) => return bench::fanout::run(args),
+    };
     let mut plan = if args.quick {
         IngestPlan::quick()
     } else {

@@ -12,6 +12,7 @@ use axum::Json;
 use ringmaster_core::{DeviceId, TenantId, UserId};
 use ringmaster_store::{Device, DevicePlatform, User, UserSettings};
 use serde::Deserialize;
+use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 /// Longest device SIP URI (sessions refuse longer addresses).
@@ -189,7 +190,7 @@ pub async fn create_device(
         )));
     }
     let id = DeviceId::new(new_id("dev"));
-    let token = app.tokens.issue(&id);
+    let (token, expires_at) = issue_token(&app, &id);
     let device = Device {
         id,
         user_id: UserId::new(user_id),
@@ -208,8 +209,67 @@ pub async fn create_device(
         Json(NewDeviceView {
             device: (&device).into(),
             token,
+            token_expires_at: expires_at,
         }),
     ))
+}
+
+/// A fresh token for `device` under the configured lifetime, and its expiry (Unix seconds).
+fn issue_token(app: &AppState, device: &DeviceId) -> (String, Option<u64>) {
+    let expires_at = app
+        .settings
+        .device_token_ttl
+        .map(|ttl| app.engine.now().as_millis() / 1000 + ttl.as_secs());
+    (app.tokens.issue_until(device, expires_at), expires_at)
+}
+
+/// `DELETE /api/admin/devices/{id}`: revokes a device. Its token is refused from now on, it is
+/// no longer rung, and its WebSocket connections on this node are closed with 4009.
+/// Revoking twice is harmless.
+pub async fn revoke_device(
+    _: Admin,
+    State(app): State<AppState>,
+    Path(device_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = DeviceId::new(device_id);
+    app.store.revoke_device(&id).await?;
+    let sockets_closed = app.realtime.as_ref().map_or(0, |hub| hub.close_device(&id));
+    tracing::info!(device_id = %id, sockets_closed, "device revoked");
+    Ok(Json(json!({
+        "id": id,
+        "revoked": true,
+        "sockets_closed": sockets_closed,
+    })))
+}
+
+/// `POST /api/admin/devices/{id}/token`: issues a new token for a device; the old one stops
+/// working at once. 409 `device_revoked` for a revoked device.
+pub async fn reissue_token(
+    _: Admin,
+    State(app): State<AppState>,
+    Path(device_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = DeviceId::new(device_id);
+    let device = app
+        .store
+        .get_device(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such device"))?;
+    if device.revoked {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "device_revoked",
+            "a revoked device gets no new token; register a new device",
+        ));
+    }
+    let (token, expires_at) = issue_token(&app, &id);
+    app.store.set_device_token(&id, &token_hash(&token)).await?;
+    tracing::info!(device_id = %id, "device token re-issued");
+    Ok(Json(json!({
+        "id": id,
+        "token": token,
+        "token_expires_at": expires_at,
+    })))
 }
 
 /// `GET /api/admin/sandbox`: where the built-in emulator listens (404 outside sandbox mode).

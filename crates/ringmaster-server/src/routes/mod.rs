@@ -1,8 +1,10 @@
 //! HTTP handlers, one module per API area.
 
 pub mod admin;
+pub mod guard;
 pub mod health;
 pub mod quality;
+pub mod timeline;
 pub mod views;
 pub mod voip;
 pub mod webhook_endpoints;

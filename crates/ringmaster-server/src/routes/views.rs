@@ -62,6 +62,8 @@ pub struct NewDeviceView {
     pub device: DeviceView,
     /// Device bearer token for the device API and channel auth.
     pub token: String,
+    /// When the token expires (ms since the epoch); `null` when tokens do not expire.
+    pub token_expires_at: Option<u64>,
 }
 
 /// A user as the admin API shows it.

@@ -122,6 +122,7 @@ pub async fn place_call(
             "to must be an E.164 number (+ and up to 15 digits)",
         ));
     }
+    crate::routes::guard::may_place_call(&app, &auth).await?;
     let from = match req.from {
         Some(from) if auth.user.numbers.contains(&from) => from,
         Some(_) => {
@@ -272,6 +273,7 @@ pub async fn report(
     let exclude_socket =
         sender_socket(&headers, report.socket_id.as_deref())?.map(|s| s.as_str().to_owned());
     let session = visible_call(&app, &auth, &call_id).await?;
+    crate::routes::guard::may_report(&app, &auth, &session).await?;
     let input = Input::DeviceReport {
         device: auth.device.id.clone(),
         seq: report.seq,

@@ -17,13 +17,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use bytes::Bytes;
-use ringmaster_core::session::{Input, NewInbound, RingTarget, Session};
+use ringmaster_core::session::{
+    Input, NewInbound, ProviderEventKind, RingTarget, Session, SessionError,
+};
 use ringmaster_store::{TimelineEntry, TimelineSource};
 use ringmaster_telnyx::{WebhookError, WebhookEvent};
 use serde_json::json;
 use tracing::Instrument as _;
 
-fn answer(status: &str, reason: Option<String>) -> Json<WebhookAnswer> {
+/// The webhook answer body.
+pub fn answer(status: &str, reason: Option<String>) -> Json<WebhookAnswer> {
     Json(WebhookAnswer {
         status: status.to_owned(),
         reason,
@@ -150,6 +153,13 @@ async fn handle(
         Ok(Applied::Committed(_)) => answer("processed", None),
         Ok(Applied::Unchanged(_)) => answer("processed", None),
         Ok(Applied::Duplicate) => answer("duplicate", None),
+        Ok(Applied::Refused(SessionError::UnknownLeg {
+            call_control_id: Some(ccid),
+        })) if routed.event.client_state.is_some()
+            && !matches!(routed.event.kind, ProviderEventKind::Hangup { .. }) =>
+        {
+            crate::stray_leg::hang_up(app, &routed.session, &ccid).await?
+        }
         Ok(Applied::Refused(e)) => ignored(format!("refused by the call: {e}")),
         Err(EngineError::UnknownSession(_)) => ignored("unknown call"),
         // Acknowledged so Telnyx stops redelivering; the quarantine is logged and counted.

@@ -117,6 +117,8 @@ pub struct Options {
     pub metrics_listen: bool,
     /// Outbound webhook retries; `None` retries fast and never disables an endpoint.
     pub webhooks: Option<ringmaster_server::host_webhooks::WebhookSettings>,
+    /// Last changes to the server settings (limits, timeouts).
+    pub settings: Option<fn(&mut Settings)>,
 }
 
 impl Default for Options {
@@ -130,6 +132,7 @@ impl Default for Options {
             postgres: false,
             metrics_listen: false,
             webhooks: None,
+            settings: None,
         }
     }
 }
@@ -292,6 +295,9 @@ impl Harness {
         }
         if self.options.caller_answer_immediately {
             settings.caller_answer = ringmaster_core::session::CallerAnswer::Immediately;
+        }
+        if let Some(tweak) = self.options.settings {
+            tweak(&mut settings);
         }
         let recorder: Arc<dyn Notifier> = self.notes.clone();
         let hub = self.options.realtime.then(|| {
@@ -607,6 +613,14 @@ impl Harness {
             })
             .collect()
     }
+}
+
+/// Seconds since the Unix epoch, for webhook timestamps.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// Polls `check` until it yields a value (or panics after [`PATIENCE`]).
