@@ -64,6 +64,7 @@ pub enum Channel {
     /// SIP BYE/CANCEL of the device's leg, seen by the SDK.
     Sip,
     /// `call_ended` on the WebSocket.
+    #[serde(rename = "websocket", alias = "web_socket")]
     WebSocket,
     /// `call_ended` push (FCM data / APNs regular push).
     Push,

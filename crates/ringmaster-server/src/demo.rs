@@ -65,7 +65,7 @@ pub async fn ensure(app: &AppState) -> anyhow::Result<Demo> {
     let mut web_token = None;
     for (id, platform, sip_uri) in DEMO_DEVICES {
         let id = DeviceId::new(id);
-        let token = app.tokens.issue(&id);
+        let token = app.tokens.issue_stable(&id);
         match store.get_device(&id).await? {
             Some(existing) if existing.token_hash != token_hash(&token) => anyhow::bail!(
                 "the demo device {id} was registered with another token secret; its link \

@@ -163,7 +163,10 @@ impl Rig {
         assert!(matches!(created, Created::Committed(_)));
         let mut opening = Vec::new();
         for e in self.store.pending_effects(1_000).await.unwrap() {
-            opening.push(serde_json::from_value(e.effect.clone()).unwrap());
+            // Host-app events are the webhook relay's, not the dispatcher's.
+            if e.lane != Lane::Host {
+                opening.push(serde_json::from_value(e.effect.clone()).unwrap());
+            }
             self.store
                 .mark_effect_done(&e.session_id, e.seq)
                 .await
@@ -211,8 +214,11 @@ impl Rig {
             .count()
     }
 
+    /// The dispatcher's pending effects (host-app events are the webhook relay's).
     async fn pending(&self) -> Vec<OutboxEntry> {
-        self.store.pending_effects(2_000).await.unwrap()
+        let mut pending = self.store.pending_effects(2_000).await.unwrap();
+        pending.retain(|e| e.lane != Lane::Host);
+        pending
     }
 
     fn fail_next(&self, count: u32) {

@@ -2,7 +2,7 @@
 //! annotations and typed bodies, and its rendered page (`GET /api/docs`, Swagger UI bundled
 //! into the binary, so it works without network access).
 
-use crate::routes::{admin, health, voip, webhook_endpoints, webhooks};
+use crate::routes::{admin, health, quality, timeline, voip, webhook_endpoints, webhooks};
 use axum::Router;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem, PathsBuilder};
 use utoipa::openapi::request_body::RequestBodyBuilder;
@@ -46,6 +46,19 @@ pub const DOCS_PATH: &str = "/api/docs";
         webhooks::telnyx,
         health::healthz,
         health::readyz,
+        quality::ingest,
+        quality::report,
+        quality::export,
+        quality::fleet_view,
+        crate::web::me,
+        crate::web::my_ringing_calls,
+        crate::web::sandbox_incoming_call,
+        crate::web::sandbox_answer,
+        crate::operator::live_calls,
+        crate::operator::dismissal_latency,
+        timeline::call_timeline,
+        admin::revoke_device,
+        admin::reissue_token,
     ),
     modifiers(&Extras),
     tags(
@@ -174,6 +187,17 @@ impl Modify for Extras {
                     )
                     .parameter(app_id)
                     .request_body(Some(form_body("Pusher events", json))),
+                ),
+            )
+            .path(
+                "/api/web/config",
+                PathItem::new(
+                    HttpMethod::Get,
+                    operation(
+                        "operations",
+                        "What the web console needs before it has a token: pusher_key, sandbox",
+                        &[("200", "Console configuration", "application/json")],
+                    ),
                 ),
             )
             .path(

@@ -42,6 +42,11 @@ pub struct LiveCalls {
 
 /// `GET /api/admin/live-calls`: every user's calls ringing or up now, newest first (at most
 /// 200 in all).
+#[utoipa::path(get,
+    path = "/api/admin/live-calls",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses((status = 200, body = serde_json::Value), (status = "4XX", body = crate::routes::views::ErrorBody)))]
 pub async fn live_calls(_: Admin, State(app): State<AppState>) -> ApiResult<Json<LiveCalls>> {
     let calls = app.store.live_calls(MAX_PAGE).await?;
     let (ringing, active) = calls
@@ -92,6 +97,11 @@ pub struct LatencyReport {
 
 /// `GET /api/admin/dismissal-latency?window_secs=`: per channel, p50/p95/p99 of the time from
 /// the backend ending the ring to each device reporting its dismissal.
+#[utoipa::path(get,
+    path = "/api/admin/dismissal-latency",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses((status = 200, body = serde_json::Value), (status = "4XX", body = crate::routes::views::ErrorBody)))]
 pub async fn dismissal_latency(
     _: Admin,
     State(app): State<AppState>,

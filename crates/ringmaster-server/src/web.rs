@@ -136,6 +136,11 @@ fn sibling(d: &Device) -> SiblingDevice {
 }
 
 /// `GET /api/voip/me`: who this token is, and where its events arrive.
+#[utoipa::path(get,
+    path = "/api/voip/me",
+    tag = "device",
+    security(("device_token" = [])),
+    responses((status = 200, body = serde_json::Value), (status = "4XX", body = crate::routes::views::ErrorBody)))]
 pub async fn me(auth: DeviceAuth, State(app): State<AppState>) -> ApiResult<Json<Me>> {
     let channel = ringmaster_realtime::user_channel(&auth.user.id)
         .map_err(|e| ApiError::internal(format!("user has no valid channel: {e}")))?;
@@ -154,6 +159,11 @@ pub async fn me(auth: DeviceAuth, State(app): State<AppState>) -> ApiResult<Json
 /// `GET /api/voip/my-ringing-calls`: the user's calls that still ring, each with this device's
 /// view of it (`status` is `ringing` when this device should ring), so a page that reconnects
 /// mid-ring can show the call again.
+#[utoipa::path(get,
+    path = "/api/voip/my-ringing-calls",
+    tag = "device",
+    security(("device_token" = [])),
+    responses((status = 200, body = serde_json::Value), (status = "4XX", body = crate::routes::views::ErrorBody)))]
 pub async fn my_ringing_calls(
     auth: DeviceAuth,
     State(app): State<AppState>,
@@ -216,6 +226,11 @@ async fn emulator_post(url: String, body: Value) -> ApiResult<Value> {
 
 /// `POST /api/voip/sandbox/incoming-call`: in sandbox mode, a PSTN caller rings the user's first
 /// number through the emulator (the page's "simulate an incoming call" button).
+#[utoipa::path(post,
+    path = "/api/voip/sandbox/incoming-call",
+    tag = "device",
+    security(("device_token" = [])),
+    responses((status = 201, body = serde_json::Value), (status = "4XX", body = crate::routes::views::ErrorBody)))]
 pub async fn sandbox_incoming_call(
     auth: DeviceAuth,
     State(app): State<AppState>,
@@ -243,6 +258,12 @@ pub async fn sandbox_incoming_call(
 
 /// `POST /api/voip/sandbox/calls/{id}/answer`: in sandbox mode, this device's ringing leg
 /// answers (what the browser's SIP client does outside the sandbox).
+#[utoipa::path(post,
+    path = "/api/voip/sandbox/calls/{call_id}/answer",
+    tag = "device",
+    params(("call_id" = String, Path, description = "The call's call_session_id")),
+    security(("device_token" = [])),
+    responses((status = 200, body = serde_json::Value), (status = "4XX", body = crate::routes::views::ErrorBody)))]
 pub async fn sandbox_answer(
     auth: DeviceAuth,
     State(app): State<AppState>,

@@ -330,8 +330,16 @@ async fn a_user_cannot_hold_more_unfinished_calls_than_the_cap() {
 }
 
 /// A legal report body (the device starts ringing) with sequence `seq`.
+/// The `seq`th report of an Android device that rings, answers, then holds and resumes: each
+/// one legal after the one before, so only the limits under test can refuse it.
 fn report(seq: u64) -> Value {
-    json!({"seq": seq, "from": "IDLE", "to": "RINGING_INBOUND"})
+    let (from, to) = match seq {
+        1 => ("IDLE", "RINGING_INBOUND"),
+        2 => ("RINGING_INBOUND", "ACTIVE"),
+        n if n % 2 == 1 => ("ACTIVE", "ON_HOLD"),
+        _ => ("ON_HOLD", "ACTIVE"),
+    };
+    json!({"seq": seq, "from": from, "to": to})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

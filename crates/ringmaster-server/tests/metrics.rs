@@ -139,11 +139,11 @@ async fn every_family_is_exported_and_moves_with_a_call() {
     );
     moved(
         "ringmaster_dispatch_total",
-        &[("kind", "telnyx"), ("outcome", "done")],
+        &[("kind", "setup"), ("outcome", "done")],
     );
     moved(
         "ringmaster_dispatch_total",
-        &[("kind", "notify"), ("outcome", "done")],
+        &[("kind", "realtime"), ("outcome", "done")],
     );
     moved("ringmaster_dismissal_seconds", &[("channel", "push")]);
     moved("ringmaster_dismissal_seconds", &[("channel", "websocket")]);

@@ -90,7 +90,7 @@ async fn a_reconnecting_page_reads_back_the_calls_ringing_it() {
     let bad = json!({"seq": 1, "from": "RINGING_INBOUND", "to": "ENDED", "channel": "pigeon"});
     let (status, err) = h.post(&path, &web.token, bad).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
-    assert_eq!(err["error"]["code"], "invalid_channel");
+    assert_eq!(err["error"]["code"], "invalid_json", "{err}");
     let report =
         json!({"seq": 1, "from": "RINGING_INBOUND", "to": "ENDED", "channel": "websocket"});
     let (status, body) = h.post(&path, &web.token, report).await;

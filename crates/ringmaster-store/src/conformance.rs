@@ -1715,14 +1715,14 @@ pub async fn ops_stats_count_live_calls_and_the_outbox_backlog(h: &dyn Harness) 
     let typed = |kind: &str| json!({ "type": kind });
     let mut a = commit("a", "alice", None, "ringing");
     a.effects = vec![
-        typed("telnyx").into(),
-        typed("telnyx").into(),
-        typed("notify").into(),
+        in_lane(typed("telnyx"), Lane::Setup),
+        in_lane(typed("telnyx"), Lane::Setup),
+        in_lane(typed("notify"), Lane::Realtime),
     ];
     a.at = t(100);
     apply(&*store, a).await;
     let mut b = commit("b", "bob", None, "ringing");
-    b.effects = vec![typed("notify").into()];
+    b.effects = vec![in_lane(typed("notify"), Lane::Realtime)];
     b.at = t(50);
     apply(&*store, b).await;
     apply(&*store, commit("c", "carol", None, "bridged")).await;
@@ -1740,13 +1740,13 @@ pub async fn ops_stats_count_live_calls_and_the_outbox_backlog(h: &dyn Harness) 
     };
     assert_eq!(
         stats.outbox,
-        vec![backlog("notify", 2, 50), backlog("telnyx", 2, 100)]
+        vec![backlog("realtime", 2, 50), backlog("setup", 2, 100)]
     );
     store.mark_effect_done(&sid("b"), 1).await.unwrap();
     let stats = store.ops_stats().await.unwrap();
     assert_eq!(
         stats.outbox,
-        vec![backlog("notify", 1, 100), backlog("telnyx", 2, 100)]
+        vec![backlog("realtime", 1, 100), backlog("setup", 2, 100)]
     );
 }
 
@@ -1895,9 +1895,14 @@ pub async fn webhook_events_are_logged_in_order_and_endpoints_track_delivery(h: 
 
 /// A host-app event as the commit mapping queues it: in the webhook relay's lane.
 fn host(effect: Value) -> OutboxEffect {
+    in_lane(effect, Lane::Host)
+}
+
+/// An unordered outbox effect in `lane`.
+fn in_lane(effect: Value, lane: Lane) -> OutboxEffect {
     OutboxEffect {
         effect,
-        lane: Lane::Host,
+        lane,
         order_key: None,
     }
 }

@@ -226,6 +226,12 @@ fn issue_token(app: &AppState, device: &DeviceId) -> (String, Option<u64>) {
 /// `DELETE /api/admin/devices/{id}`: revokes a device. Its token is refused from now on, it is
 /// no longer rung, and its WebSocket connections on this node are closed with 4009.
 /// Revoking twice is harmless.
+#[utoipa::path(delete,
+    path = "/api/admin/devices/{device_id}",
+    tag = "admin",
+    params(("device_id" = String, Path, description = "The device")),
+    security(("admin_token" = [])),
+    responses((status = 200, body = serde_json::Value), (status = "4XX", body = crate::routes::views::ErrorBody)))]
 pub async fn revoke_device(
     _: Admin,
     State(app): State<AppState>,
@@ -244,6 +250,12 @@ pub async fn revoke_device(
 
 /// `POST /api/admin/devices/{id}/token`: issues a new token for a device; the old one stops
 /// working at once. 409 `device_revoked` for a revoked device.
+#[utoipa::path(post,
+    path = "/api/admin/devices/{device_id}/token",
+    tag = "admin",
+    params(("device_id" = String, Path, description = "The device")),
+    security(("admin_token" = [])),
+    responses((status = 200, body = serde_json::Value), (status = "4XX", body = crate::routes::views::ErrorBody)))]
 pub async fn reissue_token(
     _: Admin,
     State(app): State<AppState>,

@@ -34,15 +34,13 @@ pub async fn may_place_call(app: &AppState, auth: &DeviceAuth) -> ApiResult<()> 
     )
 }
 
-/// A device report: refused once the call has ended (409 `call_ended`) or its timeline is full
-/// (409 `timeline_full`), and rate limited.
+/// A device report on a live call: refused when its timeline is full (409 `timeline_full`),
+/// and rate limited.
 pub async fn may_report(app: &AppState, auth: &DeviceAuth, session: &Session) -> ApiResult<()> {
+    // A report on an ended call is refused by the session itself (409 `call_ended`), after
+    // its duplicate check, so a retried report still gets its 200 `duplicate`.
     if session.is_closed() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "call_ended",
-            "the call has ended; reports are no longer accepted",
-        ));
+        return Ok(());
     }
     let cap = app.rate_limits.limits().max_timeline_entries;
     let entries = app

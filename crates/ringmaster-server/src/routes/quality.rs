@@ -758,6 +758,13 @@ async fn own_call(app: &AppState, auth: &DeviceAuth, call_id: &str) -> ApiResult
 
 /// `POST /api/voip/calls/{id}/quality`: stores samples, Telnyx SDK reports and lifecycle
 /// events; `202 {"accepted","duplicates"}`. Any invalid item refuses the whole request.
+#[utoipa::path(post,
+    path = "/api/voip/calls/{call_id}/quality",
+    tag = "device",
+    request_body(content = serde_json::Value, description = "Quality samples, Telnyx SDK metrics and reports, lifecycle events"),
+    params(("call_id" = String, Path, description = "The call's call_session_id")),
+    security(("device_token" = [])),
+    responses((status = 202, body = serde_json::Value), (status = "4XX", body = crate::routes::views::ErrorBody)))]
 pub async fn ingest(
     auth: DeviceAuth,
     State(app): State<AppState>,
@@ -913,6 +920,12 @@ async fn build_report(
 }
 
 /// `GET /api/voip/calls/{id}/quality`: the call's quality report.
+#[utoipa::path(get,
+    path = "/api/voip/calls/{call_id}/quality",
+    tag = "device",
+    params(("call_id" = String, Path, description = "The call's call_session_id")),
+    security(("device_token" = [])),
+    responses((status = 200, body = serde_json::Value), (status = "4XX", body = crate::routes::views::ErrorBody)))]
 pub async fn report(
     auth: DeviceAuth,
     State(app): State<AppState>,
@@ -968,6 +981,12 @@ fn attachment(call: &CallSessionId, extension: &str) -> HeaderValue {
 
 /// `GET /api/voip/calls/{id}/quality/export?format=json|csv`: one call's analytics as a
 /// download (JSON by default).
+#[utoipa::path(get,
+    path = "/api/voip/calls/{call_id}/quality/export",
+    tag = "device",
+    params(("call_id" = String, Path, description = "The call's call_session_id")),
+    security(("device_token" = [])),
+    responses((status = 200, body = serde_json::Value), (status = "4XX", body = crate::routes::views::ErrorBody)))]
 pub async fn export(
     auth: DeviceAuth,
     State(app): State<AppState>,
@@ -1025,6 +1044,11 @@ fn instant(field: &str, raw: &str) -> ApiResult<u64> {
 /// `GET /api/admin/quality?from=&to=`: MOS distribution overall, by platform, app version,
 /// network type and hour, and the share of calls with a poor 10 s window, over `[from, to)`
 /// (default: the last 24 hours; at most 31 days).
+#[utoipa::path(get,
+    path = "/api/admin/quality",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses((status = 200, body = serde_json::Value), (status = "4XX", body = crate::routes::views::ErrorBody)))]
 pub async fn fleet_view(
     _admin: Admin,
     State(app): State<AppState>,

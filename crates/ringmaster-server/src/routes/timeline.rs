@@ -36,6 +36,12 @@ pub struct TimelinePage {
 }
 
 /// The handler. Another user's call is a 404, like one that does not exist.
+#[utoipa::path(get,
+    path = "/api/voip/calls/{call_id}/timeline",
+    tag = "device",
+    params(("call_id" = String, Path, description = "The call's call_session_id")),
+    security(("device_token" = [])),
+    responses((status = 200, body = serde_json::Value), (status = "4XX", body = crate::routes::views::ErrorBody)))]
 pub async fn call_timeline(
     auth: DeviceAuth,
     State(app): State<AppState>,

@@ -2,7 +2,7 @@
 
 use super::MemoryStore;
 use crate::error::StoreError;
-use crate::ops::{outbox_lane, OpsStats, OpsStore, OutboxBacklog, LIVE_STATES};
+use crate::ops::{OpsStats, OpsStore, OutboxBacklog, LIVE_STATES};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 
@@ -22,7 +22,7 @@ impl OpsStore for MemoryStore {
             let Some(row) = state.outbox.get(id) else {
                 continue;
             };
-            let lane = outbox_lane(&row.entry.effect);
+            let lane = row.entry.lane.as_str().to_owned();
             let backlog = lanes.entry(lane.clone()).or_insert(OutboxBacklog {
                 lane,
                 depth: 0,

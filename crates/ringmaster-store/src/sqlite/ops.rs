@@ -23,9 +23,9 @@ impl OpsStore for SqliteStore {
         .iter()
         .map(|r| Ok((r.try_get("state_label")?, unsigned(r.try_get("n")?)?)))
         .collect::<Result<Vec<_>, StoreError>>()?;
-        // Same grouping as `outbox_lane`: the effect's `type` tag.
+        // By the dispatch lane each row was committed with.
         let outbox = sqlx::query(
-            "SELECT COALESCE(json_extract(effect, '$.type'), 'unknown') AS lane, \
+            "SELECT lane, \
              COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox \
              WHERE status = 'pending' GROUP BY lane ORDER BY lane",
         )
