@@ -46,6 +46,8 @@ pub const PUSHES: &str = "ringmaster_pushes_total";
 pub const EVENT_WEBHOOKS: &str = "ringmaster_event_webhooks_total";
 /// Calls in progress, by session `state`.
 pub const CALLS: &str = "ringmaster_calls";
+/// Histogram: MOS of the call quality samples devices sent (theirs, else the E-model's).
+pub const MOS: &str = "ringmaster_call_mos";
 /// Open WebSocket connections (recorded by the real-time layer).
 pub use ringmaster_realtime::WS_CONNECTIONS;
 /// WebSocket frames by `direction` (recorded by the real-time layer).
@@ -55,6 +57,10 @@ pub use ringmaster_realtime::WS_MESSAGES;
 const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+
+/// MOS histogram buckets: the spec's band edges (bad < 3.1 ≤ poor < 3.6 ≤ fair < 4.0 ≤ good
+/// < 4.3 ≤ excellent).
+const MOS_BUCKETS: &[f64] = &[1.0, 2.0, 2.6, 3.1, 3.6, 4.0, 4.3, 4.5];
 
 /// Longest webhook body the metrics layer reads to learn the event type (the handler's own
 /// limit).
@@ -69,6 +75,11 @@ pub fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
             .set_buckets(BUCKETS)
+            .expect("bucket list is not empty")
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(MOS.to_owned()),
+                MOS_BUCKETS,
+            )
             .expect("bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();
@@ -111,6 +122,10 @@ fn describe() {
     );
     describe_counter!(PUSHES, "Pushes handed to FCM/APNs, by platform and outcome");
     describe_gauge!(CALLS, "Calls in progress, by state");
+    describe_histogram!(
+        MOS,
+        "MOS of the call quality samples devices sent (theirs, else the E-model's), by platform"
+    );
     describe_counter!(
         EVENT_WEBHOOKS,
         "Outbound webhook deliveries to the host app, by type and outcome"
@@ -241,13 +256,8 @@ pub async fn track_webhook(request: Request, next: Next) -> Response {
     response
 }
 
-/// Lanes always exported: the outbox's effect kinds (`Effect::is_outbox`, and the host
-/// app's events).
-const BASE_LANES: [&str; 3] = [
-    "telnyx",
-    "notify",
-    ringmaster_store::host_event::HOST_EVENT_LANE,
-];
+/// Lanes always exported: the dispatcher's lanes and the webhook relay's.
+const BASE_LANES: [&str; 6] = ["release", "setup", "realtime", "push", "other", "host"];
 
 /// Lanes exported so far, so a drained lane reads 0 instead of its last depth.
 static SEEN_LANES: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
@@ -321,4 +331,9 @@ mod tests {
         assert_eq!(event_type_label(&"a".repeat(100)), "other");
         assert_eq!(event_type_label(""), "other");
     }
+}
+
+/// Records one call quality sample's MOS.
+pub fn mos_sampled(mos: f64, platform: &'static str) {
+    histogram!(MOS, "platform" => platform).record(mos);
 }

@@ -104,6 +104,19 @@ async fn every_family_is_exported_and_moves_with_a_call() {
             .then_some(())
     })
     .await;
+    // The answering tab sends what it measured: the MOS histogram counts it.
+    let (status, body) = h
+        .request(
+            Method::POST,
+            &format!("/api/voip/calls/{call}/quality"),
+            Some(&web.token),
+            Some(
+                json!({"samples": [{"seq": 1, "at": unix_now_ms(), "direction": "inbound",
+                "codec": "opus", "rtt_ms": 40, "jitter_ms": 2, "loss_pct": 0.5}]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     h.emulator.hangup(&caller).unwrap();
     h.wait_status(&call, web, "ended").await;
     // The last dismissal and the last command result may still be on their way.
@@ -163,7 +176,8 @@ async fn every_family_is_exported_and_moves_with_a_call() {
         "ringmaster_websocket_messages_total",
         &[("direction", "in")],
     );
-    for lane in ["telnyx", "notify"] {
+    moved("ringmaster_call_mos", &[("platform", "web")]);
+    for lane in ["release", "setup", "realtime", "push", "host"] {
         assert_eq!(
             family(&after, "ringmaster_outbox_depth")
                 .iter()
@@ -219,4 +233,11 @@ async fn metrics_can_move_to_their_own_listener() {
         .unwrap();
     let s = Scrape::parse(std::io::Cursor::new(text).lines()).unwrap();
     assert!(!family(&s, "ringmaster_calls").is_empty());
+}
+
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }

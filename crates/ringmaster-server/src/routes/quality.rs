@@ -812,7 +812,22 @@ pub async fn ingest(
     all.extend(metrics_in(&origin, batch.telnyx_metrics)?);
     all.extend(reports_in(&origin, batch.telnyx_reports)?);
     all.extend(events_in(&origin, batch.events)?);
+    let scores: Vec<(f64, &'static str)> = all
+        .iter()
+        .filter_map(|item| match item {
+            QualityItem::Samples(samples) => Some(samples),
+            QualityItem::Event(_) => None,
+        })
+        .flatten()
+        .map(|s| (s.mos, s.platform.as_str()))
+        .collect();
     let outcome = app.store.record_quality(all).await?;
+    // A batch with duplicates is a retry whose samples were counted the first time.
+    if outcome.duplicates == 0 {
+        for (mos, platform) in scores {
+            crate::telemetry::mos_sampled(mos, platform);
+        }
+    }
     tracing::info!(
         call_session_id = %detail.call.call_session_id,
         device_id = %auth.device.id,
