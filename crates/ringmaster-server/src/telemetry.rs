@@ -320,6 +320,11 @@ pub fn metrics_router(state: AppState) -> axum::Router {
         .with_state(state)
 }
 
+/// Records one call quality sample's MOS.
+pub fn mos_sampled(mos: f64, platform: &'static str) {
+    histogram!(MOS, "platform" => platform).record(mos);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,9 +336,4 @@ mod tests {
         assert_eq!(event_type_label(&"a".repeat(100)), "other");
         assert_eq!(event_type_label(""), "other");
     }
-}
-
-/// Records one call quality sample's MOS.
-pub fn mos_sampled(mos: f64, platform: &'static str) {
-    histogram!(MOS, "platform" => platform).record(mos);
 }
