@@ -255,10 +255,14 @@ async fn caller_hangup_while_ringing_cancels_every_leg_and_records_a_missed_call
     assert_eq!(record["status"], "missed");
     assert_eq!(record["hangup_cause"], "caller_cancelled");
     assert_eq!(record["billing_minutes"], 0, "a missed call bills nothing");
-    assert!(h
-        .notes_for(&call)
-        .iter()
-        .any(|n| is_call_ended(n, "caller_cancelled", false)));
+    // The dismissal is dispatched after the commit the history reflects, so it may trail it.
+    eventually("call_ended over the WebSocket", || {
+        h.notes_for(&call)
+            .iter()
+            .any(|n| is_call_ended(n, "caller_cancelled", false))
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -673,10 +677,19 @@ async fn an_outbound_call_rings_the_device_then_the_destination() {
     assert_eq!(detail["call"]["direction"], "outbound");
     let (_, active) = h.get("/api/voip/my-active-call", &device.token).await;
     assert_eq!(active["active_call"]["call_session_id"], call.as_str());
-    assert!(h.notes_for(&call).iter().any(|n| matches!(
-        &n.event,
-        NotifyEvent::CallStateChanged { state, .. } if *state == ringmaster_core::CallState::Active
-    )));
+    eventually("ACTIVE broadcast", || {
+        h.notes_for(&call)
+            .iter()
+            .any(|n| {
+                matches!(
+                    &n.event,
+                    NotifyEvent::CallStateChanged { state, .. }
+                        if *state == ringmaster_core::CallState::Active
+                )
+            })
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
