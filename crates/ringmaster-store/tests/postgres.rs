@@ -192,7 +192,11 @@ async fn an_outbox_commit_wakes_every_node() {
     c.effects = vec![json!({ "op": "dial" }).into()];
     a.commit(c).await.unwrap();
     let woken = tokio::time::timeout(std::time::Duration::from_secs(30), wakeups.recv()).await;
-    assert_eq!(woken, Ok(Some(())), "no wake-up for a commit on another node");
+    assert_eq!(
+        woken,
+        Ok(Some(())),
+        "no wake-up for a commit on another node"
+    );
     let sqlite = SqliteStore::open("sqlite::memory:").await.unwrap();
     assert!(sqlite.outbox_wakeups().await.unwrap().is_none());
     assert!(sqlite.dial_ledger().is_none());

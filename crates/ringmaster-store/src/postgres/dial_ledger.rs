@@ -43,6 +43,9 @@ const RESET_SQL: &str = "INSERT INTO dial_budget \
      WHERE dial_budget.max_dials <> excluded.max_dials \
      OR dial_budget.window_ms <> excluded.window_ms";
 
+/// Tries before a reservation gives up on an account whose limit other nodes keep changing.
+const MAX_PASSES: usize = 8;
+
 /// Largest window a ledger row keeps slots for; a larger limit is a configuration mistake.
 const MAX_SLOTS: u32 = 100_000;
 
@@ -60,9 +63,10 @@ impl DialLedger for PgDialLedger {
         let window = int(u64::try_from(limit.window.as_millis()).unwrap_or(u64::MAX))?;
         let now = ms(now)?;
         let not_after = ms(not_after).unwrap_or(i64::MAX);
-        // The first pass may find no row (or one under another limit); the second finds the
-        // row the reset wrote, unless another node's limit replaced it again meanwhile.
-        for _ in 0..3 {
+        // The first pass may find no row (or one under another limit); a later one finds the
+        // row the reset (ours or another node's) wrote, unless a node under another limit
+        // keeps replacing it.
+        for _ in 0..MAX_PASSES {
             let granted = sqlx::query_scalar::<_, i64>(RESERVE_SQL)
                 .bind(account)
                 .bind(max_dials)
@@ -82,8 +86,13 @@ impl DialLedger for PgDialLedger {
             if let Some(row) = row {
                 let same = row.try_get::<i64, _>("max_dials")? == max_dials
                     && row.try_get::<i64, _>("window_ms")? == window;
+                let next: i64 = row.try_get("next_slot")?;
+                if same && next > not_after {
+                    return Ok(SlotOutcome::Busy(ts(next)?));
+                }
                 if same {
-                    return Ok(SlotOutcome::Busy(ts(row.try_get("next_slot")?)?));
+                    // Another node created the row after our update missed it: ask again.
+                    continue;
                 }
             }
             sqlx::query(RESET_SQL)
