@@ -37,8 +37,11 @@ use crate::registry::{ActiveCall, RegistryChange};
 use crate::session::{Commit, CommitOutcome, Lane, OutboxEntry, Pruned, Retention, StoredSession};
 use crate::Store;
 
+mod leases;
 mod ops;
 mod webhooks;
+
+use leases::Leases;
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,6 +90,8 @@ pub struct SqliteStore {
     group: mpsc::Sender<Pending>,
     /// Users by number and devices by user; this process is the only writer of them.
     directory: Arc<DirectoryCache>,
+    /// Outbox leases, in memory (one process per file).
+    leases: Arc<Leases>,
 }
 
 impl SqliteStore {
@@ -127,10 +132,11 @@ impl SqliteStore {
                 .connect_with(options)
                 .await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-            return Ok(Self::with_pools(pool.clone(), pool));
+            return Ok(Self::with_pools(pool.clone(), pool, Leases::for_file(None)));
         }
 
         private_file(options.get_filename())?;
+        let leases = Leases::for_file(options.get_filename().to_str());
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
@@ -140,7 +146,7 @@ impl SqliteStore {
             .max_connections(READERS)
             .connect_with(options.create_if_missing(false))
             .await?;
-        Ok(Self::with_pools(writer, reader))
+        Ok(Self::with_pools(writer, reader, leases))
     }
 
     /// The `PRAGMA synchronous` level writes run with (0 off, 1 normal, 2 full, 3 extra).
@@ -151,7 +157,7 @@ impl SqliteStore {
     }
 
     /// The store over its pools, with its group writer started.
-    fn with_pools(writer: SqlitePool, reader: SqlitePool) -> Self {
+    fn with_pools(writer: SqlitePool, reader: SqlitePool, leases: Arc<Leases>) -> Self {
         let (group, queue) = mpsc::channel(QUEUE);
         tokio::spawn(group_writer(writer.clone(), queue));
         Self {
@@ -159,6 +165,7 @@ impl SqliteStore {
             reader,
             group,
             directory: Arc::default(),
+            leases,
         }
     }
 
@@ -235,6 +242,7 @@ impl SqliteStore {
             }
         }
         tx.commit().await?;
+        self.leases.release(session_id, seq).await;
         Ok(())
     }
 }
@@ -1055,6 +1063,45 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn claim_due_effects(
+        &self,
+        lane: Lane,
+        now: Timestamp,
+        limit: u32,
+        owner: &str,
+        lease_until: Timestamp,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        limits::text("lease owner", owner, limits::MAX_ID_LEN)?;
+        let limit = limits::limit(limit);
+        let mut leases = self.leases.0.lock().await;
+        leases.retain(|_, (_, until)| *until > now);
+        // Read past the rows other owners hold, so they do not use up the limit.
+        let held = leases
+            .values()
+            .filter(|(holder, _)| holder != owner)
+            .count();
+        let due = sqlx::query(&due_effects_sql('?'))
+            .bind(lane.as_str())
+            .bind(ms(now).unwrap_or(i64::MAX))
+            .bind(i64::try_from(limit + held).unwrap_or(i64::MAX))
+            .fetch_all(&self.reader)
+            .await?;
+        let mut claimed = Vec::with_capacity(limit.min(due.len()));
+        for row in &due {
+            if claimed.len() >= limit {
+                break;
+            }
+            let entry = outbox_from(row)?;
+            let key = (entry.session_id.clone(), entry.seq);
+            if leases.get(&key).is_some_and(|(holder, _)| holder != owner) {
+                continue;
+            }
+            leases.insert(key, (owner.to_owned(), lease_until));
+            claimed.push(entry);
+        }
+        Ok(claimed)
+    }
+
     async fn mark_effect_failed(
         &self,
         session_id: &CallSessionId,
@@ -1096,6 +1143,7 @@ impl Store for SqliteStore {
                 format!("{session_id}#{seq}"),
             ));
         }
+        self.leases.release(session_id, seq).await;
         Ok(())
     }
 
