@@ -73,8 +73,7 @@ pub(crate) async fn serve(
         .max_frame_size(Some(hard_limit));
     let outbox = Arc::new(Outbox::new(io, config.send_queue));
     let mut socket =
-        WebSocketStream::from_raw_socket(Wire(outbox.clone()), Role::Server, Some(ws_config))
-            .await;
+        WebSocketStream::from_raw_socket(Wire(outbox.clone()), Role::Server, Some(ws_config)).await;
     if let Some(error) = refusal {
         let _ = close_with(&mut socket, &outbox, error, write_timeout).await;
         return;
@@ -163,7 +162,10 @@ impl Connection {
     }
 
     async fn run(&mut self) -> Result<(), Closed> {
-        let config = self.hub.config().clone();
+        // Borrowed from a handle rather than cloned: this future lives as long as the socket,
+        // and a copy of the settings (three strings) would be paid per connection.
+        let hub = self.hub.clone();
+        let config = hub.config();
         self.send(protocol::connection_established(
             self.socket_id.as_str(),
             config.advertised_activity_timeout(),
@@ -201,7 +203,9 @@ impl Connection {
                             if text.len() > config.max_message_bytes {
                                 return self.close(ProtocolError::MessageTooLarge).await;
                             }
-                            self.handle_text(text.as_str()).await?;
+                            // Boxed: answering a message needs far more state than waiting
+                            // does, and an idle socket should not carry it.
+                            Box::pin(self.handle_text(text.as_str())).await?;
                         }
                         Some(Ok(Message::Binary(_))) => return self.close(ProtocolError::InvalidMessage).await,
                         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
@@ -367,7 +371,8 @@ impl Connection {
         channel: &str,
         data: Value,
     ) -> Result<(), Closed> {
-        let config = self.hub.config().clone();
+        let hub = self.hub.clone();
+        let config = hub.config();
         if !config.client_events {
             return self.reject_client_event("Client events are disabled").await;
         }

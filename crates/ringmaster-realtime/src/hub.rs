@@ -105,6 +105,35 @@ impl State {
     }
 }
 
+/// Recipients below which one thread writes a fan-out alone: spreading a small one over
+/// threads costs more than it saves.
+const PARALLEL_FANOUT_MIN: usize = 512;
+
+/// Writes `frame` to every recipient; a large fan-out is split over one thread per core. Nearly
+/// all of a fan-out's time is the kernel's send path, one `write(2)` per socket, and on
+/// loopback or a busy host that work parallelizes: how long the last socket waits is the
+/// length of that burst.
+fn deliver_all(recipients: &[Arc<Outbox>], frame: &Bytes) -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let per_thread = recipients.len().div_ceil(cores).max(PARALLEL_FANOUT_MIN);
+    if per_thread >= recipients.len() {
+        return deliver(recipients.iter().map(|o| &**o), frame);
+    }
+    std::thread::scope(|scope| {
+        let mut chunks = recipients.chunks(per_thread);
+        let own = chunks.next().unwrap_or_default();
+        let helpers: Vec<_> = chunks
+            .map(|chunk| scope.spawn(move || deliver(chunk.iter().map(|o| &**o), frame)))
+            .collect();
+        let mut delivered = deliver(own.iter().map(|o| &**o), frame);
+        for helper in helpers {
+            delivered += helper.join().unwrap_or(0);
+        }
+        delivered
+    })
+}
+
 /// Writes `frame` to each outbox; returns how many took it. A socket whose queue is full is
 /// told to close as a slow consumer instead of holding up the others.
 fn deliver<'a>(outboxes: impl IntoIterator<Item = &'a Outbox>, frame: &Bytes) -> usize {
@@ -154,7 +183,7 @@ impl FanoutSink for HubInner {
                     event.data(),
                 ));
                 let recipients = self.read().recipients(ch.as_str(), event.except());
-                deliver(recipients.iter().map(|o| &**o), &frame)
+                deliver_all(&recipients, &frame)
             })
             .sum()
     }
@@ -458,7 +487,7 @@ impl RealtimeHub {
             .inner
             .read()
             .recipients(channel.as_str(), event.except());
-        let delivered = deliver(recipients.iter().map(|o| &**o), &frame);
+        let delivered = deliver_all(&recipients, &frame);
         // Remote nodes render the frame themselves; presence `user_id` is a local nicety.
         if let Err(e) = self.inner.fanout.forward(self.inner.node, &event).await {
             tracing::warn!(error = %e, "client event not forwarded to other nodes");

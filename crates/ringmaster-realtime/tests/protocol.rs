@@ -30,6 +30,32 @@ async fn handshake_sends_socket_id_and_activity_timeout_as_a_json_string() {
 }
 
 #[tokio::test]
+async fn a_request_that_is_not_a_websocket_handshake_is_a_400_with_a_json_error() {
+    let server = Server::start(config()).await;
+    let url = server.http(&format!("/app/{KEY}?protocol=7"));
+    let plain = reqwest::get(&url).await.unwrap();
+    assert_eq!(plain.status(), 400);
+    let body: Value = plain.json().await.unwrap();
+    assert_eq!(
+        body["error"]["code"], "invalid_websocket_handshake",
+        "{body}"
+    );
+    // Upgrade headers but an old protocol version: refused the same way.
+    let old = reqwest::Client::new()
+        .get(&url)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-version", "8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 400);
+    let posted = reqwest::Client::new().post(&url).send().await.unwrap();
+    assert_eq!(posted.status(), 405);
+}
+
+#[tokio::test]
 async fn unknown_app_key_is_refused_with_4001() {
     let server = Server::start(config()).await;
     let mut client = server.connect_path("/app/wrong-key?protocol=7").await;
