@@ -25,7 +25,8 @@ pub struct RealtimeConfig {
     pub max_message_bytes: usize,
     /// Largest event `data` accepted for publishing, in bytes (Pusher allows 10 KB).
     pub max_event_bytes: usize,
-    /// Events queued for one connection before it counts as a slow consumer and is closed.
+    /// Frames that may wait for one connection beyond what its kernel send buffer took; the
+    /// next one marks it a slow consumer, closed with 4100.
     pub send_queue: usize,
     /// How long one frame may take to write before the connection is dropped.
     pub write_timeout: Duration,

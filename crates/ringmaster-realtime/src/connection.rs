@@ -1,32 +1,45 @@
-//! One task per WebSocket: reads client frames, writes queued events, and keeps the
-//! liveness timer. Nothing else is spawned per connection.
+//! One task per WebSocket: reads client frames, answers them, keeps the liveness timer, and
+//! writes out whatever publishers left in its [`Outbox`] when the kernel's buffer was full.
+//! Publishers write event frames to the socket themselves; nothing else is spawned per
+//! connection.
 
 use crate::channel::{ChannelKind, ChannelName};
 use crate::event::Event;
-use crate::hub::{Outbound, PresenceMember, RealtimeHub, SubscribeError};
+use crate::hub::{PresenceMember, RealtimeHub, SubscribeError};
+use crate::outbox::{self, Order, Outbox, Wire};
 use crate::protocol::{self, ClientMessage, ProtocolError};
 use crate::signing;
 use crate::socket_id::SocketId;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures::SinkExt as _;
+use crate::upgrade::Upgraded;
+use futures::{SinkExt as _, StreamExt as _};
 use serde_json::Value;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{sleep_until, Instant};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 /// Pusher limits client events to 10 per second per connection.
 const CLIENT_EVENTS_PER_SECOND: f64 = 10.0;
-/// Most queued frames written with one flush.
-const MAX_BATCH: usize = 32;
 /// Pusher limits `user_info` to 1 KB.
 const MAX_CHANNEL_DATA_BYTES: usize = 1024;
+/// Bytes read from the socket at a time. Tungstenite allocates it up front for every socket
+/// (its default is 128 KiB); client messages are a few hundred bytes, and a larger one is
+/// simply read in several steps.
+const WS_READ_BUFFER: usize = 512;
 
 /// The connection ended; the caller stops reading.
 struct Closed;
 
+type Socket = WebSocketStream<Wire>;
+
 struct Connection {
     hub: RealtimeHub,
-    socket: WebSocket,
+    socket: Socket,
+    outbox: Arc<Outbox>,
     socket_id: SocketId,
     /// This socket's subscriptions, with the presence user it joined as.
     channels: Vec<(ChannelName, Option<String>)>,
@@ -43,110 +56,116 @@ pub const WS_MESSAGES: &str = "ringmaster_websocket_messages_total";
 /// (unknown app key, protocol version): the client then gets the error and a close.
 pub(crate) async fn serve(
     hub: RealtimeHub,
-    mut socket: WebSocket,
+    io: Upgraded,
     refusal: Option<ProtocolError>,
     peer: Option<IpAddr>,
 ) {
-    let write_timeout = hub.config().write_timeout;
+    let config = hub.config();
+    let write_timeout = config.write_timeout;
+    // The transport limit sits above the protocol limit so that a merely oversized message
+    // still gets a clean Pusher error, while a huge frame is refused from its header alone.
+    let hard_limit = config.max_message_bytes.saturating_mul(2);
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
+        // Written through at once: frames of this task and of publishers share one queue.
+        .write_buffer_size(0)
+        .max_message_size(Some(hard_limit))
+        .max_frame_size(Some(hard_limit));
+    let outbox = Arc::new(Outbox::new(io, config.send_queue));
+    let mut socket =
+        WebSocketStream::from_raw_socket(Wire(outbox.clone()), Role::Server, Some(ws_config)).await;
     if let Some(error) = refusal {
-        let _ = close_with(&mut socket, error, write_timeout).await;
+        let _ = close_with(&mut socket, &outbox, error, write_timeout).await;
         return;
     }
-    let (socket_id, rx) = match hub.register(peer) {
+    let socket_id = match hub.register(peer, outbox.clone()) {
         Ok(registered) => registered,
         Err(error) => {
-            let _ = close_with(&mut socket, error, write_timeout).await;
+            let _ = close_with(&mut socket, &outbox, error, write_timeout).await;
             return;
         }
     };
     let mut conn = Connection {
         hub: hub.clone(),
         socket,
+        outbox,
         socket_id: socket_id.clone(),
         channels: Vec::new(),
         client_event_tokens: CLIENT_EVENTS_PER_SECOND,
         client_event_refill: Instant::now(),
     };
     metrics::gauge!(WS_CONNECTIONS).increment(1.0);
-    let _ = conn.run(rx).await;
+    let _ = conn.run().await;
     metrics::gauge!(WS_CONNECTIONS).decrement(1.0);
     let channels: Vec<ChannelName> = conn.channels.into_iter().map(|(c, _)| c).collect();
     hub.unregister(&socket_id, peer, &channels);
 }
 
-async fn write(socket: &mut WebSocket, msg: Message, timeout: Duration) -> Result<(), Closed> {
-    match tokio::time::timeout(timeout, socket.send(msg)).await {
+/// Waits until everything queued in `outbox` is written, for at most `timeout`.
+async fn flush(outbox: &Outbox, timeout: Duration) -> Result<(), Closed> {
+    if !outbox.has_queued() {
+        return Ok(());
+    }
+    let drained = std::future::poll_fn(|cx| outbox.poll_drain(cx));
+    match tokio::time::timeout(timeout, drained).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(Closed),
     }
 }
 
+/// Writes one text frame of this connection's own and waits until it is out.
+async fn send_text(outbox: &Outbox, text: &str, timeout: Duration) -> Result<(), Closed> {
+    outbox.write_own(&outbox::text_frame(text));
+    if outbox.order() == Some(Order::Broken) {
+        return Err(Closed);
+    }
+    flush(outbox, timeout).await
+}
+
 /// Sends `pusher:error` and, for closing errors, a close frame with the same code.
 async fn close_with(
-    socket: &mut WebSocket,
+    socket: &mut Socket,
+    outbox: &Outbox,
     error: ProtocolError,
     timeout: Duration,
 ) -> Result<(), Closed> {
     let frame = protocol::error_frame(error.code(), error.message());
-    write(socket, Message::Text(frame.into()), timeout).await?;
+    send_text(outbox, &frame, timeout).await?;
     if error.closes() {
         let close = CloseFrame {
-            code: error.code(),
-            reason: Utf8Bytes::from_static(error.message()),
+            code: CloseCode::from(error.code()),
+            reason: error.message().into(),
         };
-        write(socket, Message::Close(Some(close)), timeout).await?;
+        match tokio::time::timeout(timeout, socket.send(Message::Close(Some(close)))).await {
+            Ok(Ok(())) => {}
+            _ => return Err(Closed),
+        }
     }
     Ok(())
 }
 
 impl Connection {
-    async fn send(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), Closed> {
+    async fn send(&mut self, text: String) -> Result<(), Closed> {
         let timeout = self.hub.config().write_timeout;
         metrics::counter!(WS_MESSAGES, "direction" => "out").increment(1);
-        write(&mut self.socket, Message::Text(text.into()), timeout).await
-    }
-
-    /// Writes `first` and whatever else is already queued (up to [`MAX_BATCH`] frames) with one
-    /// flush: under fan-out load a socket's frames pile up, and one write syscall per frame is
-    /// where the time went. Returns a close order found in the queue.
-    async fn send_batch(
-        &mut self,
-        first: Utf8Bytes,
-        rx: &mut tokio::sync::mpsc::Receiver<Outbound>,
-    ) -> Result<Option<ProtocolError>, Closed> {
-        let timeout = self.hub.config().write_timeout;
-        let socket = &mut self.socket;
-        let batch = async {
-            socket.feed(Message::Text(first)).await?;
-            let mut close = None;
-            for _ in 1..MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(Outbound::Frame(frame)) => socket.feed(Message::Text(frame)).await?,
-                    Ok(Outbound::Close(error)) => {
-                        close = Some(error);
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
-            socket.flush().await?;
-            Ok::<_, axum::Error>(close)
-        };
-        match tokio::time::timeout(timeout, batch).await {
-            Ok(Ok(close)) => Ok(close),
-            _ => Err(Closed),
-        }
+        send_text(&self.outbox, &text, timeout).await
     }
 
     async fn close(&mut self, error: ProtocolError) -> Result<(), Closed> {
         tracing::debug!(socket_id = %self.socket_id, code = error.code(), "closing: {}", error.message());
+        if error == ProtocolError::SlowConsumer {
+            tracing::info!(socket_id = %self.socket_id, "evicting slow consumer");
+        }
         let timeout = self.hub.config().write_timeout;
-        let _ = close_with(&mut self.socket, error, timeout).await;
+        let _ = close_with(&mut self.socket, &self.outbox, error, timeout).await;
         Err(Closed)
     }
 
-    async fn run(&mut self, mut rx: tokio::sync::mpsc::Receiver<Outbound>) -> Result<(), Closed> {
-        let config = self.hub.config().clone();
+    async fn run(&mut self) -> Result<(), Closed> {
+        // Borrowed from a handle rather than cloned: this future lives as long as the socket,
+        // and a copy of the settings (three strings) would be paid per connection.
+        let hub = self.hub.clone();
+        let config = hub.config();
         self.send(protocol::connection_established(
             self.socket_id.as_str(),
             config.advertised_activity_timeout(),
@@ -155,6 +174,10 @@ impl Connection {
         let mut last_seen = Instant::now();
         let mut pinged_at: Option<Instant> = None;
         let mut subscribe_by = Some(last_seen + config.subscribe_timeout);
+        // One timer for the connection's life, moved only when its deadline changes: a fresh
+        // one per loop turn would cost a timer-wheel insert and removal per delivered frame.
+        let timer = sleep_until(last_seen + config.activity_timeout);
+        tokio::pin!(timer);
         loop {
             if !self.channels.is_empty() {
                 subscribe_by = None;
@@ -164,8 +187,11 @@ impl Connection {
                 None => last_seen + config.activity_timeout,
             };
             let deadline = subscribe_by.map_or(liveness, |by| by.min(liveness));
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
             tokio::select! {
-                inbound = self.socket.recv() => {
+                inbound = self.socket.next() => {
                     // Any frame, control frames included, proves the client alive.
                     last_seen = Instant::now();
                     pinged_at = None;
@@ -177,22 +203,20 @@ impl Connection {
                             if text.len() > config.max_message_bytes {
                                 return self.close(ProtocolError::MessageTooLarge).await;
                             }
-                            self.handle_text(text.as_str()).await?;
+                            // Boxed: answering a message needs far more state than waiting
+                            // does, and an idle socket should not carry it.
+                            Box::pin(self.handle_text(text.as_str())).await?;
                         }
                         Some(Ok(Message::Binary(_))) => return self.close(ProtocolError::InvalidMessage).await,
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     }
                 }
-                outbound = rx.recv() => match outbound {
-                    Some(Outbound::Frame(frame)) => {
-                        if let Some(error) = self.send_batch(frame, &mut rx).await? {
-                            return self.close(error).await;
-                        }
-                    }
-                    Some(Outbound::Close(error)) => return self.close(error).await,
-                    None => return self.close(ProtocolError::SlowConsumer).await,
+                () = self.outbox.woken() => match self.outbox.order() {
+                    Some(Order::Close(error)) => return self.close(error).await,
+                    Some(Order::Broken) => return Err(Closed),
+                    None => flush(&self.outbox, config.write_timeout).await?,
                 },
-                () = sleep_until(deadline) => {
+                () = &mut timer => {
                     if subscribe_by.is_some_and(|by| by <= Instant::now()) {
                         return self.close(ProtocolError::SubscribeTimeout).await;
                     }
@@ -319,12 +343,13 @@ impl Connection {
         };
         let user_id = member.as_ref().map(|m| m.user_id.clone());
         match self.hub.subscribe(&self.socket_id, &channel, member) {
-            Ok(presence) => {
+            Ok(()) => {
                 if !already {
                     self.channels.push((channel.clone(), user_id));
                 }
-                self.send(protocol::subscription_succeeded(channel.as_str(), presence))
-                    .await
+                // The hub already wrote `subscription_succeeded`; wait until it is out.
+                metrics::counter!(WS_MESSAGES, "direction" => "out").increment(1);
+                flush(&self.outbox, self.hub.config().write_timeout).await
             }
             Err(SubscribeError::PresenceFull) => {
                 let msg = "Presence channel is full";
@@ -346,7 +371,8 @@ impl Connection {
         channel: &str,
         data: Value,
     ) -> Result<(), Closed> {
-        let config = self.hub.config().clone();
+        let hub = self.hub.clone();
+        let config = hub.config();
         if !config.client_events {
             return self.reject_client_event("Client events are disabled").await;
         }

@@ -5,25 +5,16 @@ use crate::channel::{ChannelKind, ChannelName};
 use crate::config::RealtimeConfig;
 use crate::event::{Event, EventError};
 use crate::fanout::{Fanout, FanoutError, FanoutSink, InProcessFanout, NodeId};
+use crate::outbox::{self, Outbox, Published};
 use crate::protocol::{self, ProtocolError};
 use crate::signing;
 use crate::socket_id::SocketId;
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use ringmaster_core::DeviceId;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
-use tokio::sync::mpsc;
-
-/// What the hub hands a connection's task: a frame to write, or an order to close.
-#[derive(Debug)]
-pub(crate) enum Outbound {
-    /// A serialized frame, shared by every recipient.
-    Frame(Utf8Bytes),
-    /// Close the connection with this error.
-    Close(ProtocolError),
-}
 
 /// A presence channel member as announced in `channel_data`.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,17 +52,26 @@ pub enum PublishError {
     },
 }
 
+/// A socket on a channel.
+struct Subscriber {
+    /// Where its frames go.
+    outbox: Arc<Outbox>,
+    /// On presence channels, the user it joined as.
+    user: Option<String>,
+}
+
 #[derive(Default)]
 struct ChannelState {
-    /// Subscribed sockets and, on presence channels, the user each one joined as.
-    subscribers: HashMap<SocketId, Option<String>>,
+    /// Subscribed sockets; each entry carries the socket's outbox so that a fan-out needs no
+    /// second lookup per recipient.
+    subscribers: HashMap<SocketId, Subscriber>,
     /// Presence members: user id → (open subscriptions, user_info).
     members: HashMap<String, (usize, Value)>,
 }
 
 #[derive(Default)]
 struct State {
-    connections: HashMap<SocketId, mpsc::Sender<Outbound>>,
+    connections: HashMap<SocketId, Arc<Outbox>>,
     channels: HashMap<String, ChannelState>,
     /// Open connections per client address (only for connections whose address is known).
     per_ip: HashMap<IpAddr, usize>,
@@ -80,42 +80,76 @@ struct State {
 }
 
 impl State {
-    /// Queues `frame` for every subscriber of `channel` but `except`; a full queue marks its
-    /// socket for eviction instead of blocking the publisher.
-    fn send_to_channel(
-        &self,
-        channel: &str,
-        frame: &Utf8Bytes,
-        except: Option<&SocketId>,
-        evict: &mut Vec<SocketId>,
-    ) -> usize {
-        let Some(ch) = self.channels.get(channel) else {
-            return 0;
-        };
-        let mut delivered = 0;
-        for socket in ch.subscribers.keys() {
-            if Some(socket) == except {
-                continue;
-            }
-            if let Some(tx) = self.connections.get(socket) {
-                match tx.try_send(Outbound::Frame(frame.clone())) {
-                    Ok(()) => delivered += 1,
-                    Err(mpsc::error::TrySendError::Full(_)) => evict.push(socket.clone()),
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
-                }
-            }
-        }
-        delivered
+    /// The outboxes of `channel`'s subscribers but `except`.
+    fn recipients(&self, channel: &str, except: Option<&SocketId>) -> Vec<Arc<Outbox>> {
+        self.channels.get(channel).map_or_else(Vec::new, |ch| {
+            ch.subscribers
+                .iter()
+                .filter(|(socket, _)| Some(*socket) != except)
+                .map(|(_, sub)| sub.outbox.clone())
+                .collect()
+        })
     }
 
-    /// Dropping the sender ends the connection task's queue; it then closes as a slow consumer.
-    fn evict(&mut self, sockets: Vec<SocketId>) {
-        for socket in sockets {
-            if self.connections.remove(&socket).is_some() {
-                tracing::info!(socket_id = %socket, "evicting slow consumer");
-            }
+    /// Writes `frame` to every subscriber of `channel` but `except`, while the caller holds
+    /// the lock (presence announcements, which must not overtake a subscribe's answer).
+    fn send_to_channel(&self, channel: &str, frame: &Bytes, except: Option<&SocketId>) -> usize {
+        self.channels.get(channel).map_or(0, |ch| {
+            let outboxes = ch
+                .subscribers
+                .iter()
+                .filter(|(socket, _)| Some(*socket) != except)
+                .map(|(_, sub)| &*sub.outbox);
+            deliver(outboxes, frame)
+        })
+    }
+}
+
+/// Recipients below which one thread writes a fan-out alone: spreading a small one over
+/// threads costs more than it saves.
+const PARALLEL_FANOUT_MIN: usize = 512;
+
+/// Writes `frame` to every recipient; a large fan-out is split over one thread per core. Nearly
+/// all of a fan-out's time is the kernel's send path, one `write(2)` per socket, and on
+/// loopback or a busy host that work parallelizes: how long the last socket waits is the
+/// length of that burst.
+fn deliver_all(recipients: &[Arc<Outbox>], frame: &Bytes) -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let per_thread = recipients.len().div_ceil(cores).max(PARALLEL_FANOUT_MIN);
+    if per_thread >= recipients.len() {
+        return deliver(recipients.iter().map(|o| &**o), frame);
+    }
+    std::thread::scope(|scope| {
+        let mut chunks = recipients.chunks(per_thread);
+        let own = chunks.next().unwrap_or_default();
+        let helpers: Vec<_> = chunks
+            .map(|chunk| scope.spawn(move || deliver(chunk.iter().map(|o| &**o), frame)))
+            .collect();
+        let mut delivered = deliver(own.iter().map(|o| &**o), frame);
+        for helper in helpers {
+            delivered += helper.join().unwrap_or(0);
+        }
+        delivered
+    })
+}
+
+/// Writes `frame` to each outbox; returns how many took it. A socket whose queue is full is
+/// told to close as a slow consumer instead of holding up the others.
+fn deliver<'a>(outboxes: impl IntoIterator<Item = &'a Outbox>, frame: &Bytes) -> usize {
+    let mut delivered = 0;
+    let mut evicted = 0;
+    for outbox in outboxes {
+        match outbox.publish(frame) {
+            Published::Sent => delivered += 1,
+            Published::Evicted => evicted += 1,
+            Published::Gone => {}
         }
     }
+    if evicted > 0 {
+        tracing::info!(evicted, "evicting slow consumers");
+    }
+    delivered
 }
 
 struct HubInner {
@@ -137,26 +171,21 @@ impl HubInner {
 
 impl FanoutSink for HubInner {
     fn deliver_local(&self, event: &Event) -> usize {
-        let mut evict = Vec::new();
-        let delivered = {
-            let state = self.read();
-            event
-                .channels()
-                .iter()
-                .map(|ch| {
-                    let frame = Utf8Bytes::from(protocol::event_frame(
-                        ch.as_str(),
-                        event.name(),
-                        event.data(),
-                    ));
-                    state.send_to_channel(ch.as_str(), &frame, event.except(), &mut evict)
-                })
-                .sum()
-        };
-        if !evict.is_empty() {
-            self.write().evict(evict);
-        }
-        delivered
+        event
+            .channels()
+            .iter()
+            .map(|ch| {
+                // Encoded once; every recipient gets the same bytes. The write happens outside
+                // the lock so that connects and subscribes are not held up by a large fan-out.
+                let frame = outbox::text_frame(&protocol::event_frame(
+                    ch.as_str(),
+                    event.name(),
+                    event.data(),
+                ));
+                let recipients = self.read().recipients(ch.as_str(), event.except());
+                deliver_all(&recipients, &frame)
+            })
+            .sum()
     }
 }
 
@@ -281,19 +310,20 @@ impl RealtimeHub {
     pub fn close_all(&self) -> usize {
         let mut state = self.inner.write();
         let n = state.connections.len();
-        for tx in state.connections.values() {
-            let _ = tx.try_send(Outbound::Close(ProtocolError::ServerClosing));
+        for outbox in state.connections.values() {
+            outbox.order_close(ProtocolError::ServerClosing);
         }
         state.connections.clear();
         n
     }
 
-    /// Adds a connection from `peer` (when known); refused with 4100 when the node is full or
-    /// the address holds its maximum number of connections.
+    /// Adds a connection from `peer` (when known) writing to `outbox`; refused with 4100 when
+    /// the node is full or the address holds its maximum number of connections.
     pub(crate) fn register(
         &self,
         peer: Option<IpAddr>,
-    ) -> Result<(SocketId, mpsc::Receiver<Outbound>), ProtocolError> {
+        outbox: Arc<Outbox>,
+    ) -> Result<SocketId, ProtocolError> {
         let mut state = self.inner.write();
         let config = &self.inner.config;
         if state.connections.len() >= config.max_connections {
@@ -306,15 +336,14 @@ impl RealtimeHub {
             }
             *open += 1;
         }
-        let (tx, rx) = mpsc::channel(config.send_queue.max(1));
         let socket_id = loop {
             let id = SocketId::random();
             if !state.connections.contains_key(&id) {
                 break id;
             }
         };
-        state.connections.insert(socket_id.clone(), tx);
-        Ok((socket_id, rx))
+        state.connections.insert(socket_id.clone(), outbox);
+        Ok(socket_id)
     }
 
     /// Removes a connection registered from `peer` and its subscriptions, announcing departed
@@ -336,11 +365,9 @@ impl RealtimeHub {
                 }
             }
         }
-        let mut evict = Vec::new();
         for channel in channels {
-            Self::leave(&mut state, socket, channel.as_str(), &mut evict);
+            Self::leave(&mut state, socket, channel.as_str());
         }
-        state.evict(evict);
     }
 
     /// Remembers that `socket` was given a channel auth as `device`, so that revoking the
@@ -364,25 +391,26 @@ impl RealtimeHub {
             .collect();
         for socket in &sockets {
             state.devices.remove(socket);
-            if let Some(tx) = state.connections.remove(socket) {
-                let _ = tx.try_send(Outbound::Close(ProtocolError::Revoked));
+            if let Some(outbox) = state.connections.remove(socket) {
+                outbox.order_close(ProtocolError::Revoked);
             }
         }
         sockets.len()
     }
 
-    /// Adds `socket` to `channel`; for presence channels returns the member list to send in
-    /// `subscription_succeeded` and announces a newly present user to the others.
+    /// Adds `socket` to `channel` and writes it `subscription_succeeded` (with the member list
+    /// on presence channels) before releasing the lock, so that no event on the channel can
+    /// overtake it; announces a newly present user to the others. The caller then flushes.
     pub(crate) fn subscribe(
         &self,
         socket: &SocketId,
         channel: &ChannelName,
         member: Option<PresenceMember>,
-    ) -> Result<Option<Value>, SubscribeError> {
+    ) -> Result<(), SubscribeError> {
         let mut state = self.inner.write();
-        if !state.connections.contains_key(socket) {
+        let Some(outbox) = state.connections.get(socket).cloned() else {
             return Err(SubscribeError::Gone);
-        }
+        };
         let max_members = self.inner.config.max_presence_members;
         let ch = state
             .channels
@@ -414,7 +442,10 @@ impl RealtimeHub {
         }
         ch.subscribers
             .entry(socket.clone())
-            .or_insert_with(|| member.as_ref().map(|m| m.user_id.clone()));
+            .or_insert_with(|| Subscriber {
+                outbox: outbox.clone(),
+                user: member.as_ref().map(|m| m.user_id.clone()),
+            });
         let presence = (channel.kind() == ChannelKind::Presence).then(|| {
             let mut ids: Vec<&String> = ch.members.keys().collect();
             ids.sort();
@@ -425,25 +456,20 @@ impl RealtimeHub {
                 .collect();
             json!({ "ids": ids, "hash": hash, "count": ch.members.len() })
         });
+        outbox.write_own(&outbox::text_frame(&protocol::subscription_succeeded(
+            channel.as_str(),
+            presence,
+        )));
         if let Some(frame) = announce {
-            let mut evict = Vec::new();
-            state.send_to_channel(
-                channel.as_str(),
-                &Utf8Bytes::from(frame),
-                Some(socket),
-                &mut evict,
-            );
-            state.evict(evict);
+            state.send_to_channel(channel.as_str(), &outbox::text_frame(&frame), Some(socket));
         }
-        Ok(presence)
+        Ok(())
     }
 
     /// Removes `socket` from `channel`.
     pub(crate) fn unsubscribe(&self, socket: &SocketId, channel: &ChannelName) {
         let mut state = self.inner.write();
-        let mut evict = Vec::new();
-        Self::leave(&mut state, socket, channel.as_str(), &mut evict);
-        state.evict(evict);
+        Self::leave(&mut state, socket, channel.as_str());
     }
 
     /// Relays a client event to the channel's other subscribers on every node.
@@ -451,20 +477,17 @@ impl RealtimeHub {
         let Some(channel) = event.channels().first() else {
             return 0;
         };
-        let frame = Utf8Bytes::from(protocol::client_event_frame(
+        let frame = outbox::text_frame(&protocol::client_event_frame(
             channel.as_str(),
             event.name(),
             event.data(),
             user_id,
         ));
-        let mut evict = Vec::new();
-        let delivered =
-            self.inner
-                .read()
-                .send_to_channel(channel.as_str(), &frame, event.except(), &mut evict);
-        if !evict.is_empty() {
-            self.inner.write().evict(evict);
-        }
+        let recipients = self
+            .inner
+            .read()
+            .recipients(channel.as_str(), event.except());
+        let delivered = deliver_all(&recipients, &frame);
         // Remote nodes render the frame themselves; presence `user_id` is a local nicety.
         if let Err(e) = self.inner.fanout.forward(self.inner.node, &event).await {
             tracing::warn!(error = %e, "client event not forwarded to other nodes");
@@ -472,11 +495,11 @@ impl RealtimeHub {
         delivered
     }
 
-    fn leave(state: &mut State, socket: &SocketId, channel: &str, evict: &mut Vec<SocketId>) {
+    fn leave(state: &mut State, socket: &SocketId, channel: &str) {
         let Some(ch) = state.channels.get_mut(channel) else {
             return;
         };
-        let Some(user) = ch.subscribers.remove(socket) else {
+        let Some(Subscriber { user, .. }) = ch.subscribers.remove(socket) else {
             return;
         };
         let mut departed = None;
@@ -492,8 +515,8 @@ impl RealtimeHub {
         if ch.subscribers.is_empty() {
             state.channels.remove(channel);
         } else if let Some(user) = departed {
-            let frame = Utf8Bytes::from(protocol::member_removed(channel, &user));
-            state.send_to_channel(channel, &frame, None, evict);
+            let frame = outbox::text_frame(&protocol::member_removed(channel, &user));
+            state.send_to_channel(channel, &frame, None);
         }
     }
 }

@@ -21,9 +21,11 @@ pub mod fanout;
 pub mod http_api;
 pub mod hub;
 pub mod nats_fanout;
+mod outbox;
 pub mod protocol;
 pub mod signing;
 pub mod socket_id;
+mod upgrade;
 
 pub use api_error::ApiError;
 /// Re-exported so implementors of [`Authenticator`] need no direct dependency.
@@ -39,9 +41,8 @@ pub use nats_fanout::{NatsFanout, NatsFanoutConfig, NatsFanoutError};
 pub use protocol::ProtocolError;
 pub use socket_id::SocketId;
 
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
-use axum::response::Response;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::{get, post};
 use axum::Extension;
 use axum::Router;
@@ -51,9 +52,6 @@ use std::sync::Arc;
 
 /// Channel auth requests are two short fields.
 const AUTH_BODY_LIMIT: usize = 4 * 1024;
-/// Tungstenite's default read buffer is 128 KiB per socket; a small one keeps idle
-/// connections cheap (it grows only while a large message is being read).
-const WS_READ_BUFFER: usize = 4 * 1024;
 
 /// State shared by this crate's routes.
 #[derive(Clone)]
@@ -90,8 +88,13 @@ async fn websocket(
     Path(key): Path<String>,
     Query(params): Query<HashMap<String, String>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    ws: WebSocketUpgrade,
+    request: Request,
 ) -> Response {
+    let (mut parts, _) = request.into_parts();
+    let handshake = match upgrade::Handshake::check(&mut parts) {
+        Ok(handshake) => handshake,
+        Err(e) => return e.into_response(),
+    };
     let config = state.hub.config();
     // Browsers cannot read an HTTP error on a WebSocket handshake, so refusals are sent as
     // Pusher errors over the upgraded socket.
@@ -100,14 +103,8 @@ async fn websocket(
     } else {
         protocol::check_protocol(params.get("protocol").map(String::as_str)).err()
     };
-    // The transport limit sits above the protocol limit so that a merely oversized message
-    // still gets a clean Pusher error, while a huge frame is refused from its header alone.
-    let hard_limit = config.max_message_bytes.saturating_mul(2);
     let hub = state.hub.clone();
     // The listener inserts the peer address; without it (a bare router) no per-address cap.
     let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
-    ws.read_buffer_size(WS_READ_BUFFER)
-        .max_message_size(hard_limit)
-        .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| connection::serve(hub, socket, refusal, peer))
+    handshake.respond(move |io| connection::serve(hub, io, refusal, peer))
 }

@@ -30,6 +30,32 @@ async fn handshake_sends_socket_id_and_activity_timeout_as_a_json_string() {
 }
 
 #[tokio::test]
+async fn a_request_that_is_not_a_websocket_handshake_is_a_400_with_a_json_error() {
+    let server = Server::start(config()).await;
+    let url = server.http(&format!("/app/{KEY}?protocol=7"));
+    let plain = reqwest::get(&url).await.unwrap();
+    assert_eq!(plain.status(), 400);
+    let body: Value = plain.json().await.unwrap();
+    assert_eq!(
+        body["error"]["code"], "invalid_websocket_handshake",
+        "{body}"
+    );
+    // Upgrade headers but an old protocol version: refused the same way.
+    let old = reqwest::Client::new()
+        .get(&url)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-version", "8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 400);
+    let posted = reqwest::Client::new().post(&url).send().await.unwrap();
+    assert_eq!(posted.status(), 405);
+}
+
+#[tokio::test]
 async fn unknown_app_key_is_refused_with_4001() {
     let server = Server::start(config()).await;
     let mut client = server.connect_path("/app/wrong-key?protocol=7").await;
@@ -355,20 +381,32 @@ async fn a_slow_consumer_is_closed_with_a_backoff_code() {
     let mut slow = server.connect().await;
     server.subscribe(&mut slow, "calls", None).await;
     let ch = ChannelName::parse("calls").unwrap();
-    // The test runtime is single-threaded, so the connection task cannot drain its queue
-    // while this loop runs: the second event overflows it.
-    let mut delivered = 0;
-    for n in 0..5 {
-        delivered += server
-            .hub
-            .publish(&ch, "tick", &json!({ "n": n }), None)
-            .await
-            .unwrap();
+    // The client reads nothing while this loop runs, and the single-threaded test runtime
+    // gives the connection task no turn: once the kernel's socket buffers are full, frames
+    // wait on the server, and the one past `send_queue` evicts the socket.
+    let pad = "x".repeat(8 * 1024);
+    let mut published = 0;
+    while server
+        .hub
+        .publish(&ch, "tick", &json!({ "n": published, "pad": pad }), None)
+        .await
+        .unwrap()
+        == 1
+    {
+        published += 1;
+        assert!(published < 100_000, "never evicted");
     }
-    assert_eq!(delivered, 1);
+    assert!(published > 1, "{published}");
     let (frames, ended) = slow.until_closed().await;
-    assert_eq!(frames[0]["event"], "tick");
-    assert_eq!(frames.last().unwrap()["data"]["code"], 4100);
+    // Everything accepted before the eviction arrives, in order, then the error and close.
+    assert_eq!(frames.len(), published + 1);
+    for (n, frame) in frames[..published].iter().enumerate() {
+        assert_eq!(frame["event"], "tick");
+        let data: serde_json::Value =
+            serde_json::from_str(frame["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data["n"], n);
+    }
+    assert_eq!(frames[published]["data"]["code"], 4100);
     assert!(matches!(ended, Ended::Close(4100, _)), "{ended:?}");
     eventually(|| server.hub.connection_count() == 0).await;
 }

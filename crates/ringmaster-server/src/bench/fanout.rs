@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, Semaphore};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 /// The channel every socket subscribes to.
@@ -50,6 +51,10 @@ pub struct FanoutArgs {
     /// Process id of the server behind `--url`, for its memory figure (Linux).
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// The binary whose `serve` is started when no `--url` is given (default: this one), e.g.
+    /// a build of another commit for a before/after comparison with the same generator.
+    #[arg(long)]
+    pub server_bin: Option<std::path::PathBuf>,
     /// Connection handshakes in flight at once.
     #[arg(long, default_value_t = 256)]
     pub connect_concurrency: usize,
@@ -129,7 +134,10 @@ async fn spawn_server(args: &FanoutArgs) -> anyhow::Result<Child> {
         .local_addr()?
         .port();
     let dir = tempfile::tempdir()?;
-    let exe = std::env::current_exe().context("locating the ringmaster binary")?;
+    let exe = match &args.server_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe().context("locating the ringmaster binary")?,
+    };
     let process = tokio::process::Command::new(exe)
         .arg("serve")
         .env("RINGMASTER_LISTEN", format!("127.0.0.1:{port}"))
@@ -205,9 +213,16 @@ async fn next_frame(ws: &mut Socket) -> anyhow::Result<Frame> {
     }
 }
 
+/// Bytes each client socket reads at a time. Tungstenite's default (128 KiB) is zero-filled
+/// before every read: with thousands of sockets that memset was half of the generator's CPU,
+/// and the generator, not the server, set the latency.
+const CLIENT_READ_BUFFER: usize = 4 * 1024;
+
 /// Connects one socket and subscribes it to [`CHANNEL`].
 async fn connect(ws_url: &str) -> anyhow::Result<Socket> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await?;
+    let config = WebSocketConfig::default().read_buffer_size(CLIENT_READ_BUFFER);
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(ws_url, Some(config), false).await?;
     let hello = next_frame(&mut ws).await?;
     anyhow::ensure!(
         hello.event == "pusher:connection_established",
