@@ -3,10 +3,10 @@
 
 use std::process::Command;
 
-#[test]
-fn bench_ingest_quick_reports_every_scenario() {
+/// Runs `ringmaster bench SCENARIO --quick --json`; its report.
+fn quick_json(scenario: &str) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_ringmaster"))
-        .args(["bench", "ingest", "--quick", "--json"])
+        .args(["bench", scenario, "--quick", "--json"])
         .env("RUST_LOG", "error")
         .output()
         .expect("run ringmaster bench");
@@ -15,7 +15,12 @@ fn bench_ingest_quick_reports_every_scenario() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    serde_json::from_slice(&out.stdout).expect("JSON report")
+}
+
+#[test]
+fn bench_ingest_quick_reports_every_scenario() {
+    let report = quick_json("ingest");
     let names: Vec<&str> = report["scenarios"]
         .as_array()
         .unwrap()
@@ -32,17 +37,7 @@ fn bench_ingest_quick_reports_every_scenario() {
 /// dismissed and ends; the report has both latencies (figures are not asserted).
 #[test]
 fn bench_lifecycle_quick_reports_every_phase() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ringmaster"))
-        .args(["bench", "lifecycle", "--quick", "--json"])
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("run ringmaster bench");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let report = quick_json("lifecycle");
     let calls = report["plan"]["calls"].as_u64().unwrap();
     assert!(calls > 0, "{report}");
     for phase in ["ringing", "answered", "dismissed", "ended"] {
