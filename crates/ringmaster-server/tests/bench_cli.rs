@@ -1,11 +1,12 @@
-//! `ringmaster bench ingest --quick` runs end to end (a smoke test: figures are not asserted).
+//! `ringmaster bench ingest --quick` and `bench lifecycle --quick` run end to end (smoke tests:
+//! figures are not asserted).
 
 use std::process::Command;
 
-#[test]
-fn bench_ingest_quick_reports_every_scenario() {
+/// Runs `ringmaster bench SCENARIO --quick --json`; its report.
+fn quick_json(scenario: &str) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_ringmaster"))
-        .args(["bench", "ingest", "--quick", "--json"])
+        .args(["bench", scenario, "--quick", "--json"])
         .env("RUST_LOG", "error")
         .output()
         .expect("run ringmaster bench");
@@ -14,7 +15,12 @@ fn bench_ingest_quick_reports_every_scenario() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    serde_json::from_slice(&out.stdout).expect("JSON report")
+}
+
+#[test]
+fn bench_ingest_quick_reports_every_scenario() {
+    let report = quick_json("ingest");
     let names: Vec<&str> = report["scenarios"]
         .as_array()
         .unwrap()
@@ -25,4 +31,29 @@ fn bench_ingest_quick_reports_every_scenario() {
     for s in report["scenarios"].as_array().unwrap() {
         assert!(s["acknowledged"].as_u64().unwrap() > 0, "{s}");
     }
+}
+
+/// `ringmaster bench lifecycle --quick` runs end to end: every call rings, is answered, is
+/// dismissed and ends; the report has both latencies (figures are not asserted).
+#[test]
+fn bench_lifecycle_quick_reports_every_phase() {
+    let report = quick_json("lifecycle");
+    let calls = report["plan"]["calls"].as_u64().unwrap();
+    assert!(calls > 0, "{report}");
+    for phase in ["ringing", "answered", "dismissed", "ended"] {
+        assert_eq!(report[phase].as_u64(), Some(calls), "{phase}: {report}");
+    }
+    assert_eq!(
+        report["commit"]["samples"], report["plan"]["commits"],
+        "{report}"
+    );
+    for measure in ["commit", "dismissal"] {
+        let m = &report[measure];
+        assert!(m["p50_ms"].as_f64().unwrap() > 0.0, "{measure}: {report}");
+        assert!(
+            m["p99_ms"].as_f64().unwrap() >= m["p50_ms"].as_f64().unwrap(),
+            "{measure}: {report}"
+        );
+    }
+    assert!(report["p99_ratio"].as_f64().unwrap() > 0.0, "{report}");
 }

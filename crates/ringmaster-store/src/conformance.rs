@@ -69,6 +69,7 @@ macro_rules! __conformance_cases {
             claimed_effects_are_leased_until_done_or_expired
             concurrent_claims_never_share_a_row
             a_batch_commits_each_session_on_its_own
+            a_batch_fails_only_its_racing_and_busy_commits
             directory_reads_follow_admin_writes
             an_acknowledged_batch_survives_a_crash
             quarantined_sessions_are_skipped
@@ -703,6 +704,93 @@ pub async fn a_batch_commits_each_session_on_its_own(h: &dyn Harness) {
     assert!(store.is_processed("k1").await.unwrap());
     assert_eq!(store.pending_effects(10).await.unwrap().len(), 1);
     assert!(store.commit_batch(Vec::new()).await.is_empty());
+}
+
+/// In a batch, two commits racing for one session version have one winner, a commit refused
+/// by the registry (`Busy`) fails alone, and a later commit sees what an earlier one in the
+/// same batch wrote.
+pub async fn a_batch_fails_only_its_racing_and_busy_commits(h: &dyn Harness) {
+    let store = h.open().await;
+    store
+        .create_user(user("alice", "t1", &["+15550000001"]))
+        .await
+        .unwrap();
+    let mut c1 = commit("c1", "alice", None, "bridged");
+    c1.registry = vec![RegistryChange::Set(active("alice", "c1", "d1", 100))];
+    apply(&*store, c1).await;
+    apply(&*store, commit("r", "bob", None, "ringing")).await;
+
+    let mut winner = commit("r", "bob", Some(1), "answered");
+    winner.effects = vec![json!({ "op": "bridge" }).into()];
+    let mut loser = commit("r", "bob", Some(1), "ended");
+    loser.effects = vec![json!({ "op": "hangup" }).into()];
+    loser.dedupe_key = Some("loser".into());
+    let busy = || {
+        let mut c2 = commit("c2", "alice", None, "bridged");
+        c2.registry = vec![RegistryChange::Set(active("alice", "c2", "d2", 200))];
+        c2.effects = vec![json!({ "op": "bridge-c2" }).into()];
+        c2.dedupe_key = Some("evt-c2".into());
+        c2
+    };
+    let mut other = commit("c3", "carol", None, "ringing");
+    other.effects = vec![json!({ "op": "dial" }).into()];
+
+    let results = store.commit_batch(vec![winner, loser, busy(), other]).await;
+    assert!(matches!(
+        results[0],
+        Ok(CommitOutcome::Committed { version: 2, .. })
+    ));
+    assert_eq!(
+        results[1].as_ref().unwrap(),
+        &CommitOutcome::Conflict {
+            current_version: Some(2)
+        }
+    );
+    assert_eq!(
+        results[2].as_ref().unwrap(),
+        &CommitOutcome::Busy {
+            active: vec![active("alice", "c1", "d1", 100)]
+        }
+    );
+    assert!(matches!(
+        results[3],
+        Ok(CommitOutcome::Committed { version: 1, .. })
+    ));
+    let stored = store.load_session(&sid("r")).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.version, stored.state_label.as_str()),
+        (2, "answered")
+    );
+    assert!(store.load_session(&sid("c2")).await.unwrap().is_none());
+    assert!(!store.is_processed("loser").await.unwrap());
+    assert!(!store.is_processed("evt-c2").await.unwrap());
+    let mut ops: Vec<String> = store
+        .pending_effects(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.effect["op"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    ops.sort();
+    assert_eq!(ops, ["bridge", "dial"]);
+
+    // The first call ends earlier in the same batch: the second may take its place.
+    let mut end = commit("c1", "alice", Some(1), "ended");
+    end.registry = vec![RegistryChange::Clear {
+        user_id: uid("alice"),
+        call_session_id: sid("c1"),
+    }];
+    let results = store.commit_batch(vec![end, busy()]).await;
+    for result in &results {
+        assert!(
+            matches!(result, Ok(CommitOutcome::Committed { .. })),
+            "{result:?}"
+        );
+    }
+    assert_eq!(
+        store.active_calls(&uid("alice")).await.unwrap(),
+        vec![active("alice", "c2", "d2", 200)]
+    );
 }
 
 /// A batch reported committed is durable: a store that goes away without closing (a crash

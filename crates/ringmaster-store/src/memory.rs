@@ -557,6 +557,13 @@ impl Store for MemoryStore {
         self.lock().commit(commit)
     }
 
+    /// Under one lock: no reader sees part of a batch, and each commit is still all-or-nothing
+    /// on its own (it is validated before anything is applied).
+    async fn commit_batch(&self, commits: Vec<Commit>) -> Vec<Result<CommitOutcome, StoreError>> {
+        let mut state = self.lock();
+        commits.into_iter().map(|c| state.commit(c)).collect()
+    }
+
     async fn is_processed(&self, dedupe_key: &str) -> Result<bool, StoreError> {
         Ok(self.lock().processed.contains_key(dedupe_key))
     }

@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use ringmaster_core::{CallSessionId, DeviceId, Timestamp, UserId};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::{PgConnection, Postgres, Row, Transaction};
+use sqlx::{Acquire, PgConnection, Postgres, Row, Transaction};
 use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -168,7 +168,7 @@ pub(crate) fn storable(raw: &str) -> bool {
 }
 
 async fn current_version(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Transaction<'_, Postgres>,
     id: &CallSessionId,
 ) -> Result<Option<u64>, StoreError> {
     sqlx::query_scalar::<_, i64>("SELECT version FROM sessions WHERE id = $1")
@@ -184,7 +184,7 @@ const ACTIVE_SQL: &str = "SELECT user_id, call_session_id, device_id, started_at
      FROM active_calls WHERE user_id = $1 ORDER BY started_at, call_session_id";
 
 async fn active_of(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Transaction<'_, Postgres>,
     user_id: &UserId,
 ) -> Result<Vec<ActiveCall>, StoreError> {
     sqlx::query(ACTIVE_SQL)
@@ -199,7 +199,7 @@ async fn active_of(
 /// Serialises registry changes per user until the transaction ends. Users are locked in one
 /// global order so two commits touching the same users cannot deadlock.
 async fn lock_registries(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Transaction<'_, Postgres>,
     changes: &[RegistryChange],
 ) -> Result<(), StoreError> {
     let users: BTreeSet<&str> = changes
@@ -218,6 +218,251 @@ async fn lock_registries(
         .await?;
     }
     Ok(())
+}
+
+/// Applies one commit in `tx` and ends `tx`: committed, or rolled back when the commit is a
+/// conflict, duplicate, busy or fails. In a batch `tx` is a savepoint, so such a commit undoes
+/// only itself and leaves the rest of the batch.
+async fn commit_in(
+    mut tx: Transaction<'_, Postgres>,
+    commit: &Commit,
+) -> Result<CommitOutcome, StoreError> {
+    let encoded = limits::commit(commit)?;
+    let at = ms(commit.at)?;
+    let deadline = opt_ms(commit.next_deadline)?;
+    let n_effects = commit.effects.len() as i64;
+
+    // A racer with the same key waits here until the holder commits or rolls back.
+    if let Some(key) = &commit.dedupe_key {
+        let fresh = sqlx::query(
+            "INSERT INTO processed_inputs (dedupe_key, session_id, processed_at) \
+             VALUES ($1, $2, $3) ON CONFLICT (dedupe_key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(commit.session_id.as_str())
+        .bind(at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if fresh == 0 {
+            tx.rollback().await?;
+            return Ok(CommitOutcome::Duplicate);
+        }
+    }
+
+    let (version, last_seq) = match commit.expected_version {
+        None => {
+            let created = sqlx::query(
+                "INSERT INTO sessions (id, user_id, version, doc, state_label, \
+                 next_deadline, effect_seq, created_at, updated_at, closed) \
+                 VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $7, $8) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(commit.session_id.as_str())
+            .bind(commit.user_id.as_str())
+            .bind(&encoded.doc)
+            .bind(&commit.state_label)
+            .bind(deadline)
+            .bind(n_effects)
+            .bind(at)
+            .bind(commit.closed)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if created == 0 {
+                let current_version = current_version(&mut tx, &commit.session_id).await?;
+                tx.rollback().await?;
+                return Ok(CommitOutcome::Conflict { current_version });
+            }
+            (1, n_effects)
+        }
+        Some(expected) => {
+            // Under READ COMMITTED a blocked racer re-evaluates the WHERE against the
+            // winner's row, so only one UPDATE per version can match.
+            let row = sqlx::query(
+                "UPDATE sessions SET version = version + 1, doc = $1, state_label = $2, \
+                 next_deadline = $3, effect_seq = effect_seq + $4, updated_at = $5, \
+                 closed = $8 WHERE id = $6 AND version = $7 RETURNING version, effect_seq",
+            )
+            .bind(&encoded.doc)
+            .bind(&commit.state_label)
+            .bind(deadline)
+            .bind(n_effects)
+            .bind(at)
+            .bind(commit.session_id.as_str())
+            .bind(int(expected)?)
+            .bind(commit.closed)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                let current_version = current_version(&mut tx, &commit.session_id).await?;
+                tx.rollback().await?;
+                return Ok(CommitOutcome::Conflict { current_version });
+            };
+            (
+                row.try_get::<i64, _>("version")?,
+                row.try_get::<i64, _>("effect_seq")?,
+            )
+        }
+    };
+
+    lock_registries(&mut tx, &commit.registry).await?;
+    for change in &commit.registry {
+        match change {
+            RegistryChange::Set(active) => {
+                // Read after taking the lock: each statement sees every commit so far.
+                let current = active_of(&mut tx, &active.user_id).await?;
+                let other_call = current
+                    .iter()
+                    .any(|a| a.call_session_id != active.call_session_id);
+                if other_call {
+                    let call_waiting = sqlx::query_scalar::<_, bool>(
+                        "SELECT call_waiting FROM users WHERE id = $1",
+                    )
+                    .bind(active.user_id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .unwrap_or(false);
+                    if !call_waiting {
+                        tx.rollback().await?;
+                        return Ok(CommitOutcome::Busy { active: current });
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO active_calls (user_id, call_session_id, device_id, \
+                     started_at, platform, state, since) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (user_id, call_session_id) DO UPDATE SET \
+                     device_id = excluded.device_id, started_at = excluded.started_at, \
+                     platform = excluded.platform, state = excluded.state, \
+                     since = excluded.since",
+                )
+                .bind(active.user_id.as_str())
+                .bind(active.call_session_id.as_str())
+                .bind(active.device_id.as_ref().map(DeviceId::as_str))
+                .bind(ms(active.started_at)?)
+                .bind(active.platform.as_deref())
+                .bind(active.state.as_str())
+                .bind(ms(active.since)?)
+                .execute(&mut *tx)
+                .await?;
+            }
+            RegistryChange::Clear {
+                user_id,
+                call_session_id,
+            } => {
+                sqlx::query("DELETE FROM active_calls WHERE user_id = $1 AND call_session_id = $2")
+                    .bind(user_id.as_str())
+                    .bind(call_session_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
+
+    let first_seq = unsigned(last_seq - n_effects + 1)?;
+    let effect_seqs: Vec<u64> = (first_seq..).take(encoded.effects.len()).collect();
+    if !effect_seqs.is_empty() {
+        // One multi-row statement: the hot path makes no round trip per effect.
+        let sql = outbox_insert_sql('$', effect_seqs.len());
+        let mut insert = sqlx::query(&sql);
+        for ((seq, json), effect) in effect_seqs
+            .iter()
+            .zip(&encoded.effects)
+            .zip(&commit.effects)
+        {
+            insert = insert
+                .bind(commit.session_id.as_str())
+                .bind(int(*seq)?)
+                .bind(json)
+                .bind(at)
+                .bind(effect.lane.as_str())
+                .bind(at)
+                .bind(effect.order_key.as_deref());
+        }
+        insert.execute(&mut *tx).await?;
+    }
+
+    for (call, quality) in commit.calls.iter().zip(&encoded.quality) {
+        let upsert = sqlx::query(
+            "INSERT INTO call_records (call_session_id, user_id, tenant_id, direction, \
+             from_number, to_number, status, answered_device, started_at, answered_at, \
+             ended_at, hangup_cause, recording_url, quality, billable_seconds, \
+             billing_minutes, bridged_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $17) \
+             ON CONFLICT (call_session_id) DO UPDATE SET \
+             tenant_id = excluded.tenant_id, direction = excluded.direction, \
+             from_number = excluded.from_number, to_number = excluded.to_number, \
+             status = excluded.status, answered_device = excluded.answered_device, \
+             started_at = excluded.started_at, answered_at = excluded.answered_at, \
+             ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause, \
+             recording_url = excluded.recording_url, quality = excluded.quality, \
+             billable_seconds = excluded.billable_seconds, \
+             billing_minutes = excluded.billing_minutes, bridged_at = excluded.bridged_at \
+             WHERE call_records.user_id = excluded.user_id",
+        );
+        let written = bind_call(upsert, call, quality.as_deref())?
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if written == 0 {
+            tx.rollback().await?;
+            return Err(StoreError::invalid(
+                "call record",
+                format!("call {} belongs to another user", call.call_session_id),
+            ));
+        }
+    }
+
+    for bill in &commit.billing {
+        // Written once: a redelivered or repeated final row leaves the first record.
+        let insert = sqlx::query(
+            "INSERT INTO billing_records (call_session_id, user_id, tenant_id, unit, \
+             quantity, billable_seconds, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (call_session_id) DO NOTHING",
+        );
+        bind_billing(insert, bill)?.execute(&mut *tx).await?;
+    }
+
+    for leg in &commit.legs {
+        let upsert = sqlx::query(
+            "INSERT INTO call_legs (call_control_id, call_session_id, device_id, status, \
+             started_at, answered_at, ended_at, hangup_cause) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (call_control_id) DO UPDATE SET \
+             device_id = excluded.device_id, status = excluded.status, \
+             started_at = excluded.started_at, answered_at = excluded.answered_at, \
+             ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause \
+             WHERE call_legs.call_session_id = excluded.call_session_id",
+        );
+        let written = bind_leg(upsert, leg)?
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if written == 0 {
+            tx.rollback().await?;
+            return Err(StoreError::invalid(
+                "leg record",
+                format!("leg {} belongs to another call", leg.call_control_id),
+            ));
+        }
+    }
+
+    for (entry, detail) in commit.timeline.iter().zip(&encoded.details) {
+        let insert = sqlx::query(
+            "INSERT INTO call_timeline (call_session_id, at, source, device_id, kind, \
+             from_state, to_state, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(entry.call_session_id.as_str());
+        bind_timeline_tail(insert, entry, detail)?
+            .execute(&mut *tx)
+            .await?;
+    }
+
+    tx.commit().await?;
+    Ok(CommitOutcome::Committed {
+        version: unsigned(version)?,
+        effect_seqs,
+    })
 }
 
 #[async_trait]
@@ -534,245 +779,41 @@ impl Store for PostgresStore {
     }
 
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
-        let encoded = limits::commit(&commit)?;
-        let at = ms(commit.at)?;
-        let deadline = opt_ms(commit.next_deadline)?;
-        let n_effects = commit.effects.len() as i64;
-        let mut tx = self.pool.begin().await?;
+        commit_in(self.pool.begin().await?, &commit).await
+    }
 
-        // A racer with the same key waits here until the holder commits or rolls back.
-        if let Some(key) = &commit.dedupe_key {
-            let fresh = sqlx::query(
-                "INSERT INTO processed_inputs (dedupe_key, session_id, processed_at) \
-                 VALUES ($1, $2, $3) ON CONFLICT (dedupe_key) DO NOTHING",
-            )
-            .bind(key)
-            .bind(commit.session_id.as_str())
-            .bind(at)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if fresh == 0 {
-                tx.rollback().await?;
-                return Ok(CommitOutcome::Duplicate);
-            }
+    /// One transaction for the whole batch, a savepoint per commit; nothing is reported
+    /// committed before that transaction is.
+    async fn commit_batch(&self, commits: Vec<Commit>) -> Vec<Result<CommitOutcome, StoreError>> {
+        let n = commits.len();
+        if n == 0 {
+            return Vec::new();
         }
-
-        let (version, last_seq) = match commit.expected_version {
-            None => {
-                let created = sqlx::query(
-                    "INSERT INTO sessions (id, user_id, version, doc, state_label, \
-                     next_deadline, effect_seq, created_at, updated_at, closed) \
-                     VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $7, $8) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(commit.session_id.as_str())
-                .bind(commit.user_id.as_str())
-                .bind(&encoded.doc)
-                .bind(&commit.state_label)
-                .bind(deadline)
-                .bind(n_effects)
-                .bind(at)
-                .bind(commit.closed)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if created == 0 {
-                    let current_version = current_version(&mut tx, &commit.session_id).await?;
-                    tx.rollback().await?;
-                    return Ok(CommitOutcome::Conflict { current_version });
-                }
-                (1, n_effects)
-            }
-            Some(expected) => {
-                // Under READ COMMITTED a blocked racer re-evaluates the WHERE against the
-                // winner's row, so only one UPDATE per version can match.
-                let row = sqlx::query(
-                    "UPDATE sessions SET version = version + 1, doc = $1, state_label = $2, \
-                     next_deadline = $3, effect_seq = effect_seq + $4, updated_at = $5, \
-                     closed = $8 WHERE id = $6 AND version = $7 RETURNING version, effect_seq",
-                )
-                .bind(&encoded.doc)
-                .bind(&commit.state_label)
-                .bind(deadline)
-                .bind(n_effects)
-                .bind(at)
-                .bind(commit.session_id.as_str())
-                .bind(int(expected)?)
-                .bind(commit.closed)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(row) = row else {
-                    let current_version = current_version(&mut tx, &commit.session_id).await?;
-                    tx.rollback().await?;
-                    return Ok(CommitOutcome::Conflict { current_version });
-                };
-                (
-                    row.try_get::<i64, _>("version")?,
-                    row.try_get::<i64, _>("effect_seq")?,
-                )
-            }
+        let failed = |e: &dyn std::fmt::Display| {
+            (0..n)
+                .map(|_| {
+                    Err(StoreError::Backend(sqlx::Error::Protocol(format!(
+                        "group commit failed: {e}"
+                    ))))
+                })
+                .collect()
         };
-
-        lock_registries(&mut tx, &commit.registry).await?;
-        for change in &commit.registry {
-            match change {
-                RegistryChange::Set(active) => {
-                    // Read after taking the lock: each statement sees every commit so far.
-                    let current = active_of(&mut tx, &active.user_id).await?;
-                    let other_call = current
-                        .iter()
-                        .any(|a| a.call_session_id != active.call_session_id);
-                    if other_call {
-                        let call_waiting = sqlx::query_scalar::<_, bool>(
-                            "SELECT call_waiting FROM users WHERE id = $1",
-                        )
-                        .bind(active.user_id.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .unwrap_or(false);
-                        if !call_waiting {
-                            tx.rollback().await?;
-                            return Ok(CommitOutcome::Busy { active: current });
-                        }
-                    }
-                    sqlx::query(
-                        "INSERT INTO active_calls (user_id, call_session_id, device_id, \
-                         started_at, platform, state, since) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                         ON CONFLICT (user_id, call_session_id) DO UPDATE SET \
-                         device_id = excluded.device_id, started_at = excluded.started_at, \
-                         platform = excluded.platform, state = excluded.state, \
-                         since = excluded.since",
-                    )
-                    .bind(active.user_id.as_str())
-                    .bind(active.call_session_id.as_str())
-                    .bind(active.device_id.as_ref().map(DeviceId::as_str))
-                    .bind(ms(active.started_at)?)
-                    .bind(active.platform.as_deref())
-                    .bind(active.state.as_str())
-                    .bind(ms(active.since)?)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                RegistryChange::Clear {
-                    user_id,
-                    call_session_id,
-                } => {
-                    sqlx::query(
-                        "DELETE FROM active_calls WHERE user_id = $1 AND call_session_id = $2",
-                    )
-                    .bind(user_id.as_str())
-                    .bind(call_session_id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
+        let mut outer = match self.pool.begin().await {
+            Ok(tx) => tx,
+            Err(e) => return failed(&e),
+        };
+        let mut results = Vec::with_capacity(n);
+        for commit in &commits {
+            let outcome = match outer.begin().await {
+                Ok(savepoint) => commit_in(savepoint, commit).await,
+                Err(e) => Err(e.into()),
+            };
+            results.push(outcome);
         }
-
-        let first_seq = unsigned(last_seq - n_effects + 1)?;
-        let effect_seqs: Vec<u64> = (first_seq..).take(encoded.effects.len()).collect();
-        if !effect_seqs.is_empty() {
-            // One multi-row statement: the hot path makes no round trip per effect.
-            let sql = outbox_insert_sql('$', effect_seqs.len());
-            let mut insert = sqlx::query(&sql);
-            for ((seq, json), effect) in effect_seqs
-                .iter()
-                .zip(&encoded.effects)
-                .zip(&commit.effects)
-            {
-                insert = insert
-                    .bind(commit.session_id.as_str())
-                    .bind(int(*seq)?)
-                    .bind(json)
-                    .bind(at)
-                    .bind(effect.lane.as_str())
-                    .bind(at)
-                    .bind(effect.order_key.as_deref());
-            }
-            insert.execute(&mut *tx).await?;
+        match outer.commit().await {
+            Ok(()) => results,
+            Err(e) => failed(&e),
         }
-
-        for (call, quality) in commit.calls.iter().zip(&encoded.quality) {
-            let upsert = sqlx::query(
-                "INSERT INTO call_records (call_session_id, user_id, tenant_id, direction, \
-                 from_number, to_number, status, answered_device, started_at, answered_at, \
-                 ended_at, hangup_cause, recording_url, quality, billable_seconds, \
-                 billing_minutes, bridged_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-                 $17) \
-                 ON CONFLICT (call_session_id) DO UPDATE SET \
-                 tenant_id = excluded.tenant_id, direction = excluded.direction, \
-                 from_number = excluded.from_number, to_number = excluded.to_number, \
-                 status = excluded.status, answered_device = excluded.answered_device, \
-                 started_at = excluded.started_at, answered_at = excluded.answered_at, \
-                 ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause, \
-                 recording_url = excluded.recording_url, quality = excluded.quality, \
-                 billable_seconds = excluded.billable_seconds, \
-                 billing_minutes = excluded.billing_minutes, bridged_at = excluded.bridged_at \
-                 WHERE call_records.user_id = excluded.user_id",
-            );
-            let written = bind_call(upsert, call, quality.as_deref())?
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if written == 0 {
-                tx.rollback().await?;
-                return Err(StoreError::invalid(
-                    "call record",
-                    format!("call {} belongs to another user", call.call_session_id),
-                ));
-            }
-        }
-
-        for bill in &commit.billing {
-            // Written once: a redelivered or repeated final row leaves the first record.
-            let insert = sqlx::query(
-                "INSERT INTO billing_records (call_session_id, user_id, tenant_id, unit, \
-                 quantity, billable_seconds, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (call_session_id) DO NOTHING",
-            );
-            bind_billing(insert, bill)?.execute(&mut *tx).await?;
-        }
-
-        for leg in &commit.legs {
-            let upsert = sqlx::query(
-                "INSERT INTO call_legs (call_control_id, call_session_id, device_id, status, \
-                 started_at, answered_at, ended_at, hangup_cause) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 ON CONFLICT (call_control_id) DO UPDATE SET \
-                 device_id = excluded.device_id, status = excluded.status, \
-                 started_at = excluded.started_at, answered_at = excluded.answered_at, \
-                 ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause \
-                 WHERE call_legs.call_session_id = excluded.call_session_id",
-            );
-            let written = bind_leg(upsert, leg)?
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if written == 0 {
-                tx.rollback().await?;
-                return Err(StoreError::invalid(
-                    "leg record",
-                    format!("leg {} belongs to another call", leg.call_control_id),
-                ));
-            }
-        }
-
-        for (entry, detail) in commit.timeline.iter().zip(&encoded.details) {
-            let insert = sqlx::query(
-                "INSERT INTO call_timeline (call_session_id, at, source, device_id, kind, \
-                 from_state, to_state, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(entry.call_session_id.as_str());
-            bind_timeline_tail(insert, entry, detail)?
-                .execute(&mut *tx)
-                .await?;
-        }
-
-        tx.commit().await?;
-        Ok(CommitOutcome::Committed {
-            version: unsigned(version)?,
-            effect_seqs,
-        })
     }
 
     async fn is_processed(&self, dedupe_key: &str) -> Result<bool, StoreError> {

@@ -26,8 +26,8 @@ use ringmaster_core::{CallControlId, CallLegId, CallSessionId, DeviceId, TenantI
 use ringmaster_store::{Device, DevicePlatform, SqliteStore, Store, User};
 use ringmaster_telnyx::webhook::{CallInitiated, CallRef, Direction};
 use ringmaster_telnyx::{
-    ClientConfig, Emulator, EmulatorConfig, Event, TelnyxClient, WebhookEvent, WebhookSigner,
-    WebhookVerifier,
+    ClientConfig, Emulator, EmulatorConfig, EmulatorHandle, Event, TelnyxClient, WebhookEvent,
+    WebhookSigner, WebhookVerifier,
 };
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -223,7 +223,8 @@ async fn load(
     Ok((latencies, failed.load(Ordering::Relaxed), elapsed))
 }
 
-fn bar(name: &str, done: usize, total: usize) {
+/// Redraws a progress bar on stderr.
+pub(super) fn bar(name: &str, done: usize, total: usize) {
     const WIDTH: usize = 30;
     let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
     eprint!(
@@ -234,7 +235,8 @@ fn bar(name: &str, done: usize, total: usize) {
     let _ = std::io::stderr().flush();
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+/// The `p`th percentile of `sorted`, in milliseconds (0 when empty).
+pub(super) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -320,6 +322,94 @@ async fn start_ceiling(dir: &std::path::Path, signer: &WebhookSigner) -> anyhow:
     Ok(url)
 }
 
+/// Adds a user owning `number` with three devices (iOS, Android, web; SIP URIs from
+/// [`device_uri`]) to `store`.
+pub(super) async fn seed_user(store: &dyn Store, user: &str, number: &str) -> anyhow::Result<()> {
+    let now = crate::clock::system_now();
+    store
+        .create_user(User {
+            id: UserId::new(user),
+            tenant_id: TenantId::new("bench"),
+            name: "Bench".into(),
+            numbers: vec![number.into()],
+            call_waiting: true,
+            voicemail_enabled: false,
+            created_at: now,
+        })
+        .await?;
+    for (i, platform) in DEVICE_PLATFORMS.into_iter().enumerate() {
+        store
+            .create_device(Device {
+                id: DeviceId::new(format!("{user}-device-{i}")),
+                user_id: UserId::new(user),
+                platform,
+                sip_uri: device_uri(user, i),
+                token_hash: format!("unused-{user}-{i}"),
+                push_token: None,
+                push_provider: None,
+                revoked: false,
+                created_at: now,
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// The platforms of a seeded user's devices, in order.
+pub(super) const DEVICE_PLATFORMS: [DevicePlatform; 3] = [
+    DevicePlatform::Ios,
+    DevicePlatform::Android,
+    DevicePlatform::Web,
+];
+
+/// The SIP URI of device `i` of a seeded user.
+pub(super) fn device_uri(user: &str, i: usize) -> String {
+    format!("sip:{user}-{i}@sip.telnyx.com")
+}
+
+/// Starts the coordinator on loopback over `store`, with the emulator (signing with `signer`)
+/// as Telnyx; `configure` adjusts the settings. Returns it, the emulator and the webhook URL.
+pub(super) async fn start_coordinator(
+    store: Arc<dyn Store>,
+    signer: &WebhookSigner,
+    notifiers: Notifiers,
+    configure: impl FnOnce(&mut Settings),
+) -> anyhow::Result<(RunningServer, EmulatorHandle, String)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let url = format!("http://{addr}/webhooks/telnyx");
+    let mut emu = EmulatorConfig::new(
+        "127.0.0.1:0".parse().context("loopback address")?,
+        Some(url.clone()),
+    );
+    emu.signing_key = Some(signer.clone());
+    let emulator = Emulator::start(emu).await?;
+    let telnyx = TelnyxClient::new(ClientConfig::new("bench").with_base_url(emulator.base_url()))?;
+    let mut settings = Settings::new("bench-admin", "bench");
+    // The emulator has no dial limit; the bench measures the coordinator, not Telnyx's quota.
+    settings.dial_limit = DialLimit {
+        max_dials: u32::MAX,
+        window: Duration::from_secs(1),
+    };
+    configure(&mut settings);
+    let server = start(
+        listener,
+        ServerSetup {
+            store,
+            telnyx,
+            webhook_public_key: signer.public_key_b64(),
+            clock: Arc::new(SystemClock),
+            notifiers,
+            settings,
+            sandbox: None,
+            realtime: None,
+            extra_routes: None,
+        },
+    )
+    .await?;
+    Ok((server, emulator, url))
+}
+
 /// Starts the coordinator on loopback (SQLite in `dir`, the emulator as Telnyx) with a user
 /// owning [`USER_NUMBER`] and three devices; returns it and its webhook URL.
 async fn start_server(
@@ -328,73 +418,12 @@ async fn start_server(
 ) -> anyhow::Result<(RunningServer, String)> {
     let url = format!("sqlite://{}/ringmaster.db", dir.display());
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await?);
-    let now = crate::clock::system_now();
-    store
-        .create_user(User {
-            id: UserId::new("bench-user"),
-            tenant_id: TenantId::new("bench"),
-            name: "Bench".into(),
-            numbers: vec![USER_NUMBER.into()],
-            call_waiting: true,
-            voicemail_enabled: false,
-            created_at: now,
-        })
-        .await?;
-    for (i, platform) in [
-        DevicePlatform::Ios,
-        DevicePlatform::Android,
-        DevicePlatform::Web,
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        store
-            .create_device(Device {
-                id: DeviceId::new(format!("bench-device-{i}")),
-                user_id: UserId::new("bench-user"),
-                platform,
-                sip_uri: format!("sip:bench{i}@sip.telnyx.com"),
-                token_hash: format!("unused-{i}"),
-                push_token: None,
-                push_provider: None,
-                revoked: false,
-                created_at: now,
-            })
-            .await?;
-    }
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let mut emu = EmulatorConfig::new(
-        "127.0.0.1:0".parse().context("loopback address")?,
-        Some(format!("http://{addr}/webhooks/telnyx")),
-    );
-    emu.signing_key = Some(signer.clone());
-    let emulator = Emulator::start(emu).await?;
-    let telnyx = TelnyxClient::new(ClientConfig::new("bench").with_base_url(emulator.base_url()))?;
-    let mut settings = Settings::new("bench-admin", "bench");
-    // The emulator has no dial limit; the bench measures ingest, not Telnyx's quota.
-    settings.dial_limit = DialLimit {
-        max_dials: u32::MAX,
-        window: Duration::from_secs(1),
-    };
-    let server = start(
-        listener,
-        ServerSetup {
-            store,
-            telnyx,
-            webhook_public_key: signer.public_key_b64(),
-            clock: Arc::new(SystemClock),
-            notifiers: Notifiers::none(),
-            settings,
-            sandbox: None,
-            realtime: None,
-            extra_routes: None,
-        },
-    )
-    .await?;
+    seed_user(store.as_ref(), "bench-user", USER_NUMBER).await?;
+    let (server, emulator, url) =
+        start_coordinator(store, signer, Notifiers::none(), |_| {}).await?;
     // The emulator lives as long as the process: the run ends right after.
     std::mem::forget(emulator);
-    Ok((server, format!("http://{addr}/webhooks/telnyx")))
+    Ok((server, url))
 }
 
 /// Runs the ingest scenarios under `plan`.

@@ -3,5 +3,6 @@
 
 pub mod fanout;
 pub mod ingest;
+pub mod lifecycle;
 
 pub use ingest::*;

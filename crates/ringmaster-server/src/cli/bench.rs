@@ -19,6 +19,32 @@ enum Scenario {
     /// WebSocket fan-out: N sockets on one channel, events published through the signed HTTP
     /// API; delivery latency p50/p99, memory per socket and connect rate.
     Fanout(bench::fanout::FanoutArgs),
+    /// Full calls through the emulator, many ringing at once: one device answers, time until
+    /// every dismissal effect is dispatched, against one store commit.
+    Lifecycle(LifecycleArgs),
+}
+
+/// Options of `ringmaster bench lifecycle`.
+#[derive(Args, Debug)]
+struct LifecycleArgs {
+    /// A few seconds with little load: a smoke test, figures not meaningful.
+    #[arg(long)]
+    quick: bool,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Calls ringing at once [default: 1000, --quick 10].
+    #[arg(long)]
+    calls: Option<usize>,
+    /// Answers per second [default: 100, --quick 50].
+    #[arg(long)]
+    answer_rate: Option<u32>,
+    /// Store commits timed for the baseline [default: 500, --quick 50].
+    #[arg(long)]
+    commits: Option<usize>,
+    /// Longest time the whole run may take, in seconds [default: 180, --quick 60].
+    #[arg(long)]
+    time_limit_secs: Option<u64>,
 }
 
 /// Options of `ringmaster bench ingest`.
@@ -46,6 +72,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let args = match args.scenario {
         Scenario::Ingest(args) => args,
         Scenario::Fanout(args) => return bench::fanout::run(args),
+        Scenario::Lifecycle(args) => return lifecycle(args),
     };
     let mut plan = if args.quick {
         IngestPlan::quick()
@@ -64,21 +91,59 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         plan.connections = c;
     }
     if let Some(secs) = args.time_limit_secs {
-        anyhow::ensure!(
-            (1..=3600).contains(&secs),
-            "--time-limit-secs must be 1..=3600"
-        );
-        plan.time_limit = Duration::from_secs(secs);
+        plan.time_limit = time_limit(secs)?;
     }
-    let report = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?
-        .block_on(bench::ingest(plan))?;
+    let report = runtime()?.block_on(bench::ingest(plan))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", bench::table(&report));
+    }
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn time_limit(secs: u64) -> anyhow::Result<Duration> {
+    anyhow::ensure!(
+        (1..=3600).contains(&secs),
+        "--time-limit-secs must be 1..=3600"
+    );
+    Ok(Duration::from_secs(secs))
+}
+
+fn lifecycle(args: LifecycleArgs) -> anyhow::Result<()> {
+    use bench::lifecycle::{self, LifecyclePlan};
+    let mut plan = if args.quick {
+        LifecyclePlan::quick()
+    } else {
+        LifecyclePlan::full()
+    };
+    if let Some(n) = args.calls {
+        anyhow::ensure!((1..=100_000).contains(&n), "--calls must be 1..=100000");
+        plan.calls = n;
+    }
+    if let Some(r) = args.answer_rate {
+        anyhow::ensure!((1..=10_000).contains(&r), "--answer-rate must be 1..=10000");
+        plan.answer_rate = r;
+    }
+    if let Some(n) = args.commits {
+        anyhow::ensure!((1..=100_000).contains(&n), "--commits must be 1..=100000");
+        plan.commits = n;
+    }
+    if let Some(secs) = args.time_limit_secs {
+        plan.time_limit = time_limit(secs)?;
+    }
+    let report = runtime()?.block_on(lifecycle::lifecycle(plan))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", lifecycle::table(&report));
     }
     Ok(())
 }

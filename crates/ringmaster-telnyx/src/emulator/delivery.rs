@@ -1,7 +1,7 @@
 //! Signed webhook delivery, one at a time in the order the world produced them, with injected
 //! duplication, reordering and delay, and Telnyx-like redelivery on failure.
 
-use super::{lock, now, ControlError, FailNext, Faults, LogEntry, Shared, WebhookRecord};
+use super::{lock, now, ControlError, FailNext, Faults, LogEntry, Observed, Shared, WebhookRecord};
 use crate::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::webhook::{WebhookEvent, WebhookMeta};
 use serde::{Deserialize, Serialize};
@@ -162,6 +162,11 @@ async fn send_with_retries(
         };
         let timestamp = (now().as_millis() / 1000).to_string();
         let signature = shared.signer.sign(&timestamp, &body);
+        shared.observed(|| Observed::Sending {
+            at: std::time::Instant::now(),
+            event_type: event.event_type().to_owned(),
+            call_control_id: call_control_id.clone(),
+        });
         let result = http
             .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")

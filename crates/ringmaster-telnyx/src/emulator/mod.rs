@@ -14,7 +14,7 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use world::{Effect, World, WorldConfig};
@@ -280,6 +280,28 @@ pub enum LogEntry {
     Webhook(WebhookRecord),
 }
 
+/// Something the emulator did, stamped with the monotonic clock as it happened: for benchmarks,
+/// which need finer times than the log's milliseconds (see [`EmulatorHandle::observe`]).
+#[derive(Clone, Debug)]
+pub enum Observed {
+    /// A webhook is about to be posted (once per delivery attempt).
+    Sending {
+        /// When.
+        at: Instant,
+        /// `data.event_type`.
+        event_type: String,
+        /// The leg it is about.
+        call_control_id: Option<String>,
+    },
+    /// An entry was added to the log (a command handled, a delivery attempt answered).
+    Logged {
+        /// When.
+        at: Instant,
+        /// The entry.
+        entry: LogEntry,
+    },
+}
+
 /// Error starting the emulator.
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
@@ -312,6 +334,8 @@ pub(crate) struct Shared {
     outbox: mpsc::UnboundedSender<delivery::Outgoing>,
     /// Webhooks queued but not yet fully delivered (or given up on).
     pending: AtomicUsize,
+    /// Where [`Observed`] moments go, once someone asked for them.
+    observer: Mutex<Option<mpsc::UnboundedSender<Observed>>>,
     /// Where timers run, so handle methods work from any thread.
     runtime: tokio::runtime::Handle,
     me: Weak<Shared>,
@@ -368,10 +392,24 @@ impl Shared {
     }
 
     fn push_log(&self, make: impl FnOnce(u64) -> LogEntry) {
+        let at = Instant::now();
         let mut log = lock(&self.log);
         let seq = log.next_seq;
         log.next_seq += 1;
-        log.entries.push(make(seq));
+        let entry = make(seq);
+        self.observed(|| Observed::Logged {
+            at,
+            entry: entry.clone(),
+        });
+        log.entries.push(entry);
+    }
+
+    /// Hands a moment to the observer, if there is one (built only then).
+    fn observed(&self, make: impl FnOnce() -> Observed) {
+        if let Some(tx) = lock(&self.observer).as_ref() {
+            // A dropped receiver only means nobody is watching any more.
+            let _ = tx.send(make());
+        }
     }
 }
 
@@ -418,6 +456,7 @@ impl Emulator {
             config,
             outbox: tx,
             pending: AtomicUsize::new(0),
+            observer: Mutex::new(None),
             runtime: tokio::runtime::Handle::current(),
             me: me.clone(),
         });
@@ -579,6 +618,14 @@ impl EmulatorHandle {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         true
+    }
+
+    /// From now on, every webhook about to be sent and every log entry, stamped with the
+    /// monotonic clock; a second call replaces the first receiver.
+    pub fn observe(&self) -> mpsc::UnboundedReceiver<Observed> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *lock(&self.shared.observer) = Some(tx);
+        rx
     }
 
     /// Empties the log.
