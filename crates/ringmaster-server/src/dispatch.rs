@@ -31,7 +31,7 @@ use crate::telemetry;
 use ringmaster_core::session::{
     Action, Channel, Command, Effect, Input, Notification, NotifyEvent,
 };
-use ringmaster_core::{CallSessionId, Timestamp};
+use ringmaster_core::{CallSessionId, EffectId, Timestamp};
 use ringmaster_store::{Lane, OutboxEntry, Store, StoreError};
 use ringmaster_telnyx::TelnyxClient;
 use std::collections::{HashMap, HashSet};
@@ -370,7 +370,8 @@ impl Dispatcher {
                     tracing::info!(event = n.event.name(), "stale incoming_call dropped");
                     Disposition::Done
                 } else {
-                    match self.notifiers.deliver(&n).await {
+                    let effect_id = EffectId::of(&entry.session_id, entry.seq);
+                    match self.notifiers.deliver(&n, &effect_id).await {
                         Ok(delivery) => {
                             if delivery == crate::notify::Delivery::Sent {
                                 record_dismissal(&n, entry.created_at, self.clock.now());
