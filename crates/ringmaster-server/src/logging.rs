@@ -73,7 +73,7 @@ thread_local! {
 
 /// The root span every log line of a `serve` process carries: `node{node_id=...}`.
 pub fn node_span(node_id: &str) -> tracing::Span {
-    tracing::info_span!("node", node_id = node_id)
+    tracing::info_span!("node", node_id = %node_id)
 }
 
 /// Enters `span` on the calling thread until [`leave_on_this_thread`]; the runtime calls it

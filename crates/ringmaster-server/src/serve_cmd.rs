@@ -260,9 +260,9 @@ fn print_banner(config: &Config, launched: &Launched) {
     let sandbox = &launched.sandbox;
     let url = format!("http://{}", SocketAddr::new(host, addr.port()));
     println!(
-        "ringmaster node {} listening on {url} (database {})",
-        config.node_id,
-        redact_password(&config.database_url)
+        "ringmaster listening on {url} (database {}, node {})",
+        redact_password(&config.database_url),
+        config.node_id
     );
     match &config.nats_url {
         Some(nats) => println!("cross-node fan-out: NATS {}", redact_password(nats)),

@@ -144,7 +144,7 @@ fn postgres_server() -> String {
 }
 
 /// Creates a schema of its own on the test server and returns a URL whose connections use it.
-async fn postgres_schema() -> (String, String) {
+pub async fn postgres_schema() -> (String, String) {
     use sqlx::Connection;
     let server = postgres_server();
     let mut conn = sqlx::PgConnection::connect(&server)
