@@ -126,8 +126,24 @@ impl Node {
         }
     }
 
+    /// The node's stderr, colours removed.
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let raw = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let mut plain = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                // An SGR sequence: ESC [ ... m
+                for c in chars.by_ref() {
+                    if c == 'm' {
+                        break;
+                    }
+                }
+            } else {
+                plain.push(c);
+            }
+        }
+        plain
     }
 }
 
@@ -653,7 +669,7 @@ async fn when_node_a_dies_mid_ring_node_b_times_the_call_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_dying_between_claim_and_dispatch_is_covered_once_its_lease_expires() {
-    let cluster = Cluster::start(Setup {
+    let mut cluster = Cluster::start(Setup {
         nodes: 2,
         lease_secs: Some(2),
         fault: Some("exit_after_claim"),
@@ -770,6 +786,8 @@ async fn nodes_migrating_a_fresh_schema_together_apply_each_migration_once() {
 fn postgres_without_a_shared_secret_is_refused_in_one_line() {
     let out = Command::new(env!("CARGO_BIN_EXE_ringmaster"))
         .arg("serve")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
         .env_remove("RINGMASTER_TOKEN_SECRET")
         .env_remove("RINGMASTER_CONFIG")
         .env("RINGMASTER_LISTEN", "127.0.0.1:0")

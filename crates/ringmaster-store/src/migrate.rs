@@ -88,3 +88,27 @@ async fn apply<C: Migrate>(
     unlocked?;
     Ok(applied)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn migrating_applies_each_migration_once_and_then_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/rm.db", dir.path().display());
+        let first = migrate(&url).await.unwrap();
+        let expected: Vec<i64> = sqlx::migrate!("./migrations/sqlite")
+            .iter()
+            .map(|m| m.version)
+            .collect();
+        assert_eq!(
+            first.iter().map(|m| m.version).collect::<Vec<_>>(),
+            expected
+        );
+        assert_eq!(migrate(&url).await.unwrap(), Vec::new());
+        // A store opened afterwards finds the schema current.
+        crate::SqliteStore::open(&url).await.unwrap();
+        assert!(migrate("mysql://x").await.is_err());
+    }
+}
