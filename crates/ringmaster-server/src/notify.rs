@@ -42,8 +42,11 @@ impl NotifyError {
 pub trait Notifier: Send + Sync + 'static {
     /// Delivers one notification, the outbox effect `effect` (its payload carries the id so
     /// clients drop a repeat); `Ok` once it has been handed to the channel.
-    async fn notify(&self, notification: &Notification, effect: &EffectId)
-        -> Result<(), NotifyError>;
+    async fn notify(
+        &self,
+        notification: &Notification,
+        effect: &EffectId,
+    ) -> Result<(), NotifyError>;
 }
 
 /// What happened to a notification handed to [`Notifiers::deliver`].

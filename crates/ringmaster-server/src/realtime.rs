@@ -120,7 +120,12 @@ impl Notifier for WebSocketNotifier {
             .and_then(|s| SocketId::parse(s).ok());
         match self
             .hub
-            .publish(&channel, n.event.name(), &event_data(n, effect), except.as_ref())
+            .publish(
+                &channel,
+                n.event.name(),
+                &event_data(n, effect),
+                except.as_ref(),
+            )
             .await
         {
             Ok(sockets) => {

@@ -129,18 +129,17 @@ pub async fn launch(
     // The URL scheme picks the backend: a shared PostgreSQL server, or an SQLite file.
     let url = &config.database_url;
     let opening = || format!("opening the database {}", redact_password(url));
-    let store: Arc<dyn ringmaster_store::Store> =
-        if crate::config::is_postgres(url) {
-            // Nodes starting together do not race: the migrator holds a PostgreSQL advisory
-            // lock while it applies migrations (see `ringmaster migrate`).
-            Arc::new(PostgresStore::open(url).await.with_context(opening)?)
-        } else {
-            Arc::new(
-                SqliteStore::open_with(url, config.limits.sqlite_sync)
-                    .await
-                    .with_context(opening)?,
-            )
-        };
+    let store: Arc<dyn ringmaster_store::Store> = if crate::config::is_postgres(url) {
+        // Nodes starting together do not race: the migrator holds a PostgreSQL advisory
+        // lock while it applies migrations (see `ringmaster migrate`).
+        Arc::new(PostgresStore::open(url).await.with_context(opening)?)
+    } else {
+        Arc::new(
+            SqliteStore::open_with(url, config.limits.sqlite_sync)
+                .await
+                .with_context(opening)?,
+        )
+    };
     let addr = listener.local_addr()?;
     let host = host_of(addr);
 
@@ -197,12 +196,15 @@ pub async fn launch(
     realtime.subscribe_timeout = config.limits.ws_subscribe_timeout;
     let hub = match &config.nats_url {
         Some(nats_url) => {
-            let fanout_config =
-                NatsFanoutConfig::for_app(nats_url, &realtime).map_err(|e| ConfigError(e.into()))?;
+            let fanout_config = NatsFanoutConfig::for_app(nats_url, &realtime)
+                .map_err(|e| ConfigError(e.into()))?;
             let fanout = NatsFanout::connect(fanout_config)
                 .await
                 .context("connecting to NATS for cross-node fan-out")?;
-            tracing::info!(subject = fanout.subject(), "realtime events fan out through NATS");
+            tracing::info!(
+                subject = fanout.subject(),
+                "realtime events fan out through NATS"
+            );
             RealtimeHub::with_fanout(realtime, fanout)
         }
         None => RealtimeHub::new(realtime),

@@ -250,7 +250,10 @@ impl Cluster {
             .env("RINGMASTER_PUSHER_APP_ID", &self.app_id)
             .env("RINGMASTER_TELNYX_API_KEY", "cluster-test-key")
             .env("RINGMASTER_TELNYX_API_URL", self.emulator.base_url())
-            .env("RINGMASTER_TELNYX_PUBLIC_KEY", self.emulator.public_key_b64())
+            .env(
+                "RINGMASTER_TELNYX_PUBLIC_KEY",
+                self.emulator.public_key_b64(),
+            )
             .env("RINGMASTER_TELNYX_CONNECTION_ID", "cluster-connection")
             .env(
                 "RINGMASTER_TELNYX_DIALS_PER_SEC",
@@ -461,7 +464,9 @@ async fn one_inbound_call_dials_each_device_once_across_two_nodes() {
     cluster.emulator.hangup(&inbound.call_control_id).unwrap();
     eventually("every leg is released", || {
         let legs = cluster.legs(&inbound.call_session_id, &user)?;
-        legs.iter().all(|l| l.state == LegState::Ended).then_some(())
+        legs.iter()
+            .all(|l| l.state == LegState::Ended)
+            .then_some(())
     })
     .await;
     cluster.settled().await;
@@ -536,7 +541,9 @@ async fn answers_racing_on_two_nodes_bridge_once_per_call() {
                 cluster.emulator.hangup(&inbound.call_control_id).unwrap();
                 eventually("every leg is released", || {
                     let legs = cluster.legs(&inbound.call_session_id, &user)?;
-                    legs.iter().all(|l| l.state == LegState::Ended).then_some(())
+                    legs.iter()
+                        .all(|l| l.state == LegState::Ended)
+                        .then_some(())
                 })
                 .await;
                 calls.push(inbound.call_control_id);
@@ -561,7 +568,11 @@ async fn answers_racing_on_two_nodes_bridge_once_per_call() {
     }
     assert_eq!(callers.len(), CALLS);
     for caller in &callers {
-        assert_eq!(bridges.get(caller.as_str()), Some(&1), "caller leg {caller}");
+        assert_eq!(
+            bridges.get(caller.as_str()),
+            Some(&1),
+            "caller leg {caller}"
+        );
     }
     assert_eq!(repeated_command_ids(&commands), Vec::<String>::new());
     let raced = cluster
@@ -630,7 +641,10 @@ async fn a_socket_on_node_b_hears_a_call_handled_by_node_a_once() {
         "no event twice"
     );
     let delivered = cluster.proxy.balancer.lock().unwrap().delivered.clone();
-    assert!(delivered[0] > 0 && delivered.get(1).copied().unwrap_or(0) == 0, "{delivered:?}");
+    assert!(
+        delivered[0] > 0 && delivered.get(1).copied().unwrap_or(0) == 0,
+        "{delivered:?}"
+    );
     cluster.stop().await;
 }
 

@@ -417,7 +417,10 @@ async fn pg_schema(server: &str, tag: &str) -> anyhow::Result<(String, String)> 
         .execute(&mut conn)
         .await?;
     let sep = if server.contains('?') { '&' } else { '?' };
-    Ok((format!("{server}{sep}options[search_path]={schema}"), schema))
+    Ok((
+        format!("{server}{sep}options[search_path]={schema}"),
+        schema,
+    ))
 }
 
 async fn drop_pg_schema(server: &str, schema: &str) -> anyhow::Result<()> {
