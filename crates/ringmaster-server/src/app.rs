@@ -1,6 +1,6 @@
 //! The shared application state and the HTTP router.
 
-use crate::dial_limit::{DialLimit, DialLimiter};
+use crate::dial_limit::{DialBudget, DialLimit};
 use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::http_server::HttpLimits;
@@ -63,6 +63,12 @@ pub struct Settings {
     pub rate_limits: RateLimits,
     /// Lifetime of newly issued device tokens; `None` never expires.
     pub device_token_ttl: Option<Duration>,
+    /// This node's name in outbox leases and logs; unique per running process.
+    pub node_id: String,
+    /// How long this node's claim on an outbox row lasts; longer than any one attempt (see
+    /// [`crate::dispatch::DEFAULT_LEASE`]), and what a dead node's rows wait before another
+    /// node sends them.
+    pub lease: Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -79,6 +85,8 @@ impl std::fmt::Debug for Settings {
             .field("device_token_ttl", &self.device_token_ttl)
             .field("retention", &self.retention)
             .field("metrics_listen", &self.metrics_listen)
+            .field("node_id", &self.node_id)
+            .field("lease", &self.lease)
             .finish_non_exhaustive()
     }
 }
@@ -105,6 +113,8 @@ impl Settings {
             http: HttpLimits::default(),
             rate_limits: RateLimits::default(),
             device_token_ttl: None,
+            node_id: default_node_id(),
+            lease: crate::dispatch::DEFAULT_LEASE,
         }
     }
 
@@ -118,6 +128,21 @@ impl Settings {
             ..SessionConfig::default()
         }
     }
+}
+
+/// This host's name and the process id (`web-1-4242`): unique among running nodes, and a
+/// restarted process is a new node (its predecessor's leases simply expire).
+pub fn default_node_id() -> String {
+    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|path| {
+            let name = std::fs::read_to_string(path).ok()?;
+            let name = name.trim();
+            (!name.is_empty()).then(|| name.to_owned())
+        })
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "node".to_owned());
+    format!("{host}-{}", std::process::id())
 }
 
 /// Present when the server drives the built-in emulator instead of Telnyx.
@@ -145,8 +170,8 @@ pub struct AppInner {
     pub notifiers: Notifiers,
     /// Sandbox details, when running against the built-in emulator.
     pub sandbox: Option<SandboxInfo>,
-    /// The Telnyx dial limiter the dispatcher uses (its queued-dial counter and grant log).
-    pub dials: Arc<DialLimiter>,
+    /// The Telnyx dial budget the dispatcher uses (its queued-dial counter and grant log).
+    pub dials: Arc<dyn DialBudget>,
     /// Per-device and per-user request limits of the device API.
     pub rate_limits: RateLimiter,
     /// The Pusher-protocol hub, when served (revoking a device closes its sockets there).

@@ -417,7 +417,7 @@ impl Config {
                 .node_id
                 .or(file.node_id)
                 .filter(|n| !n.trim().is_empty())
-                .unwrap_or_else(default_node_id),
+                .unwrap_or_else(crate::app::default_node_id),
             limits,
         })
     }
@@ -426,17 +426,6 @@ impl Config {
 /// Whether `url` names a PostgreSQL database (cluster mode: nodes share it).
 pub fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
-}
-
-/// `hostname-pid`: distinct for every process, and says which machine it runs on.
-pub fn default_node_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "node".to_owned());
-    format!("{host}-{}", std::process::id())
 }
 
 /// APNs is on when its key file is given; then the key id, team id and bundle id must be too.

@@ -4,13 +4,25 @@
 //!
 //! [`DialSchedule`] is the pure sliding-window decision (times in, grant times out);
 //! [`DialLimiter`] shares one schedule between dispatcher tasks and keeps counters.
+//! [`DialBudget`] is what the dispatcher asks: the in-process [`DialLimiter`] for one node, or
+//! [`SharedDialBudget`] over the store's [`DialLedger`] when several nodes share a PostgreSQL
+//! database, so N nodes together still dial at the account's rate.
+//!
+//! Inbound rings go ahead of click-to-call dials: a ring always gets a slot (later than now
+//! when the window is full: it queues), while a click-to-call dial takes a slot only within
+//! [`LOW_PRIORITY_HORIZON`] of now and otherwise is told to ask again when the queue ahead of
+//! it has shrunk. So a click-to-call burst never books the slots a ring arriving after it
+//! needs; a ring waits behind at most one horizon of click-to-call dials.
 
 use crate::clock::Clock;
+use async_trait::async_trait;
+use ringmaster_core::session::Action;
 use ringmaster_core::Timestamp;
+use ringmaster_store::{DialLedger, SlotLimit, SlotOutcome, StoreError};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -116,12 +128,94 @@ pub enum DialPriority {
     InboundRing,
 }
 
+impl DialPriority {
+    /// The priority of a dial command: a device leg linked to the caller's leg rings for an
+    /// inbound call; the calling device's leg and the destination of a click-to-call are the
+    /// user's own dials. `None` for anything but a dial.
+    pub fn of(action: &Action) -> Option<Self> {
+        match action {
+            Action::Dial {
+                link_to: Some(_),
+                device: Some(_),
+                ..
+            } => Some(Self::InboundRing),
+            Action::Dial { .. } => Some(Self::ClickToCall),
+            _ => None,
+        }
+    }
+}
+
+/// How far ahead a click-to-call dial may book a slot; beyond it, it asks again later.
+pub const LOW_PRIORITY_HORIZON: Duration = Duration::from_secs(1);
+
+/// The answer to a dial asking for a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DialGrant {
+    /// Reserved: the dial may be sent at this time, never before.
+    At(Timestamp),
+    /// Nothing reserved (click-to-call behind a queue): ask again at this time.
+    AskAgain(Timestamp),
+}
+
+/// The dial rate budget of one Telnyx account, as the dispatcher sees it. It queues, never
+/// fails a dial: every answer is a time.
+#[async_trait]
+pub trait DialBudget: Send + Sync + std::fmt::Debug {
+    /// Asks for a slot for a dial of `priority` at `now`: an inbound ring always gets one, a
+    /// click-to-call dial only within [`LOW_PRIORITY_HORIZON`] (see the module docs).
+    async fn request(
+        &self,
+        priority: DialPriority,
+        now: Timestamp,
+    ) -> Result<DialGrant, StoreError>;
+
+    /// This node's counters.
+    fn log(&self) -> &DialLog;
+
+    /// Records that a dial granted `granted` was sent at `sent`.
+    fn started(&self, granted: Timestamp, sent: Timestamp) {
+        let mut starts = lock(&self.log().starts);
+        starts.push_back(DialStart { granted, sent });
+        if starts.len() > START_LOG {
+            starts.pop_front();
+        }
+    }
+
+    /// How many dials had to wait for a slot since the start (on this node).
+    fn queued(&self) -> u64 {
+        self.log().queued.load(Ordering::Relaxed)
+    }
+
+    /// The most recent dials this node sent (slots and send times by its clock), in
+    /// recording order.
+    fn recent_starts(&self) -> Vec<DialStart> {
+        lock(&self.log().starts).iter().copied().collect()
+    }
+}
+
+/// What a node's dial budget counts, for `/readyz` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct DialLog {
+    queued: AtomicU64,
+    starts: Mutex<VecDeque<DialStart>>,
+}
+
+/// Whether a click-to-call dial may take `slot` when asked at `now`.
+fn within_horizon(slot: Timestamp, now: Timestamp) -> bool {
+    slot <= now + LOW_PRIORITY_HORIZON
+}
+
+/// When a click-to-call dial told to wait for `slot` should ask again: as soon as the slot is
+/// inside its horizon.
+fn ask_again_at(slot: Timestamp, now: Timestamp) -> Timestamp {
+    now.max(slot - LOW_PRIORITY_HORIZON)
+}
+
 /// The dispatcher's shared dial limiter: one per Telnyx account.
 #[derive(Debug)]
 pub struct DialLimiter {
     schedule: Mutex<DialSchedule>,
-    queued: AtomicU64,
-    starts: Mutex<VecDeque<DialStart>>,
+    log: DialLog,
     /// Dials waiting in [`DialLimiter::acquire`], highest priority first, then oldest.
     waiting: Mutex<BTreeSet<(Reverse<DialPriority>, u64)>>,
     next_ticket: AtomicU64,
@@ -151,8 +245,7 @@ impl DialLimiter {
     pub fn new(limit: DialLimit) -> Self {
         Self {
             schedule: Mutex::new(DialSchedule::new(limit)),
-            queued: AtomicU64::new(0),
-            starts: Mutex::new(VecDeque::new()),
+            log: DialLog::default(),
             waiting: Mutex::new(BTreeSet::new()),
             next_ticket: AtomicU64::new(0),
             turn: Notify::new(),
@@ -186,7 +279,7 @@ impl DialLimiter {
                         drop((schedule, waiting));
                         self.turn.notify_waiters();
                         if waited {
-                            self.queued.fetch_add(1, Ordering::Relaxed);
+                            self.log.queued.fetch_add(1, Ordering::Relaxed);
                         }
                         return now;
                     }
@@ -223,29 +316,97 @@ impl DialLimiter {
     pub fn reserve(&self, now: Timestamp) -> Timestamp {
         let at = lock(&self.schedule).reserve(now);
         if at > now {
-            self.queued.fetch_add(1, Ordering::Relaxed);
+            self.log.queued.fetch_add(1, Ordering::Relaxed);
         }
         at
     }
+}
 
-    /// Records that a dial granted `granted` was sent at `sent`.
-    pub fn started(&self, granted: Timestamp, sent: Timestamp) {
-        let mut starts = lock(&self.starts);
-        starts.push_back(DialStart { granted, sent });
-        if starts.len() > START_LOG {
-            starts.pop_front();
+#[async_trait]
+impl DialBudget for DialLimiter {
+    async fn request(
+        &self,
+        priority: DialPriority,
+        now: Timestamp,
+    ) -> Result<DialGrant, StoreError> {
+        if priority == DialPriority::ClickToCall {
+            let next = lock(&self.schedule).next_slot(now);
+            if !within_horizon(next, now) {
+                return Ok(DialGrant::AskAgain(ask_again_at(next, now)));
+            }
+        }
+        Ok(DialGrant::At(self.reserve(now)))
+    }
+
+    fn log(&self) -> &DialLog {
+        &self.log
+    }
+}
+
+/// The dial budget every node on one database shares: slots come from the store's
+/// [`DialLedger`], keyed by the Telnyx connection, so any number of nodes together grant at
+/// most the limit in any window. Nodes must agree on the limit and keep their clocks in step
+/// (NTP): a slot is a time on the granting node's clock, and the dial is sent by that clock.
+#[derive(Debug)]
+pub struct SharedDialBudget {
+    ledger: Arc<dyn DialLedger>,
+    account: String,
+    limit: DialLimit,
+    log: DialLog,
+}
+
+impl SharedDialBudget {
+    /// The budget of the account behind `account` (the Telnyx connection id) under `limit`.
+    pub fn new(ledger: Arc<dyn DialLedger>, account: impl Into<String>, limit: DialLimit) -> Self {
+        let account = account.into();
+        Self {
+            ledger,
+            // Every node without a connection id (the sandbox) shares one budget.
+            account: if account.trim().is_empty() {
+                "default".to_owned()
+            } else {
+                account
+            },
+            limit,
+            log: DialLog::default(),
         }
     }
+}
 
-    /// How many dials had to wait for a slot since the start.
-    pub fn queued(&self) -> u64 {
-        self.queued.load(Ordering::Relaxed)
+#[async_trait]
+impl DialBudget for SharedDialBudget {
+    async fn request(
+        &self,
+        priority: DialPriority,
+        now: Timestamp,
+    ) -> Result<DialGrant, StoreError> {
+        let not_after = match priority {
+            DialPriority::InboundRing => Timestamp::from_millis(u64::MAX),
+            DialPriority::ClickToCall => now + LOW_PRIORITY_HORIZON,
+        };
+        let limit = SlotLimit {
+            max_dials: self.limit.max_dials,
+            window: self.limit.window,
+        };
+        Ok(
+            match self
+                .ledger
+                .reserve(&self.account, limit, now, not_after)
+                .await?
+            {
+                SlotOutcome::Granted(at) => {
+                    if at > now {
+                        self.log.queued.fetch_add(1, Ordering::Relaxed);
+                    }
+                    DialGrant::At(at)
+                }
+                SlotOutcome::Busy(next) => DialGrant::AskAgain(ask_again_at(next, now)),
+            },
+        )
     }
 
-    /// The most recent dials sent (slots and send times by the server's clock), in recording
-    /// order.
-    pub fn recent_starts(&self) -> Vec<DialStart> {
-        lock(&self.starts).iter().copied().collect()
+    fn log(&self) -> &DialLog {
+        &self.log
     }
 }
 
@@ -397,6 +558,74 @@ mod tests {
         limiter
             .acquire(DialPriority::ClickToCall, &SystemClock)
             .await;
+    }
+
+    #[tokio::test]
+    async fn click_to_call_books_only_a_near_slot_and_rings_queue() {
+        let l = DialLimiter::new(limit(2, 5000));
+        let ask = |p, at| l.request(p, ms(at));
+        assert_eq!(
+            ask(DialPriority::ClickToCall, 0).await.unwrap(),
+            DialGrant::At(ms(0))
+        );
+        assert_eq!(
+            ask(DialPriority::ClickToCall, 0).await.unwrap(),
+            DialGrant::At(ms(0))
+        );
+        // The next slot is 5 s away: beyond the horizon, so nothing is booked.
+        assert_eq!(
+            ask(DialPriority::ClickToCall, 0).await.unwrap(),
+            DialGrant::AskAgain(ms(4000))
+        );
+        assert_eq!(
+            ask(DialPriority::InboundRing, 0).await.unwrap(),
+            DialGrant::At(ms(5000))
+        );
+        // Asking again, the click-to-call dial finds the ring that came after it ahead.
+        assert_eq!(
+            ask(DialPriority::ClickToCall, 4000).await.unwrap(),
+            DialGrant::At(ms(5000))
+        );
+        assert_eq!(
+            ask(DialPriority::InboundRing, 4000).await.unwrap(),
+            DialGrant::At(ms(10_000))
+        );
+        assert_eq!(l.queued(), 3);
+    }
+
+    #[test]
+    fn a_ring_linked_to_the_caller_is_inbound_and_the_rest_is_click_to_call() {
+        use ringmaster_core::session::ClientStateRef;
+        use ringmaster_core::{CallControlId, CallSessionId, DeviceId};
+        let dial = |link: bool, device: bool| Action::Dial {
+            to: "sip:d@sip.telnyx.com".into(),
+            from: "+15550001111".into(),
+            timeout_secs: 30,
+            client_state: ClientStateRef {
+                session: CallSessionId::new("s"),
+                device: device.then(|| DeviceId::new("d")),
+                leg: "device".into(),
+            },
+            link_to: link.then(|| CallControlId::new("v3:caller")),
+            device: device.then(|| DeviceId::new("d")),
+        };
+        assert_eq!(
+            DialPriority::of(&dial(true, true)),
+            Some(DialPriority::InboundRing)
+        );
+        // The calling device's leg, then the destination (linked, no device).
+        assert_eq!(
+            DialPriority::of(&dial(false, true)),
+            Some(DialPriority::ClickToCall)
+        );
+        assert_eq!(
+            DialPriority::of(&dial(true, false)),
+            Some(DialPriority::ClickToCall)
+        );
+        let hangup = Action::Hangup {
+            ccid: CallControlId::new("v3:x"),
+        };
+        assert_eq!(DialPriority::of(&hangup), None);
     }
 
     #[test]

@@ -19,11 +19,20 @@
 //!   timeout is dropped as stale. One target's notifications go out in commit order (the store
 //!   holds back an effect while an earlier one for the same target is pending).
 //!
-//! Dials go through the account's [`DialLimiter`] first. A dial waiting for its rate slot is
-//! not in flight: it is deferred in the store until its slot and takes no setup permit.
+//! Dials go through the account's [`DialBudget`] first, inbound rings ahead of click-to-call
+//! dials. A dial waiting for its rate slot is not in flight: it is deferred in the store until
+//! its slot and takes no setup permit, and it is never sent before its slot.
+//!
+//! Several nodes can share one outbox. Rows are claimed, not just read: each claim leases the
+//! row to this node ([`Dispatcher::with_lease`]) so no other node sends it meanwhile; finishing,
+//! failing or deferring it ends the lease. A node that dies leaves its rows leased until the
+//! lease runs out; the next drain of any node (at most one sweep later) takes them. So a dead
+//! node's effects go out within lease + sweep, once, with the same `command_id`. Other nodes'
+//! commits wake this dispatcher through the store's [`Store::outbox_wakeups`] where it has
+//! them (PostgreSQL LISTEN/NOTIFY); the sweep is the fallback.
 
 use crate::clock::{Clock, SystemClock};
-use crate::dial_limit::{DialLimit, DialLimiter};
+use crate::dial_limit::{DialBudget, DialGrant, DialLimit, DialLimiter, DialPriority};
 use crate::engine::{Applied, Engine, EngineError};
 use crate::notify::{Notifiers, NotifyError};
 use crate::provider;
@@ -32,7 +41,7 @@ use ringmaster_core::session::{
     Action, Channel, Command, Effect, Input, Notification, NotifyEvent,
 };
 use ringmaster_core::{CallSessionId, EffectId, Timestamp};
-use ringmaster_store::{Lane, OutboxEntry, Store, StoreError};
+use ringmaster_store::{Lane, OutboxEntry, OutboxWakeups, Store, StoreError};
 use ringmaster_telnyx::TelnyxClient;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,6 +89,20 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 const DEFAULT_RING_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long shutdown waits for effects in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a claimed outbox row stays this node's ([`Dispatcher::with_lease`]).
+///
+/// It must outlast one attempt, or another node could send the same effect while this one
+/// still waits for the answer: a Telnyx command is one request under the client's 5 s
+/// timeout plus recording its result, a push one request under the 10 s APNs/FCM timeout
+/// (plus an FCM OAuth token fetch of the same bound), a WebSocket publish is local. 30 s covers
+/// the worst of these with room to spare; a longer lease only delays a dead node's rows.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// Test-only fault hook, read once when a dispatcher is made: `RINGMASTER_FAULT=exit_after_claim`
+/// ends the process right after its first claim of outbox rows, before sending any (the
+/// crash between commit and dispatch that `tests/cluster.rs` needs another node to cover).
+pub const FAULT_VAR: &str = "RINGMASTER_FAULT";
+/// Wait before asking again after the dial budget could not be read.
+const DIAL_BUDGET_RETRY: Duration = Duration::from_secs(1);
 
 type Key = (CallSessionId, u64);
 
@@ -93,14 +116,21 @@ pub struct Dispatcher {
     kick: Arc<Notify>,
     sweep: Duration,
     clock: Arc<dyn Clock>,
-    dials: Arc<DialLimiter>,
+    dials: Arc<dyn DialBudget>,
     ring_timeout: Duration,
+    /// Who this node is in the outbox's leases.
+    node_id: String,
+    /// How long a claim holds a row.
+    lease: Duration,
+    /// [`FAULT_VAR`] asked to die right after claiming rows.
+    exit_after_claim: bool,
     lanes: HashMap<Lane, LaneState>,
     in_flight: Mutex<HashSet<Key>>,
     /// Finished effects still in `in_flight`; released at the start of the next drain, before
     /// the outbox is read, so an effect marked done during a read is never picked up again.
     finished: Mutex<Vec<Key>>,
-    /// Dial slots granted to deferred dials, used when they come due (not granted again).
+    /// Dial slots granted to deferred dials, used when they come due (not granted again). A
+    /// slot whose row another node took meanwhile is dropped after a lease.
     dial_slots: Mutex<HashMap<Key, Timestamp>>,
     /// The earliest retry or dial slot scheduled since the last drain.
     wake_at: Mutex<Option<Timestamp>>,
@@ -153,16 +183,35 @@ fn record_dismissal(n: &Notification, committed: Timestamp, now: Timestamp) {
     }
 }
 
-fn is_dial(effect: &Effect) -> bool {
-    matches!(effect, Effect::Telnyx(c) if matches!(c.action, Action::Dial { .. }))
+/// The priority of a dial command; `None` for every other effect.
+fn dial_priority(effect: &Effect) -> Option<DialPriority> {
+    match effect {
+        Effect::Telnyx(c) => DialPriority::of(&c.action),
+        _ => None,
+    }
+}
+
+/// The next wake-up from another node; never, when the store gives none.
+async fn next_wakeup(wakeups: &mut Option<OutboxWakeups>) {
+    match wakeups {
+        Some(w) => {
+            if w.recv().await.is_none() {
+                tracing::warn!("wake-ups from other nodes stopped; polling only");
+                *wakeups = None;
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
 }
 
 impl Dispatcher {
     /// A dispatcher; `kick` is the engine's wake-up signal, `sweep` the idle re-check period.
-    /// It reads the system clock, dials at Telnyx's default rate and assumes a 60 s ring
-    /// timeout until told otherwise ([`Dispatcher::with_clock`],
-    /// [`Dispatcher::with_dial_limiter`], [`Dispatcher::with_ring_timeout`]). `telnyx` is used
-    /// with its retries off: the dispatcher is the retry layer.
+    /// It reads the system clock, dials at Telnyx's default rate in-process, assumes a 60 s
+    /// ring timeout and leases rows for [`DEFAULT_LEASE`] as [`crate::app::default_node_id`]
+    /// until told otherwise ([`Dispatcher::with_clock`], [`Dispatcher::with_dial_budget`],
+    /// [`Dispatcher::with_ring_timeout`], [`Dispatcher::with_lease`]). `telnyx` is used with
+    /// its retries off: the dispatcher is the retry layer.
     pub fn new(
         store: Arc<dyn Store>,
         engine: Engine,
@@ -194,6 +243,9 @@ impl Dispatcher {
             clock: Arc::new(SystemClock),
             dials: Arc::new(DialLimiter::new(DialLimit::default())),
             ring_timeout: DEFAULT_RING_TIMEOUT,
+            node_id: crate::app::default_node_id(),
+            lease: DEFAULT_LEASE,
+            exit_after_claim: std::env::var(FAULT_VAR).is_ok_and(|f| f == "exit_after_claim"),
             lanes,
             in_flight: Mutex::new(HashSet::new()),
             finished: Mutex::new(Vec::new()),
@@ -208,9 +260,20 @@ impl Dispatcher {
         self
     }
 
-    /// Puts dials through `limiter` (shared per Telnyx account).
-    pub fn with_dial_limiter(mut self, limiter: Arc<DialLimiter>) -> Self {
-        self.dials = limiter;
+    /// Puts dials through `budget` (one per Telnyx account; shared by every node when it is a
+    /// [`crate::dial_limit::SharedDialBudget`]).
+    pub fn with_dial_budget(mut self, budget: Arc<dyn DialBudget>) -> Self {
+        self.dials = budget;
+        self
+    }
+
+    /// Claims outbox rows as `node_id` for `lease` at a time (longer than any one attempt:
+    /// see [`DEFAULT_LEASE`]). The sweep is cut to half the lease at most, so rows a dead
+    /// node leased are picked up soon after the lease runs out.
+    pub fn with_lease(mut self, node_id: impl Into<String>, lease: Duration) -> Self {
+        self.node_id = node_id.into();
+        self.lease = lease;
+        self.sweep = self.sweep.min(lease / 2);
         self
     }
 
@@ -224,6 +287,13 @@ impl Dispatcher {
     /// up to a grace period; the rest stay pending in the store for the next start).
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
+        let mut wakeups = match self.store.outbox_wakeups().await {
+            Ok(wakeups) => wakeups,
+            Err(e) => {
+                tracing::warn!(error = %e, "no wake-ups from other nodes; polling only");
+                None
+            }
+        };
         loop {
             if *shutdown.borrow() {
                 break;
@@ -237,6 +307,7 @@ impl Dispatcher {
             });
             tokio::select! {
                 _ = self.kick.notified() => {}
+                _ = next_wakeup(&mut wakeups) => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {}
             }
@@ -250,6 +321,11 @@ impl Dispatcher {
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
         }
+    }
+
+    /// Who this node is in the outbox's leases.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     fn schedule_wake(&self, at: Timestamp) {
@@ -278,10 +354,21 @@ impl Dispatcher {
                 state.saturated.store(true, Ordering::Relaxed);
                 continue;
             }
-            // Effects in flight are still pending: read past them.
+            // Effects in flight are still pending (and still ours to claim): read past them.
             let busy = state.in_flight.load(Ordering::Relaxed);
             let limit = u32::try_from(free + busy).unwrap_or(u32::MAX);
-            for entry in self.store.due_effects(lane, now, limit).await? {
+            let claimed = self
+                .store
+                .claim_due_effects(lane, now, limit, &self.node_id, now + self.lease)
+                .await?;
+            if self.exit_after_claim && !claimed.is_empty() {
+                tracing::warn!(
+                    rows = claimed.len(),
+                    "{FAULT_VAR}=exit_after_claim: exiting"
+                );
+                std::process::exit(3);
+            }
+            for entry in claimed {
                 let key = (entry.session_id.clone(), entry.seq);
                 if lock(&self.in_flight).contains(&key) {
                     continue;
@@ -292,8 +379,8 @@ impl Dispatcher {
                 };
                 let effect = serde_json::from_value::<Effect>(entry.effect.clone());
                 let mut slot = None;
-                if effect.as_ref().is_ok_and(is_dial) {
-                    match self.dial_slot(&entry, now).await {
+                if let Some(priority) = effect.as_ref().ok().and_then(dial_priority) {
+                    match self.dial_slot(&entry, priority, now).await {
                         Some(granted) => slot = Some(granted),
                         None => continue,
                     }
@@ -324,39 +411,55 @@ impl Dispatcher {
     }
 
     /// The dial slot this dial may use now, or `None` when it has to wait: then it is deferred
-    /// in the store until its slot (not in flight, holding no permit).
-    async fn dial_slot(&self, entry: &OutboxEntry, now: Timestamp) -> Option<Timestamp> {
+    /// in the store until its slot, or until it should ask again (not in flight, holding no
+    /// permit).
+    async fn dial_slot(
+        &self,
+        entry: &OutboxEntry,
+        priority: DialPriority,
+        now: Timestamp,
+    ) -> Option<Timestamp> {
         let key = (entry.session_id.clone(), entry.seq);
-        let granted = {
+        let held = {
             let mut slots = lock(&self.dial_slots);
-            match slots.get(&key) {
-                Some(at) => *at,
-                None => {
-                    let at = self.dials.reserve(now);
-                    slots.insert(key.clone(), at);
-                    at
-                }
-            }
+            let stale = now - self.lease;
+            slots.retain(|_, at| *at >= stale);
+            slots.remove(&key)
         };
-        if granted <= now {
-            lock(&self.dial_slots).remove(&key);
-            return Some(granted);
+        let (reserved, until) = match held {
+            Some(at) => (true, at),
+            None => match self.dials.request(priority, now).await {
+                Ok(DialGrant::At(at)) => (true, at),
+                Ok(DialGrant::AskAgain(at)) => (false, at),
+                Err(e) => {
+                    tracing::warn!(call_session_id = %entry.session_id, error = %e, "dial budget unavailable; dial waits");
+                    (false, now + DIAL_BUDGET_RETRY)
+                }
+            },
+        };
+        if reserved && until <= now {
+            return Some(until);
+        }
+        if reserved {
+            lock(&self.dial_slots).insert(key, until);
         }
         tracing::info!(
             call_session_id = %entry.session_id,
             seq = entry.seq,
-            wait = ?granted.saturating_since(now),
+            ?priority,
+            slot_reserved = reserved,
+            wait = ?until.saturating_since(now),
             queued_dials = self.dials.queued(),
             "dial rate limit reached; dial queued"
         );
         if let Err(e) = self
             .store
-            .defer_effect(&entry.session_id, entry.seq, granted)
+            .defer_effect(&entry.session_id, entry.seq, until)
             .await
         {
             tracing::warn!(call_session_id = %entry.session_id, error = %e, "could not defer a dial");
         }
-        self.schedule_wake(granted);
+        self.schedule_wake(until);
         None
     }
 

@@ -1,6 +1,7 @@
 //! Dispatcher behaviour under a manual clock: lanes, starvation, one retry layer, releases
 //! retried until confirmed, setup give-ups reported to the session, stale and ordered
-//! notifications, queued dials.
+//! notifications, queued dials, leases held by other nodes, inbound rings ahead of
+//! click-to-call dials.
 
 use super::*;
 use crate::clock::ManualClock;
@@ -114,7 +115,7 @@ impl Rig {
                 Duration::from_secs(1),
             )
             .with_clock(clock.clone())
-            .with_dial_limiter(Arc::new(DialLimiter::new(dials)))
+            .with_dial_budget(Arc::new(DialLimiter::new(dials)))
             .with_ring_timeout(Duration::from_secs(30)),
         );
         Self {
@@ -249,6 +250,29 @@ fn hangup(id: &CallSessionId, n: u64, ccid: &str) -> Effect {
         n,
         Action::Hangup {
             ccid: CallControlId::new(ccid),
+        },
+    )
+}
+
+/// A dial to `sip:x{n}@…`: a device rung for an inbound call (linked to the caller's leg), or
+/// the calling device of a click-to-call.
+fn dial(id: &CallSessionId, n: u64, priority: DialPriority) -> Effect {
+    let inbound = priority == DialPriority::InboundRing;
+    let device = inbound.then(|| DeviceId::new(format!("x{n}")));
+    command(
+        id,
+        n,
+        Action::Dial {
+            to: format!("sip:x{n}@sip.telnyx.com"),
+            from: "+15550001111".into(),
+            timeout_secs: 30,
+            client_state: ClientStateRef {
+                session: id.clone(),
+                device: device.clone(),
+                leg: "device".into(),
+            },
+            link_to: inbound.then(|| CallControlId::new("v3:caller")),
+            device,
         },
     )
 }
@@ -494,7 +518,7 @@ async fn a_setup_command_gives_up_and_the_session_cleans_up() {
     // Only the dial matters here.
     for e in rig.pending().await {
         let fx: Effect = serde_json::from_value(e.effect.clone()).unwrap();
-        if !is_dial(&fx) {
+        if dial_priority(&fx).is_none() {
             rig.store
                 .mark_effect_done(&e.session_id, e.seq)
                 .await
@@ -601,24 +625,7 @@ async fn a_dial_waiting_for_its_rate_slot_is_not_in_flight() {
     };
     let rig = Rig::new(Behaviour::Deliver, limit).await;
     let id = rig.call("dials", &[]).await;
-    let dial = |n: u64| {
-        command(
-            &id,
-            n,
-            Action::Dial {
-                to: format!("sip:x{n}@sip.telnyx.com"),
-                from: "+15550001111".into(),
-                timeout_secs: 30,
-                client_state: ClientStateRef {
-                    session: id.clone(),
-                    device: None,
-                    leg: "device".into(),
-                },
-                link_to: None,
-                device: None,
-            },
-        )
-    };
+    let dial = |n: u64| dial(&id, n, DialPriority::ClickToCall);
     rig.queue(&id, vec![dial(1), dial(2), dial(3)]).await;
     rig.queue(
         &id,
@@ -652,4 +659,81 @@ async fn a_dial_waiting_for_its_rate_slot_is_not_in_flight() {
     rig.clock.advance(Duration::from_secs(10));
     rig.drain_and_finish().await;
     assert_eq!(rig.requests("dial"), 3);
+}
+
+#[tokio::test]
+async fn a_row_another_node_leased_waits_for_the_lease_then_goes_out_once() {
+    let rig = Rig::new(Behaviour::Deliver, DialLimit::default()).await;
+    let id = rig.call("leased", &[]).await;
+    rig.queue(&id, vec![hangup(&id, 1, "v3:leg-1")]).await;
+    // Another node claimed the hangup and died before sending it.
+    let lease = Duration::from_secs(30);
+    let now = rig.clock.now();
+    let taken = rig
+        .store
+        .claim_due_effects(Lane::Release, now, 10, "node-that-died", now + lease)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_ne!(rig.dispatcher.node_id(), "node-that-died");
+
+    rig.drain_and_finish().await;
+    rig.clock.advance(lease - Duration::from_millis(1));
+    rig.drain_and_finish().await;
+    assert_eq!(rig.requests("hangup"), 0, "sent while another node held it");
+
+    rig.clock.advance(Duration::from_millis(1));
+    rig.drain_and_finish().await;
+    assert_eq!(rig.requests("hangup"), 1);
+    rig.clock.advance(lease * 2);
+    rig.drain_and_finish().await;
+    assert_eq!(rig.requests("hangup"), 1, "sent once");
+    assert!(rig.pending().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_inbound_ring_takes_the_next_dial_slot_before_a_waiting_click_to_call() {
+    let window = Duration::from_secs(10);
+    let limit = DialLimit {
+        max_dials: 1,
+        window,
+    };
+    let rig = Rig::new(Behaviour::Deliver, limit).await;
+    let id = rig.call("priority", &[]).await;
+    let start = rig.clock.now();
+    rig.queue(&id, vec![dial(&id, 1, DialPriority::ClickToCall)])
+        .await;
+    rig.drain_and_finish().await;
+    // The window is full: a click-to-call dial asks first, an inbound ring after it.
+    rig.queue(&id, vec![dial(&id, 2, DialPriority::ClickToCall)])
+        .await;
+    rig.drain_and_finish().await;
+    rig.queue(&id, vec![dial(&id, 3, DialPriority::InboundRing)])
+        .await;
+    rig.drain_and_finish().await;
+    for _ in 0..30 {
+        rig.clock.advance(Duration::from_secs(1));
+        rig.drain_and_finish().await;
+    }
+    let order: Vec<String> = rig
+        .emulator
+        .commands()
+        .into_iter()
+        .filter(|c| c.action == "dial")
+        .map(|c| c.body["to"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "sip:x1@sip.telnyx.com",
+            "sip:x3@sip.telnyx.com",
+            "sip:x2@sip.telnyx.com"
+        ]
+    );
+    // Never before a slot, never two in a window, by the dispatcher's clock.
+    let starts = rig.dispatcher.dials.recent_starts();
+    assert!(starts.iter().all(|s| s.sent >= s.granted), "{starts:?}");
+    let slots: Vec<Timestamp> = starts.iter().map(|s| s.granted).collect();
+    assert_eq!(crate::dial_limit::busiest_window(&slots, window), 1);
+    assert_eq!(slots, [start, start + window, start + window * 2]);
 }

@@ -59,6 +59,10 @@ pub struct LimitArgs {
     /// Timeline entries one call may hold before device reports are refused [default: 500].
     #[arg(long, env = "RINGMASTER_MAX_TIMELINE_ENTRIES")]
     pub max_timeline_entries: Option<u32>,
+    /// Seconds a node's claim on an outbox row lasts; a dead node's rows go out this long
+    /// after it claimed them, at least 20 [default: 30].
+    #[arg(long, env = "RINGMASTER_LEASE_SECS")]
+    pub lease_secs: Option<u64>,
 }
 
 /// Resolved limits.
@@ -76,6 +80,8 @@ pub struct Limits {
     pub device_token_ttl: Option<Duration>,
     /// Device API limits.
     pub rates: RateLimits,
+    /// How long a claimed outbox row stays this node's.
+    pub lease: Duration,
 }
 
 impl Default for Limits {
@@ -87,9 +93,13 @@ impl Default for Limits {
             ws_subscribe_timeout: ringmaster_realtime::config::DEFAULT_SUBSCRIBE_TIMEOUT,
             device_token_ttl: None,
             rates: RateLimits::default(),
+            lease: crate::dispatch::DEFAULT_LEASE,
         }
     }
 }
+
+/// The shortest outbox lease `serve` accepts.
+const MIN_LEASE: Duration = Duration::from_secs(20);
 
 fn secs(value: Option<u64>, default: Duration, name: &str) -> anyhow::Result<Duration> {
     match value {
@@ -193,6 +203,17 @@ impl LimitArgs {
                 })
                 .transpose()?,
             rates,
+            lease: match secs(self.lease_secs, d.lease, "RINGMASTER_LEASE_SECS")? {
+                // Shorter than one push attempt (two 10 s requests at worst) would let a
+                // second node send what the first is still sending.
+                lease if lease < MIN_LEASE => {
+                    anyhow::bail!(
+                        "RINGMASTER_LEASE_SECS must be at least {}",
+                        MIN_LEASE.as_secs()
+                    )
+                }
+                lease => lease,
+            },
         })
     }
 }
@@ -209,6 +230,7 @@ mod tests {
             http_header_timeout_secs: Some(3),
             limit_calls_per_min: Some(2),
             device_token_ttl_secs: Some(3600),
+            lease_secs: Some(45),
             ..LimitArgs::default()
         };
         let l = args.resolve().unwrap();
@@ -220,6 +242,7 @@ mod tests {
             RateLimits::default().place_call.user
         );
         assert_eq!(l.device_token_ttl, Some(Duration::from_secs(3600)));
+        assert_eq!(l.lease, Duration::from_secs(45));
         for bad in [
             LimitArgs {
                 sqlite_sync: Some("off".into()),
@@ -235,6 +258,10 @@ mod tests {
             },
             LimitArgs {
                 device_token_ttl_secs: Some(5),
+                ..LimitArgs::default()
+            },
+            LimitArgs {
+                lease_secs: Some(10),
                 ..LimitArgs::default()
             },
         ] {

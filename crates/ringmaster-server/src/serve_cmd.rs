@@ -183,6 +183,8 @@ pub async fn launch(
     settings.http = config.limits.http;
     settings.rate_limits = config.limits.rates;
     settings.device_token_ttl = config.limits.device_token_ttl;
+    settings.lease = config.limits.lease;
+    settings.node_id = config.node_id.clone();
     settings.retention =
         crate::retention::RetentionPolicy::with_history_days(config.history_retention_days)
             .with_quality_days(config.quality_retention_days);

@@ -3,7 +3,7 @@
 
 use crate::app::{router, AppInner, AppState, SandboxInfo, Settings};
 use crate::clock::Clock;
-use crate::dial_limit::DialLimiter;
+use crate::dial_limit::{DialBudget, DialLimiter, SharedDialBudget};
 use crate::dispatch::Dispatcher;
 use crate::engine::Engine;
 use crate::notify::Notifiers;
@@ -81,7 +81,15 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
     })?;
     let kick = Arc::new(Notify::new());
     let engine = Engine::new(setup.store.clone(), setup.clock.clone(), kick.clone());
-    let dials = Arc::new(DialLimiter::new(setup.settings.dial_limit));
+    // One budget per account across every node where the store is shared (PostgreSQL).
+    let dials: Arc<dyn DialBudget> = match setup.store.dial_ledger() {
+        Some(ledger) => Arc::new(SharedDialBudget::new(
+            ledger,
+            setup.settings.connection_id.clone(),
+            setup.settings.dial_limit,
+        )),
+        None => Arc::new(DialLimiter::new(setup.settings.dial_limit)),
+    };
     let state = AppState(Arc::new(AppInner {
         store: setup.store.clone(),
         engine: engine.clone(),
@@ -106,7 +114,8 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
             setup.settings.sweep_interval,
         )
         .with_clock(setup.clock.clone())
-        .with_dial_limiter(dials)
+        .with_dial_budget(dials)
+        .with_lease(setup.settings.node_id.clone(), setup.settings.lease)
         .with_ring_timeout(Duration::from_secs(setup.settings.ring_timeout_secs.into())),
     );
     let mut app = all_routes(&state, setup.realtime.as_ref());

@@ -468,14 +468,34 @@ pub(crate) fn outbox_insert_sql(p: char, rows: usize) -> String {
 pub(crate) fn due_effects_sql(p: char) -> String {
     let (lane, now, limit) = (param(p, 1), param(p, 2), param(p, 3));
     format!(
-        "SELECT {OUTBOX_COLUMNS} FROM outbox o \
-         WHERE o.status = 'pending' AND o.lane = {lane} AND o.next_attempt_at <= {now} \
+        "SELECT {OUTBOX_COLUMNS} FROM outbox o WHERE {} ORDER BY o.id LIMIT {limit}",
+        due_condition(&lane, &now)
+    )
+}
+
+/// Ids of the effects [`due_effects_sql`] would return, minus rows whose lease another owner
+/// holds past `now`: binds lane, now, limit and owner. Rows the owner leased itself are
+/// claimable again (its own drain skips what it has in flight; a restart under the same id
+/// takes its rows back at once).
+pub(crate) fn claimable_ids_sql(p: char) -> String {
+    let (lane, now, limit, owner) = (param(p, 1), param(p, 2), param(p, 3), param(p, 4));
+    format!(
+        "SELECT o.id FROM outbox o WHERE {} \
+         AND (o.lease_until IS NULL OR o.lease_until <= {now} OR o.lease_owner = {owner}) \
+         ORDER BY o.id LIMIT {limit}",
+        due_condition(&lane, &now)
+    )
+}
+
+/// The `WHERE` of a due effect of `lane` at `now` (both parameter placeholders).
+fn due_condition(lane: &str, now: &str) -> String {
+    format!(
+        "o.status = 'pending' AND o.lane = {lane} AND o.next_attempt_at <= {now} \
          AND (o.order_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox e \
               WHERE e.session_id = o.session_id AND e.order_key = o.order_key \
               AND e.status = 'pending' AND e.seq < o.seq)) \
          AND (o.lane = 'release' OR NOT EXISTS (SELECT 1 FROM sessions s \
-              WHERE s.id = o.session_id AND s.quarantined_at IS NOT NULL)) \
-         ORDER BY o.id LIMIT {limit}"
+              WHERE s.id = o.session_id AND s.quarantined_at IS NOT NULL))"
     )
 }
 

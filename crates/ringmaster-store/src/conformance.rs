@@ -66,6 +66,8 @@ macro_rules! __conformance_cases {
             dedupe_makes_a_repeat_a_no_op
             outbox_keeps_commit_order_and_tracks_dispatch
             outbox_lanes_due_times_and_target_order
+            claimed_effects_are_leased_until_done_or_expired
+            concurrent_claims_never_share_a_row
             a_batch_commits_each_session_on_its_own
             directory_reads_follow_admin_writes
             an_acknowledged_batch_survives_a_crash
@@ -866,6 +868,168 @@ pub async fn outbox_lanes_due_times_and_target_order(h: &dyn Harness) {
         due_ops(&*store, Lane::Release, 6_000).await,
         ["hangup-1", "hangup-b"]
     );
+}
+
+async fn claim_ops(store: &dyn Store, lane: Lane, now: u64, owner: &str) -> Vec<String> {
+    store
+        .claim_due_effects(lane, t(now), 100, owner, t(now + 1_000))
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.effect["op"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// A claim returns what is due, leased to its owner for a while: another owner gets the row
+/// only once the lease has run out or the row was failed or deferred (done and abandoned
+/// rows leave). The owner itself may claim its rows again. A leased row still holds back the
+/// later rows of its ordering key.
+pub async fn claimed_effects_are_leased_until_done_or_expired(h: &dyn Harness) {
+    let store = h.open().await;
+    let mut a = commit("a", "alice", None, "ringing");
+    a.at = t(1_000);
+    a.effects = vec![
+        lane_effect("dial-1", Lane::Setup, None),
+        lane_effect("dial-2", Lane::Setup, None),
+        lane_effect("dial-3", Lane::Setup, None),
+        lane_effect("dial-4", Lane::Setup, None),
+        lane_effect("ring-d1", Lane::Push, Some("push:d1")),
+        lane_effect("ended-d1", Lane::Push, Some("push:d1")),
+    ];
+    apply(&*store, a).await;
+    // Unleased, a claim is exactly the due list.
+    let due = store.due_effects(Lane::Setup, t(1_000), 100).await.unwrap();
+    let claimed = store
+        .claim_due_effects(Lane::Setup, t(1_000), 3, "node-a", t(2_000))
+        .await
+        .unwrap();
+    assert_eq!(claimed, due[..3].to_vec());
+    assert!(is_invalid(
+        store
+            .claim_due_effects(Lane::Setup, t(1_000), 3, "", t(2_000))
+            .await
+    ));
+
+    // Another owner gets only the unleased row, in order; the lease keeps the rest from it.
+    assert_eq!(
+        claim_ops(&*store, Lane::Setup, 1_500, "node-b").await,
+        ["dial-4"]
+    );
+    assert!(claim_ops(&*store, Lane::Setup, 1_600, "node-c")
+        .await
+        .is_empty());
+    // The holder may claim its own rows again (node-b's row stays node-b's).
+    assert_eq!(
+        claim_ops(&*store, Lane::Setup, 1_500, "node-a").await,
+        ["dial-1", "dial-2", "dial-3"]
+    );
+    // node-a's leases now run to 2_500: one is done, one failed, one deferred.
+    store.mark_effect_done(&sid("a"), 1).await.unwrap();
+    store
+        .mark_effect_failed(&sid("a"), 2, "503", t(1_700))
+        .await
+        .unwrap();
+    store.defer_effect(&sid("a"), 3, t(1_800)).await.unwrap();
+    assert!(claim_ops(&*store, Lane::Setup, 1_650, "node-c")
+        .await
+        .is_empty());
+    assert_eq!(
+        claim_ops(&*store, Lane::Setup, 1_700, "node-c").await,
+        ["dial-2"]
+    );
+    assert_eq!(
+        claim_ops(&*store, Lane::Setup, 1_800, "node-d").await,
+        ["dial-3"]
+    );
+    // node-b's lease (until 2_500) expires: anyone may take its row, once.
+    assert!(claim_ops(&*store, Lane::Setup, 2_499, "node-e")
+        .await
+        .is_empty());
+    assert_eq!(
+        claim_ops(&*store, Lane::Setup, 2_500, "node-e").await,
+        ["dial-4"]
+    );
+    assert!(claim_ops(&*store, Lane::Setup, 2_600, "node-f")
+        .await
+        .is_empty());
+    // Leases do not hide rows from the unleased reads.
+    assert_eq!(
+        store.pending_effects(100).await.unwrap().len(),
+        5,
+        "every row but the done one is pending"
+    );
+
+    // The ring is leased to node-a: node-b gets neither it nor the dismissal it holds back.
+    assert_eq!(
+        claim_ops(&*store, Lane::Push, 1_000, "node-a").await,
+        ["ring-d1"]
+    );
+    assert!(claim_ops(&*store, Lane::Push, 1_100, "node-b")
+        .await
+        .is_empty());
+    // Even past the ring's lease, the dismissal waits for it: only the ring is handed over.
+    assert_eq!(
+        claim_ops(&*store, Lane::Push, 2_000, "node-b").await,
+        ["ring-d1"]
+    );
+    store
+        .mark_effect_abandoned(&sid("a"), 5, "stale")
+        .await
+        .unwrap();
+    assert_eq!(
+        claim_ops(&*store, Lane::Push, 2_100, "node-c").await,
+        ["ended-d1"]
+    );
+}
+
+/// Owners claiming the same lane at the same moment, each through its own store (as separate
+/// processes would), never get the same row, and nothing is left out.
+pub async fn concurrent_claims_never_share_a_row(h: &dyn Harness) {
+    let store = h.open().await;
+    let mut c = commit("many", "alice", None, "ringing");
+    c.at = t(1_000);
+    c.effects = (0..60)
+        .map(|i| lane_effect(&format!("op-{i}"), Lane::Realtime, None))
+        .collect();
+    apply(&*store, c).await;
+    let mut racers = Vec::new();
+    for n in 0..4 {
+        let racer = h.open().await;
+        racers.push(tokio::spawn(async move {
+            let owner = format!("node-{n}");
+            let mut mine = Vec::new();
+            for _ in 0..3 {
+                let claimed = racer
+                    .claim_due_effects(Lane::Realtime, t(1_000), 7, &owner, t(9_000))
+                    .await
+                    .unwrap();
+                mine.extend(claimed.into_iter().map(|e| e.seq));
+            }
+            (owner, mine)
+        }));
+    }
+    let mut owners: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
+    for racer in racers {
+        let (owner, mine) = racer.await.unwrap();
+        for seq in mine {
+            // An owner may see its own row twice; another owner never does.
+            if let Some(first) = owners.insert(seq, owner.clone()) {
+                assert_eq!(first, owner, "row {seq} claimed by {first} and {owner}");
+            }
+        }
+    }
+    let rest = store
+        .claim_due_effects(Lane::Realtime, t(1_000), 100, "sweeper", t(9_000))
+        .await
+        .unwrap();
+    for e in &rest {
+        assert!(
+            owners.insert(e.seq, "sweeper".into()).is_none(),
+            "row {} claimed twice",
+            e.seq
+        );
+    }
+    assert_eq!(owners.len(), 60, "every row claimed once");
 }
 
 /// A quarantined session is never due for timers; only its releases are still dispatched.

@@ -6,6 +6,7 @@
 //! changes is [`Store::commit`]: session document, outbox effects, dedupe key, registry,
 //! history and timeline, all-or-nothing, guarded by the session's version.
 
+pub mod cluster;
 mod codec;
 pub mod conformance;
 pub mod directory;
@@ -25,6 +26,7 @@ pub mod session_commit;
 pub mod sqlite;
 pub mod webhook_store;
 
+pub use cluster::{DialLedger, OutboxWakeups, SlotLimit, SlotOutcome};
 pub use directory::{Device, DevicePlatform, PushProvider, User, UserSettings};
 pub use error::StoreError;
 pub use history::{
@@ -164,6 +166,33 @@ pub trait Store: QualityStore + OpsStore + WebhookStore + Send + Sync + 'static 
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Claims up to `limit` effects for `owner` until `lease_until`: the effects
+    /// [`Store::due_effects`] returns (same order, same ordering-key hold-back and quarantine
+    /// rules) minus those whose lease another owner holds past `now`. Rows `owner` already
+    /// holds are claimable again (and their lease extended). Two owners claiming at the same
+    /// time never get the same row. Done, failed, abandoned and deferred effects lose their
+    /// lease.
+    async fn claim_due_effects(
+        &self,
+        lane: Lane,
+        now: Timestamp,
+        limit: u32,
+        owner: &str,
+        lease_until: Timestamp,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// A signal each time any process commits outbox rows to this store, or `None` when only
+    /// this process writes it (then its own engine's kick is enough).
+    async fn outbox_wakeups(&self) -> Result<Option<OutboxWakeups>, StoreError> {
+        Ok(None)
+    }
+
+    /// The dial-slot ledger shared by every process on this store, or `None` when the store
+    /// has one process (then an in-process limiter is exact).
+    fn dial_ledger(&self) -> Option<std::sync::Arc<dyn DialLedger>> {
+        None
+    }
 
     /// Marks an effect dispatched. Idempotent; `NotFound` for an unknown effect.
     async fn mark_effect_done(

@@ -62,6 +62,8 @@ struct OutboxRow {
     entry: OutboxEntry,
     order_key: Option<String>,
     pending: bool,
+    /// The claimer holding the row, and until when.
+    lease: Option<(String, Timestamp)>,
 }
 
 impl MemoryStore {
@@ -113,6 +115,48 @@ impl State {
             .get_mut(&id)
             .ok_or_else(|| StoreError::Corrupt(format!("outbox index points at {id}")))?;
         Ok((id, row))
+    }
+
+    /// Ids of up to `limit` due rows of `lane` that `claimable` accepts, in commit order. An
+    /// earlier pending row with the same ordering key holds a row back, claimable or not.
+    fn due_ids(
+        &self,
+        lane: Lane,
+        now: Timestamp,
+        limit: u32,
+        claimable: impl Fn(&OutboxRow) -> bool,
+    ) -> Vec<u64> {
+        let mut blocked: BTreeSet<(&CallSessionId, &str)> = BTreeSet::new();
+        let mut due = Vec::new();
+        let limit = limits::limit(limit);
+        for id in &self.pending {
+            if due.len() >= limit {
+                break;
+            }
+            let Some(row) = self.outbox.get(id) else {
+                continue;
+            };
+            if row.entry.lane != lane {
+                continue;
+            }
+            // `pending` is in commit order, so the first pending row per key is the head.
+            if let Some(key) = &row.order_key {
+                if !blocked.insert((&row.entry.session_id, key.as_str())) {
+                    continue;
+                }
+            }
+            let quarantined = self
+                .sessions
+                .get(&row.entry.session_id)
+                .is_some_and(|s| s.quarantined.is_some());
+            if row.entry.next_attempt_at <= now
+                && !(quarantined && lane != Lane::Release)
+                && claimable(row)
+            {
+                due.push(*id);
+            }
+        }
+        due
     }
 
     fn commit(&mut self, commit: Commit) -> Result<CommitOutcome, StoreError> {
@@ -289,6 +333,7 @@ impl State {
                     },
                     order_key: effect.order_key,
                     pending: true,
+                    lease: None,
                 },
             );
             self.outbox_index.insert((session_id.clone(), seq), id);
@@ -541,6 +586,7 @@ impl Store for MemoryStore {
         let mut state = self.lock();
         let (id, row) = state.outbox_row(session_id, seq)?;
         row.pending = false;
+        row.lease = None;
         state.pending.remove(&id);
         Ok(())
     }
@@ -552,34 +598,35 @@ impl Store for MemoryStore {
         limit: u32,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let state = self.lock();
-        let mut blocked: BTreeSet<(&CallSessionId, &str)> = BTreeSet::new();
-        let mut due = Vec::new();
-        let limit = limits::limit(limit);
-        for id in &state.pending {
-            if due.len() >= limit {
-                break;
-            }
-            let Some(row) = state.outbox.get(id) else {
-                continue;
-            };
-            if row.entry.lane != lane {
-                continue;
-            }
-            // `pending` is in commit order, so the first pending row per key is the head.
-            if let Some(key) = &row.order_key {
-                if !blocked.insert((&row.entry.session_id, key.as_str())) {
-                    continue;
-                }
-            }
-            let quarantined = state
-                .sessions
-                .get(&row.entry.session_id)
-                .is_some_and(|s| s.quarantined.is_some());
-            if row.entry.next_attempt_at <= now && !(quarantined && lane != Lane::Release) {
-                due.push(row.entry.clone());
-            }
-        }
-        Ok(due)
+        Ok(state
+            .due_ids(lane, now, limit, |_| true)
+            .into_iter()
+            .filter_map(|id| state.outbox.get(&id).map(|row| row.entry.clone()))
+            .collect())
+    }
+
+    async fn claim_due_effects(
+        &self,
+        lane: Lane,
+        now: Timestamp,
+        limit: u32,
+        owner: &str,
+        lease_until: Timestamp,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        limits::text("lease owner", owner, limits::MAX_ID_LEN)?;
+        let mut state = self.lock();
+        let ids = state.due_ids(lane, now, limit, |row| match &row.lease {
+            Some((holder, until)) => holder == owner || *until <= now,
+            None => true,
+        });
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| {
+                let row = state.outbox.get_mut(&id)?;
+                row.lease = Some((owner.to_owned(), lease_until));
+                Some(row.entry.clone())
+            })
+            .collect())
     }
 
     async fn mark_effect_failed(
@@ -595,6 +642,7 @@ impl Store for MemoryStore {
             row.entry.attempts = row.entry.attempts.saturating_add(1);
             row.entry.last_error = Some(limits::truncate_error(error));
             row.entry.next_attempt_at = retry_at;
+            row.lease = None;
         }
         Ok(())
     }
@@ -609,6 +657,7 @@ impl Store for MemoryStore {
         let (_, row) = state.outbox_row(session_id, seq)?;
         if row.pending {
             row.entry.next_attempt_at = row.entry.next_attempt_at.max(until);
+            row.lease = None;
         }
         Ok(())
     }
@@ -729,6 +778,7 @@ impl Store for MemoryStore {
         let (id, row) = state.outbox_row(session_id, seq)?;
         if row.pending {
             row.pending = false;
+            row.lease = None;
             row.entry.last_error = Some(limits::truncate_error(error));
             state.pending.remove(&id);
         }

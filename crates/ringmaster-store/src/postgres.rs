@@ -7,18 +7,20 @@
 
 use async_trait::async_trait;
 use ringmaster_core::{CallSessionId, DeviceId, Timestamp, UserId};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 use std::collections::BTreeSet;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cluster::{DialLedger, OutboxWakeups};
 use crate::codec::{
     self, active_from, billing_from, bind_billing, bind_call, bind_device, bind_leg,
-    bind_timeline_tail, call_from, call_page, device_from, due_effects_sql, due_from, int,
-    leg_from, ms, opt_ms, outbox_from, outbox_insert_sql, prune_history_sql, prune_sql,
-    session_from, timeline_from, unsigned, RowExt, BILLING_COLUMNS, CALL_COLUMNS, DEVICE_COLUMNS,
-    OUTBOX_COLUMNS, USER_COLUMNS,
+    bind_timeline_tail, call_from, call_page, claimable_ids_sql, device_from, due_effects_sql,
+    due_from, int, leg_from, ms, opt_ms, outbox_from, outbox_insert_sql, prune_history_sql,
+    prune_sql, session_from, timeline_from, unsigned, RowExt, BILLING_COLUMNS, CALL_COLUMNS,
+    DEVICE_COLUMNS, OUTBOX_COLUMNS, USER_COLUMNS,
 };
 use crate::directory::{Device, PushProvider, User, UserSettings};
 use crate::error::StoreError;
@@ -28,13 +30,20 @@ use crate::registry::{ActiveCall, RegistryChange};
 use crate::session::{Commit, CommitOutcome, Lane, OutboxEntry, Pruned, Retention, StoredSession};
 use crate::Store;
 
+mod dial_ledger;
 mod ops;
 mod webhooks;
+
+pub use dial_ledger::PgDialLedger;
 
 /// Connections per store; enough for a burst of concurrent commits on one process.
 const MAX_CONNECTIONS: u32 = 10;
 /// How long an operation waits for a free connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The channel the outbox trigger (migration 0008) notifies on every insert.
+const OUTBOX_CHANNEL: &str = "ringmaster_outbox";
+/// Pause before listening again after the wake-up listener could not reconnect.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
 /// A [`Store`] in a PostgreSQL database.
 #[derive(Clone, Debug)]
@@ -809,7 +818,7 @@ impl Store for PostgresStore {
         seq: u64,
     ) -> Result<(), StoreError> {
         self.update_effect(
-            "UPDATE outbox SET status = 'done' \
+            "UPDATE outbox SET status = 'done', lease_owner = NULL, lease_until = NULL \
              WHERE session_id = $1 AND seq = $2 AND status = 'pending'",
             session_id,
             seq,
@@ -836,6 +845,75 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    async fn claim_due_effects(
+        &self,
+        lane: Lane,
+        now: Timestamp,
+        limit: u32,
+        owner: &str,
+        lease_until: Timestamp,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        limits::text("lease owner", owner, limits::MAX_ID_LEN)?;
+        // SKIP LOCKED: a row another node is claiming right now is passed over instead of
+        // waited for; READ COMMITTED re-checks a row changed since the snapshot, so a row
+        // claimed a moment ago is not returned twice.
+        let sql = format!(
+            "UPDATE outbox AS o SET lease_owner = $4, lease_until = $5 \
+             WHERE o.id IN ({} FOR UPDATE OF o SKIP LOCKED) RETURNING {OUTBOX_COLUMNS}, o.id",
+            claimable_ids_sql('$')
+        );
+        let mut rows = sqlx::query(&sql)
+            .bind(lane.as_str())
+            .bind(ms(now).unwrap_or(i64::MAX))
+            .bind(limits::limit(limit) as i64)
+            .bind(owner)
+            .bind(ms(lease_until)?)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|row| Ok((row.integer("id")?, row)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // RETURNING has no order: commit order is the outbox id's.
+        rows.sort_by_key(|(id, _)| *id);
+        rows.iter().map(|(_, row)| outbox_from(row)).collect()
+    }
+
+    async fn outbox_wakeups(&self) -> Result<Option<OutboxWakeups>, StoreError> {
+        let schema: String = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(&self.pool)
+            .await?;
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(OUTBOX_CHANNEL).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    next = listener.try_recv() => next,
+                    () = tx.closed() => return,
+                };
+                match next {
+                    Ok(Some(n)) if n.payload() != schema => continue,
+                    // `Ok(None)`: the connection was lost and is re-established on the next
+                    // call; what was committed meanwhile was not signalled, so wake anyway.
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "outbox wake-up listener failed; retrying");
+                        tokio::time::sleep(LISTEN_RETRY).await;
+                    }
+                }
+                // Full means a wake-up is already pending: they coalesce.
+                let _ = tx.try_send(());
+            }
+        });
+        Ok(Some(OutboxWakeups::new(rx)))
+    }
+
+    fn dial_ledger(&self) -> Option<Arc<dyn DialLedger>> {
+        Some(Arc::new(PgDialLedger {
+            pool: self.pool.clone(),
+        }))
+    }
+
     async fn mark_effect_failed(
         &self,
         session_id: &CallSessionId,
@@ -845,7 +923,8 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         // Parameters are numbered in bind order: error, then retry_at, then the key.
         self.update_effect(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 \
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2, \
+             lease_owner = NULL, lease_until = NULL \
              WHERE session_id = $3 AND seq = $4 AND status = 'pending'",
             session_id,
             seq,
@@ -869,7 +948,8 @@ impl Store for PostgresStore {
             ));
         }
         let changed = sqlx::query(
-            "UPDATE outbox SET next_attempt_at = GREATEST(next_attempt_at, $1) \
+            "UPDATE outbox SET next_attempt_at = GREATEST(next_attempt_at, $1), \
+             lease_owner = NULL, lease_until = NULL \
              WHERE session_id = $2 AND seq = $3",
         )
         .bind(ms(until)?)
@@ -967,7 +1047,8 @@ impl Store for PostgresStore {
         error: &str,
     ) -> Result<(), StoreError> {
         self.update_effect(
-            "UPDATE outbox SET status = 'abandoned', last_error = $1 \
+            "UPDATE outbox SET status = 'abandoned', last_error = $1, lease_owner = NULL, \
+             lease_until = NULL \
              WHERE session_id = $2 AND seq = $3 AND status = 'pending'",
             session_id,
             seq,

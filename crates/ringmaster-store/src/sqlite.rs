@@ -23,10 +23,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{
     self, active_from, billing_from, bind_billing, bind_call, bind_device, bind_leg,
-    bind_timeline_tail, call_from, call_page, device_from, due_effects_sql, due_from, int,
-    leg_from, ms, opt_ms, outbox_from, outbox_insert_sql, prune_history_sql, prune_sql,
-    session_from, timeline_from, unsigned, RowExt, BILLING_COLUMNS, CALL_COLUMNS, DEVICE_COLUMNS,
-    OUTBOX_COLUMNS, USER_COLUMNS,
+    bind_timeline_tail, call_from, call_page, claimable_ids_sql, device_from, due_effects_sql,
+    due_from, int, leg_from, ms, opt_ms, outbox_from, outbox_insert_sql, prune_history_sql,
+    prune_sql, session_from, timeline_from, unsigned, RowExt, BILLING_COLUMNS, CALL_COLUMNS,
+    DEVICE_COLUMNS, OUTBOX_COLUMNS, USER_COLUMNS,
 };
 use crate::directory::{Device, PushProvider, User, UserSettings};
 use crate::directory_cache::DirectoryCache;
@@ -1028,7 +1028,7 @@ impl Store for SqliteStore {
         seq: u64,
     ) -> Result<(), StoreError> {
         self.update_effect(
-            "UPDATE outbox SET status = 'done' \
+            "UPDATE outbox SET status = 'done', lease_owner = NULL, lease_until = NULL \
              WHERE session_id = ? AND seq = ? AND status = 'pending'",
             session_id,
             seq,
@@ -1055,6 +1055,52 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn claim_due_effects(
+        &self,
+        lane: Lane,
+        now: Timestamp,
+        limit: u32,
+        owner: &str,
+        lease_until: Timestamp,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        limits::text("lease owner", owner, limits::MAX_ID_LEN)?;
+        // The write lock is taken up front, so no other claimer reads between our read and
+        // our lease.
+        let mut tx = self.begin_write().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(&claimable_ids_sql('?'))
+            .bind(lane.as_str())
+            .bind(ms(now).unwrap_or(i64::MAX))
+            .bind(limits::limit(limit) as i64)
+            .bind(owner)
+            .fetch_all(&mut *tx)
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = vec!["?"; ids.len()].join(", ");
+        let update =
+            format!("UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE id IN ({list})");
+        let mut query = sqlx::query(&update).bind(owner).bind(ms(lease_until)?);
+        for id in &ids {
+            query = query.bind(id);
+        }
+        query.execute(&mut *tx).await?;
+        let select =
+            format!("SELECT {OUTBOX_COLUMNS} FROM outbox o WHERE o.id IN ({list}) ORDER BY o.id");
+        let mut query = sqlx::query(&select);
+        for id in &ids {
+            query = query.bind(id);
+        }
+        let entries = query
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(outbox_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await?;
+        Ok(entries)
+    }
+
     async fn mark_effect_failed(
         &self,
         session_id: &CallSessionId,
@@ -1063,7 +1109,8 @@ impl Store for SqliteStore {
         retry_at: Timestamp,
     ) -> Result<(), StoreError> {
         self.update_effect(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? \
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, \
+             lease_owner = NULL, lease_until = NULL \
              WHERE session_id = ? AND seq = ? AND status = 'pending'",
             session_id,
             seq,
@@ -1081,7 +1128,8 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let seq_i = int(seq)?;
         let changed = sqlx::query(
-            "UPDATE outbox SET next_attempt_at = MAX(next_attempt_at, ?) \
+            "UPDATE outbox SET next_attempt_at = MAX(next_attempt_at, ?), \
+             lease_owner = NULL, lease_until = NULL \
              WHERE session_id = ? AND seq = ?",
         )
         .bind(ms(until)?)
@@ -1175,7 +1223,8 @@ impl Store for SqliteStore {
         error: &str,
     ) -> Result<(), StoreError> {
         self.update_effect(
-            "UPDATE outbox SET status = 'abandoned', last_error = ? \
+            "UPDATE outbox SET status = 'abandoned', last_error = ?, lease_owner = NULL, \
+             lease_until = NULL \
              WHERE session_id = ? AND seq = ? AND status = 'pending'",
             session_id,
             seq,

@@ -177,6 +177,33 @@ async fn stores_in_different_schemas_do_not_see_each_other() {
     b.close().await;
 }
 
+/// A commit with outbox rows through one store (node) wakes the listener of another store on
+/// the same schema; SQLite has no such signal (one process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbox_commit_wakes_every_node() {
+    let schema = PgSchema::new().await;
+    let (a, b) = (schema.open().await, schema.open().await);
+    let mut wakeups = b
+        .outbox_wakeups()
+        .await
+        .unwrap()
+        .expect("PostgreSQL signals outbox commits");
+    let mut c = create("s1", "alice");
+    c.effects = vec![json!({ "op": "dial" }).into()];
+    a.commit(c).await.unwrap();
+    let woken = tokio::time::timeout(std::time::Duration::from_secs(30), wakeups.recv()).await;
+    assert_eq!(
+        woken,
+        Ok(Some(())),
+        "no wake-up for a commit on another node"
+    );
+    let sqlite = SqliteStore::open("sqlite::memory:").await.unwrap();
+    assert!(sqlite.outbox_wakeups().await.unwrap().is_none());
+    assert!(sqlite.dial_ledger().is_none());
+    a.close().await;
+    b.close().await;
+}
+
 /// Many different calls race to become a user's one active call: exactly one does, the
 /// others are told the user is busy and leave nothing behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
