@@ -384,6 +384,26 @@ impl Cluster {
         .await
     }
 
+    /// Waits until the caller's leg `caller` is bridged, then hangs it up.
+    async fn hang_up_once_bridged(&self, caller: &CallControlId) {
+        eventually("the call is bridged", || {
+            self.emulator.call(caller)?.bridged_with.map(|_| ())
+        })
+        .await;
+        self.emulator.hangup(caller).unwrap();
+    }
+
+    /// Waits until every device leg of `call` has ended.
+    async fn released(&self, call: &CallSessionId, user: &User) {
+        eventually("every leg is released", || {
+            let legs = self.legs(call, user)?;
+            legs.iter()
+                .all(|l| l.state == LegState::Ended)
+                .then_some(())
+        })
+        .await;
+    }
+
     /// Waits until no outbox effect is pending on any node, and every webhook is delivered.
     async fn settled(&self) {
         use sqlx::Connection as _;
@@ -465,13 +485,7 @@ async fn one_inbound_call_dials_each_device_once_across_two_nodes() {
     let inbound = cluster.emulator.inbound_call(CALLER, &user.number);
     cluster.ringing(&inbound.call_session_id, &user).await;
     cluster.emulator.hangup(&inbound.call_control_id).unwrap();
-    eventually("every leg is released", || {
-        let legs = cluster.legs(&inbound.call_session_id, &user)?;
-        legs.iter()
-            .all(|l| l.state == LegState::Ended)
-            .then_some(())
-    })
-    .await;
+    cluster.released(&inbound.call_session_id, &user).await;
     cluster.settled().await;
     for d in &user.devices {
         assert_eq!(cluster.dials_to(&d.sip_uri), 1, "{}", d.sip_uri);
@@ -533,22 +547,8 @@ async fn answers_racing_on_two_nodes_bridge_once_per_call() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 // The loser may already be hung up (its leg released): that is fine.
                 let _ = cluster.emulator.answer(&legs[1]);
-                eventually("the call is bridged", || {
-                    cluster
-                        .emulator
-                        .call(&inbound.call_control_id)?
-                        .bridged_with
-                        .map(|_| ())
-                })
-                .await;
-                cluster.emulator.hangup(&inbound.call_control_id).unwrap();
-                eventually("every leg is released", || {
-                    let legs = cluster.legs(&inbound.call_session_id, &user)?;
-                    legs.iter()
-                        .all(|l| l.state == LegState::Ended)
-                        .then_some(())
-                })
-                .await;
+                cluster.hang_up_once_bridged(&inbound.call_control_id).await;
+                cluster.released(&inbound.call_session_id, &user).await;
                 calls.push(inbound.call_control_id);
             }
             calls
@@ -610,15 +610,7 @@ async fn a_socket_on_node_b_hears_a_call_handled_by_node_a_once() {
     let inbound = cluster.emulator.inbound_call(CALLER, &user.number);
     let legs = cluster.ringing(&inbound.call_session_id, &user).await;
     cluster.emulator.answer(&legs[0]).unwrap();
-    eventually("the call is bridged", || {
-        cluster
-            .emulator
-            .call(&inbound.call_control_id)?
-            .bridged_with
-            .map(|_| ())
-    })
-    .await;
-    cluster.emulator.hangup(&inbound.call_control_id).unwrap();
+    cluster.hang_up_once_bridged(&inbound.call_control_id).await;
     // Events on one channel keep commit order, so the answered device's ENDED (the call's
     // last event) comes after every other event of the call, repeats included.
     let mut seen = Vec::new();
