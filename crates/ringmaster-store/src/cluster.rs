@@ -1,6 +1,6 @@
-//! What several processes on one database share beyond the tables every backend has:
-//! wake-ups when another process commits outbox rows, and one dial-slot ledger per Telnyx
-//! connection. Only [`crate::PostgresStore`] offers them; an SQLite file or a [`crate::MemoryStore`]
+//! What several processes on one database share beyond the outbox leases every backend has
+//! ([`crate::Store::claim_due_effects`]): wake-ups when another process commits outbox rows,
+//! and one dial-slot ledger per Telnyx connection. Only [`crate::PostgresStore`] offers them; an SQLite file or a [`crate::MemoryStore`]
 //! has one process, whose own signals and limiter suffice.
 
 use crate::StoreError;

@@ -23,10 +23,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{
     self, active_from, billing_from, bind_billing, bind_call, bind_device, bind_leg,
-    bind_timeline_tail, call_from, call_page, claimable_ids_sql, device_from, due_effects_sql,
-    due_from, int, leg_from, ms, opt_ms, outbox_from, outbox_insert_sql, prune_history_sql,
-    prune_sql, session_from, timeline_from, unsigned, RowExt, BILLING_COLUMNS, CALL_COLUMNS,
-    DEVICE_COLUMNS, OUTBOX_COLUMNS, USER_COLUMNS,
+    bind_timeline_tail, call_from, call_page, device_from, due_effects_sql, due_from, int,
+    leg_from, ms, opt_ms, outbox_from, outbox_insert_sql, prune_history_sql, prune_sql,
+    session_from, timeline_from, unsigned, RowExt, BILLING_COLUMNS, CALL_COLUMNS, DEVICE_COLUMNS,
+    OUTBOX_COLUMNS, USER_COLUMNS,
 };
 use crate::directory::{Device, PushProvider, User, UserSettings};
 use crate::directory_cache::DirectoryCache;
@@ -37,8 +37,11 @@ use crate::registry::{ActiveCall, RegistryChange};
 use crate::session::{Commit, CommitOutcome, Lane, OutboxEntry, Pruned, Retention, StoredSession};
 use crate::Store;
 
+mod leases;
 mod ops;
 mod webhooks;
+
+use leases::Leases;
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,6 +90,8 @@ pub struct SqliteStore {
     group: mpsc::Sender<Pending>,
     /// Users by number and devices by user; this process is the only writer of them.
     directory: Arc<DirectoryCache>,
+    /// Outbox leases, in memory (one process per file).
+    leases: Arc<Leases>,
 }
 
 impl SqliteStore {
@@ -127,10 +132,11 @@ impl SqliteStore {
                 .connect_with(options)
                 .await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-            return Ok(Self::with_pools(pool.clone(), pool));
+            return Ok(Self::with_pools(pool.clone(), pool, Leases::for_file(None)));
         }
 
         private_file(options.get_filename())?;
+        let leases = Leases::for_file(options.get_filename().to_str());
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
@@ -140,7 +146,7 @@ impl SqliteStore {
             .max_connections(READERS)
             .connect_with(options.create_if_missing(false))
             .await?;
-        Ok(Self::with_pools(writer, reader))
+        Ok(Self::with_pools(writer, reader, leases))
     }
 
     /// The `PRAGMA synchronous` level writes run with (0 off, 1 normal, 2 full, 3 extra).
@@ -151,7 +157,7 @@ impl SqliteStore {
     }
 
     /// The store over its pools, with its group writer started.
-    fn with_pools(writer: SqlitePool, reader: SqlitePool) -> Self {
+    fn with_pools(writer: SqlitePool, reader: SqlitePool, leases: Arc<Leases>) -> Self {
         let (group, queue) = mpsc::channel(QUEUE);
         tokio::spawn(group_writer(writer.clone(), queue));
         Self {
@@ -159,6 +165,7 @@ impl SqliteStore {
             reader,
             group,
             directory: Arc::default(),
+            leases,
         }
     }
 
@@ -235,6 +242,7 @@ impl SqliteStore {
             }
         }
         tx.commit().await?;
+        self.leases.release(session_id, seq).await;
         Ok(())
     }
 }
@@ -1028,7 +1036,7 @@ impl Store for SqliteStore {
         seq: u64,
     ) -> Result<(), StoreError> {
         self.update_effect(
-            "UPDATE outbox SET status = 'done', lease_owner = NULL, lease_until = NULL \
+            "UPDATE outbox SET status = 'done' \
              WHERE session_id = ? AND seq = ? AND status = 'pending'",
             session_id,
             seq,
@@ -1064,41 +1072,34 @@ impl Store for SqliteStore {
         lease_until: Timestamp,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         limits::text("lease owner", owner, limits::MAX_ID_LEN)?;
-        // The write lock is taken up front, so no other claimer reads between our read and
-        // our lease.
-        let mut tx = self.begin_write().await?;
-        let ids: Vec<i64> = sqlx::query_scalar(&claimable_ids_sql('?'))
+        let limit = limits::limit(limit);
+        let mut leases = self.leases.0.lock().await;
+        leases.retain(|_, (_, until)| *until > now);
+        // Read past the rows other owners hold, so they do not use up the limit.
+        let held = leases
+            .values()
+            .filter(|(holder, _)| holder != owner)
+            .count();
+        let due = sqlx::query(&due_effects_sql('?'))
             .bind(lane.as_str())
             .bind(ms(now).unwrap_or(i64::MAX))
-            .bind(limits::limit(limit) as i64)
-            .bind(owner)
-            .fetch_all(&mut *tx)
+            .bind(i64::try_from(limit + held).unwrap_or(i64::MAX))
+            .fetch_all(&self.reader)
             .await?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        let mut claimed = Vec::with_capacity(limit.min(due.len()));
+        for row in &due {
+            if claimed.len() >= limit {
+                break;
+            }
+            let entry = outbox_from(row)?;
+            let key = (entry.session_id.clone(), entry.seq);
+            if leases.get(&key).is_some_and(|(holder, _)| holder != owner) {
+                continue;
+            }
+            leases.insert(key, (owner.to_owned(), lease_until));
+            claimed.push(entry);
         }
-        let list = vec!["?"; ids.len()].join(", ");
-        let update =
-            format!("UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE id IN ({list})");
-        let mut query = sqlx::query(&update).bind(owner).bind(ms(lease_until)?);
-        for id in &ids {
-            query = query.bind(id);
-        }
-        query.execute(&mut *tx).await?;
-        let select =
-            format!("SELECT {OUTBOX_COLUMNS} FROM outbox o WHERE o.id IN ({list}) ORDER BY o.id");
-        let mut query = sqlx::query(&select);
-        for id in &ids {
-            query = query.bind(id);
-        }
-        let entries = query
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(outbox_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        tx.commit().await?;
-        Ok(entries)
+        Ok(claimed)
     }
 
     async fn mark_effect_failed(
@@ -1109,8 +1110,7 @@ impl Store for SqliteStore {
         retry_at: Timestamp,
     ) -> Result<(), StoreError> {
         self.update_effect(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, \
-             lease_owner = NULL, lease_until = NULL \
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? \
              WHERE session_id = ? AND seq = ? AND status = 'pending'",
             session_id,
             seq,
@@ -1128,8 +1128,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let seq_i = int(seq)?;
         let changed = sqlx::query(
-            "UPDATE outbox SET next_attempt_at = MAX(next_attempt_at, ?), \
-             lease_owner = NULL, lease_until = NULL \
+            "UPDATE outbox SET next_attempt_at = MAX(next_attempt_at, ?) \
              WHERE session_id = ? AND seq = ?",
         )
         .bind(ms(until)?)
@@ -1144,6 +1143,7 @@ impl Store for SqliteStore {
                 format!("{session_id}#{seq}"),
             ));
         }
+        self.leases.release(session_id, seq).await;
         Ok(())
     }
 
@@ -1223,8 +1223,7 @@ impl Store for SqliteStore {
         error: &str,
     ) -> Result<(), StoreError> {
         self.update_effect(
-            "UPDATE outbox SET status = 'abandoned', last_error = ?, lease_owner = NULL, \
-             lease_until = NULL \
+            "UPDATE outbox SET status = 'abandoned', last_error = ? \
              WHERE session_id = ? AND seq = ? AND status = 'pending'",
             session_id,
             seq,
