@@ -72,3 +72,16 @@ string_id!(
     /// A tenant (organisation); every user belongs to exactly one.
     TenantId
 );
+string_id!(
+    /// One outbox effect, `<call_session_id>:<seq>`. Realtime and push payloads carry it as
+    /// `effect_id`: after a node dies mid-dispatch another sends the effect again, and a
+    /// client drops what it has already seen.
+    EffectId
+);
+
+impl EffectId {
+    /// The id of outbox effect `seq` of the call `session`.
+    pub fn of(session: &CallSessionId, seq: u64) -> Self {
+        Self(format!("{session}:{seq}"))
+    }
+}

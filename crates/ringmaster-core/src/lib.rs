@@ -18,7 +18,7 @@ pub mod trigger;
 
 pub use call::{Call, ReplayError, Transition, TransitionError};
 pub use dismissal::DismissReason;
-pub use ids::{CallControlId, CallLegId, CallSessionId, DeviceId, TenantId, UserId};
+pub use ids::{CallControlId, CallLegId, CallSessionId, DeviceId, EffectId, TenantId, UserId};
 pub use state::{CallState, Direction, Platform};
 pub use table::{is_legal, next_state, rows_between, Source, TransitionRow, TRANSITIONS};
 pub use time::Timestamp;

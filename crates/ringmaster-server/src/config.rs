@@ -100,6 +100,13 @@ pub struct ServeArgs {
     #[arg(long, env = "RINGMASTER_APNS_SANDBOX", num_args = 0..=1,
           default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub apns_sandbox: Option<bool>,
+    /// NATS server URL(s), comma separated, e.g. nats://127.0.0.1:4222; with it every
+    /// realtime event reaches the WebSocket clients of every node.
+    #[arg(long, env = "RINGMASTER_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// This node's name in logs and `/readyz` [default: hostname-pid].
+    #[arg(long, env = "RINGMASTER_NODE_ID")]
+    pub node_id: Option<String>,
     /// Limits, timeouts and durability (flags and environment only).
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -134,6 +141,8 @@ struct FileConfig {
     apns_bundle_id: Option<String>,
     apns_base_url: Option<String>,
     apns_sandbox: Option<bool>,
+    nats_url: Option<String>,
+    node_id: Option<String>,
 }
 
 /// Resolved configuration.
@@ -169,6 +178,10 @@ pub struct Config {
     pub fcm: Option<FcmSettings>,
     /// APNs push; `None` leaves iOS push off.
     pub apns: Option<ApnsSettings>,
+    /// NATS URL linking the nodes' WebSocket hubs; `None` keeps events on this node.
+    pub nats_url: Option<String>,
+    /// This node's name in logs and `/readyz`.
+    pub node_id: String,
     /// Limits, timeouts and durability.
     pub limits: Limits,
 }
@@ -309,6 +322,20 @@ impl Config {
         let admin_token = set(args.admin_token.or(file.admin_token));
         let token_secret = set(args.token_secret.or(file.token_secret));
         let pusher_secret = set(args.pusher_secret.or(file.pusher_secret));
+        if is_postgres(&database_url) {
+            // Secrets generated here would differ on every node and every restart: node B
+            // would refuse node A's device tokens and Pusher channel auths.
+            for (value, name) in [
+                (&token_secret, "RINGMASTER_TOKEN_SECRET"),
+                (&pusher_secret, "RINGMASTER_PUSHER_SECRET"),
+                (&admin_token, "RINGMASTER_ADMIN_TOKEN"),
+            ] {
+                anyhow::ensure!(
+                    value.is_some(),
+                    "{name} is required with a PostgreSQL database (every node must share it)"
+                );
+            }
+        }
         let (admin_token, token_secret, pusher_secret, generated_secrets) =
             match (admin_token, token_secret, pusher_secret) {
                 (Some(a), Some(t), Some(p)) => (a, t, p, None),
@@ -382,9 +409,23 @@ impl Config {
             },
             fcm,
             apns,
+            nats_url: args
+                .nats_url
+                .or(file.nats_url)
+                .filter(|u| !u.trim().is_empty()),
+            node_id: args
+                .node_id
+                .or(file.node_id)
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(crate::app::default_node_id),
             limits,
         })
     }
+}
+
+/// Whether `url` names a PostgreSQL database (cluster mode: nodes share it).
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// APNs is on when its key file is given; then the key id, team id and bundle id must be too.
@@ -484,6 +525,65 @@ mod tests {
             ..ServeArgs::default()
         };
         assert!(resolve(zero).is_err());
+    }
+
+    #[test]
+    fn postgres_needs_every_shared_secret_and_names_the_missing_one() {
+        let full = ServeArgs {
+            database_url: Some("postgres://db/rm".into()),
+            admin_token: Some("admin".into()),
+            token_secret: Some("tokens".into()),
+            pusher_secret: Some("pusher".into()),
+            ..ServeArgs::default()
+        };
+        let c = Config::resolve(full.clone(), |_| panic!("nothing generated")).unwrap();
+        assert_eq!(c.generated_secrets, None);
+        for (missing, name) in [
+            (
+                ServeArgs {
+                    token_secret: None,
+                    ..full.clone()
+                },
+                "RINGMASTER_TOKEN_SECRET",
+            ),
+            (
+                ServeArgs {
+                    pusher_secret: Some("".into()),
+                    ..full.clone()
+                },
+                "RINGMASTER_PUSHER_SECRET",
+            ),
+            (
+                ServeArgs {
+                    admin_token: None,
+                    ..full.clone()
+                },
+                "RINGMASTER_ADMIN_TOKEN",
+            ),
+        ] {
+            let err = resolve(missing).unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
+    }
+
+    #[test]
+    fn the_node_id_defaults_to_host_and_pid_and_nats_is_optional() {
+        let c = resolve(ServeArgs::default()).unwrap();
+        assert!(
+            c.node_id.ends_with(&format!("-{}", std::process::id())),
+            "{}",
+            c.node_id
+        );
+        assert_eq!(c.nats_url, None);
+        let c = resolve(ServeArgs {
+            node_id: Some("node-a".into()),
+            nats_url: Some("nats://127.0.0.1:4222".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(c.node_id, "node-a");
+        assert_eq!(c.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
     }
 
     #[test]

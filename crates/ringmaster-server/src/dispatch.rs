@@ -40,7 +40,7 @@ use crate::telemetry;
 use ringmaster_core::session::{
     Action, Channel, Command, Effect, Input, Notification, NotifyEvent,
 };
-use ringmaster_core::{CallSessionId, Timestamp};
+use ringmaster_core::{CallSessionId, EffectId, Timestamp};
 use ringmaster_store::{Lane, OutboxEntry, OutboxWakeups, Store, StoreError};
 use ringmaster_telnyx::TelnyxClient;
 use std::collections::{HashMap, HashSet};
@@ -97,6 +97,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// (plus an FCM OAuth token fetch of the same bound), a WebSocket publish is local. 30 s covers
 /// the worst of these with room to spare; a longer lease only delays a dead node's rows.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// Test-only fault hook, read once when a dispatcher is made: `RINGMASTER_FAULT=exit_after_claim`
+/// ends the process right after its first claim of outbox rows, before sending any (the
+/// crash between commit and dispatch that `tests/cluster.rs` needs another node to cover).
+pub const FAULT_VAR: &str = "RINGMASTER_FAULT";
 /// Wait before asking again after the dial budget could not be read.
 const DIAL_BUDGET_RETRY: Duration = Duration::from_secs(1);
 
@@ -118,6 +122,8 @@ pub struct Dispatcher {
     node_id: String,
     /// How long a claim holds a row.
     lease: Duration,
+    /// [`FAULT_VAR`] asked to die right after claiming rows.
+    exit_after_claim: bool,
     lanes: HashMap<Lane, LaneState>,
     in_flight: Mutex<HashSet<Key>>,
     /// Finished effects still in `in_flight`; released at the start of the next drain, before
@@ -239,6 +245,7 @@ impl Dispatcher {
             ring_timeout: DEFAULT_RING_TIMEOUT,
             node_id: crate::app::default_node_id(),
             lease: DEFAULT_LEASE,
+            exit_after_claim: std::env::var(FAULT_VAR).is_ok_and(|f| f == "exit_after_claim"),
             lanes,
             in_flight: Mutex::new(HashSet::new()),
             finished: Mutex::new(Vec::new()),
@@ -354,6 +361,13 @@ impl Dispatcher {
                 .store
                 .claim_due_effects(lane, now, limit, &self.node_id, now + self.lease)
                 .await?;
+            if self.exit_after_claim && !claimed.is_empty() {
+                tracing::warn!(
+                    rows = claimed.len(),
+                    "{FAULT_VAR}=exit_after_claim: exiting"
+                );
+                std::process::exit(3);
+            }
             for entry in claimed {
                 let key = (entry.session_id.clone(), entry.seq);
                 if lock(&self.in_flight).contains(&key) {
@@ -459,7 +473,8 @@ impl Dispatcher {
                     tracing::info!(event = n.event.name(), "stale incoming_call dropped");
                     Disposition::Done
                 } else {
-                    match self.notifiers.deliver(&n).await {
+                    let effect_id = EffectId::of(&entry.session_id, entry.seq);
+                    match self.notifiers.deliver(&n, &effect_id).await {
                         Ok(delivery) => {
                             if delivery == crate::notify::Delivery::Sent {
                                 record_dismissal(&n, entry.created_at, self.clock.now());

@@ -57,7 +57,7 @@ impl Recorder {
 
 #[async_trait]
 impl Notifier for Recorder {
-    async fn notify(&self, n: &Notification) -> Result<(), NotifyError> {
+    async fn notify(&self, n: &Notification, _: &EffectId) -> Result<(), NotifyError> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst);
         let target = match &n.channel {
             Channel::Push { device, .. } => device.to_string(),

@@ -65,6 +65,29 @@ pub fn init(format: LogFormat) {
     }
 }
 
+thread_local! {
+    /// The node span this runtime thread runs inside (see [`enter_on_this_thread`]).
+    static NODE_SPAN: std::cell::RefCell<Option<tracing::span::EnteredSpan>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The root span every log line of a `serve` process carries: `node{node_id=...}`.
+pub fn node_span(node_id: &str) -> tracing::Span {
+    tracing::info_span!("node", node_id = %node_id)
+}
+
+/// Enters `span` on the calling thread until [`leave_on_this_thread`]; the runtime calls it
+/// on every worker thread it starts, so events of every task sit inside the node span
+/// (a spawned task does not inherit its spawner's span).
+pub fn enter_on_this_thread(span: &tracing::Span) {
+    NODE_SPAN.with(|slot| *slot.borrow_mut() = Some(span.clone().entered()));
+}
+
+/// Leaves the span entered by [`enter_on_this_thread`].
+pub fn leave_on_this_thread() {
+    NODE_SPAN.with(|slot| slot.borrow_mut().take());
+}
+
 /// Route middleware: runs the request in a `call` span whose `call_session_id` is the route's
 /// `{call_id}`; a handler that creates a call records the new id into it.
 pub async fn call_span(params: RawPathParams, request: Request, next: Next) -> Response {

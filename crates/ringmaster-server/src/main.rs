@@ -25,6 +25,9 @@ enum Command {
     Simulate(cli::simulate::SimulateArgs),
     /// Run the coordinator server (sandbox mode with a built-in emulator when no Telnyx key).
     Serve(Box<ringmaster_server::config::ServeArgs>),
+    /// Apply pending database migrations and print which (idempotent; `serve` also migrates
+    /// at start, under the same lock).
+    Migrate(cli::migrate::MigrateArgs),
     /// Place a demo call through a sandbox server and watch every device's view of it.
     Call(ringmaster_server::call_cmd::CallArgs),
     /// Measure webhook ingest against a ceiling run in the same invocation (loopback only,
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Emulator(args) => cli::emulator::run(args),
         Command::Simulate(args) => cli::simulate::run(args),
         Command::Serve(args) => ringmaster_server::serve_cmd::run(*args),
+        Command::Migrate(args) => cli::migrate::run(args),
         Command::Call(args) => ringmaster_server::call_cmd::run(args),
         Command::Bench(args) => cli::bench::run(args),
     };

@@ -7,6 +7,7 @@
 
 use async_trait::async_trait;
 use ringmaster_core::session::{Channel, Notification};
+use ringmaster_core::EffectId;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,8 +40,13 @@ impl NotifyError {
 /// Delivers notifications of one kind (e.g. the Pusher-protocol hub, or FCM/APNs).
 #[async_trait]
 pub trait Notifier: Send + Sync + 'static {
-    /// Delivers one notification; `Ok` once it has been handed to the channel.
-    async fn notify(&self, notification: &Notification) -> Result<(), NotifyError>;
+    /// Delivers one notification, the outbox effect `effect` (its payload carries the id so
+    /// clients drop a repeat); `Ok` once it has been handed to the channel.
+    async fn notify(
+        &self,
+        notification: &Notification,
+        effect: &EffectId,
+    ) -> Result<(), NotifyError>;
 }
 
 /// What happened to a notification handed to [`Notifiers::deliver`].
@@ -77,14 +83,21 @@ impl Notifiers {
         self.websocket.is_some()
     }
 
-    /// Routes `notification` to the notifier of its channel.
-    pub async fn deliver(&self, notification: &Notification) -> Result<Delivery, NotifyError> {
+    /// Routes `notification` (the outbox effect `effect`) to the notifier of its channel.
+    pub async fn deliver(
+        &self,
+        notification: &Notification,
+        effect: &EffectId,
+    ) -> Result<Delivery, NotifyError> {
         let notifier = match notification.channel {
             Channel::WebSocket => self.websocket.as_ref(),
             Channel::Push { .. } => self.push.as_ref(),
         };
         match notifier {
-            Some(n) => n.notify(notification).await.map(|()| Delivery::Sent),
+            Some(n) => n
+                .notify(notification, effect)
+                .await
+                .map(|()| Delivery::Sent),
             None => {
                 tracing::debug!(
                     call_session_id = %notification.call_session_id,

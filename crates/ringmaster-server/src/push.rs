@@ -6,6 +6,7 @@ use crate::notify::{Notifier, NotifyError};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use ringmaster_core::session::{Channel, Notification, NotifyEvent};
+use ringmaster_core::EffectId;
 use ringmaster_push::{
     ApnsClient, ApnsConfig, FcmClient, FcmConfig, Platform, PushKind, PushMessage, PushOutcome,
     PushSender, RetryPolicy, ServiceAccount, SystemClock,
@@ -56,15 +57,17 @@ pub fn sender_from_config(
     Ok((fcm.is_some() || apns.is_some()).then(|| PushSender::new(fcm, apns)))
 }
 
-/// The push message for a notification: `call_session_id` and `version` always, plus the
-/// event's fields as strings (FCM data messages carry only strings).
-pub fn message_for(n: &Notification, incoming_ttl: Duration) -> PushMessage {
+/// The push message for a notification: `call_session_id`, `version` and `effect_id` always,
+/// plus the event's fields as strings (FCM data messages carry only strings).
+pub fn message_for(n: &Notification, effect: &EffectId, incoming_ttl: Duration) -> PushMessage {
     let (kind, ttl) = match &n.event {
         NotifyEvent::IncomingCall { .. } => (PushKind::IncomingCall, incoming_ttl),
         NotifyEvent::CallEnded { .. } => (PushKind::CallEnded, FOLLOW_UP_TTL),
         NotifyEvent::CallStateChanged { .. } => (PushKind::CallStateChanged, FOLLOW_UP_TTL),
     };
-    let mut m = PushMessage::new(kind).with("call_session_id", n.call_session_id.as_str());
+    let mut m = PushMessage::new(kind)
+        .with("call_session_id", n.call_session_id.as_str())
+        .with("effect_id", effect.as_str());
     m.ttl = ttl;
     match &n.event {
         NotifyEvent::IncomingCall { from, to, version } => {
@@ -132,7 +135,7 @@ impl PushNotifier {
 #[async_trait]
 impl Notifier for PushNotifier {
     #[tracing::instrument(skip_all, fields(call_session_id = %n.call_session_id, event = n.event.name()))]
-    async fn notify(&self, n: &Notification) -> Result<(), NotifyError> {
+    async fn notify(&self, n: &Notification, effect: &EffectId) -> Result<(), NotifyError> {
         let Channel::Push { device, .. } = &n.channel else {
             return Err(NotifyError::Permanent(
                 "the push notifier only takes push notifications".to_owned(),
@@ -159,7 +162,7 @@ impl Notifier for PushNotifier {
             tracing::debug!(device_id = %device, %provider, "push provider not configured");
             return Ok(());
         }
-        let message = message_for(n, self.incoming_ttl);
+        let message = message_for(n, effect, self.incoming_ttl);
         let outcome = self.sender.send(platform, &token, &message).await;
         crate::telemetry::push_sent(
             match platform {
@@ -264,6 +267,10 @@ mod tests {
         }
     }
 
+    fn effect() -> EffectId {
+        EffectId::of(&CallSessionId::new("cs-1"), 7)
+    }
+
     #[test]
     fn messages_carry_the_event_fields_as_strings() {
         let m = message_for(
@@ -272,6 +279,7 @@ mod tests {
                 to: "+15550002".into(),
                 version: 1,
             }),
+            &effect(),
             Duration::from_secs(30),
         );
         assert_eq!(m.kind, PushKind::IncomingCall);
@@ -279,6 +287,7 @@ mod tests {
         assert_eq!(m.data["from"], "+15550001");
         assert_eq!(m.data["version"], "1");
         assert_eq!(m.collapse_key.as_deref(), Some("cs-1"));
+        assert_eq!(m.data["effect_id"], "cs-1:7");
 
         let m = message_for(
             &note(NotifyEvent::CallEnded {
@@ -287,6 +296,7 @@ mod tests {
                 },
                 version: 3,
             }),
+            &effect(),
             Duration::from_secs(30),
         );
         assert_eq!(m.kind, PushKind::CallEnded);
@@ -299,6 +309,7 @@ mod tests {
                 reason: DismissReason::CallerCancelled,
                 version: 3,
             }),
+            &effect(),
             Duration::from_secs(30),
         );
         assert!(!m.data.contains_key("device_id"));
@@ -314,7 +325,7 @@ mod tests {
             version: 9,
         });
         n.call_session_id = CallSessionId::new("x".repeat(65));
-        let m = message_for(&n, Duration::from_secs(30));
+        let m = message_for(&n, &effect(), Duration::from_secs(30));
         assert_eq!(m.collapse_key, None);
         assert_eq!(m.data["state"], "ENDED");
     }

@@ -10,6 +10,7 @@ use crate::notify::{Notifier, NotifyError};
 use async_trait::async_trait;
 use axum::Router;
 use ringmaster_core::session::{Channel, Notification, NotifyEvent};
+use ringmaster_core::EffectId;
 use ringmaster_realtime::{
     user_channel, Authenticator, Principal, PublishError, RealtimeHub, SocketId,
 };
@@ -53,10 +54,10 @@ pub fn routes(hub: RealtimeHub, app: AppState) -> Router {
 /// The event data of a notification, as WebSocket clients receive it: always
 /// `call_session_id` and `version`, plus the event's own fields (`reason` and `device_id` on
 /// `call_ended`; `device_id`, `platform`, `state` and `previous_state` (canonical names) on
-/// `call_state_changed`; `from` and `to` on
-/// `incoming_call`).
-pub fn event_data(n: &Notification) -> Value {
-    match &n.event {
+/// `call_state_changed`; `from` and `to` on `incoming_call`) and `effect_id`, the same on a
+/// repeat of the event (see `docs/api.md`).
+pub fn event_data(n: &Notification, effect: &EffectId) -> Value {
+    let mut data = match &n.event {
         NotifyEvent::IncomingCall { from, to, version } => json!({
             "call_session_id": n.call_session_id,
             "from": from,
@@ -83,7 +84,9 @@ pub fn event_data(n: &Notification) -> Value {
             "previous_state": previous_state,
             "version": version,
         }),
-    }
+    };
+    data["effect_id"] = json!(effect);
+    data
 }
 
 /// Publishes `Channel::WebSocket` notifications through the hub, leaving out the sender's own
@@ -101,7 +104,7 @@ impl WebSocketNotifier {
 
 #[async_trait]
 impl Notifier for WebSocketNotifier {
-    async fn notify(&self, n: &Notification) -> Result<(), NotifyError> {
+    async fn notify(&self, n: &Notification, effect: &EffectId) -> Result<(), NotifyError> {
         if n.channel != Channel::WebSocket {
             return Err(NotifyError::Permanent(
                 "the WebSocket notifier only takes WebSocket notifications".to_owned(),
@@ -117,7 +120,12 @@ impl Notifier for WebSocketNotifier {
             .and_then(|s| SocketId::parse(s).ok());
         match self
             .hub
-            .publish(&channel, n.event.name(), &event_data(n), except.as_ref())
+            .publish(
+                &channel,
+                n.event.name(),
+                &event_data(n, effect),
+                except.as_ref(),
+            )
             .await
         {
             Ok(sockets) => {
@@ -149,6 +157,10 @@ mod tests {
         }
     }
 
+    fn effect() -> EffectId {
+        EffectId::of(&CallSessionId::new("cs-1"), 3)
+    }
+
     #[test]
     fn payloads_carry_the_call_reason_device_and_version() {
         let ended = note(NotifyEvent::CallEnded {
@@ -158,15 +170,15 @@ mod tests {
             version: 4,
         });
         assert_eq!(
-            event_data(&ended),
+            event_data(&ended, &effect()),
             json!({"call_session_id": "cs-1", "reason": "answered_elsewhere",
-                   "device_id": "d2", "version": 4})
+                   "device_id": "d2", "version": 4, "effect_id": "cs-1:3"})
         );
         let missed = note(NotifyEvent::CallEnded {
             reason: DismissReason::Timeout,
             version: 2,
         });
-        assert_eq!(event_data(&missed)["device_id"], Value::Null);
+        assert_eq!(event_data(&missed, &effect())["device_id"], Value::Null);
         let changed = note(NotifyEvent::CallStateChanged {
             device: Some(DeviceId::new("d1")),
             platform: Some("ios".into()),
@@ -175,16 +187,17 @@ mod tests {
             version: 5,
         });
         assert_eq!(
-            event_data(&changed),
+            event_data(&changed, &effect()),
             json!({"call_session_id": "cs-1", "device_id": "d1", "platform": "ios",
-                   "state": "ON_HOLD", "previous_state": "ACTIVE", "version": 5})
+                   "state": "ON_HOLD", "previous_state": "ACTIVE", "version": 5,
+                   "effect_id": "cs-1:3"})
         );
         let incoming = note(NotifyEvent::IncomingCall {
             from: "+15550001".into(),
             to: "+15550002".into(),
             version: 1,
         });
-        assert_eq!(event_data(&incoming)["from"], "+15550001");
-        assert_eq!(event_data(&incoming)["version"], 1);
+        assert_eq!(event_data(&incoming, &effect())["from"], "+15550001");
+        assert_eq!(event_data(&incoming, &effect())["version"], 1);
     }
 }

@@ -13,7 +13,7 @@ use crate::secrets::{self, SecretsHome};
 use crate::server::{start, RunningServer, ServerSetup};
 use anyhow::Context as _;
 use rand::Rng as _;
-use ringmaster_realtime::{RealtimeConfig, RealtimeHub};
+use ringmaster_realtime::{NatsFanout, NatsFanoutConfig, RealtimeConfig, RealtimeHub};
 use ringmaster_store::{PostgresStore, SqliteStore};
 use ringmaster_telnyx::{ClientConfig, Emulator, EmulatorConfig, EmulatorHandle, TelnyxClient};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -40,11 +40,16 @@ pub fn api_root(url: &str) -> String {
 
 /// Runs `serve` to completion (Ctrl-C or SIGTERM).
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = resolve_config(args).map_err(ConfigError)?;
+    let node = crate::logging::node_span(&config.node_id);
+    let _main = node.clone().entered();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_start(move || crate::logging::enter_on_this_thread(&node))
+        .on_thread_stop(crate::logging::leave_on_this_thread)
         .build()
         .context("starting the async runtime")?
-        .block_on(serve(args))
+        .block_on(serve(config))
 }
 
 /// Resolves `args` the way `serve` does: unset secrets come from (or go to) the secrets file
@@ -74,8 +79,7 @@ impl Launched {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = resolve_config(args).map_err(ConfigError)?;
+async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -125,16 +129,17 @@ pub async fn launch(
     // The URL scheme picks the backend: a shared PostgreSQL server, or an SQLite file.
     let url = &config.database_url;
     let opening = || format!("opening the database {}", redact_password(url));
-    let store: Arc<dyn ringmaster_store::Store> =
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Arc::new(PostgresStore::open(url).await.with_context(opening)?)
-        } else {
-            Arc::new(
-                SqliteStore::open_with(url, config.limits.sqlite_sync)
-                    .await
-                    .with_context(opening)?,
-            )
-        };
+    let store: Arc<dyn ringmaster_store::Store> = if crate::config::is_postgres(url) {
+        // Nodes starting together do not race: the migrator holds a PostgreSQL advisory
+        // lock while it applies migrations (see `ringmaster migrate`).
+        Arc::new(PostgresStore::open(url).await.with_context(opening)?)
+    } else {
+        Arc::new(
+            SqliteStore::open_with(url, config.limits.sqlite_sync)
+                .await
+                .with_context(opening)?,
+        )
+    };
     let addr = listener.local_addr()?;
     let host = host_of(addr);
 
@@ -179,6 +184,7 @@ pub async fn launch(
     settings.rate_limits = config.limits.rates;
     settings.device_token_ttl = config.limits.device_token_ttl;
     settings.lease = config.limits.lease;
+    settings.node_id = config.node_id.clone();
     settings.retention =
         crate::retention::RetentionPolicy::with_history_days(config.history_retention_days)
             .with_quality_days(config.quality_retention_days);
@@ -190,7 +196,21 @@ pub async fn launch(
     let mut realtime = RealtimeConfig::new(&pusher.app_id, &pusher.key, pusher.secret.expose());
     realtime.max_connections_per_ip = config.limits.ws_max_per_ip;
     realtime.subscribe_timeout = config.limits.ws_subscribe_timeout;
-    let hub = RealtimeHub::new(realtime);
+    let hub = match &config.nats_url {
+        Some(nats_url) => {
+            let fanout_config = NatsFanoutConfig::for_app(nats_url, &realtime)
+                .map_err(|e| ConfigError(e.into()))?;
+            let fanout = NatsFanout::connect(fanout_config)
+                .await
+                .context("connecting to NATS for cross-node fan-out")?;
+            tracing::info!(
+                subject = fanout.subject(),
+                "realtime events fan out through NATS"
+            );
+            RealtimeHub::with_fanout(realtime, fanout)
+        }
+        None => RealtimeHub::new(realtime),
+    };
     let push = sender_from_config(config.fcm.as_ref(), config.apns.as_ref())
         .map_err(ConfigError)?
         .map(|sender| {
@@ -244,9 +264,14 @@ fn print_banner(config: &Config, launched: &Launched) {
     let sandbox = &launched.sandbox;
     let url = format!("http://{}", SocketAddr::new(host, addr.port()));
     println!(
-        "ringmaster listening on {url} (database {})",
-        redact_password(&config.database_url)
+        "ringmaster listening on {url} (database {}, node {})",
+        redact_password(&config.database_url),
+        config.node_id
     );
+    match &config.nats_url {
+        Some(nats) => println!("cross-node fan-out: NATS {}", redact_password(nats)),
+        None => println!("cross-node fan-out: off (set RINGMASTER_NATS_URL to run several nodes)"),
+    }
     println!(
         "WebSocket (Pusher protocol 7): ws://{}/app/{}  app id {}  channel auth {url}/broadcasting/auth",
         SocketAddr::new(host, addr.port()),

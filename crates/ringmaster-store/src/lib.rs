@@ -16,6 +16,7 @@ pub mod history;
 pub mod host_event;
 pub mod limits;
 pub mod memory;
+pub mod migrate;
 pub mod ops;
 pub mod postgres;
 pub mod quality;
@@ -33,6 +34,7 @@ pub use history::{
     TimelineEntry, TimelineSource, SIMPLE_CALL_MINUTE,
 };
 pub use memory::MemoryStore;
+pub use migrate::{migrate, AppliedMigration};
 pub use ops::{OpsStats, OpsStore, OutboxBacklog};
 pub use postgres::PostgresStore;
 pub use quality::{

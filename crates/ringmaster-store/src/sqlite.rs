@@ -257,7 +257,7 @@ fn io_error(what: &str, path: &std::path::Path, e: std::io::Error) -> StoreError
 /// Creates the database's directory (0700) and file (0600) before SQLite does, so neither is
 /// ever readable by other users; an existing file readable by others is tightened. SQLite
 /// gives its `-wal` and `-shm` files the database file's mode.
-fn private_file(path: &std::path::Path) -> Result<(), StoreError> {
+pub(crate) fn private_file(path: &std::path::Path) -> Result<(), StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
             let mut builder = std::fs::DirBuilder::new();

@@ -7,7 +7,10 @@
 //!   parse, one SQLite insert of the event id per webhook, one transaction each);
 //! - `new-call`: the real coordinator (SQLite store in a temporary directory, the built-in
 //!   Telnyx emulator), each webhook a new call to a user with 3 devices;
-//! - `unknown-number`: the real coordinator, webhooks for a number no user owns.
+//! - `unknown-number`: the real coordinator, webhooks for a number no user owns;
+//! - with a PostgreSQL server (`--database-url`): `pg-1-node` and `pg-2-nodes`, new calls
+//!   against one coordinator, then two sharing one fresh schema (connections split evenly
+//!   between them, as behind a load balancer), both in this process.
 //!
 //! Each is bounded by a webhook count and a time limit; the figures are printed as a table
 //! (or JSON) with their ratio to the ceiling.
@@ -23,7 +26,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use ringmaster_core::{CallControlId, CallLegId, CallSessionId, DeviceId, TenantId, UserId};
-use ringmaster_store::{Device, DevicePlatform, SqliteStore, Store, User};
+use ringmaster_store::{Device, DevicePlatform, PostgresStore, SqliteStore, Store, User};
 use ringmaster_telnyx::webhook::{CallInitiated, CallRef, Direction};
 use ringmaster_telnyx::{
     ClientConfig, Emulator, EmulatorConfig, EmulatorHandle, Event, TelnyxClient, WebhookEvent,
@@ -150,10 +153,11 @@ fn webhooks(signer: &WebhookSigner, tag: &str, to: &str, count: usize) -> Vec<Si
         .collect()
 }
 
-/// Posts every webhook to `url` from `plan.connections` connections; latencies of the 200s.
+/// Posts every webhook from `plan.connections` connections, connection `i` to
+/// `urls[i % urls.len()]`; latencies of the 200s.
 async fn load(
     name: &str,
-    url: &str,
+    urls: &[String],
     hooks: Vec<Signed>,
     plan: &IngestPlan,
 ) -> anyhow::Result<(Vec<Duration>, usize, Duration)> {
@@ -168,9 +172,10 @@ async fn load(
     let started = Instant::now();
     let deadline = started + plan.time_limit;
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..plan.connections {
+    for i in 0..plan.connections {
         let (http, hooks, next, done) = (http.clone(), hooks.clone(), next.clone(), done.clone());
-        let (latencies, failed, url) = (latencies.clone(), failed.clone(), url.to_owned());
+        let (latencies, failed) = (latencies.clone(), failed.clone());
+        let url = urls[i % urls.len()].clone();
         workers.spawn(async move {
             let mut mine = Vec::new();
             loop {
@@ -410,15 +415,12 @@ pub(super) async fn start_coordinator(
     Ok((server, emulator, url))
 }
 
-/// Starts the coordinator on loopback (SQLite in `dir`, the emulator as Telnyx) with a user
-/// owning [`USER_NUMBER`] and three devices; returns it and its webhook URL.
+/// Starts a coordinator on loopback over `store` (the emulator as Telnyx, no notifiers);
+/// returns it and its webhook URL.
 async fn start_server(
-    dir: &std::path::Path,
+    store: Arc<dyn Store>,
     signer: &WebhookSigner,
 ) -> anyhow::Result<(RunningServer, String)> {
-    let url = format!("sqlite://{}/ringmaster.db", dir.display());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await?);
-    seed_user(store.as_ref(), "bench-user", USER_NUMBER).await?;
     let (server, emulator, url) =
         start_coordinator(store, signer, Notifiers::none(), |_| {}).await?;
     // The emulator lives as long as the process: the run ends right after.
@@ -426,30 +428,98 @@ async fn start_server(
     Ok((server, url))
 }
 
-/// Runs the ingest scenarios under `plan`.
-pub async fn ingest(plan: IngestPlan) -> anyhow::Result<IngestReport> {
+/// A schema of its own on the PostgreSQL server at `server`; returns a URL whose connections
+/// use it, and its name.
+async fn pg_schema(server: &str, tag: &str) -> anyhow::Result<(String, String)> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(server)
+        .await
+        .with_context(|| format!("connecting to {server}"))?;
+    let schema = format!("rm_bench_{}_{tag}", std::process::id());
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await?;
+    let sep = if server.contains('?') { '&' } else { '?' };
+    Ok((
+        format!("{server}{sep}options[search_path]={schema}"),
+        schema,
+    ))
+}
+
+async fn drop_pg_schema(server: &str, schema: &str) -> anyhow::Result<()> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(server).await?;
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .execute(&mut conn)
+        .await?;
+    Ok(())
+}
+
+/// `nodes` coordinators on one fresh PostgreSQL schema; their webhook URLs.
+async fn start_pg_nodes(
+    server: &str,
+    nodes: usize,
+    signer: &WebhookSigner,
+) -> anyhow::Result<(Vec<RunningServer>, Vec<String>, String)> {
+    let (url, schema) = pg_schema(server, &format!("{nodes}n")).await?;
+    let mut servers = Vec::new();
+    let mut urls = Vec::new();
+    for i in 0..nodes {
+        let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&url).await?);
+        if i == 0 {
+            seed_user(store.as_ref(), "bench-user", USER_NUMBER).await?;
+        }
+        let (server, hook_url) = start_server(store, signer).await?;
+        servers.push(server);
+        urls.push(hook_url);
+    }
+    Ok((servers, urls, schema))
+}
+
+/// Runs the ingest scenarios under `plan`; with `postgres` (a server URL) also one node
+/// against two on a fresh schema there.
+pub async fn ingest(plan: IngestPlan, postgres: Option<&str>) -> anyhow::Result<IngestReport> {
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let signer = WebhookSigner::generate();
 
     let ceiling_url = start_ceiling(dir.path(), &signer).await?;
     let hooks = webhooks(&signer, "ceiling", USER_NUMBER, plan.webhooks);
-    let (lat, failed, elapsed) = load("ceiling", &ceiling_url, hooks, &plan).await?;
+    let (lat, failed, elapsed) = load("ceiling", &[ceiling_url], hooks, &plan).await?;
     let ceiling = summarise("ceiling", lat, failed, elapsed);
+    let relative = |mut result: ScenarioResult| {
+        result.ratio = result.per_sec / ceiling.per_sec.max(1e-9);
+        result.p99_ratio = result.p99_ms / ceiling.p99_ms.max(1e-9);
+        result
+    };
 
-    let (server, url) = start_server(dir.path(), &signer).await?;
+    let url = format!("sqlite://{}/ringmaster.db", dir.path().display());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await?);
+    seed_user(store.as_ref(), "bench-user", USER_NUMBER).await?;
+    let (server, url) = start_server(store, &signer).await?;
     let mut scenarios = vec![ceiling.clone()];
     for (name, to) in [
         ("new-call", USER_NUMBER),
         ("unknown-number", UNKNOWN_NUMBER),
     ] {
         let hooks = webhooks(&signer, name, to, plan.webhooks);
-        let (lat, failed, elapsed) = load(name, &url, hooks, &plan).await?;
-        let mut result = summarise(name, lat, failed, elapsed);
-        result.ratio = result.per_sec / ceiling.per_sec.max(1e-9);
-        result.p99_ratio = result.p99_ms / ceiling.p99_ms.max(1e-9);
-        scenarios.push(result);
+        let (lat, failed, elapsed) = load(name, std::slice::from_ref(&url), hooks, &plan).await?;
+        scenarios.push(relative(summarise(name, lat, failed, elapsed)));
     }
     server.abort();
+
+    if let Some(pg) = postgres {
+        for (name, nodes) in [("pg-1-node", 1), ("pg-2-nodes", 2)] {
+            let (servers, urls, schema) = start_pg_nodes(pg, nodes, &signer).await?;
+            let hooks = webhooks(&signer, name, USER_NUMBER, plan.webhooks);
+            let measured = load(name, &urls, hooks, &plan).await;
+            for server in servers {
+                server.abort();
+            }
+            drop_pg_schema(pg, &schema).await?;
+            let (lat, failed, elapsed) = measured?;
+            scenarios.push(relative(summarise(name, lat, failed, elapsed)));
+        }
+    }
     Ok(IngestReport { plan, scenarios })
 }
 

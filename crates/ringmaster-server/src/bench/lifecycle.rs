@@ -21,7 +21,7 @@ use crate::notify::{Notifier, Notifiers, NotifyError};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use ringmaster_core::session::{Notification, NotifyEvent};
-use ringmaster_core::{CallControlId, CallSessionId, UserId};
+use ringmaster_core::{CallControlId, CallSessionId, EffectId, UserId};
 use ringmaster_store::{Commit, DevicePlatform, SqliteStore, Store};
 use ringmaster_telnyx::emulator::{CommandOutcome, LegState, LogEntry, Observed};
 use ringmaster_telnyx::WebhookSigner;
@@ -137,7 +137,7 @@ struct Recorder(mpsc::UnboundedSender<(Instant, Mark)>);
 
 #[async_trait]
 impl Notifier for Recorder {
-    async fn notify(&self, n: &Notification) -> Result<(), NotifyError> {
+    async fn notify(&self, n: &Notification, _effect: &EffectId) -> Result<(), NotifyError> {
         if matches!(n.event, NotifyEvent::CallEnded { .. }) {
             // The run is over when the receiver is gone.
             let _ = self

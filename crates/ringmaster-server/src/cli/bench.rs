@@ -65,6 +65,10 @@ struct IngestArgs {
     /// Longest time one scenario may run, in seconds [default: 60, --quick 20].
     #[arg(long)]
     time_limit_secs: Option<u64>,
+    /// A PostgreSQL server (postgres://…): also measure new calls against one coordinator and
+    /// against two sharing a fresh schema there (dropped afterwards).
+    #[arg(long)]
+    database_url: Option<String>,
 }
 
 /// Runs the benchmark.
@@ -93,7 +97,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(secs) = args.time_limit_secs {
         plan.time_limit = time_limit(secs)?;
     }
-    let report = runtime()?.block_on(bench::ingest(plan))?;
+    if let Some(url) = &args.database_url {
+        anyhow::ensure!(
+            ringmaster_server::config::is_postgres(url),
+            "--database-url must be a postgres:// URL"
+        );
+    }
+    let report = runtime()?.block_on(bench::ingest(plan, args.database_url.as_deref()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -2,5 +2,6 @@
 
 pub mod bench;
 pub mod emulator;
+pub mod migrate;
 pub mod simulate;
 pub mod states;

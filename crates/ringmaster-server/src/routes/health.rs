@@ -42,5 +42,6 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<Readiness>, ApiE
         dials: DialQueue {
             queued: app.dials.queued(),
         },
+        node_id: app.settings.node_id.clone(),
     }))
 }

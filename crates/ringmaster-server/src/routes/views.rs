@@ -273,6 +273,8 @@ pub struct Readiness {
     pub sandbox: bool,
     /// The dial rate limit's queue.
     pub dials: DialQueue,
+    /// This node's id (`RINGMASTER_NODE_ID`): which node of a cluster answered.
+    pub node_id: String,
 }
 
 /// Whether a notification channel is configured.

@@ -10,7 +10,7 @@ pub mod pusher;
 use async_trait::async_trait;
 use reqwest::StatusCode;
 use ringmaster_core::session::{Channel, Notification, NotifyEvent, Session};
-use ringmaster_core::{CallControlId, CallSessionId, Timestamp};
+use ringmaster_core::{CallControlId, CallSessionId, EffectId, Timestamp};
 use ringmaster_push::PushSender;
 use ringmaster_realtime::{RealtimeConfig, RealtimeHub};
 use ringmaster_server::clock::system_now;
@@ -65,7 +65,7 @@ pub struct Recorder {
 
 #[async_trait]
 impl Notifier for Recorder {
-    async fn notify(&self, n: &Notification) -> Result<(), NotifyError> {
+    async fn notify(&self, n: &Notification, _: &EffectId) -> Result<(), NotifyError> {
         self.seen.lock().unwrap().push(n.clone());
         Ok(())
     }
