@@ -442,6 +442,7 @@ async fn a_release_is_confirmed_by_the_legs_hangup_webhook() {
             session: id.clone(),
             device: Some(DeviceId::new("d1")),
             leg: "device".into(),
+            direction: None,
         }),
         ProviderEventKind::Hangup {
             cause: HangupCause::NormalClearing,
@@ -613,6 +614,7 @@ async fn a_dial_waiting_for_its_rate_slot_is_not_in_flight() {
                     session: id.clone(),
                     device: None,
                     leg: "device".into(),
+                    direction: None,
                 },
                 link_to: None,
                 device: None,

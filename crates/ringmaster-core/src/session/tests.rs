@@ -155,6 +155,7 @@ impl H {
             session: self.s.id().clone(),
             device: Some(dev(device)),
             leg: LEG_DEVICE.to_owned(),
+            direction: None,
         };
         self.send(
             Input::Provider(ProviderEvent::new(leg_ccid(device), Some(cs), kind)),
@@ -1007,6 +1008,7 @@ fn refused_inputs_change_nothing() {
                     session: CallSessionId::new("other"),
                     device: Some(dev("ios")),
                     leg: LEG_DEVICE.to_owned(),
+                    direction: None,
                 }),
                 ProviderEventKind::Answered,
             )),
@@ -1039,6 +1041,7 @@ fn refused_inputs_change_nothing() {
                 session: CallSessionId::new("sess-1"),
                 device: Some(dev("ios")),
                 leg: LEG_DEVICE.to_owned(),
+                direction: None,
             }),
             ProviderEventKind::Answered,
         )),
@@ -1187,6 +1190,7 @@ fn outbound_busy_destination_hangs_up_the_device() {
         session: CallSessionId::new("out-1"),
         device: None,
         leg: LEG_PSTN.to_owned(),
+        direction: None,
     };
     let fx = h.send(
         Input::Provider(ProviderEvent::new(
