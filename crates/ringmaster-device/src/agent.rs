@@ -592,9 +592,10 @@ impl DeviceAgent {
             check_id("device id", d.as_str()).map_err(invalid)?;
         }
         let mine = device.as_ref() == Some(&self.device_id);
-        let dialling_out = self.calls.get(id).is_some_and(|l| {
-            l.click_to_call && l.call.state() == CallState::RingingOutbound
-        });
+        let dialling_out = self
+            .calls
+            .get(id)
+            .is_some_and(|l| l.click_to_call && l.call.state() == CallState::RingingOutbound);
         match state {
             CallState::Active if mine && dialling_out => {
                 // The destination answered and the backend bridged it to this device's leg.

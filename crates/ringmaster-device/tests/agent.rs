@@ -768,7 +768,10 @@ fn a_click_to_call_leg_is_the_users_own_outbound_call_not_an_incoming_one() {
         call_session_id: call(),
         command: SdkCommand::Answer
     }));
-    assert!(stops(&fx).is_empty() && !a.is_ringing(&call()), "it never rings");
+    assert!(
+        stops(&fx).is_empty() && !a.is_ringing(&call()),
+        "it never rings"
+    );
     // The SDK still sees an incoming INVITE ringing: nothing moves.
     assert!(reports(&a.handle(outbound_sdk(ringing), t(10)).unwrap()).is_empty());
     // The leg is up: the destination is being dialled.
@@ -807,7 +810,10 @@ fn a_click_to_call_leg_is_the_users_own_outbound_call_not_an_incoming_one() {
 fn a_leg_marked_for_another_device_or_unmarked_rings_as_an_incoming_call() {
     let mut a = agent(Platform::Ios);
     let fx = a.handle(click_to_call_leg(other()), t(0)).unwrap();
-    assert_eq!(reports(&fx), [(1, CallState::Idle, CallState::RingingInbound)]);
+    assert_eq!(
+        reports(&fx),
+        [(1, CallState::Idle, CallState::RingingInbound)]
+    );
     assert!(a.is_ringing(&call()));
     let mut b = agent(Platform::Ios);
     let unmarked = Input::LegOffered {
@@ -829,10 +835,7 @@ fn a_replaced_outbound_call_hangs_up_and_ends_with_the_reason() {
         call_session_id: call(),
         command: SdkCommand::Hangup
     }));
-    assert_eq!(
-        reports(&fx),
-        [(2, CallState::Connecting, CallState::Ended)]
-    );
+    assert_eq!(reports(&fx), [(2, CallState::Connecting, CallState::Ended)]);
     let stone = a.tombstone(&call()).unwrap();
     assert_eq!(stone.reason, Some(DismissReason::Replaced));
     // The same news by push changes nothing more.

@@ -489,11 +489,17 @@ async fn a_call_the_phone_places_itself_is_one_outbound_session_from_its_webhook
     let leg = device_leg("v3:native-leg-1", &call, &phone.sip_uri, &dest);
 
     // The webhook comes first; Telnyx calls the leg "outgoing" here.
-    let initiated = with(leg.clone(), json!({"direction": "outgoing", "state": "bridging"}));
+    let initiated = with(
+        leg.clone(),
+        json!({"direction": "outgoing", "state": "bridging"}),
+    );
     let reply = webhook(&h, "call.initiated", initiated).await;
     assert_eq!(reply["status"], "processed", "{reply}");
     let id = ringmaster_core::CallSessionId::new(&call);
-    let session = h.session(&id).await.expect("a session for the device's call");
+    let session = h
+        .session(&id)
+        .await
+        .expect("a session for the device's call");
     assert!(session.is_native());
     assert_eq!(session.direction(), ringmaster_core::Direction::Outbound);
     assert_eq!(
@@ -526,7 +532,12 @@ async fn a_call_the_phone_places_itself_is_one_outbound_session_from_its_webhook
     .await;
 
     // The far end answers, then hangs up.
-    webhook(&h, "call.answered", with(leg.clone(), json!({"state": "answered"}))).await;
+    webhook(
+        &h,
+        "call.answered",
+        with(leg.clone(), json!({"state": "answered"})),
+    )
+    .await;
     assert_eq!(
         active_entries(&h, web).await,
         [(call.clone(), phone.id.clone(), "ACTIVE".to_owned())]
@@ -542,7 +553,9 @@ async fn a_call_the_phone_places_itself_is_one_outbound_session_from_its_webhook
     assert!(!detail["call"]["answered_at"].is_null(), "{detail}");
 
     let seen = events_until(&mut tab, |event, data| {
-        event == "call_state_changed" && data["call_session_id"] == call.as_str() && data["state"] == "ENDED"
+        event == "call_state_changed"
+            && data["call_session_id"] == call.as_str()
+            && data["state"] == "ENDED"
     })
     .await;
     let states: Vec<_> = seen
@@ -550,11 +563,18 @@ async fn a_call_the_phone_places_itself_is_one_outbound_session_from_its_webhook
         .filter(|(e, d)| e == "call_state_changed" && d["call_session_id"] == call.as_str())
         .map(|(_, d)| {
             assert_eq!(d["device_id"], phone.id.as_str());
-            (d["state"].as_str().unwrap().to_owned(), d["version"].as_u64().unwrap())
+            (
+                d["state"].as_str().unwrap().to_owned(),
+                d["version"].as_u64().unwrap(),
+            )
         })
         .collect();
     let names: Vec<_> = states.iter().map(|(s, _)| s.as_str()).collect();
-    assert_eq!(names, ["CONNECTING", "CONNECTING", "ACTIVE", "ENDED"], "{states:?}");
+    assert_eq!(
+        names,
+        ["CONNECTING", "CONNECTING", "ACTIVE", "ENDED"],
+        "{states:?}"
+    );
     assert!(states.windows(2).all(|w| w[0].1 < w[1].1), "{states:?}");
 }
 
@@ -577,15 +597,26 @@ async fn a_call_the_phone_places_itself_is_one_session_from_its_report_first() {
                        "destination": dest});
     let (status, reply) = h.post(&path, &phone.token, other).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
-    assert!(h.session(&ringmaster_core::CallSessionId::new(&call)).await.is_none());
+    assert!(h
+        .session(&ringmaster_core::CallSessionId::new(&call))
+        .await
+        .is_none());
 
     let opening = json!({"seq": 1, "from": "IDLE", "to": "CONNECTING",
                          "call_control_id": "v3:native-leg-2", "call_session_id": call,
                          "destination": dest});
     let (status, reply) = h.post(&path, &phone.token, opening.clone()).await;
-    assert_eq!((status, &reply["status"]), (StatusCode::OK, &json!("accepted")), "{reply}");
+    assert_eq!(
+        (status, &reply["status"]),
+        (StatusCode::OK, &json!("accepted")),
+        "{reply}"
+    );
     let (status, reply) = h.post(&path, &phone.token, opening).await;
-    assert_eq!((status, &reply["status"]), (StatusCode::OK, &json!("duplicate")), "{reply}");
+    assert_eq!(
+        (status, &reply["status"]),
+        (StatusCode::OK, &json!("duplicate")),
+        "{reply}"
+    );
     assert_eq!(
         active_entries(&h, phone).await,
         [(call.clone(), phone.id.clone(), "CONNECTING".to_owned())]
@@ -593,7 +624,10 @@ async fn a_call_the_phone_places_itself_is_one_session_from_its_report_first() {
 
     // Its webhook comes second, called "incoming" by Telnyx: the same session, no other.
     let leg = device_leg("v3:native-leg-2", &call, &phone.sip_uri, &dest);
-    let initiated = with(leg.clone(), json!({"direction": "incoming", "state": "parked"}));
+    let initiated = with(
+        leg.clone(),
+        json!({"direction": "incoming", "state": "parked"}),
+    );
     let reply = webhook(&h, "call.initiated", initiated).await;
     assert_eq!(reply["status"], "processed", "{reply}");
     assert_eq!(history_count(&h, phone, &call).await, 1);
@@ -630,7 +664,11 @@ async fn a_click_to_call_leg_says_it_is_the_users_own_outbound_call() {
     let user = h.user(&["android"], false, false).await;
     let phone = &user.devices[0];
     let (status, body) = h
-        .post("/api/voip/calls", &phone.token, json!({"to": fresh_number()}))
+        .post(
+            "/api/voip/calls",
+            &phone.token,
+            json!({"to": fresh_number()}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["answer_ringing"], false);
@@ -642,9 +680,15 @@ async fn a_click_to_call_leg_says_it_is_the_users_own_outbound_call() {
     let cs = ringmaster_telnyx::EncodedClientState::from_raw(raw)
         .decode()
         .unwrap();
-    assert_eq!(cs.session.as_str(), body["call_session_id"].as_str().unwrap());
+    assert_eq!(
+        cs.session.as_str(),
+        body["call_session_id"].as_str().unwrap()
+    );
     assert_eq!(cs.direction, Some(ringmaster_core::Direction::Outbound));
-    assert_eq!(cs.device.as_ref().map(|d| d.as_str()), Some(phone.id.as_str()));
+    assert_eq!(
+        cs.device.as_ref().map(|d| d.as_str()),
+        Some(phone.id.as_str())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -672,7 +716,11 @@ async fn a_click_to_call_to_the_ringing_caller_answers_that_call_and_dials_nothi
     let seen = h.wait_status(&call, phone, "bridged").await;
     assert_eq!(seen["status"], "answered_here");
     assert!(h.emulator.wait_for_webhooks(PATIENCE).await);
-    assert_eq!(h.emulator.executed("dial").len(), dialled, "nothing new dialled");
+    assert_eq!(
+        h.emulator.executed("dial").len(),
+        dialled,
+        "nothing new dialled"
+    );
     let (_, history) = h.get("/api/voip/calls", &phone.token).await;
     assert_eq!(history["items"].as_array().unwrap().len(), 1, "{history}");
 }
@@ -683,11 +731,19 @@ async fn two_users_calling_each_other_keep_the_call_with_the_lower_id() {
     let ada = h.user(&["ios", "web"], false, false).await;
     let bob = h.user(&["android"], false, false).await;
     let (status, x) = h
-        .post("/api/voip/calls", &ada.devices[0].token, json!({"to": bob.number}))
+        .post(
+            "/api/voip/calls",
+            &ada.devices[0].token,
+            json!({"to": bob.number}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{x}");
     let (status, y) = h
-        .post("/api/voip/calls", &bob.devices[0].token, json!({"to": ada.number}))
+        .post(
+            "/api/voip/calls",
+            &bob.devices[0].token,
+            json!({"to": ada.number}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{y}");
     let x_id = ringmaster_core::CallSessionId::new(x["call_session_id"].as_str().unwrap());

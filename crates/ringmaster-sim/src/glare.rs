@@ -9,8 +9,8 @@
 use crate::scenarios::{ensure, Outcome};
 use ringmaster_core::session::{
     glare_loser, Action, ClientStateRef, Command, Effect as Fx, Input as SessionInput, NewInbound,
-    NewOutbound, NotifyEvent, ProviderEvent, ProviderEventKind, RingTarget, Session,
-    SessionConfig, SessionStatus,
+    NewOutbound, NotifyEvent, ProviderEvent, ProviderEventKind, RingTarget, Session, SessionConfig,
+    SessionStatus,
 };
 use ringmaster_core::session::{Channel as NotifyChannel, Notification};
 use ringmaster_core::{
@@ -280,11 +280,7 @@ pub fn g5a_call_back_answers_the_ringing_call() -> Outcome {
         result: Ok(()),
     };
     run(&mut session, result, 1_200, &mut phones)?;
-    let bridged = ProviderEvent::new(
-        format!("caller-{id}"),
-        None,
-        ProviderEventKind::Bridged,
-    );
+    let bridged = ProviderEvent::new(format!("caller-{id}"), None, ProviderEventKind::Bridged);
     run(
         &mut session,
         SessionInput::Provider(bridged),

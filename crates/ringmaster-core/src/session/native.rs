@@ -63,11 +63,9 @@ impl Session {
         } else {
             LegState::Dialing
         };
-        session.legs.push(Leg::new(
-            LegRole::Device(new.device),
-            new.device_leg,
-            state,
-        ));
+        session
+            .legs
+            .push(Leg::new(LegRole::Device(new.device), new.device_leg, state));
         Ok(session)
     }
 
