@@ -9,7 +9,7 @@ use crate::snapshot::{
 };
 use ringmaster_core::sdk::{SdkMapping, TerminationCause};
 use ringmaster_core::sdp;
-use ringmaster_core::session::{DeviceCallStatus, DeviceStatus};
+use ringmaster_core::session::{ClientStateRef, DeviceCallStatus, DeviceStatus};
 use ringmaster_core::{
     Call, CallSessionId, CallState, DeviceId, Direction, DismissReason, Platform, Timestamp,
     Trigger,

@@ -76,11 +76,11 @@ impl Session {
         self.bump();
         self.leg_update(ANCHOR, now, fx);
         self.timeline("outgoing_native", self.legs[ANCHOR].device(), None, now, fx);
-        let dialling = self.dialling_state();
-        self.set_registry(dialling, now, fx);
         if self.legs[ANCHOR].state == LegState::Ringing {
             self.leg_ringing(ANCHOR, now, fx);
         }
+        let dialling = self.dialling_state();
+        self.set_registry(dialling, now, fx);
         // Telnyx gives up on an unanswered dial long before this; a lost hangup must not leave
         // the user busy for ever.
         let wait = 2 * u64::from(self.config.ring_timeout_secs);
@@ -115,7 +115,10 @@ impl Session {
                 self.publish_state(d, CallState::Active, None, None, now, fx);
             }
         }
-        self.set_registry(CallState::Active, now, fx);
+        // Publishing the device's state rewrote the entry already.
+        if !self.registry_set {
+            self.set_registry(CallState::Active, now, fx);
+        }
         self.history(false, fx);
     }
 

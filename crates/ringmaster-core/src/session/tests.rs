@@ -1930,19 +1930,12 @@ fn native(initiated: bool, leg: Option<&str>) -> H {
     h
 }
 
-/// Every `call_state_changed` of the device as (previous, state).
-fn state_changes(fx: &[Effect], device: &str) -> Vec<(CallState, CallState)> {
-    notifications(fx)
+/// The device's `call_state_changed`s as (previous, state).
+fn moves(fx: &[Effect], device: &str) -> Vec<(CallState, CallState)> {
+    state_changes(fx)
         .into_iter()
-        .filter_map(|n| match &n.event {
-            NotifyEvent::CallStateChanged {
-                device: Some(d),
-                state,
-                previous_state,
-                ..
-            } if d.as_str() == device => Some((*previous_state, *state)),
-            _ => None,
-        })
+        .filter(|(d, ..)| d == device)
+        .map(|(_, from, to, _)| (from, to))
         .collect()
 }
 
@@ -1956,32 +1949,19 @@ fn registry_states(fx: &[Effect]) -> Vec<Option<CallState>> {
         .collect()
 }
 
-fn report(device: &str, seq: u64, from: CallState, to: CallState) -> Input {
-    Input::DeviceReport {
-        device: dev(device),
-        seq,
-        from,
-        to,
-        trigger: None,
-        at: None,
-        exclude_socket: None,
-        channel: None,
-    }
-}
-
 #[test]
 fn a_native_call_is_followed_not_dialled_and_the_user_is_on_it_from_the_start() {
     let mut h = native(true, Some("native-leg"));
     assert!(commands(&h.log).is_empty(), "nothing is dialled");
     assert_eq!(registry_states(&h.log), [Some(CallState::Connecting)]);
     assert_eq!(
-        state_changes(&h.log, "android"),
+        moves(&h.log, "android"),
         [(CallState::Idle, CallState::Connecting)]
     );
     assert_eq!(h.s.direction(), Direction::Outbound);
     // The device's own report of the same start is matched to this session.
     h.send(
-        report("android", 1, CallState::Idle, CallState::Connecting),
+        report("android", 1, CallState::Idle, CallState::Connecting, None),
         10,
     );
     let fx = h.send(
@@ -2007,7 +1987,7 @@ fn a_native_call_is_followed_not_dialled_and_the_user_is_on_it_from_the_start() 
     assert!(h.s.is_closed());
     assert_eq!(registry_states(&fx), [None]);
     assert_eq!(
-        state_changes(&fx, "android"),
+        moves(&fx, "android"),
         [(CallState::Active, CallState::Ended)]
     );
     assert_eq!(finals(&fx)[0].direction, Direction::Outbound);
@@ -2017,11 +1997,11 @@ fn a_native_call_is_followed_not_dialled_and_the_user_is_on_it_from_the_start() 
 fn a_native_call_opened_by_the_report_learns_its_leg_and_ends_by_the_report() {
     let mut h = native(false, None);
     assert!(
-        state_changes(&h.log, "android").is_empty(),
+        moves(&h.log, "android").is_empty(),
         "the report says it"
     );
     h.send(
-        report("android", 1, CallState::Idle, CallState::Connecting),
+        report("android", 1, CallState::Idle, CallState::Connecting, None),
         10,
     );
     let fx = h.send(
@@ -2033,22 +2013,22 @@ fn a_native_call_opened_by_the_report_learns_its_leg_and_ends_by_the_report() {
         20,
     );
     assert!(
-        state_changes(&fx, "android").is_empty(),
+        moves(&fx, "android").is_empty(),
         "already CONNECTING"
     );
     assert_eq!(h.s.call_control_ids(), [&CallControlId::new("late-leg")]);
     h.send(
-        report("android", 2, CallState::Connecting, CallState::Active),
+        report("android", 2, CallState::Connecting, CallState::Active, None),
         500,
     );
     assert_eq!(h.s.status(), SessionStatus::Bridged);
     let fx = h.send(
-        report("android", 3, CallState::Active, CallState::Ended),
+        report("android", 3, CallState::Active, CallState::Ended, None),
         900,
     );
     assert!(h.s.is_closed());
     assert!(
-        state_changes(&fx, "android")
+        moves(&fx, "android")
             .iter()
             .filter(|(_, s)| *s == CallState::Ended)
             .count()
