@@ -748,7 +748,7 @@ async fn two_users_calling_each_other_keep_the_call_with_the_lower_id() {
     assert_eq!(status, StatusCode::CREATED, "{y}");
     let x_id = ringmaster_core::CallSessionId::new(x["call_session_id"].as_str().unwrap());
     let y_id = ringmaster_core::CallSessionId::new(y["call_session_id"].as_str().unwrap());
-    let (survivor, loser, loser_device) = if x_id < y_id {
+    let (survivor, loser, loser_device) = if x_id.as_str() < y_id.as_str() {
         (&x_id, &y_id, &bob.devices[0])
     } else {
         (&y_id, &x_id, &ada.devices[0])
