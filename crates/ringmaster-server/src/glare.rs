@@ -77,7 +77,11 @@ pub async fn after_outbound(app: &AppState, session: &Session) -> Result<(), Eng
     let (loser_id, loser_user, loser_from) = if &survivor == session.id() {
         (rival.call_session_id, callee.id.clone(), rival.from)
     } else {
-        (session.id().clone(), caller.id.clone(), session.from().to_owned())
+        (
+            session.id().clone(),
+            caller.id.clone(),
+            session.from().to_owned(),
+        )
     };
     tracing::info!(%survivor, loser = %loser_id, "glare: two users called each other");
     replace(app, &loser_id, &survivor).await?;

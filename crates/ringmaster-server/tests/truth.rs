@@ -414,19 +414,6 @@ async fn billing_counts_from_the_bridge_and_is_written_once() {
     assert_eq!(h.detail(&call, phone).await["billing"], written);
 }
 
-/// A Telnyx webhook as the device's own call produces it (signed by the caller).
-fn telnyx_event(event_type: &str, payload: Value) -> Vec<u8> {
-    json!({"data": {
-        "record_type": "event",
-        "event_type": event_type,
-        "id": uuid::Uuid::new_v4().to_string(),
-        "occurred_at": "2026-01-01T00:00:00.000Z",
-        "payload": payload,
-    }})
-    .to_string()
-    .into_bytes()
-}
-
 /// The common payload of the device's leg of a call it placed itself.
 fn device_leg(ccid: &str, session: &str, from: &str, to: &str) -> Value {
     json!({"call_control_id": ccid, "call_leg_id": format!("leg-{ccid}"),
@@ -443,7 +430,7 @@ fn with(mut payload: Value, extra: Value) -> Value {
 
 async fn webhook(h: &Harness, event_type: &str, payload: Value) -> Value {
     let (status, reply) = h
-        .send_webhook(&h.signer, unix_now(), telnyx_event(event_type, payload))
+        .send_webhook(&h.signer, unix_now(), telnyx_webhook(event_type, payload))
         .await;
     assert_eq!(status, StatusCode::OK, "{reply}");
     reply

@@ -5,10 +5,10 @@
 //! keyed by, so the second finds the first instead of making another session.
 
 use super::effect::{Effect, LegState};
-use super::leg::{Leg, LegRole, RingTarget};
-use super::{check_address, check_target, Outcome, Phase, Session, ANCHOR};
+use super::leg::RingTarget;
+use super::{check_address, NewOutbound, Outcome, Phase, Session, ANCHOR};
 use crate::ids::{CallControlId, CallSessionId, TenantId, UserId};
-use crate::state::{CallState, Direction, Platform};
+use crate::state::{CallState, Platform};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -43,29 +43,25 @@ pub struct NewNativeOutbound {
 impl Session {
     /// A session following a call the device placed itself; send `Input::Start` next.
     pub fn new_native(new: NewNativeOutbound, now: Timestamp) -> Result<Self, SessionError> {
-        check_target(&new.device)?;
         if let Some(ccid) = &new.device_leg {
             check_address("call_control_id", ccid.as_str())?;
         }
-        let mut session = Self::blank(
-            new.id,
-            new.tenant,
-            new.user,
-            Direction::Outbound,
-            new.from,
-            new.to,
-            new.config,
-        )?;
-        session.created_at = now;
-        session.native = true;
-        let state = if new.initiated {
-            LegState::Ringing
-        } else {
-            LegState::Dialing
+        let outbound = NewOutbound {
+            id: new.id,
+            tenant: new.tenant,
+            user: new.user,
+            device: new.device,
+            from: new.from,
+            to: new.to,
+            config: new.config,
         };
-        session
-            .legs
-            .push(Leg::new(LegRole::Device(new.device), new.device_leg, state));
+        let mut session = Self::new_outbound(outbound, now)?;
+        session.native = true;
+        let anchor = &mut session.legs[ANCHOR];
+        anchor.ccid = new.device_leg;
+        if new.initiated {
+            anchor.state = LegState::Ringing;
+        }
         Ok(session)
     }
 

@@ -1996,10 +1996,7 @@ fn a_native_call_is_followed_not_dialled_and_the_user_is_on_it_from_the_start() 
 #[test]
 fn a_native_call_opened_by_the_report_learns_its_leg_and_ends_by_the_report() {
     let mut h = native(false, None);
-    assert!(
-        moves(&h.log, "android").is_empty(),
-        "the report says it"
-    );
+    assert!(moves(&h.log, "android").is_empty(), "the report says it");
     h.send(
         report("android", 1, CallState::Idle, CallState::Connecting, None),
         10,
@@ -2012,10 +2009,7 @@ fn a_native_call_opened_by_the_report_learns_its_leg_and_ends_by_the_report() {
         )),
         20,
     );
-    assert!(
-        moves(&fx, "android").is_empty(),
-        "already CONNECTING"
-    );
+    assert!(moves(&fx, "android").is_empty(), "already CONNECTING");
     assert_eq!(h.s.call_control_ids(), [&CallControlId::new("late-leg")]);
     h.send(
         report("android", 2, CallState::Connecting, CallState::Active, None),
