@@ -748,11 +748,14 @@ async fn two_users_calling_each_other_keep_the_call_with_the_lower_id() {
     assert_eq!(lost["reason"], "replaced", "{lost}");
     let kept = h.session(survivor).await.unwrap();
     assert_eq!(kept.status(), SessionStatus::Ringing);
-    let notes = h.notes_for(loser);
-    assert!(
-        notes.iter().any(|n| is_call_ended(n, "replaced", false)),
-        "every device of the loser's user is told on its channel: {notes:?}"
-    );
+    // Every device of the loser's user is told on its channel (dispatched after the commit).
+    eventually("call_ended replaced on the loser's channel", || {
+        h.notes_for(loser)
+            .iter()
+            .any(|n| is_call_ended(n, "replaced", false))
+            .then_some(())
+    })
+    .await;
     // The loser's ring of its calling device is hung up; only the survivor goes on.
     let leg = eventually("the loser's device leg", || {
         h.emulator
