@@ -25,6 +25,9 @@ pub enum DismissReason {
     Timeout,
     /// The user was already on a call and call waiting is off.
     Busy,
+    /// Glare: two users of one deployment called each other at once and this call lost to the
+    /// one with the lower `call_session_id`, which goes on. Not a missed call.
+    Replaced,
 }
 
 impl DismissReason {
@@ -53,6 +56,7 @@ impl DismissReason {
             DismissReason::CallerCancelled => "caller_cancelled",
             DismissReason::Timeout => "timeout",
             DismissReason::Busy => "busy",
+            DismissReason::Replaced => "replaced",
         }
     }
 }

@@ -428,7 +428,8 @@ pub fn typescript() -> String {
     );
     out.push_str(
         "/** Why a ringing device must stop ringing. */\nexport type DismissReason = \
-         'answered_elsewhere' | 'declined_elsewhere' | 'caller_cancelled' | 'timeout' | 'busy';\n\n",
+         'answered_elsewhere' | 'declined_elsewhere' | 'caller_cancelled' | 'timeout' | 'busy' \
+         | 'replaced';\n\n",
     );
     out.push_str(
         "/** One legal transition of the table. */\nexport interface Transition {\n  \

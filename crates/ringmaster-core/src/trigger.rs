@@ -98,7 +98,8 @@ impl Trigger {
             DismissReason::Timeout => Trigger::RingTimeout,
             DismissReason::AnsweredElsewhere { .. }
             | DismissReason::DeclinedElsewhere { .. }
-            | DismissReason::Busy => Trigger::Dismissed,
+            | DismissReason::Busy
+            | DismissReason::Replaced => Trigger::Dismissed,
         }
     }
 

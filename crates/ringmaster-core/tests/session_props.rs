@@ -158,6 +158,7 @@ fn device_event(device: usize, kind: ProviderEventKind) -> Input {
             session: CallSessionId::new("sess"),
             device: Some(DeviceId::new(DEVICES[device].0)),
             leg: LEG_DEVICE.to_owned(),
+            direction: None,
         }),
         kind,
     ))

@@ -9,7 +9,7 @@ use crate::snapshot::{
 };
 use ringmaster_core::sdk::{SdkMapping, TerminationCause};
 use ringmaster_core::sdp;
-use ringmaster_core::session::{DeviceCallStatus, DeviceStatus};
+use ringmaster_core::session::{ClientStateRef, DeviceCallStatus, DeviceStatus};
 use ringmaster_core::{
     Call, CallSessionId, CallState, DeviceId, Direction, DismissReason, Platform, Timestamp,
     Trigger,
@@ -67,6 +67,9 @@ struct Live {
     phase: Phase,
     /// The ringer was on at some point: a missed call is shown only for calls that rang.
     rang: bool,
+    /// The calling device's leg of a click-to-call: offered like an incoming call, it is the
+    /// user's own outbound call.
+    click_to_call: bool,
 }
 
 /// A device's calls. Sans-IO: [`DeviceAgent::handle`] takes an input and the time and returns
@@ -148,6 +151,7 @@ impl DeviceAgent {
                     from: pc.from,
                     phase: Phase::Settled,
                     rang: state == CallState::RingingInbound,
+                    click_to_call: false,
                 },
             );
             let outcome = match state {
@@ -281,6 +285,10 @@ impl DeviceAgent {
                 state,
                 cause,
             } => self.on_sdk(call_session_id, direction, state, cause, now, fx),
+            Input::LegOffered {
+                call_session_id,
+                client_state,
+            } => self.on_leg_offered(call_session_id, client_state, now, fx),
             Input::IncomingCall {
                 call_session_id,
                 from,
@@ -374,6 +382,7 @@ impl DeviceAgent {
                 from: from.clone(),
                 phase: Phase::Settled,
                 rang: true,
+                click_to_call: false,
             },
         );
         self.transition(&id, Trigger::IncomingCall, now, fx)?;
@@ -432,6 +441,7 @@ impl DeviceAgent {
                             from: None,
                             phase: Phase::Settled,
                             rang: false,
+                            click_to_call: false,
                         },
                     );
                     self.transition(&id, trigger, now, fx)?;
@@ -445,6 +455,12 @@ impl DeviceAgent {
                 SdkMapping::NoChange => return Ok(()),
                 SdkMapping::Move { to, trigger } => (to, trigger),
             };
+        if let Some(moved) = Self::click_to_call_move(live, to) {
+            return match moved {
+                Some(trigger) => self.transition(&id, trigger, now, fx),
+                None => Ok(()),
+            };
+        }
         match live.phase {
             Phase::Ringing | Phase::Silenced if to == CallState::Active => {
                 // Answered through the SDK's own UI (e.g. CallKit handled by the SDK).
@@ -464,6 +480,64 @@ impl DeviceAgent {
                 Ok(())
             }
         }
+    }
+
+    fn on_leg_offered(
+        &mut self,
+        id: CallSessionId,
+        client_state: Option<ClientStateRef>,
+        now: Timestamp,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), AgentError> {
+        let ours = client_state.as_ref().is_some_and(|cs| {
+            cs.is_outbound_device_leg()
+                && cs.session == id
+                && cs.device.as_ref() == Some(&self.device_id)
+        });
+        if !ours {
+            let ringing = SdkState::ringing(self.platform);
+            return self.on_sdk(id, Direction::Inbound, ringing, None, now, fx);
+        }
+        if self.calls.contains_key(&id) || self.tombstone(&id).is_some() {
+            // Offered again, or after the call ended here: nothing new.
+            return Ok(());
+        }
+        if self.calls.len() >= MAX_CALLS {
+            return Err(AgentError::TooManyCalls { max: MAX_CALLS });
+        }
+        self.calls.insert(
+            id.clone(),
+            Live {
+                call: Call::new(Direction::Outbound, now),
+                from: None,
+                phase: Phase::Settled,
+                rang: false,
+                click_to_call: true,
+            },
+        );
+        self.transition(&id, Trigger::user_dials(self.platform), now, fx)?;
+        // The user asked for this call: the leg is picked up without ringing.
+        fx.push(sdk(&id, SdkCommand::Answer));
+        Ok(())
+    }
+
+    /// What the SDK's view of a click-to-call leg means for the call: the leg ringing is the
+    /// call being set up, the leg answered means the destination is being dialled, and only
+    /// the backend can say when the destination answered. `None`: map the SDK state as usual.
+    fn click_to_call_move(live: &Live, to: CallState) -> Option<Option<Trigger>> {
+        let setting_up = matches!(
+            live.call.state(),
+            CallState::Connecting | CallState::Requesting | CallState::RingingOutbound
+        );
+        if !live.click_to_call || !setting_up || to.is_terminal() {
+            return None;
+        }
+        Some(match (live.call.state(), to) {
+            (CallState::Connecting | CallState::Requesting, CallState::Active) => {
+                Some(Trigger::SipRinging)
+            }
+            _ => None,
+        })
     }
 
     fn on_poll(
@@ -518,7 +592,15 @@ impl DeviceAgent {
             check_id("device id", d.as_str()).map_err(invalid)?;
         }
         let mine = device.as_ref() == Some(&self.device_id);
+        let dialling_out = self
+            .calls
+            .get(id)
+            .is_some_and(|l| l.click_to_call && l.call.state() == CallState::RingingOutbound);
         match state {
+            CallState::Active if mine && dialling_out => {
+                // The destination answered and the backend bridged it to this device's leg.
+                self.transition(id, Trigger::RemoteAnswer, now, fx)
+            }
             CallState::Active if mine => {
                 self.confirm_answer(id, fx);
                 Ok(())
@@ -691,6 +773,17 @@ impl DeviceAgent {
             {
                 // Answered here but another device (or the caller's hangup) won the race.
                 self.hang_up_leg(id, now, fx)
+            }
+            Phase::AwaitingConfirm | Phase::Settled
+                if reason == DismissReason::Replaced
+                    && live.call.direction() == Direction::Outbound
+                    && !live.call.is_terminal() =>
+            {
+                // Glare: the other user's call to us goes on instead of ours.
+                fx.push(sdk(id, SdkCommand::Hangup));
+                self.transition(id, Trigger::Hangup, now, fx)?;
+                self.finish_if_terminal(id, Some(reason), fx);
+                Ok(())
             }
             Phase::AwaitingConfirm | Phase::Settled
                 if live.call.state() == CallState::Disconnecting =>

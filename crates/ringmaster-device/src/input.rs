@@ -4,7 +4,7 @@ pub use ringmaster_core::dismissal::Channel;
 use ringmaster_core::sdk::{
     self, AndroidState, IosState, SdkMapping, TerminationCause, UnknownSdkState, WebState,
 };
-use ringmaster_core::session::DeviceCallStatus;
+use ringmaster_core::session::{ClientStateRef, DeviceCallStatus};
 use ringmaster_core::{CallSessionId, CallState, DeviceId, Direction, DismissReason, Platform};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,19 @@ pub enum Input {
         state: SdkState,
         /// The SDK's termination reason, when the call is done.
         cause: Option<TerminationCause>,
+    },
+    /// The SDK was offered a leg (an incoming INVITE) and the app read the Telnyx
+    /// `client_state` it carries (base64 JSON, decoded). The calling device's leg of a
+    /// click-to-call (`direction` outbound, naming this device and this call) is the user's own
+    /// outbound call: CONNECTING (REQUESTING on the web), answered by the agent at once since
+    /// the user asked for it, RINGING_OUTBOUND once the leg is up and the destination is
+    /// dialled, ACTIVE when the backend says the destination answered. Any other leg rings as
+    /// an incoming call.
+    LegOffered {
+        /// The call (the `client_state`'s session, or the SDK's custom headers / the push).
+        call_session_id: CallSessionId,
+        /// The leg's decoded `client_state`, when it has one of ours.
+        client_state: Option<ClientStateRef>,
     },
     /// `incoming_call` arrived by push (VoIP push on iOS) or on the WebSocket.
     IncomingCall {
@@ -86,6 +99,9 @@ impl Input {
     pub fn call_session_id(&self) -> &CallSessionId {
         match self {
             Input::Sdk {
+                call_session_id, ..
+            }
+            | Input::LegOffered {
                 call_session_id, ..
             }
             | Input::IncomingCall {

@@ -727,3 +727,123 @@ fn a_hold_reoffer_puts_the_call_in_remote_hold_and_a_resume_takes_it_out() {
         Err(AgentError::UnknownCall { .. })
     ));
 }
+
+fn click_to_call_leg(device: DeviceId) -> Input {
+    Input::LegOffered {
+        call_session_id: call(),
+        client_state: Some(ringmaster_core::session::ClientStateRef {
+            session: call(),
+            device: Some(device),
+            leg: ringmaster_core::session::LEG_DEVICE.to_owned(),
+            direction: Some(Direction::Outbound),
+        }),
+    }
+}
+
+fn outbound_sdk(state: SdkState) -> Input {
+    Input::Sdk {
+        call_session_id: call(),
+        direction: Direction::Outbound,
+        state,
+        cause: None,
+    }
+}
+
+#[test]
+fn a_click_to_call_leg_is_the_users_own_outbound_call_not_an_incoming_one() {
+    // Without the marker the app could only pass the leg as an outbound SDK ring from IDLE,
+    // which the machine refuses.
+    let mut plain = agent(Platform::Android);
+    let ringing = SdkState::ringing(Platform::Android);
+    assert!(plain.handle(outbound_sdk(ringing), t(0)).is_err());
+
+    let mut a = agent(Platform::Android);
+    let fx = a.handle(click_to_call_leg(me()), t(0)).unwrap();
+    assert_eq!(
+        reports(&fx),
+        [(1, CallState::Idle, CallState::Connecting)],
+        "{fx:?}"
+    );
+    assert!(fx.contains(&Effect::Sdk {
+        call_session_id: call(),
+        command: SdkCommand::Answer
+    }));
+    assert!(
+        stops(&fx).is_empty() && !a.is_ringing(&call()),
+        "it never rings"
+    );
+    // The SDK still sees an incoming INVITE ringing: nothing moves.
+    assert!(reports(&a.handle(outbound_sdk(ringing), t(10)).unwrap()).is_empty());
+    // The leg is up: the destination is being dialled.
+    let fx = a
+        .handle(outbound_sdk(SdkState::active(Platform::Android)), t(20))
+        .unwrap();
+    assert_eq!(
+        reports(&fx),
+        [(2, CallState::Connecting, CallState::RingingOutbound)]
+    );
+    // The backend's view of another device, or of the ringing destination, changes nothing;
+    // its ACTIVE for this device means the destination answered.
+    let changed = |device: DeviceId, state| Input::CallStateChanged {
+        call_session_id: call(),
+        device: Some(device),
+        state,
+    };
+    let fx = a
+        .handle(changed(me(), CallState::RingingOutbound), t(30))
+        .unwrap();
+    assert!(reports(&fx).is_empty());
+    let fx = a.handle(changed(me(), CallState::Active), t(40)).unwrap();
+    assert_eq!(
+        reports(&fx),
+        [(3, CallState::RingingOutbound, CallState::Active)]
+    );
+    assert_eq!(a.call_state(&call()), Some(CallState::Active));
+
+    // A web tab starts from REQUESTING.
+    let mut web = agent(Platform::Web);
+    let fx = web.handle(click_to_call_leg(me()), t(0)).unwrap();
+    assert_eq!(reports(&fx), [(1, CallState::Idle, CallState::Requesting)]);
+}
+
+#[test]
+fn a_leg_marked_for_another_device_or_unmarked_rings_as_an_incoming_call() {
+    let mut a = agent(Platform::Ios);
+    let fx = a.handle(click_to_call_leg(other()), t(0)).unwrap();
+    assert_eq!(
+        reports(&fx),
+        [(1, CallState::Idle, CallState::RingingInbound)]
+    );
+    assert!(a.is_ringing(&call()));
+    let mut b = agent(Platform::Ios);
+    let unmarked = Input::LegOffered {
+        call_session_id: call(),
+        client_state: None,
+    };
+    b.handle(unmarked, t(0)).unwrap();
+    assert!(b.is_ringing(&call()));
+}
+
+#[test]
+fn a_replaced_outbound_call_hangs_up_and_ends_with_the_reason() {
+    let mut a = agent(Platform::Android);
+    a.handle(click_to_call_leg(me()), t(0)).unwrap();
+    let fx = a
+        .handle(ended(DismissReason::Replaced, Delivery::WebSocket), t(50))
+        .unwrap();
+    assert!(fx.contains(&Effect::Sdk {
+        call_session_id: call(),
+        command: SdkCommand::Hangup
+    }));
+    assert_eq!(reports(&fx), [(2, CallState::Connecting, CallState::Ended)]);
+    let stone = a.tombstone(&call()).unwrap();
+    assert_eq!(stone.reason, Some(DismissReason::Replaced));
+    // The same news by push changes nothing more.
+    let fx = a
+        .handle(
+            ended(DismissReason::Replaced, Delivery::Push { voip: false }),
+            t(60),
+        )
+        .unwrap();
+    assert!(reports(&fx).is_empty());
+}

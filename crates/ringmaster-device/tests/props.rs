@@ -31,6 +31,7 @@ fn reason_strategy() -> impl Strategy<Value = DismissReason> {
         Just(DismissReason::CallerCancelled),
         Just(DismissReason::Timeout),
         Just(DismissReason::Busy),
+        Just(DismissReason::Replaced),
     ]
 }
 
@@ -105,7 +106,7 @@ fn input(step: &Step, platform: Platform) -> Option<Input> {
                     DismissReason::AnsweredElsewhere { .. } => DeviceStatus::AnsweredElsewhere,
                     DismissReason::DeclinedElsewhere { .. } => DeviceStatus::DeclinedElsewhere,
                     DismissReason::CallerCancelled | DismissReason::Timeout => DeviceStatus::Missed,
-                    DismissReason::Busy => DeviceStatus::Ended,
+                    DismissReason::Busy | DismissReason::Replaced => DeviceStatus::Ended,
                 },
                 device_id: reason.caused_by().cloned(),
                 reason: Some(reason),

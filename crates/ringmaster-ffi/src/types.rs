@@ -7,7 +7,7 @@
 //! is restated here: the bindings cannot silently fall behind.
 
 use ringmaster_core::sdk::{AndroidState, IosState, SdkMapping, TerminationCause, WebState};
-use ringmaster_core::session::{DeviceCallStatus, DeviceStatus};
+use ringmaster_core::session::{ClientStateRef, DeviceCallStatus, DeviceStatus};
 use ringmaster_core::trigger::InvalidTrigger;
 use ringmaster_core::{
     CallSessionId, CallState, DeviceId, Direction, DismissReason, Platform, Timestamp, Transition,
@@ -195,6 +195,7 @@ pub enum DismissReason {
     CallerCancelled,
     Timeout,
     Busy,
+    Replaced,
 }
 
 // ---- Telnyx SDK states ----------------------------------------------------------------------
@@ -326,6 +327,10 @@ pub enum Input {
         state: SdkState,
         cause: Option<TerminationCause>,
     },
+    LegOffered {
+        call_session_id: CallSessionId,
+        client_state: Option<ClientStateRef>,
+    },
     IncomingCall {
         call_session_id: CallSessionId,
         from: String,
@@ -354,6 +359,16 @@ pub enum Input {
         call_session_id: CallSessionId,
         action: AppAction,
     },
+}
+
+/// A leg's decoded Telnyx `client_state`: its call, device and role, and `Outbound` on the
+/// calling device's leg of a click-to-call.
+#[uniffi::remote(Record)]
+pub struct ClientStateRef {
+    pub session: CallSessionId,
+    pub device: Option<DeviceId>,
+    pub leg: String,
+    pub direction: Option<Direction>,
 }
 
 // ---- device agent: effects ------------------------------------------------------------------

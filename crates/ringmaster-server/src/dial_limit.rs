@@ -605,6 +605,7 @@ mod tests {
                 session: CallSessionId::new("s"),
                 device: device.then(|| DeviceId::new("d")),
                 leg: "device".into(),
+                direction: None,
             },
             link_to: link.then(|| CallControlId::new("v3:caller")),
             device: device.then(|| DeviceId::new("d")),

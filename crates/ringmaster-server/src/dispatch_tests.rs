@@ -270,6 +270,7 @@ fn dial(id: &CallSessionId, n: u64, priority: DialPriority) -> Effect {
                 session: id.clone(),
                 device: device.clone(),
                 leg: "device".into(),
+                direction: None,
             },
             link_to: inbound.then(|| CallControlId::new("v3:caller")),
             device,
@@ -466,6 +467,7 @@ async fn a_release_is_confirmed_by_the_legs_hangup_webhook() {
             session: id.clone(),
             device: Some(DeviceId::new("d1")),
             leg: "device".into(),
+            direction: None,
         }),
         ProviderEventKind::Hangup {
             cause: HangupCause::NormalClearing,

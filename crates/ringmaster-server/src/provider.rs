@@ -24,9 +24,12 @@ pub struct RoutedEvent {
     pub event: ProviderEvent,
     /// Set for `call.initiated` of a new inbound PSTN call: it may create a session.
     pub new_inbound: Option<NewInboundCall>,
+    /// Set for `call.initiated` of a leg we did not dial whose `from` is a SIP URI, whatever
+    /// its `direction`: when the URI is a device's, the device placed the call itself.
+    pub new_native: Option<NewInboundCall>,
 }
 
-/// The parts of an incoming `call.initiated` that start a session.
+/// The parts of a `call.initiated` we did not dial that start a session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewInboundCall {
     /// Calling number.
@@ -59,6 +62,7 @@ fn client_state_ref(cs: ClientState) -> ClientStateRef {
         session: cs.session,
         device: cs.device,
         leg: cs.leg,
+        direction: cs.direction,
     }
 }
 
@@ -102,19 +106,48 @@ pub fn route(webhook: &WebhookEvent) -> Result<RoutedEvent, Ignored> {
         }
         other => return Err(Ignored::EventType(other.event_type().to_owned())),
     };
-    let new_inbound = match &webhook.event {
-        Event::CallInitiated(p)
-            if p.direction == ringmaster_telnyx::webhook::Direction::Incoming
-                && !matches!(call.decode_client_state(), Some(Ok(_))) =>
-        {
-            Some(NewInboundCall {
-                from: call.from.clone().ok_or(Ignored::Incomplete("from"))?,
-                to: call.to.clone().ok_or(Ignored::Incomplete("to"))?,
-            })
+    let ours = matches!(call.decode_client_state(), Some(Ok(_)));
+    let (new_inbound, new_native) = match &webhook.event {
+        Event::CallInitiated(p) if !ours => {
+            let fresh = || -> Result<NewInboundCall, Ignored> {
+                Ok(NewInboundCall {
+                    from: call.from.clone().ok_or(Ignored::Incomplete("from"))?,
+                    to: call.to.clone().ok_or(Ignored::Incomplete("to"))?,
+                })
+            };
+            let incoming = p.direction == ringmaster_telnyx::webhook::Direction::Incoming;
+            let from_sip = call.from.as_deref().is_some_and(is_sip_uri);
+            (
+                incoming.then(fresh).transpose()?,
+                from_sip.then(fresh).transpose()?,
+            )
         }
-        _ => None,
+        _ => (None, None),
     };
-    Ok(routed(kind, call, new_inbound))
+    let mut routed = routed(kind, call, new_inbound);
+    routed.new_native = new_native;
+    Ok(routed)
+}
+
+/// Whether a webhook's `from` names a SIP endpoint rather than a phone number.
+pub fn is_sip_uri(from: &str) -> bool {
+    from.starts_with("sip:") || from.starts_with("sips:") || from.contains('@')
+}
+
+/// The spellings a device's registered `sip_uri` may have for a webhook's `from`: as given,
+/// and with or without the `sip:` scheme (Telnyx and the admin API do not always agree on it).
+pub fn sip_uri_forms(from: &str) -> Vec<String> {
+    let bare = from
+        .strip_prefix("sip:")
+        .or_else(|| from.strip_prefix("sips:"))
+        .unwrap_or(from);
+    let mut forms = vec![from.to_owned()];
+    for form in [bare.to_owned(), format!("sip:{bare}")] {
+        if !forms.contains(&form) {
+            forms.push(form);
+        }
+    }
+    forms
 }
 
 fn routed(
@@ -139,6 +172,7 @@ fn routed(
             kind,
         },
         new_inbound,
+        new_native: None,
     }
 }
 
@@ -160,6 +194,7 @@ fn encode_client_state(cs: &ClientStateRef) -> ringmaster_telnyx::EncodedClientS
         session: cs.session.clone(),
         device: cs.device.clone(),
         leg: cs.leg.clone(),
+        direction: cs.direction,
     }
     .encode()
 }
@@ -360,6 +395,7 @@ mod tests {
             session: CallSessionId::new("ours"),
             device: Some(DeviceId::new("d1")),
             leg: "device".into(),
+            direction: None,
         }
         .encode();
         let body = serde_json::json!({"data": {

@@ -8,18 +8,6 @@ use ringmaster_core::session::NotifyEvent;
 use ringmaster_telnyx::WebhookSigner;
 use serde_json::{json, Value};
 
-fn webhook(event_type: &str, payload: Value) -> Vec<u8> {
-    json!({"data": {
-        "record_type": "event",
-        "event_type": event_type,
-        "id": uuid::Uuid::new_v4().to_string(),
-        "occurred_at": "2026-01-01T00:00:00.000Z",
-        "payload": payload,
-    }})
-    .to_string()
-    .into_bytes()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_and_ignored_webhooks_change_nothing() {
     let h = Harness::start(Options::default()).await;
@@ -31,12 +19,12 @@ async fn rejected_and_ignored_webhooks_change_nothing() {
     let commands_before = h.emulator.commands().len();
 
     // A genuine-looking answer of device 0, and a new incoming call to the same user.
-    let answer = webhook(
+    let answer = telnyx_webhook(
         "call.answered",
         json!({"call_control_id": legs[0], "call_leg_id": snapshot.call_leg_id,
                "call_session_id": call, "client_state": snapshot.client_state}),
     );
-    let incoming = webhook(
+    let incoming = telnyx_webhook(
         "call.initiated",
         json!({"call_control_id": "v3:forged", "call_leg_id": "forged",
                "call_session_id": "forged-session", "direction": "incoming",
@@ -82,7 +70,7 @@ async fn rejected_and_ignored_webhooks_change_nothing() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{reply}");
     assert_eq!(reply["error"]["code"], "payload_too_large");
 
-    let dtmf = webhook(
+    let dtmf = telnyx_webhook(
         "call.dtmf.received",
         json!({"call_control_id": legs[0], "call_leg_id": "x", "call_session_id": call,
                "digit": "5"}),
@@ -90,7 +78,7 @@ async fn rejected_and_ignored_webhooks_change_nothing() {
     let (status, reply) = h.send_webhook(&h.signer, now, dtmf).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(reply["status"], "ignored");
-    let stray = webhook(
+    let stray = telnyx_webhook(
         "call.hangup",
         json!({"call_control_id": "v3:nobody", "call_leg_id": "x",
                "call_session_id": "no-such-session", "hangup_cause": "normal_clearing"}),

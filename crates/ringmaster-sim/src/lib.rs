@@ -11,6 +11,7 @@
 
 pub mod check;
 pub mod faults;
+pub mod glare;
 pub mod model;
 pub mod plan;
 pub mod runner;

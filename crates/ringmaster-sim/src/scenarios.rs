@@ -5,6 +5,7 @@
 //! call never reaches the coordinator); T13/T14 exercise the core transition table and the
 //! device agent; T7/T8 also read the coordinator's active-call registry. G14 (remote hold, spec
 //! G-14) drives a phone's agent with raw SDP re-offers and feeds its reports to the session.
+//! G5a/G5b are the two glares of issue 14 (see [`crate::glare`]).
 
 use crate::plan::{DevicePlan, Plan};
 use crate::world::{block, World, POLL_INTERVAL_MS};
@@ -46,6 +47,8 @@ pub fn all() -> Vec<(&'static str, Scenario)> {
         ("T14", t14_late_sip_on_ended_call_is_ignored),
         ("T15", t15_two_answers_10ms_apart_bridge_once),
         ("G14", g14_remote_hold_reaches_every_device),
+        ("G5a", crate::glare::g5a_call_back_answers_the_ringing_call),
+        ("G5b", crate::glare::g5b_crossing_calls_keep_the_lower_id),
     ]
 }
 
@@ -83,7 +86,7 @@ pub fn run_all() -> Verdicts {
     )
 }
 
-fn ensure(ok: bool, why: impl FnOnce() -> String) -> Outcome {
+pub(crate) fn ensure(ok: bool, why: impl FnOnce() -> String) -> Outcome {
     if ok {
         Ok(())
     } else {

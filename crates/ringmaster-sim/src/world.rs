@@ -1192,6 +1192,13 @@ fn describe_dev_input(input: &DevInput) -> String {
                 .as_ref()
                 .map_or(String::new(), |c| format!(" {:?}", c.classify()))
         ),
+        DevInput::LegOffered { client_state, .. } => format!(
+            "leg offered ({})",
+            client_state
+                .as_ref()
+                .and_then(|cs| cs.direction)
+                .map_or("incoming", |d| d.as_str())
+        ),
         DevInput::IncomingCall { via, .. } => format!("incoming_call via {via:?}"),
         DevInput::CallEnded { reason, via, .. } => {
             format!("call_ended {} via {via:?}", reason.code())

@@ -2,6 +2,7 @@
 //! their documentation live in `ringmaster_sim::scenarios`; `ringmaster simulate` runs the same
 //! functions.
 
+use ringmaster_sim::glare::*;
 use ringmaster_sim::scenarios::*;
 
 macro_rules! scenario {
@@ -70,11 +71,19 @@ scenario!(
     g14_remote_hold_reaches_the_backend_and_the_web,
     g14_remote_hold_reaches_every_device
 );
+scenario!(
+    g5a_click_to_call_to_a_ringing_caller_answers_it_without_dialling,
+    g5a_call_back_answers_the_ringing_call
+);
+scenario!(
+    g5b_users_calling_each_other_keep_the_lower_call_id,
+    g5b_crossing_calls_keep_the_lower_id
+);
 
 #[test]
 fn every_scenario_is_listed_for_the_cli() {
     let names: Vec<&str> = all().into_iter().map(|(n, _)| n).collect();
     let mut expected: Vec<String> = (1..=15).map(|i| format!("T{i}")).collect();
-    expected.push("G14".to_owned());
+    expected.extend(["G14", "G5a", "G5b"].map(str::to_owned));
     assert_eq!(names, expected);
 }

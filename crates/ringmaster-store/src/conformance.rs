@@ -346,6 +346,18 @@ pub async fn devices_and_push_tokens(h: &dyn Harness) {
         vec![d2.clone(), d1.clone()]
     );
     assert!(store.devices_of_user(&uid("bob")).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .devices_by_sip_uri("sip:d1@sip.telnyx.com")
+            .await
+            .unwrap(),
+        vec![d1.clone()]
+    );
+    assert!(store
+        .devices_by_sip_uri("sip:nobody@sip.telnyx.com")
+        .await
+        .unwrap()
+        .is_empty());
     assert!(matches!(
         store.create_device(device("d1", "alice", 11)).await,
         Err(StoreError::AlreadyExists { .. })

@@ -90,6 +90,10 @@ pub trait Store: QualityStore + OpsStore + WebhookStore + Send + Sync + 'static 
     /// All devices of a user, revoked ones included, oldest first.
     async fn devices_of_user(&self, user_id: &UserId) -> Result<Vec<Device>, StoreError>;
 
+    /// The devices registered with exactly this SIP URI (revoked ones included), oldest first:
+    /// a `call.initiated` from it is a call the device placed itself.
+    async fn devices_by_sip_uri(&self, sip_uri: &str) -> Result<Vec<Device>, StoreError>;
+
     /// Records the device's current push token and clears it from every other device: a
     /// token reaches one app install, so a phone re-registered under another user must stop
     /// getting the first user's pushes.

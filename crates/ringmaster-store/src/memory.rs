@@ -441,6 +441,18 @@ impl Store for MemoryStore {
         Ok(self.lock().devices.get(id).cloned())
     }
 
+    async fn devices_by_sip_uri(&self, sip_uri: &str) -> Result<Vec<Device>, StoreError> {
+        let state = self.lock();
+        let mut devices: Vec<Device> = state
+            .devices
+            .values()
+            .filter(|d| d.sip_uri == sip_uri)
+            .cloned()
+            .collect();
+        devices.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(devices)
+    }
+
     async fn devices_of_user(&self, user_id: &UserId) -> Result<Vec<Device>, StoreError> {
         let state = self.lock();
         let mut devices: Vec<Device> = state

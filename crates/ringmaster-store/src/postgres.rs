@@ -586,6 +586,22 @@ impl Store for PostgresStore {
             .transpose()
     }
 
+    async fn devices_by_sip_uri(&self, sip_uri: &str) -> Result<Vec<Device>, StoreError> {
+        if !storable(sip_uri) {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE sip_uri = $1 ORDER BY created_at, id"
+        );
+        sqlx::query(&sql)
+            .bind(sip_uri)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(device_from)
+            .collect()
+    }
+
     async fn devices_of_user(&self, user_id: &UserId) -> Result<Vec<Device>, StoreError> {
         if !storable(user_id.as_str()) {
             return Ok(Vec::new());

@@ -957,6 +957,19 @@ impl Store for SqliteStore {
         self.user_where("id = ?", id.as_str()).await
     }
 
+    async fn devices_by_sip_uri(&self, sip_uri: &str) -> Result<Vec<Device>, StoreError> {
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE sip_uri = ? ORDER BY created_at, id"
+        );
+        sqlx::query(&sql)
+            .bind(sip_uri)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(device_from)
+            .collect()
+    }
+
     async fn get_device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
         let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?");
         sqlx::query(&sql)

@@ -20,6 +20,10 @@ pub struct ClientState {
     pub device: Option<DeviceId>,
     /// Our label for the leg: `"caller"` or the device id.
     pub leg: String,
+    /// `outbound` on the calling device's leg of a click-to-call (the device takes the leg as
+    /// the user's own outbound call); absent on every other leg.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<ringmaster_core::Direction>,
 }
 
 /// Why a `client_state` could not be decoded into a [`ClientState`].
@@ -79,6 +83,7 @@ impl ClientState {
             session,
             device: None,
             leg: "caller".to_owned(),
+            direction: None,
         }
     }
 
@@ -89,6 +94,7 @@ impl ClientState {
             session,
             device: Some(device),
             leg,
+            direction: None,
         }
     }
 

@@ -15,7 +15,7 @@ export type Platform = 'ios' | 'android' | 'web';
 export type Direction = 'inbound' | 'outbound';
 
 /** Why a ringing device must stop ringing. */
-export type DismissReason = 'answered_elsewhere' | 'declined_elsewhere' | 'caller_cancelled' | 'timeout' | 'busy';
+export type DismissReason = 'answered_elsewhere' | 'declined_elsewhere' | 'caller_cancelled' | 'timeout' | 'busy' | 'replaced';
 
 /** One legal transition of the table. */
 export interface Transition {

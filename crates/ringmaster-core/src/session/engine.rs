@@ -123,10 +123,14 @@ impl Session {
     }
 
     pub(super) fn client_state(&self, i: usize) -> ClientStateRef {
+        // The calling device's leg of a click-to-call says so: the device must not take it for
+        // an incoming call.
+        let outbound = self.direction == Direction::Outbound && i == ANCHOR && !self.native;
         ClientStateRef {
             session: self.id.clone(),
             device: self.legs[i].device().cloned(),
             leg: self.legs[i].label().to_owned(),
+            direction: outbound.then_some(Direction::Outbound),
         }
     }
 
@@ -449,8 +453,17 @@ impl Session {
                 call_session_id: self.id.clone(),
             }));
         }
-        if self.answered_at.is_some() {
-            if let Some(d) = self.answered_device().cloned() {
+        let ended = if self.native {
+            self.legs[ANCHOR].device().cloned()
+        } else if self.answered_at.is_some() {
+            self.answered_device().cloned()
+        } else {
+            None
+        };
+        if let Some(d) = ended {
+            // Not again when the device already said it is done.
+            let shown = self.shown_state(&d);
+            if shown != CallState::Idle && !shown.is_terminal() {
                 self.publish_state(&d, CallState::Ended, None, None, now, fx);
             }
         }
@@ -651,6 +664,11 @@ impl Session {
         let unknown = || SessionError::UnknownLeg {
             call_control_id: ccid.cloned(),
         };
+        // A native call created by the device's report before its leg id was known: the
+        // device's leg is the only one the session follows.
+        if self.native && self.legs[ANCHOR].ccid.is_none() && event.client_state.is_none() {
+            return Ok(ANCHOR);
+        }
         let cs = event.client_state.as_ref().ok_or_else(unknown)?;
         if cs.session != self.id {
             return Err(SessionError::WrongSession {
@@ -671,6 +689,10 @@ impl Session {
 
     fn on_answered(&mut self, i: usize, now: Timestamp, fx: &mut Vec<Effect>) {
         if !self.mark_answered(i, now, fx) {
+            return;
+        }
+        if i == ANCHOR && self.native {
+            self.native_connected(now, fx);
             return;
         }
         if i == ANCHOR {

@@ -77,6 +77,32 @@ pub enum Input {
     RegistryBusy,
     /// The session's deadline may have passed; early or repeated ticks are harmless.
     Tick,
+    /// Glare, a user's side: `device` asked to call the number whose call to this user is
+    /// ringing now. Nothing new is dialled; the device answers its ringing leg of this call,
+    /// and the timeline says why. Refused unless the call rings and the device's leg is live.
+    CallBack {
+        /// The device that asked for the call.
+        device: DeviceId,
+    },
+    /// Glare between two users of one deployment: they called each other at once and this
+    /// call lost to `survivor` (the lower `call_session_id`, see [`glare_loser`]). A ringing
+    /// call ends on every device with reason `replaced`; an ended one is left as it is; an
+    /// answered one is refused (the glare is over once someone talks).
+    Replaced {
+        /// The call that goes on.
+        survivor: CallSessionId,
+    },
+}
+
+/// Of two calls that two users of one deployment placed to each other at once, the one that
+/// ends (reason `replaced`): the higher `call_session_id`, so every node, whichever of the two it
+/// learns about first, picks the same one.
+pub fn glare_loser<'a>(a: &'a CallSessionId, b: &'a CallSessionId) -> &'a CallSessionId {
+    if a.as_str() <= b.as_str() {
+        b
+    } else {
+        a
+    }
 }
 
 /// Provider error code of a command on a call that has already ended (Telnyx `90018`).
@@ -123,6 +149,18 @@ pub struct ClientStateRef {
     pub device: Option<DeviceId>,
     /// The leg's role label: [`LEG_CALLER`], [`LEG_DEVICE`] or [`LEG_PSTN`].
     pub leg: String,
+    /// `outbound` on the leg that rings the calling device of a click-to-call: the device
+    /// agent takes it as the user's own outbound call (CONNECTING, then RINGING_OUTBOUND), not
+    /// as an incoming call. Absent on every other leg.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<crate::state::Direction>,
+}
+
+impl ClientStateRef {
+    /// Whether this names the calling device's leg of a click-to-call.
+    pub fn is_outbound_device_leg(&self) -> bool {
+        self.direction == Some(crate::state::Direction::Outbound) && self.leg == LEG_DEVICE
+    }
 }
 
 /// Leg label of the inbound caller.

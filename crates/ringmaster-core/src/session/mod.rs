@@ -23,6 +23,15 @@
 //!   is dialled first and is the anchor. When it answers, the PSTN destination is dialled with
 //!   `link_to` the device leg; when that answers the two are bridged (same retry rule). A
 //!   hangup of either side before or after the bridge hangs up the other.
+//! - **Native outbound** ([`Session::new_native`]): the device's SDK dialled through its SIP
+//!   credential, so nothing is dialled or bridged. Keyed by the Telnyx `call_session_id`, created
+//!   by the device leg's `call.initiated` or by the device's IDLE → CONNECTING/REQUESTING report,
+//!   whichever comes first (the other is then an input to it). The user's active-call entry is
+//!   set from the start, so inbound calls meet the busy rule; the leg's `call.answered` or the
+//!   device's ACTIVE report connects it, its hangup or a terminal report ends it.
+//! - **Glare**: [`Input::CallBack`] records that a device answers the ringing call of the number
+//!   it asked to call; [`Input::Replaced`] ends the loser of two calls two users placed to each
+//!   other (see [`glare_loser`]) with reason `replaced` on every device.
 //! - When a call is bridged the user's active-call entry is set; it is cleared when the call
 //!   ends. History rows are full snapshots to upsert; exactly one has `final = true`.
 //!
@@ -65,9 +74,11 @@ mod config;
 mod effect;
 mod engine;
 mod error;
+mod glare;
 mod inbound;
 mod input;
 mod leg;
+mod native;
 mod outbound;
 mod report;
 mod status;
@@ -86,10 +97,11 @@ pub use effect::{
 };
 pub use error::SessionError;
 pub use input::{
-    ClientStateRef, CommandError, HangupCause, HangupSource, Input, ProviderEvent,
+    glare_loser, ClientStateRef, CommandError, HangupCause, HangupSource, Input, ProviderEvent,
     ProviderEventKind, CALL_ENDED_CODE, LEG_CALLER, LEG_DEVICE, LEG_PSTN, MAX_URL_LEN,
 };
 pub use leg::RingTarget;
+pub use native::NewNativeOutbound;
 pub use status::{DeviceCallStatus, DeviceStatus, SessionStatus};
 
 use crate::dismissal::DismissReason;
@@ -221,6 +233,10 @@ pub struct Session {
     /// Each device's published and reported state on this call.
     #[serde(default)]
     views: Vec<DeviceView>,
+    /// A call the device placed itself through its SIP credential: nothing is dialled or
+    /// bridged, the session follows the device's leg (webhooks) and its reports.
+    #[serde(default)]
+    native: bool,
     /// Commands issued so far; the next command id is `"{id}:{seq}"`.
     seq: u64,
     /// Grows with every change devices can see.
@@ -285,6 +301,7 @@ impl Session {
             registered_at: None,
             registry_busy: false,
             views: Vec::new(),
+            native: false,
             seq: 0,
             version: 0,
             answered_at: None,
@@ -389,6 +406,7 @@ impl Session {
                 if self.phase == Phase::Created {
                     match self.direction {
                         Direction::Inbound => self.start_inbound(now, fx),
+                        Direction::Outbound if self.native => self.start_native(now, fx),
                         Direction::Outbound => self.start_outbound(now, fx),
                     }
                 }
@@ -420,6 +438,8 @@ impl Session {
                 self.registry_busy = true;
                 Ok(())
             }
+            Input::CallBack { device } => self.on_call_back(&device, now, fx),
+            Input::Replaced { survivor } => self.on_replaced(&survivor, now, fx),
         }
     }
 
@@ -441,6 +461,22 @@ impl Session {
     /// Inbound or outbound.
     pub fn direction(&self) -> Direction {
         self.direction
+    }
+
+    /// Calling number (outbound: the user's number, or the device's SIP URI for a native call
+    /// of a user without a number).
+    pub fn from(&self) -> &str {
+        &self.from
+    }
+
+    /// Called number.
+    pub fn to(&self) -> &str {
+        &self.to
+    }
+
+    /// Whether the device placed the call itself through its SIP credential.
+    pub fn is_native(&self) -> bool {
+        self.native
     }
 
     /// When the session was created.
@@ -545,7 +581,7 @@ impl Session {
         let live = matches!(self.phase, Phase::Answered | Phase::Bridged);
         if self.direction == Direction::Outbound {
             return Ok(match self.phase {
-                Phase::Ended => view(DeviceStatus::Ended, None, None),
+                Phase::Ended => view(DeviceStatus::Ended, None, self.ring_outcome.clone()),
                 _ if live => view(DeviceStatus::AnsweredHere, Some(device), None),
                 _ => view(DeviceStatus::Ringing, None, None),
             });

@@ -245,6 +245,7 @@ impl Session {
             channel,
         };
         self.publish_state(&device, to, Some(meta), exclude_socket, now, fx);
+        self.native_reported(to, now, fx);
         Ok(())
     }
 }

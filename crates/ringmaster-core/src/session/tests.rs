@@ -155,6 +155,7 @@ impl H {
             session: self.s.id().clone(),
             device: Some(dev(device)),
             leg: LEG_DEVICE.to_owned(),
+            direction: None,
         };
         self.send(
             Input::Provider(ProviderEvent::new(leg_ccid(device), Some(cs), kind)),
@@ -1007,6 +1008,7 @@ fn refused_inputs_change_nothing() {
                     session: CallSessionId::new("other"),
                     device: Some(dev("ios")),
                     leg: LEG_DEVICE.to_owned(),
+                    direction: None,
                 }),
                 ProviderEventKind::Answered,
             )),
@@ -1039,6 +1041,7 @@ fn refused_inputs_change_nothing() {
                 session: CallSessionId::new("sess-1"),
                 device: Some(dev("ios")),
                 leg: LEG_DEVICE.to_owned(),
+                direction: None,
             }),
             ProviderEventKind::Answered,
         )),
@@ -1187,6 +1190,7 @@ fn outbound_busy_destination_hangs_up_the_device() {
         session: CallSessionId::new("out-1"),
         device: None,
         leg: LEG_PSTN.to_owned(),
+        direction: None,
     };
     let fx = h.send(
         Input::Provider(ProviderEvent::new(
@@ -1901,4 +1905,247 @@ fn an_answer_the_registry_refuses_is_turned_away_busy() {
         h.s.status_for(&dev("android")).unwrap().reason,
         Some(DismissReason::Busy)
     );
+}
+
+// ---- native outbound calls and glare (issue 14, points 4 and 5) ------------------------------
+
+fn native(initiated: bool, leg: Option<&str>) -> H {
+    let s = Session::new_native(
+        NewNativeOutbound {
+            id: CallSessionId::new("native-1"),
+            tenant: TenantId::new("tenant-1"),
+            user: UserId::new("user-1"),
+            device: target("android", "android"),
+            device_leg: leg.map(CallControlId::new),
+            initiated,
+            from: "+15550002222".to_owned(),
+            to: "+15553334444".to_owned(),
+            config: SessionConfig::default(),
+        },
+        t(0),
+    )
+    .expect("valid session");
+    let mut h = H { s, log: Vec::new() };
+    h.send(Input::Start, 0);
+    h
+}
+
+/// The device's `call_state_changed`s as (previous, state).
+fn moves(fx: &[Effect], device: &str) -> Vec<(CallState, CallState)> {
+    state_changes(fx)
+        .into_iter()
+        .filter(|(d, ..)| d == device)
+        .map(|(_, from, to, _)| (from, to))
+        .collect()
+}
+
+fn registry_states(fx: &[Effect]) -> Vec<Option<CallState>> {
+    registry(fx)
+        .into_iter()
+        .map(|r| match r {
+            RegistryUpdate::Set(a) => Some(a.state),
+            RegistryUpdate::Clear { .. } => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_native_call_is_followed_not_dialled_and_the_user_is_on_it_from_the_start() {
+    let mut h = native(true, Some("native-leg"));
+    assert!(commands(&h.log).is_empty(), "nothing is dialled");
+    assert_eq!(registry_states(&h.log), [Some(CallState::Connecting)]);
+    assert_eq!(
+        moves(&h.log, "android"),
+        [(CallState::Idle, CallState::Connecting)]
+    );
+    assert_eq!(h.s.direction(), Direction::Outbound);
+    // The device's own report of the same start is matched to this session.
+    h.send(
+        report("android", 1, CallState::Idle, CallState::Connecting, None),
+        10,
+    );
+    let fx = h.send(
+        Input::Provider(ProviderEvent::new(
+            "native-leg",
+            None,
+            ProviderEventKind::Answered,
+        )),
+        1_000,
+    );
+    assert!(commands(&fx).is_empty(), "nothing to bridge");
+    assert_eq!(h.s.status(), SessionStatus::Bridged);
+    assert_eq!(h.s.answered_device(), Some(&dev("android")));
+    assert_eq!(registry_states(&fx), [Some(CallState::Active)]);
+    let fx = h.send(
+        Input::Provider(ProviderEvent::new(
+            "native-leg",
+            None,
+            hangup(HangupCause::NormalClearing),
+        )),
+        5_000,
+    );
+    assert!(h.s.is_closed());
+    assert_eq!(registry_states(&fx), [None]);
+    assert_eq!(
+        moves(&fx, "android"),
+        [(CallState::Active, CallState::Ended)]
+    );
+    assert_eq!(finals(&fx)[0].direction, Direction::Outbound);
+}
+
+#[test]
+fn a_native_call_opened_by_the_report_learns_its_leg_and_ends_by_the_report() {
+    let mut h = native(false, None);
+    assert!(moves(&h.log, "android").is_empty(), "the report says it");
+    h.send(
+        report("android", 1, CallState::Idle, CallState::Connecting, None),
+        10,
+    );
+    let fx = h.send(
+        Input::Provider(ProviderEvent::new(
+            "late-leg",
+            None,
+            ProviderEventKind::Initiated,
+        )),
+        20,
+    );
+    assert!(moves(&fx, "android").is_empty(), "already CONNECTING");
+    assert_eq!(h.s.call_control_ids(), [&CallControlId::new("late-leg")]);
+    h.send(
+        report("android", 2, CallState::Connecting, CallState::Active, None),
+        500,
+    );
+    assert_eq!(h.s.status(), SessionStatus::Bridged);
+    let fx = h.send(
+        report("android", 3, CallState::Active, CallState::Ended, None),
+        900,
+    );
+    assert!(h.s.is_closed());
+    assert!(
+        moves(&fx, "android")
+            .iter()
+            .filter(|(_, s)| *s == CallState::Ended)
+            .count()
+            == 1,
+        "ENDED once: {fx:?}"
+    );
+    // The leg's hangup, if it still comes, changes nothing.
+    let late = h.send(
+        Input::Provider(ProviderEvent::new(
+            "late-leg",
+            None,
+            hangup(HangupCause::NormalClearing),
+        )),
+        950,
+    );
+    assert!(finals(&late).is_empty());
+}
+
+#[test]
+fn only_the_calling_device_leg_of_a_click_to_call_says_outbound() {
+    let h = H::outbound();
+    let directions: Vec<_> = commands(&h.log)
+        .into_iter()
+        .filter_map(|c| match &c.action {
+            Action::Dial { client_state, .. } => Some(client_state.direction),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(directions, [Some(Direction::Outbound)]);
+    let h = H::inbound(SessionConfig::default());
+    assert!(commands(&h.log).into_iter().all(|c| !matches!(
+        &c.action,
+        Action::Dial { client_state, .. } if client_state.direction.is_some()
+    )));
+}
+
+#[test]
+fn a_replaced_call_ends_on_every_device_with_the_reason_and_only_while_ringing() {
+    let mut h = H::inbound(SessionConfig::default());
+    h.all_dials_ok(100);
+    let fx = h.send(
+        Input::Replaced {
+            survivor: CallSessionId::new("other"),
+        },
+        1_000,
+    );
+    assert_eq!(ws_call_ended(&fx), [DismissReason::Replaced]);
+    let pushed: Vec<_> = push_call_ended(&fx).into_iter().map(|(d, _)| d).collect();
+    assert_eq!(pushed, ["ios", "android"]);
+    assert!(released(&fx).contains(&CallControlId::new(CALLER)));
+    assert_eq!(finals(&fx)[0].dismiss_reason, Some(DismissReason::Replaced));
+    assert_eq!(finals(&fx)[0].status, SessionStatus::Ended);
+    assert_eq!(
+        h.s.status_for(&dev("web")).unwrap().reason,
+        Some(DismissReason::Replaced)
+    );
+    assert!(h
+        .send(
+            Input::Replaced {
+                survivor: CallSessionId::new("other"),
+            },
+            1_100,
+        )
+        .is_empty());
+
+    // Once someone talks, the glare is over.
+    let mut h = H::inbound(SessionConfig::default());
+    h.all_dials_ok(100);
+    h.answered("ios", 500);
+    let before = h.s.clone();
+    let refused = h.s.handle(
+        Input::Replaced {
+            survivor: CallSessionId::new("other"),
+        },
+        t(600),
+    );
+    assert!(matches!(refused, Err(SessionError::NotRinging { .. })));
+    assert_eq!(h.s, before);
+
+    // A click-to-call that lost: its device is told, its leg hung up.
+    let mut h = H::outbound();
+    let command_id = h.dial_id("web");
+    h.send(
+        Input::DialResult {
+            command_id,
+            result: Ok(leg_ccid("web")),
+        },
+        10,
+    );
+    let fx = h.send(
+        Input::Replaced {
+            survivor: CallSessionId::new("aaa"),
+        },
+        100,
+    );
+    assert_eq!(ws_call_ended(&fx), [DismissReason::Replaced]);
+    assert_eq!(released(&fx), [leg_ccid("web")]);
+    assert_eq!(
+        h.s.status_for(&dev("web")).unwrap().reason,
+        Some(DismissReason::Replaced)
+    );
+}
+
+#[test]
+fn the_glare_loser_is_the_higher_id_whichever_side_asks() {
+    let (a, b) = (CallSessionId::new("a-1"), CallSessionId::new("b-1"));
+    assert_eq!(glare_loser(&a, &b), &b);
+    assert_eq!(glare_loser(&b, &a), &b);
+}
+
+#[test]
+fn a_call_back_needs_the_device_ringing() {
+    let mut h = H::inbound(SessionConfig::default());
+    h.all_dials_ok(100);
+    let fx = h.send(Input::CallBack { device: dev("ios") }, 200);
+    assert!(commands(&fx).is_empty(), "nothing is dialled");
+    assert!(fx
+        .iter()
+        .any(|e| matches!(e, Effect::Timeline(t) if t.event == "call_back")));
+    h.send(Input::DeviceIgnore { device: dev("web") }, 300);
+    let refused = h.s.handle(Input::CallBack { device: dev("web") }, t(400));
+    assert!(matches!(refused, Err(SessionError::NotRinging { .. })));
+    let mut out = H::outbound();
+    let refused = out.s.handle(Input::CallBack { device: dev("web") }, t(10));
+    assert!(matches!(refused, Err(SessionError::NotRinging { .. })));
 }

@@ -1297,6 +1297,72 @@ public func FfiConverterTypeCallView_lower(_ value: CallView) -> RustBuffer {
 
 
 /**
+ * A leg's decoded Telnyx `client_state`: its call, device and role, and `Outbound` on the
+ * calling device's leg of a click-to-call.
+ */
+public struct ClientStateRef: Equatable, Hashable {
+    public var session: CallSessionId
+    public var device: DeviceId?
+    public var leg: String
+    public var direction: Direction?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(session: CallSessionId, device: DeviceId?, leg: String, direction: Direction?) {
+        self.session = session
+        self.device = device
+        self.leg = leg
+        self.direction = direction
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ClientStateRef: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeClientStateRef: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ClientStateRef {
+        return
+            try ClientStateRef(
+                session: FfiConverterTypeCallSessionId.read(from: &buf), 
+                device: FfiConverterOptionTypeDeviceId.read(from: &buf), 
+                leg: FfiConverterString.read(from: &buf), 
+                direction: FfiConverterOptionTypeDirection.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ClientStateRef, into buf: inout [UInt8]) {
+        FfiConverterTypeCallSessionId.write(value.session, into: &buf)
+        FfiConverterOptionTypeDeviceId.write(value.device, into: &buf)
+        FfiConverterString.write(value.leg, into: &buf)
+        FfiConverterOptionTypeDirection.write(value.direction, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeClientStateRef_lift(_ buf: RustBuffer) throws -> ClientStateRef {
+    return try FfiConverterTypeClientStateRef.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeClientStateRef_lower(_ value: ClientStateRef) -> RustBuffer {
+    return FfiConverterTypeClientStateRef.lower(value)
+}
+
+
+/**
  * One answer of the status poll.
  */
 public struct DeviceCallStatus: Equatable, Hashable {
@@ -2798,6 +2864,7 @@ public enum DismissReason: Equatable, Hashable {
     case callerCancelled
     case timeout
     case busy
+    case replaced
 
 
 
@@ -2831,6 +2898,8 @@ public struct FfiConverterTypeDismissReason: FfiConverterRustBuffer {
         
         case 5: return .busy
         
+        case 6: return .replaced
+        
         default: throw UniffiInternalError.unexpectedEnumCase
         }
     }
@@ -2859,6 +2928,10 @@ public struct FfiConverterTypeDismissReason: FfiConverterRustBuffer {
         
         case .busy:
             writeInt(&buf, Int32(5))
+        
+        
+        case .replaced:
+            writeInt(&buf, Int32(6))
         
         }
     }
@@ -3094,6 +3167,8 @@ public enum Input: Equatable, Hashable {
     
     case sdk(callSessionId: CallSessionId, direction: Direction, state: SdkState, cause: TerminationCause?
     )
+    case legOffered(callSessionId: CallSessionId, clientState: ClientStateRef?
+    )
     case incomingCall(callSessionId: CallSessionId, from: String, sentAt: Timestamp, via: Delivery
     )
     case callEnded(callSessionId: CallSessionId, reason: DismissReason, via: Delivery
@@ -3130,22 +3205,25 @@ public struct FfiConverterTypeInput: FfiConverterRustBuffer {
         case 1: return .sdk(callSessionId: try FfiConverterTypeCallSessionId.read(from: &buf), direction: try FfiConverterTypeDirection.read(from: &buf), state: try FfiConverterTypeSdkState.read(from: &buf), cause: try FfiConverterOptionTypeTerminationCause.read(from: &buf)
         )
         
-        case 2: return .incomingCall(callSessionId: try FfiConverterTypeCallSessionId.read(from: &buf), from: try FfiConverterString.read(from: &buf), sentAt: try FfiConverterTypeTimestamp.read(from: &buf), via: try FfiConverterTypeDelivery.read(from: &buf)
+        case 2: return .legOffered(callSessionId: try FfiConverterTypeCallSessionId.read(from: &buf), clientState: try FfiConverterOptionTypeClientStateRef.read(from: &buf)
         )
         
-        case 3: return .callEnded(callSessionId: try FfiConverterTypeCallSessionId.read(from: &buf), reason: try FfiConverterTypeDismissReason.read(from: &buf), via: try FfiConverterTypeDelivery.read(from: &buf)
+        case 3: return .incomingCall(callSessionId: try FfiConverterTypeCallSessionId.read(from: &buf), from: try FfiConverterString.read(from: &buf), sentAt: try FfiConverterTypeTimestamp.read(from: &buf), via: try FfiConverterTypeDelivery.read(from: &buf)
         )
         
-        case 4: return .pollResult(callSessionId: try FfiConverterTypeCallSessionId.read(from: &buf), status: try FfiConverterTypeDeviceCallStatus.read(from: &buf)
+        case 4: return .callEnded(callSessionId: try FfiConverterTypeCallSessionId.read(from: &buf), reason: try FfiConverterTypeDismissReason.read(from: &buf), via: try FfiConverterTypeDelivery.read(from: &buf)
         )
         
-        case 5: return .callStateChanged(callSessionId: try FfiConverterTypeCallSessionId.read(from: &buf), device: try FfiConverterOptionTypeDeviceId.read(from: &buf), state: try FfiConverterTypeCallState.read(from: &buf)
+        case 5: return .pollResult(callSessionId: try FfiConverterTypeCallSessionId.read(from: &buf), status: try FfiConverterTypeDeviceCallStatus.read(from: &buf)
         )
         
-        case 6: return .sdpReoffer(callSessionId: try FfiConverterTypeCallSessionId.read(from: &buf), sdp: try FfiConverterString.read(from: &buf)
+        case 6: return .callStateChanged(callSessionId: try FfiConverterTypeCallSessionId.read(from: &buf), device: try FfiConverterOptionTypeDeviceId.read(from: &buf), state: try FfiConverterTypeCallState.read(from: &buf)
         )
         
-        case 7: return .app(callSessionId: try FfiConverterTypeCallSessionId.read(from: &buf), action: try FfiConverterTypeAppAction.read(from: &buf)
+        case 7: return .sdpReoffer(callSessionId: try FfiConverterTypeCallSessionId.read(from: &buf), sdp: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 8: return .app(callSessionId: try FfiConverterTypeCallSessionId.read(from: &buf), action: try FfiConverterTypeAppAction.read(from: &buf)
         )
         
         default: throw UniffiInternalError.unexpectedEnumCase
@@ -3164,8 +3242,14 @@ public struct FfiConverterTypeInput: FfiConverterRustBuffer {
             FfiConverterOptionTypeTerminationCause.write(cause, into: &buf)
             
         
-        case let .incomingCall(callSessionId,from,sentAt,via):
+        case let .legOffered(callSessionId,clientState):
             writeInt(&buf, Int32(2))
+            FfiConverterTypeCallSessionId.write(callSessionId, into: &buf)
+            FfiConverterOptionTypeClientStateRef.write(clientState, into: &buf)
+            
+        
+        case let .incomingCall(callSessionId,from,sentAt,via):
+            writeInt(&buf, Int32(3))
             FfiConverterTypeCallSessionId.write(callSessionId, into: &buf)
             FfiConverterString.write(from, into: &buf)
             FfiConverterTypeTimestamp.write(sentAt, into: &buf)
@@ -3173,33 +3257,33 @@ public struct FfiConverterTypeInput: FfiConverterRustBuffer {
             
         
         case let .callEnded(callSessionId,reason,via):
-            writeInt(&buf, Int32(3))
+            writeInt(&buf, Int32(4))
             FfiConverterTypeCallSessionId.write(callSessionId, into: &buf)
             FfiConverterTypeDismissReason.write(reason, into: &buf)
             FfiConverterTypeDelivery.write(via, into: &buf)
             
         
         case let .pollResult(callSessionId,status):
-            writeInt(&buf, Int32(4))
+            writeInt(&buf, Int32(5))
             FfiConverterTypeCallSessionId.write(callSessionId, into: &buf)
             FfiConverterTypeDeviceCallStatus.write(status, into: &buf)
             
         
         case let .callStateChanged(callSessionId,device,state):
-            writeInt(&buf, Int32(5))
+            writeInt(&buf, Int32(6))
             FfiConverterTypeCallSessionId.write(callSessionId, into: &buf)
             FfiConverterOptionTypeDeviceId.write(device, into: &buf)
             FfiConverterTypeCallState.write(state, into: &buf)
             
         
         case let .sdpReoffer(callSessionId,sdp):
-            writeInt(&buf, Int32(6))
+            writeInt(&buf, Int32(7))
             FfiConverterTypeCallSessionId.write(callSessionId, into: &buf)
             FfiConverterString.write(sdp, into: &buf)
             
         
         case let .app(callSessionId,action):
-            writeInt(&buf, Int32(7))
+            writeInt(&buf, Int32(8))
             FfiConverterTypeCallSessionId.write(callSessionId, into: &buf)
             FfiConverterTypeAppAction.write(action, into: &buf)
             
@@ -4917,6 +5001,30 @@ fileprivate struct FfiConverterOptionTypeCallView: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterTypeCallView.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeClientStateRef: FfiConverterRustBuffer {
+    typealias SwiftType = ClientStateRef?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeClientStateRef.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeClientStateRef.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }

@@ -178,6 +178,9 @@ pub struct PlacedCall {
     pub status: String,
     /// Status version.
     pub version: u64,
+    /// True when nothing was dialled because this is the ringing call from the number asked
+    /// for (glare): the device answers its ringing leg of it.
+    pub answer_ringing: bool,
 }
 
 /// The answer to a device report.

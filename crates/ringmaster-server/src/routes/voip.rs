@@ -17,7 +17,9 @@ use axum::Json;
 use ringmaster_core::dismissal::Channel;
 use ringmaster_core::quality::summarize_telnyx;
 use ringmaster_core::session::{Input, NewOutbound, RingTarget, Session, SessionError};
-use ringmaster_core::{CallSessionId, CallState, DeviceId, Platform, Timestamp, Trigger};
+use ringmaster_core::{
+    CallControlId, CallSessionId, CallState, DeviceId, Platform, Timestamp, Trigger,
+};
 use ringmaster_realtime::SocketId;
 use ringmaster_store::limits::MAX_PAGE;
 use ringmaster_store::{CallRecord, DevicePlatform, PushProvider};
@@ -105,11 +107,41 @@ fn ring_target(auth: &DeviceAuth) -> RingTarget {
     }
 }
 
+/// Glare on the user's side: when a call from `to` rings this user now and rings this device,
+/// the device answers that call instead of dialling (`answer_ringing`); `None` otherwise.
+async fn call_back(app: &AppState, auth: &DeviceAuth, to: &str) -> ApiResult<Option<PlacedCall>> {
+    let Some(ringing) = crate::glare::ringing_from(app, &auth.user.id, to).await? else {
+        return Ok(None);
+    };
+    let input = Input::CallBack {
+        device: auth.device.id.clone(),
+    };
+    Ok(match app.engine.apply(&ringing, input, None).await? {
+        Applied::Committed(s) | Applied::Unchanged(s) => {
+            tracing::info!(call_session_id = %ringing, device_id = %auth.device.id,
+                "click-to-call answers the ringing call from the same number");
+            Some(PlacedCall {
+                call_session_id: s.id().to_string(),
+                status: s.status().as_str().to_owned(),
+                version: s.version(),
+                answer_ringing: true,
+            })
+        }
+        // Its leg on this device is gone (ignored, failed) or the call stopped ringing
+        // meanwhile: an ordinary call.
+        Applied::Duplicate | Applied::Refused(_) => None,
+    })
+}
+
 /// `POST /api/voip/calls`: an outbound call from this device (it is rung first, then the
 /// destination). 409 `call_collision` when the user is on a call and has no call waiting.
+/// When a call from `to` is ringing this device, nothing is dialled: 200 with that call and
+/// `answer_ringing` true, and the device answers it. When the user called here is calling this
+/// user at the same time, the call with the higher id ends with reason `replaced`.
 #[utoipa::path(post, path = "/api/voip/calls", tag = "device", request_body = PlaceCall,
     security(("device_token" = [])),
-    responses((status = 201, body = PlacedCall), (status = "4XX", body = ErrorBody)))]
+    responses((status = 201, body = PlacedCall), (status = 200, body = PlacedCall),
+        (status = "4XX", body = ErrorBody)))]
 pub async fn place_call(
     auth: DeviceAuth,
     State(app): State<AppState>,
@@ -140,6 +172,9 @@ pub async fn place_call(
             )
         })?,
     };
+    if let Some(placed) = call_back(&app, &auth, &req.to).await? {
+        return Ok((StatusCode::OK, Json(placed)));
+    }
     if !auth.user.call_waiting {
         let active = app.store.active_calls(&auth.user.id).await?;
         if let Some(call) = active.first() {
@@ -175,12 +210,16 @@ pub async fn place_call(
     match app.engine.create(session, None, Vec::new()).await? {
         Created::Committed(session) => {
             tracing::info!(call_session_id = %id, device_id = %auth.device.id, "outbound call placed");
+            crate::glare::after_outbound(&app, &session).await?;
+            // The glare may have replaced this very call: say how it stands now.
+            let session = app.engine.load(&id).await?.map_or(*session, |(s, _)| s);
             Ok((
                 StatusCode::CREATED,
                 Json(PlacedCall {
                     call_session_id: session.id().to_string(),
                     status: session.status().as_str().to_owned(),
                     version: session.version(),
+                    answer_ringing: false,
                 }),
             ))
         }
@@ -218,6 +257,27 @@ pub struct DeviceReport {
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "websocket")]
     channel: Option<Channel>,
+    /// A call the device placed itself: the Telnyx `call_control_id` of its leg, as its SDK
+    /// knows it. With `destination`, an IDLE → CONNECTING/REQUESTING report on a call the
+    /// server does not know yet creates it (the path's id is the Telnyx `call_session_id`).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    call_control_id: Option<CallControlId>,
+    /// The Telnyx `call_session_id` as the SDK knows it; when given it must be the path's.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    call_session_id: Option<CallSessionId>,
+    /// The number the device dialled (a call the device placed itself).
+    #[serde(default)]
+    destination: Option<String>,
+}
+
+impl DeviceReport {
+    /// Whether this report opens a call the device placed itself.
+    fn opens_native_call(&self) -> bool {
+        self.from == CallState::Idle
+            && matches!(self.to, CallState::Connecting | CallState::Requesting)
+    }
 }
 
 /// Header naming the caller's own WebSocket connection (laravel-echo sends it).
@@ -272,6 +332,20 @@ pub async fn report(
 ) -> ApiResult<Json<ReportAck>> {
     let exclude_socket =
         sender_socket(&headers, report.socket_id.as_deref())?.map(|s| s.as_str().to_owned());
+    if report
+        .call_session_id
+        .as_ref()
+        .is_some_and(|id| id.as_str() != call_id)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "call_session_mismatch",
+            "call_session_id must be the call id of the path",
+        ));
+    }
+    if report.opens_native_call() {
+        open_native_call(&app, &auth, &call_id, &report).await?;
+    }
     let session = visible_call(&app, &auth, &call_id).await?;
     crate::routes::guard::may_report(&app, &auth, &session).await?;
     let input = Input::DeviceReport {
@@ -295,6 +369,47 @@ pub async fn report(
         Applied::Unchanged(s) => Ok(reply("duplicate", &s)),
         Applied::Duplicate => Ok(reply("duplicate", &session)),
         Applied::Refused(e) => Err(report_refused(e)),
+    }
+}
+
+/// Creates the session of a call the device placed itself, unless it exists (its
+/// `call.initiated` came first, or this is a retry).
+async fn open_native_call(
+    app: &AppState,
+    auth: &DeviceAuth,
+    call_id: &str,
+    report: &DeviceReport,
+) -> ApiResult<()> {
+    let id = CallSessionId::new(call_id);
+    if app.engine.load(&id).await?.is_some() {
+        return Ok(());
+    }
+    let (Some(leg), Some(to)) = (&report.call_control_id, &report.destination) else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_call_ids",
+            "a report opening a call the device placed needs call_control_id and destination",
+        ));
+    };
+    app.rate_limits.check(
+        crate::rate_limit::RateClass::PlaceCall,
+        &auth.device.id,
+        &auth.user.id,
+        app.engine.now(),
+    )?;
+    let call = crate::native::NativeCall {
+        id,
+        leg: Some(leg.clone()),
+        initiated: false,
+        to: to.clone(),
+    };
+    match crate::native::create(app, &auth.user, &auth.device, call, None, Vec::new()).await? {
+        Ok(_) => Ok(()),
+        Err(why) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_call",
+            why,
+        )),
     }
 }
 

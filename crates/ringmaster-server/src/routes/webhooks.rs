@@ -134,7 +134,17 @@ async fn handle(
     webhook: &WebhookEvent,
     routed: RoutedEvent,
 ) -> Result<Json<WebhookAnswer>, EngineError> {
-    if let Some(call) = &routed.new_inbound {
+    let mut placed_by_device = false;
+    if let Some(call) = &routed.new_native {
+        match start_native(app, webhook, &routed, call).await {
+            Ok(Native::Done(reply)) => return Ok(reply),
+            Ok(Native::Exists) => placed_by_device = true,
+            Ok(Native::NotADevice) => {}
+            Err(EngineError::Quarantined(_)) => return Ok(ignored("call quarantined")),
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(call) = routed.new_inbound.as_ref().filter(|_| !placed_by_device) {
         match start_inbound(app, webhook, &routed, call).await {
             Ok(Some(reply)) => return Ok(reply),
             Ok(None) => {}
@@ -165,6 +175,61 @@ async fn handle(
         // Acknowledged so Telnyx stops redelivering; the quarantine is logged and counted.
         Err(EngineError::Quarantined(_)) => ignored("call quarantined"),
         Err(e) => return Err(e),
+    })
+}
+
+/// What became of a `call.initiated` from a SIP URI.
+enum Native {
+    /// No device has that SIP URI: it may be an inbound call.
+    NotADevice,
+    /// The device's own report created the session first: the webhook is an input to it.
+    Exists,
+    /// Handled (created, duplicate or ignored).
+    Done(Json<WebhookAnswer>),
+}
+
+/// Creates the session of a call a device placed itself (its `from` is the device's SIP URI),
+/// whatever `direction` Telnyx gave the leg.
+async fn start_native(
+    app: &AppState,
+    webhook: &WebhookEvent,
+    routed: &RoutedEvent,
+    call: &NewInboundCall,
+) -> Result<Native, EngineError> {
+    let Some(device) = crate::native::device_for_sip_uri(app, &call.from).await? else {
+        return Ok(Native::NotADevice);
+    };
+    if app.engine.load(&routed.session).await?.is_some() {
+        return Ok(Native::Exists);
+    }
+    let Some(ccid) = routed.event.call_control_id.clone() else {
+        return Ok(Native::Done(ignored("device call without call_control_id")));
+    };
+    let Some(user) = app.store.get_user(&device.user_id).await? else {
+        return Ok(Native::NotADevice);
+    };
+    let now = app.engine.now();
+    let native = crate::native::NativeCall {
+        id: routed.session.clone(),
+        leg: Some(ccid),
+        initiated: true,
+        to: call.to.clone(),
+    };
+    let timeline = vec![arrival(webhook, routed, now)];
+    let created = crate::native::create(
+        app,
+        &user,
+        &device,
+        native,
+        Some(webhook.id.clone()),
+        timeline,
+    )
+    .await?;
+    Ok(match created {
+        Ok(Created::Committed(_)) => Native::Done(answer("processed", None)),
+        Ok(Created::Duplicate) => Native::Done(answer("duplicate", None)),
+        Ok(Created::Exists) => Native::Exists,
+        Err(why) => Native::Done(ignored(format!("cannot follow this call: {why}"))),
     })
 }
 

@@ -643,3 +643,16 @@ pub fn is_call_ended(n: &Notification, reason: &str, push: bool) -> bool {
     matches!(&n.event, NotifyEvent::CallEnded { reason: r, .. } if r.code() == reason)
         && matches!(n.channel, Channel::Push { .. }) == push
 }
+
+/// A Telnyx webhook body of `event_type` with `payload`, a fresh `data.id`, ready to sign.
+pub fn telnyx_webhook(event_type: &str, payload: Value) -> Vec<u8> {
+    json!({"data": {
+        "record_type": "event",
+        "event_type": event_type,
+        "id": uuid::Uuid::new_v4().to_string(),
+        "occurred_at": "2026-01-01T00:00:00.000Z",
+        "payload": payload,
+    }})
+    .to_string()
+    .into_bytes()
+}

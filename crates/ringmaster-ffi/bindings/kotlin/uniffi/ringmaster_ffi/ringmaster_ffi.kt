@@ -2383,6 +2383,58 @@ public object FfiConverterTypeCallView: FfiConverterRustBuffer<CallView> {
 
 
 /**
+ * A leg's decoded Telnyx `client_state`: its call, device and role, and `Outbound` on the
+ * calling device's leg of a click-to-call.
+ */
+data class ClientStateRef (
+    var `session`: CallSessionId
+    , 
+    var `device`: DeviceId?
+    , 
+    var `leg`: kotlin.String
+    , 
+    var `direction`: Direction?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeClientStateRef: FfiConverterRustBuffer<ClientStateRef> {
+    override fun read(buf: ByteBuffer): ClientStateRef {
+        return ClientStateRef(
+            FfiConverterTypeCallSessionId.read(buf),
+            FfiConverterOptionalTypeDeviceId.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterOptionalTypeDirection.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ClientStateRef) = (
+            FfiConverterTypeCallSessionId.allocationSize(value.`session`) +
+            FfiConverterOptionalTypeDeviceId.allocationSize(value.`device`) +
+            FfiConverterString.allocationSize(value.`leg`) +
+            FfiConverterOptionalTypeDirection.allocationSize(value.`direction`)
+    )
+
+    override fun write(value: ClientStateRef, buf: ByteBuffer) {
+            FfiConverterTypeCallSessionId.write(value.`session`, buf)
+            FfiConverterOptionalTypeDeviceId.write(value.`device`, buf)
+            FfiConverterString.write(value.`leg`, buf)
+            FfiConverterOptionalTypeDirection.write(value.`direction`, buf)
+    }
+}
+
+
+
+/**
  * One answer of the status poll.
  */
 data class DeviceCallStatus (
@@ -3446,6 +3498,9 @@ sealed class DismissReason {
     object Busy : DismissReason()
     
     
+    object Replaced : DismissReason()
+    
+    
 
     
 
@@ -3471,6 +3526,7 @@ public object FfiConverterTypeDismissReason : FfiConverterRustBuffer<DismissReas
             3 -> DismissReason.CallerCancelled
             4 -> DismissReason.Timeout
             5 -> DismissReason.Busy
+            6 -> DismissReason.Replaced
             else -> throw RuntimeException("invalid enum value, something is very wrong!!")
         }
     }
@@ -3508,6 +3564,12 @@ public object FfiConverterTypeDismissReason : FfiConverterRustBuffer<DismissReas
                 4UL
             )
         }
+        is DismissReason.Replaced -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
     }
 
     override fun write(value: DismissReason, buf: ByteBuffer) {
@@ -3532,6 +3594,10 @@ public object FfiConverterTypeDismissReason : FfiConverterRustBuffer<DismissReas
             }
             is DismissReason.Busy -> {
                 buf.putInt(5)
+                Unit
+            }
+            is DismissReason.Replaced -> {
+                buf.putInt(6)
                 Unit
             }
         }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
@@ -3973,6 +4039,16 @@ sealed class Input {
         companion object
     }
     
+    data class LegOffered(
+        val `callSessionId`: uniffi.ringmaster_ffi.CallSessionId, 
+        val `clientState`: uniffi.ringmaster_ffi.ClientStateRef?) : Input()
+        
+    {
+        
+
+        companion object
+    }
+    
     data class IncomingCall(
         val `callSessionId`: uniffi.ringmaster_ffi.CallSessionId, 
         val `from`: kotlin.String, 
@@ -4059,31 +4135,35 @@ public object FfiConverterTypeInput : FfiConverterRustBuffer<Input>{
                 FfiConverterTypeSdkState.read(buf),
                 FfiConverterOptionalTypeTerminationCause.read(buf),
                 )
-            2 -> Input.IncomingCall(
+            2 -> Input.LegOffered(
+                FfiConverterTypeCallSessionId.read(buf),
+                FfiConverterOptionalTypeClientStateRef.read(buf),
+                )
+            3 -> Input.IncomingCall(
                 FfiConverterTypeCallSessionId.read(buf),
                 FfiConverterString.read(buf),
                 FfiConverterTypeTimestamp.read(buf),
                 FfiConverterTypeDelivery.read(buf),
                 )
-            3 -> Input.CallEnded(
+            4 -> Input.CallEnded(
                 FfiConverterTypeCallSessionId.read(buf),
                 FfiConverterTypeDismissReason.read(buf),
                 FfiConverterTypeDelivery.read(buf),
                 )
-            4 -> Input.PollResult(
+            5 -> Input.PollResult(
                 FfiConverterTypeCallSessionId.read(buf),
                 FfiConverterTypeDeviceCallStatus.read(buf),
                 )
-            5 -> Input.CallStateChanged(
+            6 -> Input.CallStateChanged(
                 FfiConverterTypeCallSessionId.read(buf),
                 FfiConverterOptionalTypeDeviceId.read(buf),
                 FfiConverterTypeCallState.read(buf),
                 )
-            6 -> Input.SdpReoffer(
+            7 -> Input.SdpReoffer(
                 FfiConverterTypeCallSessionId.read(buf),
                 FfiConverterString.read(buf),
                 )
-            7 -> Input.App(
+            8 -> Input.App(
                 FfiConverterTypeCallSessionId.read(buf),
                 FfiConverterTypeAppAction.read(buf),
                 )
@@ -4100,6 +4180,14 @@ public object FfiConverterTypeInput : FfiConverterRustBuffer<Input>{
                 + FfiConverterTypeDirection.allocationSize(value.`direction`)
                 + FfiConverterTypeSdkState.allocationSize(value.`state`)
                 + FfiConverterOptionalTypeTerminationCause.allocationSize(value.`cause`)
+            )
+        }
+        is Input.LegOffered -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterTypeCallSessionId.allocationSize(value.`callSessionId`)
+                + FfiConverterOptionalTypeClientStateRef.allocationSize(value.`clientState`)
             )
         }
         is Input.IncomingCall -> {
@@ -4166,8 +4254,14 @@ public object FfiConverterTypeInput : FfiConverterRustBuffer<Input>{
                 FfiConverterOptionalTypeTerminationCause.write(value.`cause`, buf)
                 Unit
             }
-            is Input.IncomingCall -> {
+            is Input.LegOffered -> {
                 buf.putInt(2)
+                FfiConverterTypeCallSessionId.write(value.`callSessionId`, buf)
+                FfiConverterOptionalTypeClientStateRef.write(value.`clientState`, buf)
+                Unit
+            }
+            is Input.IncomingCall -> {
+                buf.putInt(3)
                 FfiConverterTypeCallSessionId.write(value.`callSessionId`, buf)
                 FfiConverterString.write(value.`from`, buf)
                 FfiConverterTypeTimestamp.write(value.`sentAt`, buf)
@@ -4175,33 +4269,33 @@ public object FfiConverterTypeInput : FfiConverterRustBuffer<Input>{
                 Unit
             }
             is Input.CallEnded -> {
-                buf.putInt(3)
+                buf.putInt(4)
                 FfiConverterTypeCallSessionId.write(value.`callSessionId`, buf)
                 FfiConverterTypeDismissReason.write(value.`reason`, buf)
                 FfiConverterTypeDelivery.write(value.`via`, buf)
                 Unit
             }
             is Input.PollResult -> {
-                buf.putInt(4)
+                buf.putInt(5)
                 FfiConverterTypeCallSessionId.write(value.`callSessionId`, buf)
                 FfiConverterTypeDeviceCallStatus.write(value.`status`, buf)
                 Unit
             }
             is Input.CallStateChanged -> {
-                buf.putInt(5)
+                buf.putInt(6)
                 FfiConverterTypeCallSessionId.write(value.`callSessionId`, buf)
                 FfiConverterOptionalTypeDeviceId.write(value.`device`, buf)
                 FfiConverterTypeCallState.write(value.`state`, buf)
                 Unit
             }
             is Input.SdpReoffer -> {
-                buf.putInt(6)
+                buf.putInt(7)
                 FfiConverterTypeCallSessionId.write(value.`callSessionId`, buf)
                 FfiConverterString.write(value.`sdp`, buf)
                 Unit
             }
             is Input.App -> {
-                buf.putInt(7)
+                buf.putInt(8)
                 FfiConverterTypeCallSessionId.write(value.`callSessionId`, buf)
                 FfiConverterTypeAppAction.write(value.`action`, buf)
                 Unit
@@ -5848,6 +5942,38 @@ public object FfiConverterOptionalTypeCallView: FfiConverterRustBuffer<CallView?
         } else {
             buf.put(1)
             FfiConverterTypeCallView.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeClientStateRef: FfiConverterRustBuffer<ClientStateRef?> {
+    override fun read(buf: ByteBuffer): ClientStateRef? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeClientStateRef.read(buf)
+    }
+
+    override fun allocationSize(value: ClientStateRef?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeClientStateRef.allocationSize(value)
+        }
+    }
+
+    override fun write(value: ClientStateRef?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeClientStateRef.write(value, buf)
         }
     }
 }
