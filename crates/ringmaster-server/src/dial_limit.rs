@@ -148,6 +148,13 @@ impl DialPriority {
 /// How far ahead a click-to-call dial may book a slot; beyond it, it asks again later.
 pub const LOW_PRIORITY_HORIZON: Duration = Duration::from_secs(1);
 
+/// Margin the shared budget adds to the account's window. Telnyx counts a dial when it
+/// arrives, and a dial leaves a node some time after its slot (the wake-up, the claim, the
+/// request); with every node dialling at the edge of the window, that lag would let a burst
+/// and the next window's burst land closer than one window apart. Spacing bursts a window plus
+/// this margin apart keeps arrivals within the limit while the lag stays under the margin.
+pub const ARRIVAL_MARGIN: Duration = Duration::from_secs(1);
+
 /// The answer to a dial asking for a slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DialGrant {
@@ -386,7 +393,7 @@ impl DialBudget for SharedDialBudget {
         };
         let limit = SlotLimit {
             max_dials: self.limit.max_dials,
-            window: self.limit.window,
+            window: self.limit.window + ARRIVAL_MARGIN,
         };
         Ok(
             match self
