@@ -163,6 +163,7 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
     tasks.push(tokio::spawn(timers::run(
         setup.store,
         engine,
+        setup.settings.node_id.clone(),
         setup.settings.tick_interval,
         setup.settings.retention,
         stop,

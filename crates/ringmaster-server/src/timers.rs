@@ -4,6 +4,9 @@
 //!
 //! Quarantined sessions are never due, so a session that cannot be handled never holds back
 //! the ring timeouts of the others.
+//!
+//! Every node runs this loop on the shared store; each claims the due sessions it ticks (a
+//! lease, ended by the tick's commit), so one timer is ticked by one node.
 
 use crate::engine::{Applied, Engine, EngineError};
 use crate::retention::{self, RetentionPolicy};
@@ -17,11 +20,19 @@ use tokio::task::JoinSet;
 /// Sessions ticked per poll.
 const BATCH: u32 = 200;
 
-/// Ticks due sessions every `interval` and prunes under `retention` until `shutdown` turns
-/// true.
+/// How long a node's claim on a due session lasts. Shorter than the outbox lease
+/// (`Settings.lease`): a tick is one load and one commit on the store, with no request to
+/// Telnyx or a push service to wait for, and a dead node's claimed timers (ring timeouts) wait
+/// this long before another node ticks them. A tick that outlasts it is merely ticked twice,
+/// which compare-and-set makes harmless.
+pub const TIMER_LEASE: Duration = Duration::from_secs(5);
+
+/// Ticks due sessions every `interval` as `node_id` and prunes under `retention` until
+/// `shutdown` turns true.
 pub async fn run(
     store: Arc<dyn Store>,
     engine: Engine,
+    node_id: String,
     interval: Duration,
     retention: RetentionPolicy,
     mut shutdown: watch::Receiver<bool>,
@@ -37,7 +48,7 @@ pub async fn run(
                 tracing::warn!(error = %e, "pruning old rows failed");
             }
         }
-        if let Err(e) = tick_due(&*store, &engine).await {
+        if let Err(e) = tick_due(&*store, &engine, &node_id).await {
             tracing::warn!(error = %e, "reading due timers failed");
         }
         tokio::select! {
@@ -47,12 +58,17 @@ pub async fn run(
     }
 }
 
-/// Ticks every session due now (up to a batch); returns how many were ticked.
+/// Claims for `node_id` and ticks every session due now that no other node holds (up to a
+/// batch); returns how many were ticked.
 pub async fn tick_due(
     store: &dyn Store,
     engine: &Engine,
+    node_id: &str,
 ) -> Result<usize, ringmaster_store::StoreError> {
-    let due = store.due_sessions(engine.now(), BATCH).await?;
+    let now = engine.now();
+    let due = store
+        .claim_due_sessions(now, BATCH, node_id, now + TIMER_LEASE)
+        .await?;
     let count = due.len();
     let mut ticks = JoinSet::new();
     for (id, deadline) in due {

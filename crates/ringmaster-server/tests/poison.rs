@@ -80,7 +80,9 @@ async fn undecodable_sessions_are_quarantined_and_ring_timeouts_still_fire() {
 
     // Each poll quarantines what it cannot read instead of retrying it forever.
     for _ in 0..3 {
-        timers::tick_due(&*rig.store, &rig.engine).await.unwrap();
+        timers::tick_due(&*rig.store, &rig.engine, "node-test")
+            .await
+            .unwrap();
     }
     assert_ne!(
         status(&rig, &good).await,
@@ -129,7 +131,9 @@ async fn a_session_whose_handling_panics_is_quarantined() {
 
     rig.clock.advance(Duration::from_secs(31));
     assert_eq!(
-        timers::tick_due(&*rig.store, &rig.engine).await.unwrap(),
+        timers::tick_due(&*rig.store, &rig.engine, "node-test")
+            .await
+            .unwrap(),
         1,
         "only the healthy call is due"
     );
@@ -142,7 +146,9 @@ async fn retention_prunes_a_finished_calls_hot_state_and_keeps_its_history() {
     let id = ringing_call(&rig, "done").await;
     // Nobody answers: the call ends; every effect is dispatched.
     rig.clock.advance(Duration::from_secs(31));
-    timers::tick_due(&*rig.store, &rig.engine).await.unwrap();
+    timers::tick_due(&*rig.store, &rig.engine, "node-test")
+        .await
+        .unwrap();
     assert!(rig.engine.load(&id).await.unwrap().unwrap().0.is_closed());
     for e in rig.store.pending_effects(100).await.unwrap() {
         rig.store

@@ -75,6 +75,8 @@ macro_rules! __conformance_cases {
             quarantined_sessions_are_skipped
             retention_prunes_what_is_old_and_finished
             timers_fire_when_due
+            claimed_timers_are_leased_until_committed_or_expired
+            concurrent_timer_claims_never_share_a_session
             registry_allows_one_active_call_without_call_waiting
             registry_call_waiting_allows_several
             history_is_upserted_once_per_call
@@ -1413,6 +1415,124 @@ pub async fn timers_fire_when_due(h: &dyn Harness) {
         due(20_000, 10).await,
         vec![pair("s4", 5_000), pair("s1", 20_000)]
     );
+}
+
+/// What `owner` claims of the sessions due at `now`, leased until `until`, as (id, deadline).
+async fn claim_timers(
+    store: &dyn Store,
+    now: u64,
+    limit: u32,
+    owner: &str,
+    until: u64,
+) -> Vec<(String, u64)> {
+    store
+        .claim_due_sessions(t(now), limit, owner, t(until))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(s, at)| (s.to_string(), at.as_millis()))
+        .collect()
+}
+
+/// A claimed timer is skipped by other owners until its lease expires or the session commits
+/// (then its next deadline is claimable at once); its owner may claim it again.
+pub async fn claimed_timers_are_leased_until_committed_or_expired(h: &dyn Harness) {
+    let store = h.open().await;
+    for (session, deadline) in [
+        ("s1", Some(3_000)),
+        ("s2", Some(5_000)),
+        ("s3", Some(2_000)),
+        ("s4", None),
+    ] {
+        let mut c = commit(session, "alice", None, "ringing");
+        c.next_deadline = deadline.map(t);
+        apply(&*store, c).await;
+    }
+    store
+        .quarantine_session(&sid("s3"), "doc does not decode", t(1_500))
+        .await
+        .unwrap();
+    let pair = |s: &str, at: u64| (s.to_string(), at);
+    assert!(is_invalid(
+        store.claim_due_sessions(t(6_000), 10, "", t(7_000)).await
+    ));
+
+    // A held session does not use up another owner's limit.
+    assert_eq!(
+        claim_timers(&*store, 6_000, 1, "node-a", 7_000).await,
+        [pair("s1", 3_000)]
+    );
+    assert_eq!(
+        claim_timers(&*store, 6_000, 1, "node-b", 7_000).await,
+        [pair("s2", 5_000)]
+    );
+    assert!(claim_timers(&*store, 6_000, 10, "node-c", 7_000)
+        .await
+        .is_empty());
+    assert_eq!(
+        claim_timers(&*store, 6_000, 10, "node-a", 8_000).await,
+        [pair("s1", 3_000)],
+        "an owner claims its own session again"
+    );
+
+    // The tick's commit ends node-a's lease: the next deadline is claimable at once.
+    let mut tick = commit("s1", "alice", Some(1), "voicemail");
+    tick.next_deadline = Some(t(6_500));
+    apply(&*store, tick).await;
+    assert_eq!(
+        claim_timers(&*store, 6_500, 10, "node-c", 9_000).await,
+        [pair("s1", 6_500)]
+    );
+    // node-b's lease on s2 ran out at 7 000.
+    assert_eq!(
+        claim_timers(&*store, 7_000, 10, "node-a", 9_000).await,
+        [pair("s2", 5_000)]
+    );
+    assert!(claim_timers(&*store, 8_999, 10, "node-b", 10_000)
+        .await
+        .is_empty());
+    // The plain read ignores leases.
+    assert_eq!(store.due_sessions(t(8_999), 10).await.unwrap().len(), 2);
+}
+
+/// Owners claiming timers at the same moment, each through its own store (as separate
+/// processes would), never get the same session, and nothing is left out.
+pub async fn concurrent_timer_claims_never_share_a_session(h: &dyn Harness) {
+    let store = h.open().await;
+    for i in 0..60u64 {
+        let mut c = commit(&format!("timer-{i:02}"), "alice", None, "ringing");
+        c.next_deadline = Some(t(1_000 + i % 7));
+        apply(&*store, c).await;
+    }
+    let mut racers = Vec::new();
+    for n in 0..4 {
+        let racer = h.open().await;
+        racers.push(tokio::spawn(async move {
+            let owner = format!("node-{n}");
+            let mut mine = Vec::new();
+            for _ in 0..3 {
+                mine.extend(claim_timers(&*racer, 2_000, 7, &owner, 9_000).await);
+            }
+            (owner, mine)
+        }));
+    }
+    let mut owners: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for racer in racers {
+        let (owner, mine) = racer.await.unwrap();
+        for (session, _) in mine {
+            // An owner may see its own session twice; another owner never does.
+            if let Some(first) = owners.insert(session.clone(), owner.clone()) {
+                assert_eq!(first, owner, "{session} claimed by {first} and {owner}");
+            }
+        }
+    }
+    for (session, _) in claim_timers(&*store, 2_000, 100, "sweeper", 9_000).await {
+        assert!(
+            owners.insert(session.clone(), "sweeper".into()).is_none(),
+            "{session} claimed twice"
+        );
+    }
+    assert_eq!(owners.len(), 60, "every session claimed once");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ pub mod registry;
 pub mod session;
 pub mod session_commit;
 pub mod sqlite;
+mod timer_leases;
 pub mod webhook_store;
 
 pub use cluster::{DialLedger, OutboxWakeups, SlotLimit, SlotOutcome};
@@ -238,6 +239,20 @@ pub trait Store: QualityStore + OpsStore + WebhookStore + Send + Sync + 'static 
         &self,
         now: Timestamp,
         limit: u32,
+    ) -> Result<Vec<(CallSessionId, Timestamp)>, StoreError>;
+
+    /// Claims up to `limit` due sessions for `owner` until `lease_until`: the sessions
+    /// [`Store::due_sessions`] returns (same order, quarantined never due) minus those whose
+    /// timer lease another owner holds past `now`. Sessions `owner` already holds are
+    /// claimable again (and their lease extended). Two owners claiming at the same time never
+    /// get the same session. A commit of the session ends its lease, so its next deadline is
+    /// claimable at once.
+    async fn claim_due_sessions(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        owner: &str,
+        lease_until: Timestamp,
     ) -> Result<Vec<(CallSessionId, Timestamp)>, StoreError>;
 
     /// Quarantines a session that cannot be handled (its document does not decode, or

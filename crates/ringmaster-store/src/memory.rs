@@ -46,6 +46,7 @@ struct State {
     timeline: BTreeMap<CallSessionId, Vec<TimelineEntry>>,
     billing: BTreeMap<CallSessionId, BillingRecord>,
     webhooks: webhooks::WebhookState,
+    timer_leases: crate::timer_leases::TimerLeases,
 }
 
 #[derive(Debug)]
@@ -817,6 +818,29 @@ impl Store for MemoryStore {
             .take(limits::limit(limit))
             .map(|(at, id)| (id.clone(), Timestamp::from_millis(*at)))
             .collect())
+    }
+
+    async fn claim_due_sessions(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        owner: &str,
+        lease_until: Timestamp,
+    ) -> Result<Vec<(CallSessionId, Timestamp)>, StoreError> {
+        limits::text("lease owner", owner, limits::MAX_ID_LEN)?;
+        let mut state = self.lock();
+        let state = &mut *state;
+        let due = state
+            .deadlines
+            .iter()
+            .take_while(|(at, _)| *at <= now.as_millis())
+            .filter_map(|(at, id)| {
+                let version = state.sessions.get(id)?.session.version;
+                Some((id.clone(), version, Timestamp::from_millis(*at)))
+            });
+        Ok(state
+            .timer_leases
+            .claim(due, limits::limit(limit), owner, now, lease_until))
     }
 
     async fn active_calls(&self, user_id: &UserId) -> Result<Vec<ActiveCall>, StoreError> {

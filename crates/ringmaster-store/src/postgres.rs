@@ -281,7 +281,8 @@ async fn commit_in(
             let row = sqlx::query(
                 "UPDATE sessions SET version = version + 1, doc = $1, state_label = $2, \
                  next_deadline = $3, effect_seq = effect_seq + $4, updated_at = $5, \
-                 closed = $8 WHERE id = $6 AND version = $7 RETURNING version, effect_seq",
+                 closed = $8, timer_lease_until = NULL \
+                 WHERE id = $6 AND version = $7 RETURNING version, effect_seq",
             )
             .bind(&encoded.doc)
             .bind(&commit.state_label)
@@ -1133,6 +1134,41 @@ impl Store for PostgresStore {
         .iter()
         .map(due_from)
         .collect()
+    }
+
+    async fn claim_due_sessions(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        owner: &str,
+        lease_until: Timestamp,
+    ) -> Result<Vec<(CallSessionId, Timestamp)>, StoreError> {
+        limits::text("lease owner", owner, limits::MAX_ID_LEN)?;
+        // SKIP LOCKED: a session another node is claiming or committing right now is passed
+        // over instead of waited for; READ COMMITTED re-checks a row changed since the
+        // snapshot, so a session claimed a moment ago is not returned twice.
+        let mut due = sqlx::query(
+            "UPDATE sessions AS s SET timer_lease_owner = $3, timer_lease_until = $4 \
+             WHERE s.id IN (SELECT id FROM sessions \
+                 WHERE next_deadline IS NOT NULL AND quarantined_at IS NULL \
+                 AND next_deadline <= $1 \
+                 AND (timer_lease_until IS NULL OR timer_lease_until <= $1 \
+                      OR timer_lease_owner = $3) \
+                 ORDER BY next_deadline, id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             RETURNING s.id, s.next_deadline",
+        )
+        .bind(ms(now).unwrap_or(i64::MAX))
+        .bind(limits::limit(limit) as i64)
+        .bind(owner)
+        .bind(ms(lease_until)?)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(due_from)
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        // RETURNING has no order.
+        due.sort_by(|(a, at), (b, bt)| (at, a.as_str()).cmp(&(bt, b.as_str())));
+        Ok(due)
     }
 
     async fn active_calls(&self, user_id: &UserId) -> Result<Vec<ActiveCall>, StoreError> {

@@ -90,7 +90,7 @@ pub struct SqliteStore {
     group: mpsc::Sender<Pending>,
     /// Users by number and devices by user; this process is the only writer of them.
     directory: Arc<DirectoryCache>,
-    /// Outbox leases, in memory (one process per file).
+    /// Outbox and timer leases, in memory (one process per file).
     leases: Arc<Leases>,
 }
 
@@ -1086,7 +1086,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         limits::text("lease owner", owner, limits::MAX_ID_LEN)?;
         let limit = limits::limit(limit);
-        let mut leases = self.leases.0.lock().await;
+        let mut leases = self.leases.outbox.lock().await;
         leases.retain(|_, (_, until)| *until > now);
         // Read past the rows other owners hold, so they do not use up the limit.
         let held = leases
@@ -1264,6 +1264,36 @@ impl Store for SqliteStore {
         .iter()
         .map(due_from)
         .collect()
+    }
+
+    async fn claim_due_sessions(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        owner: &str,
+        lease_until: Timestamp,
+    ) -> Result<Vec<(CallSessionId, Timestamp)>, StoreError> {
+        limits::text("lease owner", owner, limits::MAX_ID_LEN)?;
+        let limit = limits::limit(limit);
+        let mut leases = self.leases.timers.lock().await;
+        // Read past the sessions other owners hold, so they do not use up the limit.
+        let held = leases.held_by_others(owner, now);
+        let due = sqlx::query(
+            "SELECT id, version, next_deadline FROM sessions \
+             WHERE next_deadline IS NOT NULL AND quarantined_at IS NULL AND next_deadline <= ? \
+             ORDER BY next_deadline, id LIMIT ?",
+        )
+        .bind(ms(now).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit + held).unwrap_or(i64::MAX))
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(|row| {
+            let (id, deadline) = due_from(row)?;
+            Ok((id, unsigned(row.integer("version")?)?, deadline))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(leases.claim(due, limit, owner, now, lease_until))
     }
 
     async fn active_calls(&self, user_id: &UserId) -> Result<Vec<ActiveCall>, StoreError> {

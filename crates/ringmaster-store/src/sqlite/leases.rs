@@ -1,7 +1,7 @@
-//! Outbox leases of an SQLite database, kept in memory: an SQLite file serves one process, so
-//! a claim needs no disk write (with `synchronous = FULL` every write is an fsync, which would
-//! delay every dispatch). Every store opened on the same file in this process shares one
-//! table, so claimers through different stores still never share a row.
+//! Outbox and timer leases of an SQLite database, kept in memory: an SQLite file serves one
+//! process, so a claim needs no disk write (with `synchronous = FULL` every write is an fsync,
+//! which would delay every dispatch and tick). Every store opened on the same file in this
+//! process shares one table, so claimers through different stores still never share a row.
 
 use ringmaster_core::{CallSessionId, Timestamp};
 use std::collections::HashMap;
@@ -10,9 +10,15 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 /// Who holds each leased row, and until when.
 pub(crate) type LeaseMap = HashMap<(CallSessionId, u64), (String, Timestamp)>;
 
-/// One database's leases. Held across the claim's read, so two claims do not interleave.
+/// One database's leases. Each table is held across its claim's read, so two claims do not
+/// interleave.
 #[derive(Debug, Default)]
-pub(crate) struct Leases(pub(crate) tokio::sync::Mutex<LeaseMap>);
+pub(crate) struct Leases {
+    /// Outbox rows.
+    pub(crate) outbox: tokio::sync::Mutex<LeaseMap>,
+    /// Session timers.
+    pub(crate) timers: tokio::sync::Mutex<crate::timer_leases::TimerLeases>,
+}
 
 impl Leases {
     /// The table of the database file at `path`, shared with every store open on it here;
@@ -37,6 +43,6 @@ impl Leases {
 
     /// Ends the lease of one row (done, failed, deferred or abandoned).
     pub(crate) async fn release(&self, session_id: &CallSessionId, seq: u64) {
-        self.0.lock().await.remove(&(session_id.clone(), seq));
+        self.outbox.lock().await.remove(&(session_id.clone(), seq));
     }
 }
