@@ -301,12 +301,14 @@ async fn ceiling_ingest(State(c): State<Ceiling>, headers: HeaderMap, body: Byte
 
 /// Starts the ceiling endpoint on loopback; returns its URL.
 async fn start_ceiling(dir: &std::path::Path, signer: &WebhookSigner) -> anyhow::Result<String> {
-    // The same durability as the store: WAL, synchronous NORMAL, one writer.
+    // The same durability as the store's default (`RINGMASTER_SQLITE_SYNC=full`): WAL, every
+    // commit on disk before the answer, one writer. A ceiling with weaker durability would
+    // make the coordinator look slower than it is.
     let options = SqliteConnectOptions::new()
         .filename(dir.join("ceiling.db"))
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal);
+        .synchronous(SqliteSynchronous::Full);
     let db = SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(options)
