@@ -137,6 +137,7 @@ async fn device_reports_are_session_inputs_and_every_event_of_a_call_is_newer() 
             "state",
             "previous_state",
             "version",
+            "effect_id",
         ]
         .into_iter()
         .map(String::from)
