@@ -32,7 +32,10 @@ use crate::Store;
 
 mod dial_ledger;
 mod ops;
+mod schema;
 mod webhooks;
+
+pub use schema::{create_schema, drop_schema, schema_url};
 
 pub use dial_ledger::PgDialLedger;
 

@@ -43,25 +43,19 @@ impl PgSchema {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         let server = server_url();
-        let mut conn = sqlx::PgConnection::connect(&server)
+        ringmaster_store::postgres::create_schema(&server, &schema)
             .await
             .unwrap_or_else(|e| {
                 panic!(
-                    "PostgreSQL is not reachable at {server}: {e}. Start it (./scripts/test \
+                    "creating schema {schema} on {server}: {e}. Start PostgreSQL (./scripts/test \
                      does) or set RINGMASTER_TEST_POSTGRES_URL to a reachable server."
                 )
             });
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("creating schema {schema} on {server}: {e}"));
-        conn.close().await.ok();
         Self { server, schema }
     }
 
     fn url(&self) -> String {
-        let sep = if self.server.contains('?') { '&' } else { '?' };
-        format!("{}{sep}options[search_path]={}", self.server, self.schema)
+        ringmaster_store::postgres::schema_url(&self.server, &self.schema)
     }
 }
 
@@ -87,22 +81,9 @@ impl Drop for PgSchema {
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                let mut conn = sqlx::PgConnection::connect(&server)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                // A store left mid-transaction by a failed test must not hang the run.
-                sqlx::query("SET lock_timeout = '10s'")
-                    .execute(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                    .execute(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                conn.close().await.ok();
-                Ok(())
-            })
+            runtime
+                .block_on(ringmaster_store::postgres::drop_schema(&server, &schema))
+                .map_err(|e| e.to_string())
         })
         .join();
         match dropped {

@@ -430,40 +430,16 @@ async fn start_server(
     Ok((server, url))
 }
 
-/// A schema of its own on the PostgreSQL server at `server`; returns a URL whose connections
-/// use it, and its name.
-async fn pg_schema(server: &str, tag: &str) -> anyhow::Result<(String, String)> {
-    use sqlx::Connection as _;
-    let mut conn = sqlx::PgConnection::connect(server)
-        .await
-        .with_context(|| format!("connecting to {server}"))?;
-    let schema = format!("rm_bench_{}_{tag}", std::process::id());
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut conn)
-        .await?;
-    let sep = if server.contains('?') { '&' } else { '?' };
-    Ok((
-        format!("{server}{sep}options[search_path]={schema}"),
-        schema,
-    ))
-}
-
-async fn drop_pg_schema(server: &str, schema: &str) -> anyhow::Result<()> {
-    use sqlx::Connection as _;
-    let mut conn = sqlx::PgConnection::connect(server).await?;
-    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .execute(&mut conn)
-        .await?;
-    Ok(())
-}
-
 /// `nodes` coordinators on one fresh PostgreSQL schema; their webhook URLs.
 async fn start_pg_nodes(
     server: &str,
     nodes: usize,
     signer: &WebhookSigner,
 ) -> anyhow::Result<(Vec<RunningServer>, Vec<String>, String)> {
-    let (url, schema) = pg_schema(server, &format!("{nodes}n")).await?;
+    let schema = format!("rm_bench_{}_{nodes}n", std::process::id());
+    let url = ringmaster_store::postgres::create_schema(server, &schema)
+        .await
+        .with_context(|| format!("creating schema {schema} on {server}"))?;
     let mut servers = Vec::new();
     let mut urls = Vec::new();
     for i in 0..nodes {
@@ -517,7 +493,7 @@ pub async fn ingest(plan: IngestPlan, postgres: Option<&str>) -> anyhow::Result<
             for server in servers {
                 server.abort();
             }
-            drop_pg_schema(pg, &schema).await?;
+            ringmaster_store::postgres::drop_schema(pg, &schema).await?;
             let (lat, failed, elapsed) = measured?;
             scenarios.push(relative(summarise(name, lat, failed, elapsed)));
         }

@@ -145,39 +145,23 @@ fn postgres_server() -> String {
 
 /// Creates a schema of its own on the test server and returns a URL whose connections use it.
 pub async fn postgres_schema() -> (String, String) {
-    use sqlx::Connection;
     let server = postgres_server();
-    let mut conn = sqlx::PgConnection::connect(&server)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is not reachable at {server}: {e}; run ./scripts/test, which starts it"
-            )
-        });
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
     let schema = format!("rm_server_{}_{nanos}", std::process::id());
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut conn)
+    let url = ringmaster_store::postgres::create_schema(&server, &schema)
         .await
-        .unwrap();
-    let sep = if server.contains('?') { '&' } else { '?' };
-    (
-        format!("{server}{sep}options[search_path]={schema}"),
-        schema,
-    )
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL at {server}: {e}; run ./scripts/test, which starts it")
+        });
+    (url, schema)
 }
 
 /// Drops a schema made by [`postgres_schema`].
 pub async fn drop_postgres_schema(schema: &str) {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(&postgres_server())
-        .await
-        .unwrap();
-    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .execute(&mut conn)
+    ringmaster_store::postgres::drop_schema(&postgres_server(), schema)
         .await
         .unwrap();
 }
