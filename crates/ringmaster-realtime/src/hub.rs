@@ -504,10 +504,7 @@ impl RealtimeHub {
             if !ch.subscribers.contains_key(socket) {
                 match ch.members.get_mut(&member.user_id) {
                     Some(count) => *count += 1,
-                    None if !state
-                        .presence
-                        .can_join(channel.as_str(), &member.user_id) =>
-                    {
+                    None if !state.presence.can_join(channel.as_str(), &member.user_id) => {
                         if ch.subscribers.is_empty() {
                             state.channels.remove(channel.as_str());
                         }

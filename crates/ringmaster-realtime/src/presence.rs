@@ -372,7 +372,10 @@ impl PresenceTable {
             .map(|(node, _)| *node)
             .collect();
         for node in dead {
-            tracing::info!(node = node.0, "presence node timed out; removing its members");
+            tracing::info!(
+                node = node.0,
+                "presence node timed out; removing its members"
+            );
             self.drop_node(node, &mut effects);
         }
         effects.send.push(self.heartbeat());
@@ -622,7 +625,12 @@ mod tests {
     }
 
     /// Delivers everything `node`'s effects would publish to `to`, returning `to`'s effects.
-    fn relay(node: &PresenceTable, sent: Vec<PresenceMessage>, to: &mut PresenceTable, now: Instant) -> Effects {
+    fn relay(
+        node: &PresenceTable,
+        sent: Vec<PresenceMessage>,
+        to: &mut PresenceTable,
+        now: Instant,
+    ) -> Effects {
         let mut all = Effects::default();
         for message in sent {
             let e = to.receive(from(node.local(), message), now);
@@ -678,18 +686,40 @@ mod tests {
         b.join_local(CH, &member("7"));
         b.receive(from(A, PresenceMessage::Join(entry("7"))), t0);
         b.receive(from(A, PresenceMessage::Join(entry("8"))), t0);
-        b.receive(from(C, PresenceMessage::Heartbeat { members: 0, digest: 0 }), t0);
+        b.receive(
+            from(
+                C,
+                PresenceMessage::Heartbeat {
+                    members: 0,
+                    digest: 0,
+                },
+            ),
+            t0,
+        );
         assert_eq!(b.remote_nodes(), 2);
 
         let e = b.tick(t0 + Duration::from_secs(10));
         assert_eq!(e.announce, vec![]);
         b.receive(
-            from(C, PresenceMessage::Heartbeat { members: 0, digest: 0 }),
+            from(
+                C,
+                PresenceMessage::Heartbeat {
+                    members: 0,
+                    digest: 0,
+                },
+            ),
             t0 + Duration::from_secs(10),
         );
         let e = b.tick(t0 + Duration::from_secs(16));
-        assert_eq!(e.announce, vec![removed("8")], "7 is still held by B itself");
-        assert!(matches!(e.send.as_slice(), [PresenceMessage::Heartbeat { members: 1, .. }]));
+        assert_eq!(
+            e.announce,
+            vec![removed("8")],
+            "7 is still held by B itself"
+        );
+        assert!(matches!(
+            e.send.as_slice(),
+            [PresenceMessage::Heartbeat { members: 1, .. }]
+        ));
         assert_eq!(ids(&b), ["7"]);
         assert_eq!(b.remote_nodes(), 1, "C was heard from in time");
     }
@@ -732,29 +762,46 @@ mod tests {
         let e = relay(&a, heartbeat.clone(), &mut b, t0);
         assert_eq!(e.send, vec![PresenceMessage::Sync { to: Some(A.0) }]);
         // Asked once per two heartbeats, not on every one.
-        assert!(relay(&a, heartbeat, &mut b, t0 + Duration::from_secs(1)).send.is_empty());
+        assert!(relay(&a, heartbeat, &mut b, t0 + Duration::from_secs(1))
+            .send
+            .is_empty());
 
         // A answers the request (and ignores requests to other nodes).
-        let answer = a.receive(from(B, PresenceMessage::Sync { to: Some(A.0) }), t0).send;
-        assert!(a.receive(from(B, PresenceMessage::Sync { to: Some(C.0) }), t0).send.is_empty());
+        let answer = a
+            .receive(from(B, PresenceMessage::Sync { to: Some(A.0) }), t0)
+            .send;
+        assert!(a
+            .receive(from(B, PresenceMessage::Sync { to: Some(C.0) }), t0)
+            .send
+            .is_empty());
         let e = relay(&a, answer, &mut b, t0);
         assert_eq!(e.announce, vec![added("7")]);
         // Now the digests agree and nothing more is asked.
         let heartbeat = a.tick(t0).send;
-        assert!(relay(&a, heartbeat, &mut b, t0 + Duration::from_secs(20)).send.is_empty());
+        assert!(relay(&a, heartbeat, &mut b, t0 + Duration::from_secs(20))
+            .send
+            .is_empty());
     }
 
     #[test]
     fn large_snapshots_come_in_parts_and_a_missing_part_abandons_the_snapshot() {
         let now = Instant::now();
-        let mut a = PresenceTable::new(A, PresenceSettings::with_timeout(1000, DEFAULT_NODE_TIMEOUT));
+        let mut a = PresenceTable::new(
+            A,
+            PresenceSettings::with_timeout(1000, DEFAULT_NODE_TIMEOUT),
+        );
         for i in 0..(SNAPSHOT_CHUNK + 1) {
             a.join_local(CH, &member(&i.to_string()));
         }
         let parts = a.snapshot();
         assert_eq!(parts.len(), 2);
-        let mut b = PresenceTable::new(B, PresenceSettings::with_timeout(1000, DEFAULT_NODE_TIMEOUT));
-        assert!(relay(&a, parts[1..].to_vec(), &mut b, now).announce.is_empty());
+        let mut b = PresenceTable::new(
+            B,
+            PresenceSettings::with_timeout(1000, DEFAULT_NODE_TIMEOUT),
+        );
+        assert!(relay(&a, parts[1..].to_vec(), &mut b, now)
+            .announce
+            .is_empty());
         let e = relay(&a, parts, &mut b, now);
         assert_eq!(e.announce.len(), SNAPSHOT_CHUNK + 1);
         assert_eq!(b.members(CH).len(), SNAPSHOT_CHUNK + 1);
@@ -768,7 +815,10 @@ mod tests {
         assert!(b.can_join(CH, "2"));
         b.receive(from(A, PresenceMessage::Join(entry("2"))), now);
         assert!(!b.can_join(CH, "3"));
-        assert!(b.can_join(CH, "2"), "a present user may join on another node");
+        assert!(
+            b.can_join(CH, "2"),
+            "a present user may join on another node"
+        );
         let e = b.receive(from(A, PresenceMessage::Join(entry("3"))), now);
         assert_eq!((e.announce, e.rejected), (vec![], 1));
         assert_eq!(ids(&b), ["1", "2"]);

@@ -123,8 +123,7 @@ async fn members_are_announced_once_cluster_wide_and_listed_on_every_node() {
     let subject = b_presence.subject().to_owned();
     for junk in [
         "not json".to_owned(),
-        json!({"node":5,"message":{"kind":"join","channel":"private-x","user_id":"1"}})
-            .to_string(),
+        json!({"node":5,"message":{"kind":"join","channel":"private-x","user_id":"1"}}).to_string(),
         "x".repeat(ringmaster_realtime::nats_presence::MAX_MESSAGE_BYTES + 1),
     ] {
         raw.publish(subject.clone(), junk.into()).await.unwrap();
