@@ -358,18 +358,27 @@ impl RealtimeHub {
         link: UnboundedSender<PresenceMessage>,
         settings: PresenceSettings,
     ) {
-        let mut state = self.inner.write();
-        state.presence.set_settings(settings);
-        let mut hello = vec![PresenceMessage::Sync { to: None }];
-        hello.extend(state.presence.snapshot());
-        for message in hello {
-            let _ = link.send(message);
-        }
+        self.inner.write().presence.set_settings(settings);
         *self
             .inner
             .presence_link
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(link);
+        // A join between the two lines above goes out twice (alone and in the snapshot),
+        // which the others ignore.
+        self.presence_resync();
+    }
+
+    /// Asks the other nodes for their members and sends this node's, as on attaching; the
+    /// driver calls it after reconnecting to NATS, when messages may have been missed.
+    pub fn presence_resync(&self) {
+        let mut state = self.inner.write();
+        let mut effects = Effects {
+            send: vec![PresenceMessage::Sync { to: None }],
+            ..Effects::default()
+        };
+        effects.send.extend(state.presence.snapshot());
+        state.apply(effects, None, &self.inner.presence_link);
     }
 
     /// Applies a presence message from another node, announcing what changed to this node's

@@ -217,6 +217,7 @@ struct Driver {
 async fn run(mut d: Driver) {
     let mut ticker = tokio::time::interval(d.heartbeat.max(Duration::from_millis(10)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut connected = true;
     loop {
         tokio::select! {
             received = d.subscriber.next() => {
@@ -244,7 +245,18 @@ async fn run(mut d: Driver) {
                     tracing::warn!(error = %e, subject = %d.subject, "presence message not published");
                 }
             }
-            _ = ticker.tick() => d.hub.presence_tick(Instant::now()),
+            _ = ticker.tick() => {
+                // Heartbeat digests repair a gap too, but after a reconnect asking at once is
+                // quicker than waiting for every node's next heartbeat.
+                let now_connected =
+                    d.client.connection_state() == async_nats::connection::State::Connected;
+                if now_connected && !connected {
+                    tracing::info!("reconnected to NATS; asking the other nodes for their presence");
+                    d.hub.presence_resync();
+                }
+                connected = now_connected;
+                d.hub.presence_tick(Instant::now());
+            }
         }
     }
 }
