@@ -2,7 +2,7 @@
 //! the app secret and refused outside the timestamp window.
 
 use crate::api_error::ApiError;
-use crate::channel::ChannelName;
+use crate::channel::{ChannelKind, ChannelName};
 use crate::event::{Event, EventError};
 use crate::hub::PublishError;
 use crate::signing::{self, ApiAuthError, ApiCredentials};
@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -49,6 +49,7 @@ fn now_unix() -> i64 {
 /// Checks the app id and the request signature.
 fn authenticate(
     state: &RouterState,
+    method: &str,
     app_id: &str,
     uri: &axum::http::Uri,
     body: &[u8],
@@ -79,7 +80,7 @@ fn authenticate(
         secret: &config.secret,
         window: config.timestamp_window,
     };
-    signing::verify_api_request(creds, "POST", uri.path(), &params, body, now_unix()).map_err(|e| {
+    signing::verify_api_request(creds, method, uri.path(), &params, body, now_unix()).map_err(|e| {
         let code = match e {
             ApiAuthError::Timestamp(_) => "timestamp_out_of_window",
             ApiAuthError::BodyMd5 => "body_md5_mismatch",
@@ -160,7 +161,7 @@ pub(crate) async fn events(
     OriginalUri(uri): OriginalUri,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &app_id, &uri, &body)?;
+    authenticate(&state, "POST", &app_id, &uri, &body)?;
     let event = to_event(parse_json(&body)?, state.hub.config().max_event_bytes)?;
     publish_all(&state, &[event]).await?;
     Ok(Json(json!({})))
@@ -173,7 +174,7 @@ pub(crate) async fn batch_events(
     OriginalUri(uri): OriginalUri,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &app_id, &uri, &body)?;
+    authenticate(&state, "POST", &app_id, &uri, &body)?;
     let batch: BatchBody = parse_json(&body)?;
     if batch.batch.is_empty() || batch.batch.len() > MAX_BATCH_EVENTS {
         return Err(bad_request(
@@ -190,4 +191,42 @@ pub(crate) async fn batch_events(
         .collect::<Result<Vec<_>, _>>()?;
     publish_all(&state, &events).await?;
     Ok(Json(json!({})))
+}
+
+/// One user in the answer of `GET /apps/{app_id}/channels/{channel}/users`.
+#[derive(Serialize)]
+pub struct ChannelUser {
+    /// The user id.
+    pub id: String,
+}
+
+/// Answer of `GET /apps/{app_id}/channels/{channel}/users`.
+#[derive(Serialize)]
+pub struct ChannelUsers {
+    /// The users present on the channel, on every node, sorted by id.
+    pub users: Vec<ChannelUser>,
+}
+
+/// Handler for `GET /apps/{app_id}/channels/{channel}/users`: a presence channel's members.
+pub(crate) async fn channel_users(
+    State(state): State<RouterState>,
+    Path((app_id, channel)): Path<(String, String)>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<ChannelUsers>, ApiError> {
+    authenticate(&state, "GET", &app_id, &uri, &[])?;
+    let channel =
+        ChannelName::parse(&channel).map_err(|e| bad_request("invalid_channel", e.to_string()))?;
+    if channel.kind() != ChannelKind::Presence {
+        return Err(bad_request(
+            "invalid_channel",
+            "users are listed for presence channels only",
+        ));
+    }
+    let users = state
+        .hub
+        .presence_members(channel.as_str())
+        .into_iter()
+        .map(|m| ChannelUser { id: m.user_id })
+        .collect();
+    Ok(Json(ChannelUsers { users }))
 }

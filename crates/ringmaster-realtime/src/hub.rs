@@ -6,6 +6,10 @@ use crate::config::RealtimeConfig;
 use crate::event::{Event, EventError};
 use crate::fanout::{Fanout, FanoutError, FanoutSink, InProcessFanout, NodeId};
 use crate::outbox::{self, Outbox, Published};
+use crate::presence::{
+    Announcement, Effects, Envelope, PresenceMessage, PresenceSettings, PresenceTable,
+    DEFAULT_NODE_TIMEOUT,
+};
 use crate::protocol::{self, ProtocolError};
 use crate::signing;
 use crate::socket_id::SocketId;
@@ -14,7 +18,9 @@ use ringmaster_core::DeviceId;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::time::Instant;
+use tokio::sync::mpsc::UnboundedSender;
 
 /// A presence channel member as announced in `channel_data`.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,11 +71,11 @@ struct ChannelState {
     /// Subscribed sockets; each entry carries the socket's outbox so that a fan-out needs no
     /// second lookup per recipient.
     subscribers: HashMap<SocketId, Subscriber>,
-    /// Presence members: user id → (open subscriptions, user_info).
-    members: HashMap<String, (usize, Value)>,
+    /// This node's presence members: user id → open subscriptions. Who is present
+    /// cluster-wide is the [`PresenceTable`]'s business.
+    members: HashMap<String, usize>,
 }
 
-#[derive(Default)]
 struct State {
     connections: HashMap<SocketId, Arc<Outbox>>,
     channels: HashMap<String, ChannelState>,
@@ -77,6 +83,8 @@ struct State {
     per_ip: HashMap<IpAddr, usize>,
     /// The device each socket obtained a channel auth for: revoking the device closes them.
     devices: HashMap<SocketId, DeviceId>,
+    /// Presence members of every node (only this node's without a presence link).
+    presence: PresenceTable,
 }
 
 impl State {
@@ -89,6 +97,40 @@ impl State {
                 .map(|(_, sub)| sub.outbox.clone())
                 .collect()
         })
+    }
+
+    /// Announces membership changes to this node's subscribers (`except` the socket whose
+    /// subscribe caused them) and hands the messages for other nodes to the presence link,
+    /// while the caller holds the lock, so that they keep the order of the changes.
+    fn apply(&self, effects: Effects, except: Option<&SocketId>, link: &PresenceLink) {
+        for announcement in effects.announce {
+            let (channel, frame) = match &announcement {
+                Announcement::Added { channel, member } => (
+                    channel,
+                    protocol::member_added(channel, &member.user_id, &member.user_info),
+                ),
+                Announcement::Removed { channel, user_id } => {
+                    (channel, protocol::member_removed(channel, user_id))
+                }
+            };
+            self.send_to_channel(channel, &outbox::text_frame(&frame), except);
+        }
+        if effects.rejected > 0 {
+            tracing::warn!(
+                rejected = effects.rejected,
+                "presence members from other nodes refused: channel full"
+            );
+        }
+        if effects.send.is_empty() {
+            return;
+        }
+        let link = link.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = link.as_ref() {
+            for message in effects.send {
+                // A closed link means the driver stopped; other nodes then time this one out.
+                let _ = tx.send(message);
+            }
+        }
     }
 
     /// Writes `frame` to every subscriber of `channel` but `except`, while the caller holds
@@ -152,11 +194,15 @@ fn deliver<'a>(outboxes: impl IntoIterator<Item = &'a Outbox>, frame: &Bytes) ->
     delivered
 }
 
+/// Where presence messages for other nodes go: the presence driver's queue, once attached.
+type PresenceLink = Mutex<Option<UnboundedSender<PresenceMessage>>>;
+
 struct HubInner {
     config: RealtimeConfig,
     node: NodeId,
     fanout: Arc<dyn Fanout>,
     state: RwLock<State>,
+    presence_link: PresenceLink,
 }
 
 impl HubInner {
@@ -206,11 +252,20 @@ impl RealtimeHub {
         let inner = Arc::new_cyclic(|weak: &Weak<HubInner>| {
             let sink: Weak<dyn FanoutSink> = weak.clone();
             let node = fanout.attach(sink);
+            let settings =
+                PresenceSettings::with_timeout(config.max_presence_members, DEFAULT_NODE_TIMEOUT);
             HubInner {
                 config,
                 node,
                 fanout: fanout.clone(),
-                state: RwLock::default(),
+                state: RwLock::new(State {
+                    connections: HashMap::new(),
+                    channels: HashMap::new(),
+                    per_ip: HashMap::new(),
+                    devices: HashMap::new(),
+                    presence: PresenceTable::new(node, settings),
+                }),
+                presence_link: Mutex::new(None),
             }
         });
         Self { inner }
@@ -285,24 +340,61 @@ impl RealtimeHub {
             .map_or(0, |c| c.subscribers.len())
     }
 
-    /// Present users of a presence channel on this node, sorted by user id.
+    /// Present users of a presence channel on every node (this node's alone without a
+    /// presence link), sorted by user id.
     pub fn presence_members(&self, channel: &str) -> Vec<PresenceMember> {
-        let state = self.inner.read();
-        let mut members: Vec<_> = state
-            .channels
-            .get(channel)
-            .map(|c| {
-                c.members
-                    .iter()
-                    .map(|(id, (_, info))| PresenceMember {
-                        user_id: id.clone(),
-                        user_info: info.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        members.sort_by(|a, b| a.user_id.cmp(&b.user_id));
-        members
+        self.inner.read().presence.members(channel)
+    }
+
+    /// This hub's id among the nodes.
+    pub fn node(&self) -> NodeId {
+        self.inner.node
+    }
+
+    /// Starts sharing presence with other nodes: from now on this node's membership changes
+    /// go to `link`, in order, after a request for the others' snapshots and this node's own.
+    pub fn attach_presence(
+        &self,
+        link: UnboundedSender<PresenceMessage>,
+        settings: PresenceSettings,
+    ) {
+        self.inner.write().presence.set_settings(settings);
+        *self
+            .inner
+            .presence_link
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(link);
+        // A join between the two lines above goes out twice (alone and in the snapshot),
+        // which the others ignore.
+        self.presence_resync();
+    }
+
+    /// Asks the other nodes for their members and sends this node's, as on attaching; the
+    /// driver calls it after reconnecting to NATS, when messages may have been missed.
+    pub fn presence_resync(&self) {
+        let mut state = self.inner.write();
+        let mut effects = Effects {
+            send: vec![PresenceMessage::Sync { to: None }],
+            ..Effects::default()
+        };
+        effects.send.extend(state.presence.snapshot());
+        state.apply(effects, None, &self.inner.presence_link);
+    }
+
+    /// Applies a presence message from another node, announcing what changed to this node's
+    /// subscribers.
+    pub fn receive_presence(&self, envelope: Envelope, now: Instant) {
+        let mut state = self.inner.write();
+        let effects = state.presence.receive(envelope, now);
+        state.apply(effects, None, &self.inner.presence_link);
+    }
+
+    /// Drops the nodes that went silent and sends this node's heartbeat; the presence driver
+    /// calls it every heartbeat interval.
+    pub fn presence_tick(&self, now: Instant) {
+        let mut state = self.inner.write();
+        let effects = state.presence.tick(now);
+        state.apply(effects, None, &self.inner.presence_link);
     }
 
     /// Closes every connection with 4200 so clients reconnect (to another node when draining).
@@ -366,7 +458,7 @@ impl RealtimeHub {
             }
         }
         for channel in channels {
-            Self::leave(&mut state, socket, channel.as_str());
+            self.leave(&mut state, socket, channel.as_str());
         }
     }
 
@@ -411,31 +503,25 @@ impl RealtimeHub {
         let Some(outbox) = state.connections.get(socket).cloned() else {
             return Err(SubscribeError::Gone);
         };
-        let max_members = self.inner.config.max_presence_members;
+        let state = &mut *state;
         let ch = state
             .channels
             .entry(channel.as_str().to_owned())
             .or_default();
-        let mut announce = None;
+        let mut effects = Effects::default();
         if let Some(member) = &member {
             if !ch.subscribers.contains_key(socket) {
-                let full = ch.members.len() >= max_members;
                 match ch.members.get_mut(&member.user_id) {
-                    Some((count, _)) => *count += 1,
-                    None if full => {
+                    Some(count) => *count += 1,
+                    None if !state.presence.can_join(channel.as_str(), &member.user_id) => {
                         if ch.subscribers.is_empty() {
                             state.channels.remove(channel.as_str());
                         }
                         return Err(SubscribeError::PresenceFull);
                     }
                     None => {
-                        ch.members
-                            .insert(member.user_id.clone(), (1, member.user_info.clone()));
-                        announce = Some(protocol::member_added(
-                            channel.as_str(),
-                            &member.user_id,
-                            &member.user_info,
-                        ));
+                        ch.members.insert(member.user_id.clone(), 1);
+                        effects = state.presence.join_local(channel.as_str(), member);
                     }
                 }
             }
@@ -447,29 +533,26 @@ impl RealtimeHub {
                 user: member.as_ref().map(|m| m.user_id.clone()),
             });
         let presence = (channel.kind() == ChannelKind::Presence).then(|| {
-            let mut ids: Vec<&String> = ch.members.keys().collect();
-            ids.sort();
-            let hash: Map<String, Value> = ch
-                .members
+            let members = state.presence.members(channel.as_str());
+            let ids: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
+            let hash: Map<String, Value> = members
                 .iter()
-                .map(|(id, (_, info))| (id.clone(), info.clone()))
+                .map(|m| (m.user_id.clone(), m.user_info.clone()))
                 .collect();
-            json!({ "ids": ids, "hash": hash, "count": ch.members.len() })
+            json!({ "ids": ids, "hash": hash, "count": members.len() })
         });
         outbox.write_own(&outbox::text_frame(&protocol::subscription_succeeded(
             channel.as_str(),
             presence,
         )));
-        if let Some(frame) = announce {
-            state.send_to_channel(channel.as_str(), &outbox::text_frame(&frame), Some(socket));
-        }
+        state.apply(effects, Some(socket), &self.inner.presence_link);
         Ok(())
     }
 
     /// Removes `socket` from `channel`.
     pub(crate) fn unsubscribe(&self, socket: &SocketId, channel: &ChannelName) {
         let mut state = self.inner.write();
-        Self::leave(&mut state, socket, channel.as_str());
+        self.leave(&mut state, socket, channel.as_str());
     }
 
     /// Relays a client event to the channel's other subscribers on every node.
@@ -495,28 +578,28 @@ impl RealtimeHub {
         delivered
     }
 
-    fn leave(state: &mut State, socket: &SocketId, channel: &str) {
+    fn leave(&self, state: &mut State, socket: &SocketId, channel: &str) {
         let Some(ch) = state.channels.get_mut(channel) else {
             return;
         };
         let Some(Subscriber { user, .. }) = ch.subscribers.remove(socket) else {
             return;
         };
-        let mut departed = None;
+        let mut effects = Effects::default();
         if let Some(user) = user {
-            if let Some((count, _)) = ch.members.get_mut(&user) {
+            if let Some(count) = ch.members.get_mut(&user) {
                 *count -= 1;
                 if *count == 0 {
                     ch.members.remove(&user);
-                    departed = Some(user);
+                    effects = state.presence.leave_local(channel, &user);
                 }
             }
         }
         if ch.subscribers.is_empty() {
             state.channels.remove(channel);
-        } else if let Some(user) = departed {
-            let frame = outbox::text_frame(&protocol::member_removed(channel, &user));
-            state.send_to_channel(channel, &frame, None);
         }
+        // With no subscriber left here the announcement reaches no one, but the other nodes
+        // still hear of the leave.
+        state.apply(effects, None, &self.inner.presence_link);
     }
 }

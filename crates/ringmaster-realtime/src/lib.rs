@@ -21,7 +21,9 @@ pub mod fanout;
 pub mod http_api;
 pub mod hub;
 pub mod nats_fanout;
+pub mod nats_presence;
 mod outbox;
+pub mod presence;
 pub mod protocol;
 pub mod signing;
 pub mod socket_id;
@@ -38,6 +40,8 @@ pub use event::{Event, EventError};
 pub use fanout::{Fanout, FanoutError, FanoutSink, InProcessFanout, NodeId};
 pub use hub::{PresenceMember, PublishError, RealtimeHub};
 pub use nats_fanout::{NatsFanout, NatsFanoutConfig, NatsFanoutError};
+pub use nats_presence::{NatsPresence, NatsPresenceConfig};
+pub use presence::{PresenceSettings, PresenceTable, DEFAULT_NODE_TIMEOUT};
 pub use protocol::ProtocolError;
 pub use socket_id::SocketId;
 
@@ -61,8 +65,8 @@ pub(crate) struct RouterState {
 }
 
 /// The routes of the real-time layer, ready to merge into the server's router:
-/// `GET /app/{key}` (WebSocket), `POST /broadcasting/auth`, `POST /apps/{app_id}/events` and
-/// `POST /apps/{app_id}/batch_events`.
+/// `GET /app/{key}` (WebSocket), `POST /broadcasting/auth`, `POST /apps/{app_id}/events`,
+/// `POST /apps/{app_id}/batch_events` and `GET /apps/{app_id}/channels/{channel}/users`.
 pub fn router(hub: RealtimeHub, authenticator: Arc<dyn Authenticator>) -> Router {
     let api_limit = 11 * hub.config().max_event_bytes + 64 * 1024;
     let state = RouterState { hub, authenticator };
@@ -79,6 +83,10 @@ pub fn router(hub: RealtimeHub, authenticator: Arc<dyn Authenticator>) -> Router
         .route(
             "/apps/{app_id}/batch_events",
             post(http_api::batch_events).layer(DefaultBodyLimit::max(api_limit)),
+        )
+        .route(
+            "/apps/{app_id}/channels/{channel}/users",
+            get(http_api::channel_users),
         )
         .with_state(state)
 }

@@ -246,6 +246,11 @@ impl NatsFanout {
     pub fn subject(&self) -> &str {
         &self.subject
     }
+
+    /// The NATS connection, for the presence driver to share.
+    pub fn client(&self) -> async_nats::Client {
+        self.client.clone()
+    }
 }
 
 impl Drop for NatsFanout {

@@ -309,3 +309,58 @@ async fn publish_api_rejects_bad_signatures_stale_timestamps_and_bad_events() {
         assert_eq!(status, 400, "{bad}: {body}");
     }
 }
+
+async fn get_signed(server: &Server, path: &str, timestamp: i64) -> (u16, Value) {
+    let query = sign_api_request(KEY, SECRET, "GET", path, b"", timestamp);
+    let res = reqwest::get(server.http(&format!("{path}?{query}")))
+        .await
+        .unwrap();
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn channel_users_lists_a_presence_channels_members_for_signed_requests_only() {
+    let server = Server::start(config()).await;
+    let mut alice = server.connect().await;
+    let mut bob = server.connect().await;
+    let ch = "presence-room.1";
+    server
+        .subscribe(&mut alice, ch, Some(r#"{"user_id":"42"}"#))
+        .await;
+    server
+        .subscribe(&mut bob, ch, Some(r#"{"user_id":7}"#))
+        .await;
+    let path = format!("/apps/{APP_ID}/channels/{ch}/users");
+    let (status, body) = get_signed(&server, &path, now()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"users":[{"id":"42"},{"id":"7"}]}));
+
+    let (status, body) =
+        get_signed(&server, "/apps/app-id/channels/presence-empty/users", now()).await;
+    assert_eq!((status, body), (200, json!({"users":[]})));
+    let (status, body) = get_signed(&server, "/apps/app-id/channels/private-x/users", now()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_channel"))
+    );
+    let (status, _) = get_signed(&server, &path, now() - 3600).await;
+    assert_eq!(status, 401);
+    let res = reqwest::get(server.http(&path)).await.unwrap();
+    assert_eq!(res.status(), 401);
+    // A signature for another path does not open this one.
+    let query = sign_api_request(
+        KEY,
+        SECRET,
+        "GET",
+        "/apps/app-id/channels/presence-empty/users",
+        b"",
+        now(),
+    );
+    let res = reqwest::get(server.http(&format!("{path}?{query}")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+}

@@ -101,7 +101,8 @@ pub struct ServeArgs {
           default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub apns_sandbox: Option<bool>,
     /// NATS server URL(s), comma separated, e.g. nats://127.0.0.1:4222; with it every
-    /// realtime event reaches the WebSocket clients of every node.
+    /// realtime event reaches the WebSocket clients of every node, and presence channels list
+    /// the members of every node.
     #[arg(long, env = "RINGMASTER_NATS_URL")]
     pub nats_url: Option<String>,
     /// This node's name in logs and `/readyz` [default: hostname-pid].

@@ -63,6 +63,11 @@ pub struct LimitArgs {
     /// after it claimed them, at least 20 [default: 30].
     #[arg(long, env = "RINGMASTER_LEASE_SECS")]
     pub lease_secs: Option<u64>,
+    /// Seconds without a heartbeat after which another node is taken for dead and its
+    /// presence members removed; heartbeats go out every third of it (with NATS only)
+    /// [default: 15].
+    #[arg(long, env = "RINGMASTER_PRESENCE_TIMEOUT_SECS")]
+    pub presence_timeout_secs: Option<u64>,
 }
 
 /// Resolved limits.
@@ -82,6 +87,8 @@ pub struct Limits {
     pub rates: RateLimits,
     /// How long a claimed outbox row stays this node's.
     pub lease: Duration,
+    /// Silence after which another node's presence members are removed.
+    pub presence_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -94,6 +101,7 @@ impl Default for Limits {
             device_token_ttl: None,
             rates: RateLimits::default(),
             lease: crate::dispatch::DEFAULT_LEASE,
+            presence_timeout: ringmaster_realtime::DEFAULT_NODE_TIMEOUT,
         }
     }
 }
@@ -214,6 +222,11 @@ impl LimitArgs {
                 }
                 lease => lease,
             },
+            presence_timeout: secs(
+                self.presence_timeout_secs,
+                d.presence_timeout,
+                "RINGMASTER_PRESENCE_TIMEOUT_SECS",
+            )?,
         })
     }
 }
@@ -231,6 +244,7 @@ mod tests {
             limit_calls_per_min: Some(2),
             device_token_ttl_secs: Some(3600),
             lease_secs: Some(45),
+            presence_timeout_secs: Some(3),
             ..LimitArgs::default()
         };
         let l = args.resolve().unwrap();
@@ -243,6 +257,7 @@ mod tests {
         );
         assert_eq!(l.device_token_ttl, Some(Duration::from_secs(3600)));
         assert_eq!(l.lease, Duration::from_secs(45));
+        assert_eq!(l.presence_timeout, Duration::from_secs(3));
         for bad in [
             LimitArgs {
                 sqlite_sync: Some("off".into()),
@@ -262,6 +277,10 @@ mod tests {
             },
             LimitArgs {
                 lease_secs: Some(10),
+                ..LimitArgs::default()
+            },
+            LimitArgs {
+                presence_timeout_secs: Some(0),
                 ..LimitArgs::default()
             },
         ] {

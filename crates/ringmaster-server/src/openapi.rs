@@ -128,6 +128,14 @@ impl Modify for Extras {
                 ObjectBuilder::new().schema_type(utoipa::openapi::Type::String),
             ))
             .build();
+        let channel = utoipa::openapi::path::ParameterBuilder::new()
+            .name("channel")
+            .parameter_in(utoipa::openapi::path::ParameterIn::Path)
+            .required(Required::True)
+            .schema(Some(
+                ObjectBuilder::new().schema_type(utoipa::openapi::Type::String),
+            ))
+            .build();
         let json = "application/json";
         let extra = PathsBuilder::new()
             .path(
@@ -185,8 +193,21 @@ impl Modify for Extras {
                         "Pusher HTTP API: publish up to 10 events (signed with the app secret)",
                         &[("200", "Published", json), ("4XX", "Refused", json)],
                     )
-                    .parameter(app_id)
+                    .parameter(app_id.clone())
                     .request_body(Some(form_body("Pusher events", json))),
+                ),
+            )
+            .path(
+                "/apps/{app_id}/channels/{channel}/users",
+                PathItem::new(
+                    HttpMethod::Get,
+                    operation(
+                        "realtime",
+                        "Pusher HTTP API: a presence channel's users on every node (signed)",
+                        &[("200", "{\"users\":[{\"id\"}]}", json), ("4XX", "Refused", json)],
+                    )
+                    .parameter(app_id)
+                    .parameter(channel),
                 ),
             )
             .path(

@@ -45,7 +45,7 @@ impl Authenticator for DeviceAuthenticator {
 }
 
 /// The real-time routes (`/app/{key}`, `/broadcasting/auth`, `/apps/{id}/events`,
-/// `/apps/{id}/batch_events`) with device-token auth. Browsers on another origin may call
+/// `/apps/{id}/batch_events`, `/apps/{id}/channels/{channel}/users`) with device-token auth. Browsers on another origin may call
 /// `/broadcasting/auth`: it takes a bearer token, never cookies, so any origin is allowed.
 pub fn routes(hub: RealtimeHub, app: AppState) -> Router {
     ringmaster_realtime::router(hub, Arc::new(DeviceAuthenticator::new(app))).layer(bearer_cors())

@@ -13,7 +13,9 @@ use crate::secrets::{self, SecretsHome};
 use crate::server::{start, RunningServer, ServerSetup};
 use anyhow::Context as _;
 use rand::Rng as _;
-use ringmaster_realtime::{NatsFanout, NatsFanoutConfig, RealtimeConfig, RealtimeHub};
+use ringmaster_realtime::{
+    NatsFanout, NatsFanoutConfig, NatsPresence, NatsPresenceConfig, RealtimeConfig, RealtimeHub,
+};
 use ringmaster_store::{PostgresStore, SqliteStore};
 use ringmaster_telnyx::{ClientConfig, Emulator, EmulatorConfig, EmulatorHandle, TelnyxClient};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -69,12 +71,18 @@ pub struct Launched {
     /// The demo user and its web device's token, in sandbox mode.
     pub demo: Option<crate::demo::Demo>,
     emulator: Option<EmulatorHandle>,
+    /// Shares presence with the other nodes, with NATS.
+    presence: Option<NatsPresence>,
 }
 
 impl Launched {
-    /// Stops the coordinator, then the emulator.
+    /// Stops the coordinator, tells the other nodes its presence members are gone, then
+    /// stops the emulator.
     pub async fn shutdown(self) {
         self.server.shutdown().await;
+        if let Some(presence) = self.presence {
+            presence.goodbye().await;
+        }
         drop(self.emulator);
     }
 }
@@ -196,10 +204,13 @@ pub async fn launch(
     let mut realtime = RealtimeConfig::new(&pusher.app_id, &pusher.key, pusher.secret.expose());
     realtime.max_connections_per_ip = config.limits.ws_max_per_ip;
     realtime.subscribe_timeout = config.limits.ws_subscribe_timeout;
-    let hub = match &config.nats_url {
+    let (hub, presence) = match &config.nats_url {
         Some(nats_url) => {
             let fanout_config = NatsFanoutConfig::for_app(nats_url, &realtime)
                 .map_err(|e| ConfigError(e.into()))?;
+            let presence_config =
+                NatsPresenceConfig::for_app(&realtime, config.limits.presence_timeout)
+                    .map_err(|e| ConfigError(e.into()))?;
             let fanout = NatsFanout::connect(fanout_config)
                 .await
                 .context("connecting to NATS for cross-node fan-out")?;
@@ -207,9 +218,18 @@ pub async fn launch(
                 subject = fanout.subject(),
                 "realtime events fan out through NATS"
             );
-            RealtimeHub::with_fanout(realtime, fanout)
+            let client = fanout.client();
+            let hub = RealtimeHub::with_fanout(realtime, fanout);
+            let presence = NatsPresence::start(client, &hub, presence_config)
+                .await
+                .context("subscribing to NATS for cluster-wide presence")?;
+            tracing::info!(
+                subject = presence.subject(),
+                "presence is shared through NATS"
+            );
+            (hub, Some(presence))
         }
-        None => RealtimeHub::new(realtime),
+        None => (RealtimeHub::new(realtime), None),
     };
     let push = sender_from_config(config.fcm.as_ref(), config.apns.as_ref())
         .map_err(ConfigError)?
@@ -254,6 +274,7 @@ pub async fn launch(
         sandbox,
         demo,
         emulator,
+        presence,
     })
 }
 

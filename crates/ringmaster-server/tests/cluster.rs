@@ -165,6 +165,7 @@ struct Setup {
     dials_per_sec: Option<u32>,
     /// `RINGMASTER_FAULT` for node 0.
     fault: Option<&'static str>,
+    presence_timeout_secs: Option<u32>,
 }
 
 struct Cluster {
@@ -269,6 +270,10 @@ impl Cluster {
             .env(
                 "RINGMASTER_LEASE_SECS",
                 setup.lease_secs.unwrap_or(30).to_string(),
+            )
+            .env(
+                "RINGMASTER_PRESENCE_TIMEOUT_SECS",
+                setup.presence_timeout_secs.unwrap_or(15).to_string(),
             )
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());
@@ -443,6 +448,53 @@ impl Cluster {
             .filter(|c| c.action == "dial" && c.outcome == CommandOutcome::Executed)
             .filter(|c| c.body["to"] == sip_uri)
             .count()
+    }
+
+    /// The users of presence `channel` as node `node` lists them (Pusher's signed HTTP API).
+    async fn presence_users(&self, node: usize, channel: &str) -> Vec<String> {
+        let path = format!("/apps/{}/channels/{channel}/users", self.app_id);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let query = ringmaster_realtime::signing::sign_api_request(
+            common::PUSHER_KEY,
+            common::PUSHER_SECRET,
+            "GET",
+            &path,
+            b"",
+            now,
+        );
+        let resp = self
+            .http
+            .get(format!("{}{path}?{query}", self.nodes[node].url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: Value = resp.json().await.unwrap();
+        body["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Polls node `node`'s users of `channel` until they are `expected`.
+    async fn await_presence(&self, node: usize, channel: &str, expected: &[&str]) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let users = self.presence_users(node, channel).await;
+            if users == expected {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node {node} lists {users:?} on {channel}, not {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn stop(mut self) {
@@ -823,4 +875,36 @@ fn postgres_without_a_shared_secret_is_refused_in_one_line() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("RINGMASTER_TOKEN_SECRET"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_spans_nodes_and_a_killed_nodes_members_time_out() {
+    let mut cluster = Cluster::start(Setup {
+        nodes: 2,
+        presence_timeout_secs: Some(2),
+        ..Setup::default()
+    })
+    .await;
+    let user = cluster.user(&["web", "web"]).await;
+    let channel = format!("presence-user.{}", user.id);
+    let mut on_a = PusherClient::connect(cluster.nodes[0].addr).await;
+    let presence = on_a
+        .subscribe_presence(&user.devices[0].token, &channel)
+        .await;
+    assert_eq!(presence["ids"], json!([user.id]));
+    // Node B, which holds no socket of the user, lists them.
+    cluster.await_presence(1, &channel, &[&user.id]).await;
+    let mut on_b = PusherClient::connect(cluster.nodes[1].addr).await;
+    let presence = on_b
+        .subscribe_presence(&user.devices[1].token, &channel)
+        .await;
+    assert_eq!(presence["count"], 1, "one user, present on both nodes");
+    assert_eq!(presence["hash"][&user.id]["name"], "Cluster user");
+    drop(on_b);
+
+    // Node A dies without a word: B drops its members once A's heartbeats stop.
+    cluster.nodes[0].kill();
+    drop(on_a);
+    cluster.await_presence(1, &channel, &[]).await;
+    cluster.stop().await;
 }

@@ -82,6 +82,26 @@ impl PusherClient {
         assert_eq!(frame["channel"], channel);
     }
 
+    /// Authorizes and subscribes to presence `channel` with the `channel_data` the server
+    /// signed; returns the `presence` data of `subscription_succeeded`.
+    pub async fn subscribe_presence(&mut self, token: &str, channel: &str) -> Value {
+        let (status, body) = self.authorize(token, channel).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let frame = json!({"event": "pusher:subscribe", "data": {
+            "channel": channel, "auth": body["auth"], "channel_data": body["channel_data"]}});
+        self.ws
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .unwrap();
+        let frame = self.recv().await;
+        assert_eq!(
+            frame["event"], "pusher_internal:subscription_succeeded",
+            "{frame}"
+        );
+        let data: Value = serde_json::from_str(frame["data"].as_str().unwrap()).unwrap();
+        data["presence"].clone()
+    }
+
     /// The next text frame as JSON (pings are answered by the library and skipped).
     pub async fn recv(&mut self) -> Value {
         loop {
