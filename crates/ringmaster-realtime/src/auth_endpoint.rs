@@ -144,7 +144,10 @@ pub(crate) async fn broadcasting_auth(
             "this device may not subscribe to that channel",
         ));
     }
-    state.hub.bind_device(&socket_id, &principal.device_id);
+    state
+        .hub
+        .bind_device(&socket_id, &principal.device_id)
+        .await;
     Ok(Json(if channel.kind() == ChannelKind::Presence {
         let channel_data =
             json!({ "user_id": principal.user_id.as_str(), "user_info": principal.user_info })

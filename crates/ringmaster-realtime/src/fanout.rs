@@ -4,7 +4,9 @@
 //! nodes through a NATS subject.
 
 use crate::event::Event;
+use crate::socket_id::SocketId;
 use async_trait::async_trait;
+use ringmaster_core::DeviceId;
 use std::sync::{Arc, Mutex, Weak};
 
 /// Identifies one hub among those sharing a fan-out.
@@ -15,6 +17,24 @@ pub struct NodeId(pub u64);
 pub trait FanoutSink: Send + Sync {
     /// Delivers to this node's local subscribers; returns how many sockets got it.
     fn deliver_local(&self, event: &Event) -> usize;
+    /// Applies a control message from another node to this node's sockets.
+    fn control_local(&self, control: &Control);
+}
+
+/// What nodes tell each other about sockets besides events: a load balancer may send a
+/// client's channel-auth request to another node than the one holding its socket, and an
+/// admin may revoke a device through any node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// `socket` was given a channel auth as `device` (on the node that signed it).
+    Bind {
+        /// The socket the auth was for.
+        socket: SocketId,
+        /// The device that asked.
+        device: DeviceId,
+    },
+    /// `device` was revoked: every node closes its sockets with 4009.
+    CloseDevice(DeviceId),
 }
 
 /// A fan-out transport failed; the local delivery still happened.
@@ -29,6 +49,8 @@ pub trait Fanout: Send + Sync + 'static {
     fn attach(&self, sink: Weak<dyn FanoutSink>) -> NodeId;
     /// Sends an event published on `origin` to every other attached node.
     async fn forward(&self, origin: NodeId, event: &Event) -> Result<(), FanoutError>;
+    /// Sends a control message from `origin` to every other attached node.
+    async fn control(&self, origin: NodeId, control: &Control) -> Result<(), FanoutError>;
 }
 
 /// Fan-out between hubs living in one process: forwarding is a direct call.
@@ -57,18 +79,29 @@ impl Fanout for InProcessFanout {
     }
 
     async fn forward(&self, origin: NodeId, event: &Event) -> Result<(), FanoutError> {
-        let targets: Vec<Arc<dyn FanoutSink>> = {
-            let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
-            nodes.retain(|(_, sink)| sink.strong_count() > 0);
-            nodes
-                .iter()
-                .filter(|(id, _)| *id != origin)
-                .filter_map(|(_, sink)| sink.upgrade())
-                .collect()
-        };
-        for sink in targets {
+        for sink in self.others(origin) {
             sink.deliver_local(event);
         }
         Ok(())
+    }
+
+    async fn control(&self, origin: NodeId, control: &Control) -> Result<(), FanoutError> {
+        for sink in self.others(origin) {
+            sink.control_local(control);
+        }
+        Ok(())
+    }
+}
+
+impl InProcessFanout {
+    /// The live hubs other than `origin`.
+    fn others(&self, origin: NodeId) -> Vec<Arc<dyn FanoutSink>> {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        nodes.retain(|(_, sink)| sink.strong_count() > 0);
+        nodes
+            .iter()
+            .filter(|(id, _)| *id != origin)
+            .filter_map(|(_, sink)| sink.upgrade())
+            .collect()
     }
 }

@@ -4,7 +4,7 @@
 use crate::channel::{ChannelKind, ChannelName};
 use crate::config::RealtimeConfig;
 use crate::event::{Event, EventError};
-use crate::fanout::{Fanout, FanoutError, FanoutSink, InProcessFanout, NodeId};
+use crate::fanout::{Control, Fanout, FanoutError, FanoutSink, InProcessFanout, NodeId};
 use crate::outbox::{self, Outbox, Published};
 use crate::presence::{
     Announcement, Effects, Envelope, PresenceMessage, PresenceSettings, PresenceTable,
@@ -213,6 +213,34 @@ impl HubInner {
     fn write(&self) -> RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Records the binding if `socket` is open here; tells whether it was.
+    fn bind_local(&self, socket: &SocketId, device: &DeviceId) -> bool {
+        let mut state = self.write();
+        let local = state.connections.contains_key(socket);
+        if local {
+            state.devices.insert(socket.clone(), device.clone());
+        }
+        local
+    }
+
+    /// Closes this node's sockets that authenticated as `device` with 4009.
+    fn close_device_local(&self, device: &DeviceId) -> usize {
+        let mut state = self.write();
+        let sockets: Vec<SocketId> = state
+            .devices
+            .iter()
+            .filter(|(_, d)| *d == device)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for socket in &sockets {
+            state.devices.remove(socket);
+            if let Some(outbox) = state.connections.remove(socket) {
+                outbox.order_close(ProtocolError::Revoked);
+            }
+        }
+        sockets.len()
+    }
 }
 
 impl FanoutSink for HubInner {
@@ -232,6 +260,20 @@ impl FanoutSink for HubInner {
                 deliver_all(&recipients, &frame)
             })
             .sum()
+    }
+
+    fn control_local(&self, control: &Control) {
+        match control {
+            Control::Bind { socket, device } => {
+                self.bind_local(socket, device);
+            }
+            Control::CloseDevice(device) => {
+                let closed = self.close_device_local(device);
+                if closed > 0 {
+                    tracing::info!(device_id = %device, closed, "revoked device's sockets closed");
+                }
+            }
+        }
     }
 }
 
@@ -463,31 +505,30 @@ impl RealtimeHub {
     }
 
     /// Remembers that `socket` was given a channel auth as `device`, so that revoking the
-    /// device closes it. Ignored for a socket that is not open on this node.
-    pub fn bind_device(&self, socket: &SocketId, device: &DeviceId) {
-        let mut state = self.inner.write();
-        if state.connections.contains_key(socket) {
-            state.devices.insert(socket.clone(), device.clone());
+    /// device closes it. A socket open on another node (the load balancer sent the auth
+    /// request elsewhere) is bound there through the fan-out.
+    pub async fn bind_device(&self, socket: &SocketId, device: &DeviceId) {
+        if self.inner.bind_local(socket, device) {
+            return;
+        }
+        let control = Control::Bind {
+            socket: socket.clone(),
+            device: device.clone(),
+        };
+        if let Err(e) = self.inner.fanout.control(self.inner.node, &control).await {
+            tracing::warn!(error = %e, "socket binding not forwarded to other nodes");
         }
     }
 
-    /// Closes every socket on this node that authenticated as `device`, with 4009 (don't
-    /// reconnect). Returns how many were closed.
-    pub fn close_device(&self, device: &DeviceId) -> usize {
-        let mut state = self.inner.write();
-        let sockets: Vec<SocketId> = state
-            .devices
-            .iter()
-            .filter(|(_, d)| *d == device)
-            .map(|(s, _)| s.clone())
-            .collect();
-        for socket in &sockets {
-            state.devices.remove(socket);
-            if let Some(outbox) = state.connections.remove(socket) {
-                outbox.order_close(ProtocolError::Revoked);
-            }
+    /// Closes every socket of `device` on every node with 4009 (don't reconnect). Returns
+    /// how many were closed on this node.
+    pub async fn revoke_device(&self, device: &DeviceId) -> usize {
+        let closed = self.inner.close_device_local(device);
+        let control = Control::CloseDevice(device.clone());
+        if let Err(e) = self.inner.fanout.control(self.inner.node, &control).await {
+            tracing::warn!(error = %e, "device revocation not forwarded to other nodes");
         }
-        sockets.len()
+        closed
     }
 
     /// Adds `socket` to `channel` and writes it `subscription_succeeded` (with the member list

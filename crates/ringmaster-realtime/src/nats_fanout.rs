@@ -7,10 +7,11 @@
 use crate::channel::{ChannelName, InvalidChannelName};
 use crate::config::RealtimeConfig;
 use crate::event::{Event, EventError};
-use crate::fanout::{Fanout, FanoutError, FanoutSink, NodeId};
+use crate::fanout::{Control, Fanout, FanoutError, FanoutSink, NodeId};
 use crate::socket_id::{InvalidSocketId, SocketId};
 use async_trait::async_trait;
 use futures::StreamExt;
+use ringmaster_core::DeviceId;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -20,6 +21,12 @@ use tokio::task::JoinHandle;
 pub const SUBJECT_PREFIX: &str = "ringmaster.realtime";
 /// Longest app id accepted as a subject token.
 const MAX_APP_ID_LEN: usize = 128;
+/// Suffix of the subject control messages (socket bindings, revocations) travel on.
+const CONTROL_SUFFIX: &str = "control";
+/// Largest control message accepted: a socket id, a device id and the envelope.
+const MAX_CONTROL_BYTES: usize = 1024;
+/// Longest device id a control message may carry.
+const MAX_DEVICE_ID_LEN: usize = 256;
 /// Room for the envelope around `data`: up to 100 channel names, the event name, JSON escaping.
 const ENVELOPE_OVERHEAD: usize = 64 * 1024;
 
@@ -117,6 +124,9 @@ pub enum DecodeError {
     /// The event breaks the hub's limits.
     #[error(transparent)]
     Event(#[from] EventError),
+    /// A control message's device id is empty or too long.
+    #[error("device id must be 1-{MAX_DEVICE_ID_LEN} bytes")]
+    DeviceId,
 }
 
 /// The wire form of an event, as published by a node.
@@ -191,7 +201,84 @@ pub fn decode(
     Ok((NodeId(incoming.origin), event))
 }
 
+/// The wire form of a control message.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum ControlWire {
+    Bind {
+        origin: u64,
+        socket: String,
+        device: String,
+    },
+    CloseDevice {
+        origin: u64,
+        device: String,
+    },
+}
+
+/// Serializes a control message sent by `origin`.
+pub fn encode_control(origin: NodeId, control: &Control) -> Vec<u8> {
+    let origin = origin.0;
+    let wire = match control {
+        Control::Bind { socket, device } => ControlWire::Bind {
+            origin,
+            socket: socket.as_str().to_owned(),
+            device: device.as_str().to_owned(),
+        },
+        Control::CloseDevice(device) => ControlWire::CloseDevice {
+            origin,
+            device: device.as_str().to_owned(),
+        },
+    };
+    // An enum of strings and integers always serializes.
+    serde_json::to_vec(&wire).unwrap_or_default()
+}
+
+/// Checks a received control message and turns it into its origin and meaning.
+pub fn decode_control(payload: &[u8]) -> Result<(NodeId, Control), DecodeError> {
+    if payload.len() > MAX_CONTROL_BYTES {
+        return Err(DecodeError::TooLarge {
+            size: payload.len(),
+            limit: MAX_CONTROL_BYTES,
+        });
+    }
+    let device = |raw: String| {
+        if raw.is_empty() || raw.len() > MAX_DEVICE_ID_LEN {
+            Err(DecodeError::DeviceId)
+        } else {
+            Ok(DeviceId::new(raw))
+        }
+    };
+    Ok(match serde_json::from_slice(payload)? {
+        ControlWire::Bind {
+            origin,
+            socket,
+            device: d,
+        } => (
+            NodeId(origin),
+            Control::Bind {
+                socket: SocketId::parse(&socket)?,
+                device: device(d)?,
+            },
+        ),
+        ControlWire::CloseDevice { origin, device: d } => {
+            (NodeId(origin), Control::CloseDevice(device(d)?))
+        }
+    })
+}
+
 type Sinks = Arc<Mutex<Vec<(NodeId, Weak<dyn FanoutSink>)>>>;
+
+/// The attached hubs other than `origin`, dropping those that are gone.
+fn others(sinks: &Sinks, origin: NodeId) -> Vec<Arc<dyn FanoutSink>> {
+    let mut sinks = sinks.lock().unwrap_or_else(|e| e.into_inner());
+    sinks.retain(|(_, sink)| sink.strong_count() > 0);
+    sinks
+        .iter()
+        .filter(|(id, _)| *id != origin)
+        .filter_map(|(_, sink)| sink.upgrade())
+        .collect()
+}
 
 /// Fan-out over a NATS server: one per node process, shared by the hubs attached to it.
 pub struct NatsFanout {
@@ -200,6 +287,7 @@ pub struct NatsFanout {
     max_message_bytes: usize,
     sinks: Sinks,
     receiver: JoinHandle<()>,
+    control_receiver: JoinHandle<()>,
 }
 
 impl NatsFanout {
@@ -223,6 +311,10 @@ impl NatsFanout {
             .subscribe(config.subject.clone())
             .await
             .map_err(|e| subscribe_error(&e))?;
+        let control_subscriber = client
+            .subscribe(control_subject(&config.subject))
+            .await
+            .map_err(|e| subscribe_error(&e))?;
         // The round trip makes the server register the subscription before we return, so no
         // event published by another node after this point is missed.
         client.flush().await.map_err(|e| subscribe_error(&e))?;
@@ -233,12 +325,14 @@ impl NatsFanout {
             config.max_message_bytes,
             config.max_event_bytes,
         ));
+        let control_receiver = tokio::spawn(receive_control(control_subscriber, sinks.clone()));
         Ok(Arc::new(Self {
             client,
             subject: config.subject,
             max_message_bytes: config.max_message_bytes,
             sinks,
             receiver,
+            control_receiver,
         }))
     }
 
@@ -256,6 +350,7 @@ impl NatsFanout {
 impl Drop for NatsFanout {
     fn drop(&mut self) {
         self.receiver.abort();
+        self.control_receiver.abort();
     }
 }
 
@@ -279,20 +374,33 @@ async fn receive(
                 continue;
             }
         };
-        let targets: Vec<Arc<dyn FanoutSink>> = {
-            let mut sinks = sinks.lock().unwrap_or_else(|e| e.into_inner());
-            sinks.retain(|(_, sink)| sink.strong_count() > 0);
-            sinks
-                .iter()
-                .filter(|(id, _)| *id != origin)
-                .filter_map(|(_, sink)| sink.upgrade())
-                .collect()
-        };
-        for sink in targets {
+        for sink in others(&sinks, origin) {
             sink.deliver_local(&event);
         }
     }
     tracing::warn!("NATS fan-out subscription ended; events from other nodes stop arriving");
+}
+
+/// Applies each valid control message to the attached hubs except the sender's.
+async fn receive_control(mut subscriber: async_nats::Subscriber, sinks: Sinks) {
+    while let Some(message) = subscriber.next().await {
+        let (origin, control) = match decode_control(&message.payload) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                tracing::warn!(
+                    subject = %message.subject,
+                    bytes = message.payload.len(),
+                    %error,
+                    "dropping invalid fan-out control message"
+                );
+                continue;
+            }
+        };
+        for sink in others(&sinks, origin) {
+            sink.control_local(&control);
+        }
+    }
+    tracing::warn!("NATS control subscription ended; revocations from other nodes stop arriving");
 }
 
 #[async_trait]
@@ -321,6 +429,19 @@ impl Fanout for NatsFanout {
             .await
             .map_err(|e| FanoutError(format!("NATS publish to {}: {e}", self.subject)))
     }
+
+    async fn control(&self, origin: NodeId, control: &Control) -> Result<(), FanoutError> {
+        let subject = control_subject(&self.subject);
+        self.client
+            .publish(subject.clone(), encode_control(origin, control).into())
+            .await
+            .map_err(|e| FanoutError(format!("NATS publish to {subject}: {e}")))
+    }
+}
+
+/// The subject control messages of the app whose events travel on `subject` use.
+fn control_subject(subject: &str) -> String {
+    format!("{subject}.{CONTROL_SUFFIX}")
 }
 
 #[cfg(test)]
@@ -434,5 +555,51 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn control_messages_round_trip_and_bad_ones_are_refused() {
+        let socket = SocketId::parse("1234.5678").unwrap();
+        for control in [
+            Control::Bind {
+                socket: socket.clone(),
+                device: DeviceId::new("alice-phone"),
+            },
+            Control::CloseDevice(DeviceId::new("alice-phone")),
+        ] {
+            let wire = encode_control(NodeId(7), &control);
+            assert_eq!(decode_control(&wire).unwrap(), (NodeId(7), control));
+        }
+        let cases: &[(&str, IsExpected)] = &[
+            (r#"{"kind":"close_device","origin":1}"#, |e| {
+                matches!(e, DecodeError::Malformed(_))
+            }),
+            (r#"{"kind":"close_device","origin":1,"device":""}"#, |e| {
+                matches!(e, DecodeError::DeviceId)
+            }),
+            (
+                r#"{"kind":"close_device","origin":1,"device":"d","extra":1}"#,
+                |e| matches!(e, DecodeError::Malformed(_)),
+            ),
+            (r#"{"kind":"shutdown","origin":1}"#, |e| {
+                matches!(e, DecodeError::Malformed(_))
+            }),
+            (
+                r#"{"kind":"bind","origin":1,"socket":"nope","device":"d"}"#,
+                |e| matches!(e, DecodeError::Except(_)),
+            ),
+        ];
+        for (payload, expected) in cases {
+            let error = decode_control(payload.as_bytes()).unwrap_err();
+            assert!(expected(&error), "{payload}: {error}");
+        }
+        let long = format!(
+            r#"{{"kind":"close_device","origin":1,"device":"{}"}}"#,
+            "d".repeat(MAX_CONTROL_BYTES)
+        );
+        assert!(matches!(
+            decode_control(long.as_bytes()),
+            Err(DecodeError::TooLarge { .. })
+        ));
     }
 }

@@ -79,11 +79,23 @@ async fn revoking_a_device_closes_only_its_sockets_with_4009() {
             .recv_event("pusher_internal:subscription_succeeded")
             .await;
     }
-    assert_eq!(server.hub.close_device(&DeviceId::new("alice-phone")), 1);
+    assert_eq!(
+        server
+            .hub
+            .revoke_device(&DeviceId::new("alice-phone"))
+            .await,
+        1
+    );
     phone.expect_error_close(4009).await;
     server.marker("private-user.42", 1).await;
     web.recv_event("marker").await;
-    assert_eq!(server.hub.close_device(&DeviceId::new("alice-phone")), 0);
+    assert_eq!(
+        server
+            .hub
+            .revoke_device(&DeviceId::new("alice-phone"))
+            .await,
+        0
+    );
 }
 
 fn now() -> i64 {

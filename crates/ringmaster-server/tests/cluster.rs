@@ -7,7 +7,7 @@ mod common;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use common::pusher::PusherClient;
+use common::pusher::{Ended, PusherClient};
 use common::{drop_postgres_schema, eventually, fresh_number, postgres_schema, CALLER, PATIENCE};
 use ringmaster_core::{CallControlId, CallSessionId};
 use ringmaster_telnyx::emulator::{CallSnapshot, CommandOutcome, CommandRecord, LegState};
@@ -180,6 +180,7 @@ struct Cluster {
 }
 
 struct Device {
+    id: String,
     token: String,
     sip_uri: String,
 }
@@ -354,6 +355,7 @@ impl Cluster {
                 )
                 .await;
             devices.push(Device {
+                id: d["id"].as_str().unwrap().to_owned(),
                 token: d["token"].as_str().unwrap().to_owned(),
                 sip_uri,
             });
@@ -906,5 +908,45 @@ async fn presence_spans_nodes_and_a_killed_nodes_members_time_out() {
     cluster.nodes[0].kill();
     drop(on_a);
     cluster.await_presence(1, &channel, &[]).await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_through_node_a_closes_the_devices_socket_on_node_b() {
+    let cluster = Cluster::start(Setup {
+        nodes: 2,
+        ..Setup::default()
+    })
+    .await;
+    let user = cluster.user(&["web", "web"]).await;
+    let (gone, kept) = (&user.devices[0], &user.devices[1]);
+    let channel = format!("private-user.{}", user.id);
+    // The socket lives on B, but the load balancer sent its channel auth to A.
+    let mut gone_ws = PusherClient::connect(cluster.nodes[1].addr).await;
+    gone_ws
+        .subscribe_via(cluster.nodes[0].addr, &gone.token, &channel)
+        .await;
+    let mut kept_ws = PusherClient::connect(cluster.nodes[1].addr).await;
+    kept_ws.subscribe(&kept.token, &channel).await;
+
+    let resp = cluster
+        .http
+        .delete(format!(
+            "{}/api/admin/devices/{}",
+            cluster.nodes[0].url, gone.id
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["sockets_closed"], 0, "none of its sockets is on A");
+    let (_, ended) = gone_ws.until_closed().await;
+    assert_eq!(ended, Ended::Close(4009));
+    // The user's other device keeps its socket and can still subscribe.
+    kept_ws
+        .subscribe_presence(&kept.token, &format!("presence-user.{}", user.id))
+        .await;
     cluster.stop().await;
 }

@@ -224,7 +224,8 @@ fn issue_token(app: &AppState, device: &DeviceId) -> (String, Option<u64>) {
 }
 
 /// `DELETE /api/admin/devices/{id}`: revokes a device. Its token is refused from now on, it is
-/// no longer rung, and its WebSocket connections on this node are closed with 4009.
+/// no longer rung, and its WebSocket connections on every node are closed with 4009
+/// (`sockets_closed` counts this node's).
 /// Revoking twice is harmless.
 #[utoipa::path(delete,
     path = "/api/admin/devices/{device_id}",
@@ -239,7 +240,10 @@ pub async fn revoke_device(
 ) -> ApiResult<Json<Value>> {
     let id = DeviceId::new(device_id);
     app.store.revoke_device(&id).await?;
-    let sockets_closed = app.realtime.as_ref().map_or(0, |hub| hub.close_device(&id));
+    let sockets_closed = match &app.realtime {
+        Some(hub) => hub.revoke_device(&id).await,
+        None => 0,
+    };
     tracing::info!(device_id = %id, sockets_closed, "device revoked");
     Ok(Json(json!({
         "id": id,

@@ -44,8 +44,19 @@ impl PusherClient {
 
     /// Asks `/broadcasting/auth` (form-encoded, as laravel-echo does) to sign `channel`.
     pub async fn authorize(&self, token: &str, channel: &str) -> (StatusCode, Value) {
+        self.authorize_at(self.addr, token, channel).await
+    }
+
+    /// Like [`Self::authorize`], through the node at `addr` (a load balancer may send the
+    /// auth request to another node than the socket's).
+    pub async fn authorize_at(
+        &self,
+        addr: SocketAddr,
+        token: &str,
+        channel: &str,
+    ) -> (StatusCode, Value) {
         let resp = reqwest::Client::new()
-            .post(format!("http://{}/broadcasting/auth", self.addr))
+            .post(format!("http://{addr}/broadcasting/auth"))
             .bearer_auth(token)
             .form(&[
                 ("socket_id", self.socket_id.as_str()),
@@ -70,7 +81,12 @@ impl PusherClient {
 
     /// Authorizes and subscribes to `channel`, expecting success.
     pub async fn subscribe(&mut self, token: &str, channel: &str) {
-        let (status, body) = self.authorize(token, channel).await;
+        self.subscribe_via(self.addr, token, channel).await
+    }
+
+    /// Like [`Self::subscribe`], with the auth request sent to the node at `auth_addr`.
+    pub async fn subscribe_via(&mut self, auth_addr: SocketAddr, token: &str, channel: &str) {
+        let (status, body) = self.authorize_at(auth_addr, token, channel).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let auth = body["auth"].as_str().unwrap().to_owned();
         self.send_subscribe(channel, &auth).await;
