@@ -11,12 +11,10 @@ pub mod app;
 pub mod auth;
 pub mod bench;
 pub mod call_cmd;
-pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod dial_limit;
 pub mod dispatch;
-pub mod engine;
 pub mod error;
 pub mod fatal;
 pub mod glare;
@@ -40,9 +38,16 @@ pub mod serve_cmd;
 pub mod server;
 pub mod stray_leg;
 pub mod telemetry;
-pub mod timers;
+pub mod timer_loop;
 pub mod tokens;
 pub mod web;
+
+/// The clock sessions are driven by (the engine crate's).
+pub use ringmaster_engine::clock;
+/// The engine: load, `Session::handle`, compare-and-set commit, retry (the engine crate's).
+pub use ringmaster_engine::engine;
+/// The due-timer tick (the engine crate's); the loop that runs it is [`timer_loop`].
+pub use ringmaster_engine::timers;
 
 pub use app::{AppState, SandboxInfo, Settings};
 pub use clock::{Clock, SystemClock};

@@ -8,7 +8,6 @@ use crate::dispatch::Dispatcher;
 use crate::engine::Engine;
 use crate::notify::Notifiers;
 use crate::rate_limit::RateLimiter;
-use crate::timers;
 use crate::tokens::TokenSigner;
 use anyhow::Context as _;
 use ringmaster_realtime::RealtimeHub;
@@ -160,7 +159,7 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
         setup.settings.webhooks,
     )?;
     tasks.push(tokio::spawn(Arc::new(relay).run(stop.clone())));
-    tasks.push(tokio::spawn(timers::run(
+    tasks.push(tokio::spawn(crate::timer_loop::run(
         setup.store,
         engine,
         setup.settings.node_id.clone(),

@@ -17,7 +17,7 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use ringmaster_core::Timestamp;
 use ringmaster_store::ops::LIVE_STATES;
-use ringmaster_store::{Commit, CommitOutcome, Store, StoreError};
+use ringmaster_store::StoreError;
 use std::collections::BTreeSet;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -26,10 +26,9 @@ use std::time::{Duration, Instant};
 pub const TELNYX_WEBHOOKS: &str = "ringmaster_telnyx_webhooks_total";
 /// Seconds from a Telnyx webhook's arrival to its answer (verify, run, commit).
 pub const INGEST_SECONDS: &str = "ringmaster_webhook_ingest_seconds";
-/// Seconds one store commit took, by `outcome`.
-pub const COMMIT_SECONDS: &str = "ringmaster_store_commit_seconds";
-/// Commits that lost the compare-and-set to another writer.
-pub const CAS_CONFLICTS: &str = "ringmaster_store_cas_conflicts_total";
+/// The engine's commit metrics (seconds per commit by `outcome`, lost compare-and-sets), and
+/// its timed commit.
+pub use ringmaster_engine::commit_metrics::{timed_commit, CAS_CONFLICTS, COMMIT_SECONDS};
 /// Pending outbox effects, by `lane`.
 pub const OUTBOX_DEPTH: &str = "ringmaster_outbox_depth";
 /// Age in seconds of the oldest pending outbox effect, by `lane`.
@@ -134,24 +133,6 @@ fn describe() {
     describe_counter!(WS_MESSAGES, "WebSocket text frames, by direction");
     // Exported from the start, so "no conflicts yet" reads 0 rather than absent.
     counter!(CAS_CONFLICTS).increment(0);
-}
-
-/// Commits through `store`, timing it and counting lost compare-and-sets.
-pub async fn timed_commit(store: &dyn Store, commit: Commit) -> Result<CommitOutcome, StoreError> {
-    let started = Instant::now();
-    let result = store.commit(commit).await;
-    let outcome = match &result {
-        Ok(CommitOutcome::Committed { .. }) => "committed",
-        Ok(CommitOutcome::Conflict { .. }) => "conflict",
-        Ok(CommitOutcome::Duplicate) => "duplicate",
-        Ok(CommitOutcome::Busy { .. }) => "busy",
-        Err(_) => "error",
-    };
-    histogram!(COMMIT_SECONDS, "outcome" => outcome).record(started.elapsed());
-    if outcome == "conflict" {
-        counter!(CAS_CONFLICTS).increment(1);
-    }
-    result
 }
 
 /// Counts one executed outbox effect of `kind` (its lane) with `outcome`.

@@ -35,6 +35,11 @@ pub struct Observations {
     pub cas_conflicts: u64,
     /// Inputs the session refused.
     pub refused_inputs: u64,
+    /// Commits whose active-call entry the store refused (the session was told, as on the
+    /// server).
+    pub registry_busy: u64,
+    /// One of those refusals named another call of the user.
+    pub busy_with_other_call: bool,
     /// Coordinator node crashes.
     pub node_crashes: u64,
     /// Device reports the backend saw twice.
@@ -93,11 +98,24 @@ impl World {
         if !live.is_empty() {
             self.violation("call_ends", format!("legs still up at the end: {live:?}"));
         }
-        let active = crate::world::block(self.store.active_calls(&self.user)).unwrap_or_default();
+        let active: Vec<_> = crate::world::block(self.store.active_calls(&self.user))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a.call_session_id == self.session_id)
+            .collect();
         if !active.is_empty() {
             self.violation(
                 "registry_cleared",
                 format!("active-call entry left: {active:?}"),
+            );
+        }
+        // The store refusing an entry is the busy rule at work, not a fault; turning away the
+        // user's only call as busy would be.
+        if session.status() == SessionStatus::Busy && !self.obs.busy_with_other_call {
+            let refusals = self.obs.registry_busy;
+            self.violation(
+                "busy_only_on_another_call",
+                format!("a lone call ended busy ({refusals} registry refusals)"),
             );
         }
         if self.obs.final_history_rows != 1 {

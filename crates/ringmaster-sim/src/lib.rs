@@ -1,18 +1,21 @@
 //! Deterministic discrete-event simulation of Ringmaster: users with several devices (each
-//! running the real [`ringmaster_device::DeviceAgent`]), the coordinator (the real
-//! [`ringmaster_core::session::Session`] over the real [`ringmaster_store::MemoryStore`], with
-//! compare-and-set, outbox and timers, on several nodes that crash), the Telnyx network, and
-//! the four dismissal channels with their latencies and faults.
+//! running the real [`ringmaster_device::DeviceAgent`]), the coordinator (the server's own
+//! [`ringmaster_engine::Engine`] running the real [`ringmaster_core::session::Session`] over
+//! the real [`ringmaster_store::MemoryStore`], with compare-and-set, outbox and timers, on
+//! several nodes that crash), the Telnyx network, and the four dismissal channels with their
+//! latencies and faults.
 //!
-//! A run is a pure function of its [`plan::Plan`]: one seeded ChaCha RNG, a virtual clock, an
-//! event queue; no threads, no sleeps, no tokio. Invariants are checked after every event and
-//! at the end ([`check`]). [`scenarios`] holds the spec's test plan T1–T15; [`model`] model-checks
-//! the answer race with stateright.
+//! A run is a pure function of its [`plan::Plan`]: one seeded ChaCha RNG, a virtual clock (the
+//! engine's [`ringmaster_engine::Clock`]), an event queue; no threads, no sleeps, no tokio
+//! runtime (the engine's futures are polled by the world, see [`world`]). Invariants are
+//! checked after every event and at the end ([`check`]). [`scenarios`] holds the spec's test
+//! plan T1–T15; [`model`] model-checks the answer race with stateright.
 
 pub mod check;
 pub mod faults;
 pub mod glare;
 pub mod model;
+mod nodes;
 pub mod plan;
 pub mod runner;
 pub mod scenarios;

@@ -1,9 +1,10 @@
 //! The discrete-event engine: a virtual clock, one seeded random number generator and an
-//! event queue, driving the coordinator (real `Session` + `MemoryStore`), the Telnyx network,
-//! the four dismissal channels and one `DeviceAgent` per device. Nothing sleeps; a run is a
-//! pure function of its plan.
+//! event queue, driving the coordinator (the production `ringmaster_engine::Engine` on a
+//! `MemoryStore`, reading the virtual clock), the Telnyx network, the four dismissal channels
+//! and one `DeviceAgent` per device. Nothing sleeps; a run is a pure function of its plan.
 
 use crate::check::{Observations, Violation};
+use crate::nodes::{Answer, NodeStore, SharedGate, Written};
 use crate::plan::{Plan, CALL_AT};
 use crate::telnyx::{SipUp, Telnyx};
 use rand::{Rng, SeedableRng};
@@ -20,9 +21,14 @@ use ringmaster_device::{
     AgentConfig, AppAction, Delivery, DeviceAgent, Effect as DevEffect, Input as DevInput, Report,
     SdkCommand, SdkState, Snapshot, StopReason,
 };
-use ringmaster_store::{session_commit, CommitOutcome, MemoryStore, Store};
+use ringmaster_engine::{Applied, Created, Engine, EngineError, ManualClock};
+use ringmaster_store::{Lane, MemoryStore, Store};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 /// Poll period of every device agent.
 pub const POLL_INTERVAL_MS: u64 = 3_000;
@@ -61,14 +67,9 @@ pub(crate) enum UserAction {
 pub(crate) enum Ev {
     /// An input reaches the load balancer; a node loads the session and handles it.
     Coord(CoordInput),
-    /// The node commits what it computed (compare-and-set on the loaded version).
-    Commit {
-        node: usize,
-        input: CoordInput,
-        expected: Option<u64>,
-        session: Box<Session>,
-        effects: Vec<Effect>,
-    },
+    /// The node's processing time is over: its held commit goes to the store
+    /// (compare-and-set on the version it loaded).
+    Commit { node: usize, flight: u64 },
     /// A crashed node is back and re-dispatches the outbox.
     NodeRestart(usize),
     /// A session deadline may be due.
@@ -107,6 +108,19 @@ pub(crate) enum Ev {
     Kill(usize),
     /// The device's app starts again.
     Restart(usize),
+}
+
+/// What a node's engine call ended with.
+enum Done {
+    Created(Result<Created, EngineError>),
+    Applied(Result<Applied, EngineError>),
+}
+
+/// One input being run by a node's engine, waiting for its commit to be released.
+struct Flight {
+    node: usize,
+    input: CoordInput,
+    run: Pin<Box<dyn Future<Output = Done> + Send>>,
 }
 
 /// One simulated device.
@@ -187,6 +201,11 @@ pub struct World {
     pub(crate) tenant: TenantId,
     started: bool,
     nodes: Vec<bool>,
+    clock: Arc<ManualClock>,
+    engine: Engine,
+    gate: SharedGate,
+    flights: BTreeMap<u64, Flight>,
+    next_flight: u64,
     timers: std::collections::BTreeSet<u64>,
     commits: usize,
     crashed: bool,
@@ -244,6 +263,18 @@ impl World {
             })
             .collect();
         let nodes = vec![true; plan.nodes.max(1)];
+        let store = MemoryStore::new();
+        let gate = SharedGate::default();
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(CALL_AT)));
+        let engine = Engine::on_sessions(
+            Arc::new(NodeStore {
+                store: store.clone(),
+                gate: gate.clone(),
+            }),
+            clock.clone(),
+            // Each commit's outbox is dispatched by the world itself (see `on_written`).
+            Arc::new(tokio::sync::Notify::new()),
+        );
         Self {
             plan,
             rng,
@@ -251,12 +282,17 @@ impl World {
             seq: 0,
             queue: BinaryHeap::new(),
             events: BTreeMap::new(),
-            store: MemoryStore::new(),
+            store,
             session_id: CallSessionId::new("v3:sim-call"),
             user: UserId::new("user-1"),
             tenant: TenantId::new("tenant-1"),
             started: false,
             nodes,
+            clock,
+            engine,
+            gate,
+            flights: BTreeMap::new(),
+            next_flight: 0,
             timers: std::collections::BTreeSet::new(),
             commits: 0,
             crashed: false,
@@ -288,14 +324,19 @@ impl World {
                 break;
             }
             self.queue.pop();
-            self.now = at;
+            self.set_now(at);
             let Some(ev) = self.events.remove(&seq) else {
                 continue;
             };
             self.step(ev);
             self.check_step();
         }
-        self.now = self.now.max(limit);
+        self.set_now(self.now.max(limit));
+    }
+
+    fn set_now(&mut self, now: u64) {
+        self.now = now;
+        self.clock.set(Timestamp::from_millis(now));
     }
 
     /// Ms since the call arrived.
@@ -402,13 +443,7 @@ impl World {
     fn step(&mut self, ev: Ev) {
         match ev {
             Ev::Coord(input) => self.on_coord(input),
-            Ev::Commit {
-                node,
-                input,
-                expected,
-                session,
-                effects,
-            } => self.on_commit(node, input, expected, *session, effects),
+            Ev::Commit { node, flight } => self.on_commit(node, flight),
             Ev::NodeRestart(node) => self.on_node_restart(node),
             Ev::TimerCheck => self.on_timer_check(),
             Ev::Telnyx(cmd) => self.telnyx_command(cmd),
@@ -464,6 +499,7 @@ impl World {
         }
     }
 
+    /// A node runs the input through the engine until its commit is held (or it is done).
     fn on_coord(&mut self, input: CoordInput) {
         let Some(node) = self.pick_node() else {
             // Every node is down: the sender retries.
@@ -471,162 +507,185 @@ impl World {
             return;
         };
         let delay = self.sample(|l| l.processing);
-        let now = Timestamp::from_millis(self.now);
-        match &input {
+        let engine = self.engine.clone();
+        let run: Pin<Box<dyn Future<Output = Done> + Send>> = match &input {
             CoordInput::Create => {
-                let mut session = match Session::new_inbound(self.new_inbound(), now) {
+                let now = Timestamp::from_millis(self.now);
+                let session = match Session::new_inbound(self.new_inbound(), now) {
                     Ok(s) => s,
                     Err(e) => return self.violation("session_created", e.to_string()),
                 };
-                let effects = match session.handle(Input::Start, now) {
-                    Ok(fx) => fx,
-                    Err(e) => return self.violation("session_created", e.to_string()),
-                };
                 self.log(|| format!("node{node} creates the session"));
-                self.at(
-                    delay,
-                    Ev::Commit {
-                        node,
-                        input,
-                        expected: None,
-                        session: Box::new(session),
-                        effects,
-                    },
-                );
+                Box::pin(
+                    async move { Done::Created(engine.create(session, None, Vec::new()).await) },
+                )
             }
             CoordInput::Input {
                 input: inner,
                 dedupe,
             } => {
-                if let Some(key) = dedupe {
-                    if block(self.store.is_processed(key)).unwrap_or(false) {
-                        self.log(|| format!("node{node} drops duplicate {key}"));
-                        return;
-                    }
-                }
-                let stored = match block(self.store.load_session(&self.session_id)) {
-                    Ok(Some(s)) => s,
-                    Ok(None) => {
-                        self.at(100, Ev::Coord(input));
-                        return;
-                    }
-                    Err(e) => return self.violation("store", e.to_string()),
-                };
-                let mut session: Session = match serde_json::from_value(stored.doc) {
-                    Ok(s) => s,
-                    Err(e) => return self.violation("store", format!("session doc: {e}")),
-                };
-                match session.handle(inner.clone(), now) {
-                    Ok(effects) => {
-                        let what = describe_input(inner);
-                        let v = stored.version;
-                        self.log(|| format!("node{node} handles {what} at v{v}"));
-                        self.at(
-                            delay,
-                            Ev::Commit {
-                                node,
-                                input,
-                                expected: Some(stored.version),
-                                session: Box::new(session),
-                                effects,
-                            },
-                        );
-                    }
-                    Err(e) => {
-                        let what = describe_input(inner);
-                        self.obs.refused_inputs += 1;
-                        self.log(|| format!("node{node} refuses {what}: {e}"));
-                    }
-                }
+                let what = describe_input(inner);
+                self.log(|| format!("node{node} handles {what}"));
+                let (id, inner, dedupe) = (self.session_id.clone(), inner.clone(), dedupe.clone());
+                Box::pin(async move { Done::Applied(engine.apply(&id, inner, dedupe).await) })
             }
+        };
+        self.next_flight += 1;
+        let flight = self.next_flight;
+        self.drive(flight, Flight { node, input, run }, Some(delay));
+    }
+
+    /// The node's processing time is over: its held commit goes to the store, unless the node
+    /// died meanwhile (then nothing was written and the input's sender retries).
+    fn on_commit(&mut self, node: usize, flight: u64) {
+        let Some(f) = self.flights.remove(&flight) else {
+            return;
+        };
+        if !self.nodes[node] {
+            self.at(1_000, Ev::Coord(f.input));
+            return;
+        }
+        self.drive(flight, f, None);
+    }
+
+    /// Polls a node's engine call: a new one (`first`: its processing delay) runs up to its
+    /// commit, which is held; a held one has its commit let through. The engine then finishes,
+    /// or holds its next commit (after a lost compare-and-set, or after telling the session the
+    /// registry is busy), which goes out after another processing delay.
+    fn drive(&mut self, id: u64, mut flight: Flight, first: Option<u64>) {
+        self.gate.arm(first.is_none());
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        let poll = flight.run.as_mut().poll(&mut cx);
+        let (held, answers) = self.gate.take();
+        let node = flight.node;
+        for answer in answers {
+            self.on_store_answer(node, answer);
+        }
+        match poll {
+            Poll::Ready(done) => self.on_done(node, flight.input, done),
+            Poll::Pending if held => {
+                let delay = match first {
+                    Some(delay) => delay,
+                    None => self.sample(|l| l.processing),
+                };
+                self.flights.insert(id, flight);
+                self.at(delay, Ev::Commit { node, flight: id });
+            }
+            Poll::Pending => self.violation(
+                "engine",
+                "the engine waited for something other than a commit".to_owned(),
+            ),
         }
     }
 
-    fn on_commit(
-        &mut self,
-        node: usize,
-        input: CoordInput,
-        expected: Option<u64>,
-        session: Session,
-        effects: Vec<Effect>,
-    ) {
-        if !self.nodes[node] {
-            // The node died before committing; the input's sender retries.
-            self.at(1_000, Ev::Coord(input));
-            return;
-        }
-        let dedupe = match &input {
-            CoordInput::Input { dedupe, .. } => dedupe.clone(),
-            CoordInput::Create => None,
-        };
-        let now = Timestamp::from_millis(self.now);
-        let commit = match session_commit(&session, expected, &effects, Vec::new(), dedupe, now) {
-            Ok(commit) => commit,
-            Err(e) => return self.violation("store", format!("session commit: {e}")),
-        };
-        match block(self.store.commit(commit)) {
-            Ok(CommitOutcome::Committed {
-                version,
-                effect_seqs,
-            }) => {
-                self.commits += 1;
-                self.log(|| format!("node{node} commits v{version} ({})", session.status()));
-                self.after_commit(&session, &effects);
-                let outbox: Vec<(u64, Effect)> = effect_seqs
-                    .into_iter()
-                    .zip(effects.into_iter().filter(Effect::is_outbox))
-                    .collect();
-                let crash = self
-                    .plan
-                    .node_crash
-                    .clone()
-                    .filter(|c| !self.crashed && c.after_commit == self.commits);
-                if let Some(crash) = crash {
-                    self.crashed = true;
-                    let sent = crash.sent_before_crash.min(outbox.len());
-                    for (_, e) in &outbox[..sent] {
-                        self.dispatch(e);
-                    }
-                    self.nodes[node] = false;
-                    let down = self.sample(|l| l.node_down);
-                    self.obs.node_crashes += 1;
-                    self.log(|| {
-                        format!(
-                            "node{node} CRASHES after commit, {sent}/{} effects sent, down {down}ms",
-                            outbox.len()
-                        )
-                    });
-                    self.at(down, Ev::NodeRestart(node));
-                } else {
-                    for (seq, e) in outbox {
-                        self.dispatch(&e);
-                        if let Err(e) = block(self.store.mark_effect_done(&self.session_id, seq)) {
-                            self.violation("store", e.to_string());
-                        }
-                    }
-                }
-                if let Some(deadline) = session.next_deadline() {
-                    // One timer per deadline, however many commits carry it.
-                    if self.timers.insert(deadline.as_millis()) {
-                        let delay = deadline.as_millis().saturating_sub(self.now);
-                        self.at(delay, Ev::TimerCheck);
-                    }
-                }
-            }
-            Ok(CommitOutcome::Conflict { current_version }) => {
+    fn on_store_answer(&mut self, node: usize, answer: Answer) {
+        match answer {
+            Answer::Committed(written) => self.on_written(node, *written),
+            Answer::Conflict(current) => {
                 self.obs.cas_conflicts += 1;
+                self.log(|| format!("node{node} CONFLICT (now {current:?}): reload"));
+            }
+            Answer::Duplicate => self.log(|| format!("node{node} commit is a duplicate")),
+            Answer::Busy(active) => {
+                // The server's rule, run by the engine: the session is told and the input runs
+                // again. Only a lone call turned away busy would break a promise (`check_end`).
+                self.obs.registry_busy += 1;
+                let others = active
+                    .iter()
+                    .filter(|a| a.call_session_id != self.session_id)
+                    .count();
+                if others > 0 {
+                    self.obs.busy_with_other_call = true;
+                }
                 self.log(|| {
-                    format!("node{node} CONFLICT (expected {expected:?}, now {current_version:?}): reload")
+                    format!("node{node} registry BUSY ({others} other calls): the session is told")
                 });
-                self.at(0, Ev::Coord(input));
             }
-            Ok(CommitOutcome::Duplicate) => {
-                self.log(|| format!("node{node} commit is a duplicate"));
+            Answer::Failed(e) => self.violation("store", e),
+        }
+    }
+
+    fn on_done(&mut self, node: usize, input: CoordInput, done: Done) {
+        match done {
+            Done::Created(Ok(Created::Committed(_))) | Done::Applied(Ok(Applied::Committed(_))) => {
             }
-            Ok(CommitOutcome::Busy { .. }) => {
-                self.violation("registry", "a single call was refused as busy".to_owned())
+            Done::Created(Ok(Created::Exists)) => {
+                self.log(|| format!("node{node}: the session exists already"))
             }
-            Err(e) => self.violation("store", e.to_string()),
+            Done::Created(Ok(Created::Duplicate)) | Done::Applied(Ok(Applied::Duplicate)) => {
+                self.log(|| format!("node{node} drops a duplicate"))
+            }
+            Done::Applied(Ok(Applied::Unchanged(_))) => {}
+            Done::Applied(Ok(Applied::Refused(e))) => {
+                self.obs.refused_inputs += 1;
+                let what = match &input {
+                    CoordInput::Input { input, .. } => describe_input(input),
+                    CoordInput::Create => "start".to_owned(),
+                };
+                self.log(|| format!("node{node} refuses {what}: {e}"));
+            }
+            Done::Applied(Err(EngineError::UnknownSession(_))) => {
+                // The input overtook the session's creation: its sender retries.
+                self.at(100, Ev::Coord(input));
+            }
+            Done::Created(Err(e)) => self.violation("session_created", e.to_string()),
+            Done::Applied(Err(e)) => self.violation("store", e.to_string()),
+        }
+    }
+
+    /// A commit went through: history bookkeeping, the outbox sent (or the node crashes part
+    /// way, as planned), the session's timer armed.
+    fn on_written(&mut self, node: usize, written: Written) {
+        self.commits += 1;
+        let (version, state) = (written.version, written.state.clone());
+        self.log(|| format!("node{node} commits v{version} ({state})"));
+        self.after_commit(&written);
+        let mut outbox = Vec::new();
+        for (seq, row) in written.outbox {
+            // Host events are for the host app's webhooks, which the simulation leaves out.
+            if row.lane == Lane::Host {
+                continue;
+            }
+            match serde_json::from_value::<Effect>(row.effect) {
+                Ok(e) => outbox.push((seq, e)),
+                Err(e) => self.violation("store", format!("outbox effect: {e}")),
+            }
+        }
+        let crash = self
+            .plan
+            .node_crash
+            .clone()
+            .filter(|c| !self.crashed && c.after_commit == self.commits);
+        if let Some(crash) = crash {
+            self.crashed = true;
+            let sent = crash.sent_before_crash.min(outbox.len());
+            for (_, e) in &outbox[..sent] {
+                self.dispatch(e);
+            }
+            self.nodes[node] = false;
+            let down = self.sample(|l| l.node_down);
+            self.obs.node_crashes += 1;
+            self.log(|| {
+                format!(
+                    "node{node} CRASHES after commit, {sent}/{} effects sent, down {down}ms",
+                    outbox.len()
+                )
+            });
+            self.at(down, Ev::NodeRestart(node));
+        } else {
+            for (seq, e) in outbox {
+                self.dispatch(&e);
+                if let Err(e) = block(self.store.mark_effect_done(&self.session_id, seq)) {
+                    self.violation("store", e.to_string());
+                }
+            }
+        }
+        if let Some(deadline) = written.next_deadline {
+            // One timer per deadline, however many commits carry it.
+            if self.timers.insert(deadline.as_millis()) {
+                let delay = deadline.as_millis().saturating_sub(self.now);
+                self.at(delay, Ev::TimerCheck);
+            }
         }
     }
 
@@ -751,25 +810,20 @@ impl World {
     }
 
     /// Bookkeeping after each commit: when ringing ended, the history rows.
-    fn after_commit(&mut self, session: &Session, effects: &[Effect]) {
-        if self.obs.ring_ended_at.is_none() && session.status() != SessionStatus::Ringing {
+    fn after_commit(&mut self, written: &Written) {
+        if self.obs.ring_ended_at.is_none() && written.state != SessionStatus::Ringing.as_str() {
             self.obs.ring_ended_at = Some(self.now);
-            let status = session.status();
+            let status = written.state.clone();
             self.log(|| format!("backend: ringing is over ({status})"));
         }
-        for e in effects {
-            if let Effect::History(h) = e {
-                if self.obs.final_history_rows > 0 {
-                    self.violation(
-                        "history_once",
-                        format!("history row ({}) written after the final one", h.status),
-                    );
-                }
-                if h.is_final {
-                    self.obs.final_history_rows += 1;
-                }
-            }
+        if written.history_rows > 0 && self.obs.final_history_rows > 0 {
+            let status = written.state.clone();
+            self.violation(
+                "history_once",
+                format!("history row ({status}) written after the final one"),
+            );
         }
+        self.obs.final_history_rows += u32::try_from(written.final_rows).unwrap_or(u32::MAX);
     }
 
     /// An input for the session, sent to the load balancer after `delay`.

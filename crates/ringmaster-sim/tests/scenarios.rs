@@ -79,6 +79,10 @@ scenario!(
     g5b_users_calling_each_other_keep_the_lower_call_id,
     g5b_crossing_calls_keep_the_lower_id
 );
+scenario!(
+    a_second_call_answered_while_the_user_is_on_a_call_is_turned_away_busy_as_on_the_server,
+    busy_answer_while_on_another_call_is_turned_away
+);
 
 #[test]
 fn every_scenario_is_listed_for_the_cli() {

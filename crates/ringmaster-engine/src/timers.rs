@@ -1,6 +1,6 @@
-//! Session timers are data (each session's next deadline, stored with it); this loop polls the
-//! store for due sessions and feeds them `Input::Tick`. Nothing sleeps per call, so a restart
-//! loses no timer. The same loop prunes old rows under the [`RetentionPolicy`].
+//! Session timers are data (each session's next deadline, stored with it); [`tick_due`] reads
+//! the store for due sessions and feeds them `Input::Tick`. Nothing sleeps per call, so a
+//! restart loses no timer. The server's timer loop calls it on an interval.
 //!
 //! Quarantined sessions are never due, so a session that cannot be handled never holds back
 //! the ring timeouts of the others.
@@ -9,12 +9,9 @@
 //! lease, ended by the tick's commit), so one timer is ticked by one node.
 
 use crate::engine::{Applied, Engine, EngineError};
-use crate::retention::{self, RetentionPolicy};
 use ringmaster_core::session::Input;
 use ringmaster_store::Store;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// Sessions ticked per poll.
@@ -26,37 +23,6 @@ const BATCH: u32 = 200;
 /// this long before another node ticks them. A tick that outlasts it is merely ticked twice,
 /// which compare-and-set makes harmless.
 pub const TIMER_LEASE: Duration = Duration::from_secs(5);
-
-/// Ticks due sessions every `interval` as `node_id` and prunes under `retention` until
-/// `shutdown` turns true.
-pub async fn run(
-    store: Arc<dyn Store>,
-    engine: Engine,
-    node_id: String,
-    interval: Duration,
-    retention: RetentionPolicy,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut next_prune = tokio::time::Instant::now();
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        if tokio::time::Instant::now() >= next_prune {
-            next_prune += retention.every;
-            if let Err(e) = retention::prune(&*store, &retention, engine.now()).await {
-                tracing::warn!(error = %e, "pruning old rows failed");
-            }
-        }
-        if let Err(e) = tick_due(&*store, &engine, &node_id).await {
-            tracing::warn!(error = %e, "reading due timers failed");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.changed() => {}
-        }
-    }
-}
 
 /// Claims for `node_id` and ticks every session due now that no other node holds (up to a
 /// batch); returns how many were ticked.

@@ -36,6 +36,11 @@ impl ManualClock {
         let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
         self.0.fetch_add(ms, Ordering::SeqCst);
     }
+
+    /// Sets the clock to `to` (a simulation's virtual time).
+    pub fn set(&self, to: Timestamp) {
+        self.0.store(to.as_millis(), Ordering::SeqCst);
+    }
 }
 
 impl Clock for ManualClock {

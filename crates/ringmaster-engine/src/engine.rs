@@ -3,6 +3,7 @@
 //! compare-and-set, and retry from a fresh load when another writer got there first.
 
 use crate::clock::Clock;
+use crate::sessions::{SessionStore, Shared};
 use ringmaster_core::session::{Effect, SessionError};
 use ringmaster_core::session::{Input, Session};
 use ringmaster_core::{CallSessionId, Timestamp};
@@ -90,7 +91,7 @@ pub enum EngineError {
 /// Runs inputs against stored sessions. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
-    store: Arc<dyn Store>,
+    store: Arc<dyn SessionStore>,
     clock: Arc<dyn Clock>,
     kick: Arc<Notify>,
     quarantined: Arc<AtomicU64>,
@@ -99,6 +100,15 @@ pub struct Engine {
 impl Engine {
     /// An engine over `store`; `kick` wakes the dispatcher after a commit with outbox effects.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, kick: Arc<Notify>) -> Self {
+        Self::on_sessions(Arc::new(Shared(store)), clock, kick)
+    }
+
+    /// An engine over any [`SessionStore`] (the simulator's, which interleaves nodes).
+    pub fn on_sessions(
+        store: Arc<dyn SessionStore>,
+        clock: Arc<dyn Clock>,
+        kick: Arc<Notify>,
+    ) -> Self {
         Self {
             store,
             clock,
@@ -235,7 +245,9 @@ impl Engine {
                 }
                 Written::Conflict => {
                     tracing::debug!(round, "lost compare-and-set; reloading");
-                    if round > 8 {
+                    // Outside a tokio runtime (the simulator), the event order spreads the
+                    // writers out instead.
+                    if round > 8 && tokio::runtime::Handle::try_current().is_ok() {
                         tokio::time::sleep(Duration::from_millis(u64::from(round))).await;
                     }
                 }
@@ -278,7 +290,7 @@ impl Engine {
     async fn commit(&self, mut commit: Commit, told: bool) -> Result<Written, EngineError> {
         let has_outbox = !commit.effects.is_empty();
         loop {
-            match crate::telemetry::timed_commit(&*self.store, commit.clone()).await? {
+            match crate::commit_metrics::timed_commit(&*self.store, commit.clone()).await? {
                 CommitOutcome::Busy { .. } if !told => return Ok(Written::Busy),
                 CommitOutcome::Busy { active } => {
                     tracing::warn!(
