@@ -315,9 +315,11 @@ impl NatsFanout {
             .subscribe(control_subject(&config.subject))
             .await
             .map_err(|e| subscribe_error(&e))?;
-        // The round trip makes the server register the subscription before we return, so no
-        // event published by another node after this point is missed.
-        client.flush().await.map_err(|e| subscribe_error(&e))?;
+        // Once the server has answered, it has registered the subscriptions, so no event
+        // published by another node after this point is missed.
+        round_trip(&client, config.connect_timeout)
+            .await
+            .map_err(|e| subscribe_error(&e))?;
         let sinks = Sinks::default();
         let receiver = tokio::spawn(receive(
             subscriber,
@@ -436,6 +438,28 @@ impl Fanout for NatsFanout {
             .publish(subject.clone(), encode_control(origin, control).into())
             .await
             .map_err(|e| FanoutError(format!("NATS publish to {subject}: {e}")))
+    }
+}
+
+/// Waits until the server has processed every command this client sent before: it handles a
+/// connection's commands in order, so a message published to a fresh inbox this client
+/// listens on comes back only after them. (`Client::flush` only waits for the client's write
+/// buffer to reach the socket; another connection's publish could still be processed before
+/// our subscription.)
+pub(crate) async fn round_trip(client: &async_nats::Client, limit: Duration) -> Result<(), String> {
+    let inbox = client.new_inbox();
+    let mut probe = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .publish(inbox, bytes::Bytes::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(limit, probe.next()).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("the connection closed during the round trip".to_owned()),
+        Err(_) => Err(format!("no answer from the server within {limit:?}")),
     }
 }
 

@@ -12,6 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+
+/// How long the server may take to confirm the presence subscription at start.
+const ROUND_TRIP_LIMIT: Duration = Duration::from_secs(5);
 use tokio::task::JoinHandle;
 
 /// Prefix of the subject an app's presence messages travel on: `ringmaster.presence.<app_id>`.
@@ -147,7 +150,9 @@ impl NatsPresence {
             .map_err(|e| subscribe_error(&e))?;
         // Registered with the server before the first request for snapshots goes out, so no
         // answer is missed.
-        client.flush().await.map_err(|e| subscribe_error(&e))?;
+        crate::nats_fanout::round_trip(&client, ROUND_TRIP_LIMIT)
+            .await
+            .map_err(|e| subscribe_error(&e))?;
         let (tx, rx) = mpsc::unbounded_channel();
         hub.attach_presence(tx, config.settings);
         let dropped = Arc::new(AtomicU64::new(0));
