@@ -104,7 +104,10 @@ pub(super) type Written = Result<Option<CommitOutcome>, StoreError>;
 
 /// Writes `batch` in one transaction on the writer connection (see [`super::writer`]), on a
 /// blocking thread so no async worker waits out the fsync. The results are in order.
-pub(super) async fn write_batch(pool: &SqlitePool, batch: Vec<Pending>) -> (Vec<Pending>, Vec<Written>) {
+pub(super) async fn write_batch(
+    pool: &SqlitePool,
+    batch: Vec<Pending>,
+) -> (Vec<Pending>, Vec<Written>) {
     let mut conn = match pool.acquire().await {
         Ok(conn) => conn,
         Err(e) => {

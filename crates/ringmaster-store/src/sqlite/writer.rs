@@ -30,7 +30,9 @@ const STATEMENTS: usize = 64;
 
 /// A database failure seen through rusqlite, as the store reports it.
 fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(sqlx::Error::Io(std::io::Error::other(format!("sqlite: {e}"))))
+    StoreError::Backend(sqlx::Error::Io(std::io::Error::other(format!(
+        "sqlite: {e}"
+    ))))
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -52,10 +54,7 @@ pub(super) fn batch_failed<T>(n: usize, e: &dyn std::fmt::Display) -> Vec<Result
 
 /// Writes `batch` in one transaction on `conn`'s handle, on this (blocking) thread; the
 /// results are in the batch's order.
-pub(super) fn write_locked(
-    conn: &mut PoolConnection<Sqlite>,
-    batch: &[Pending],
-) -> Vec<Written> {
+pub(super) fn write_locked(conn: &mut PoolConnection<Sqlite>, batch: &[Pending]) -> Vec<Written> {
     let runtime = tokio::runtime::Handle::current();
     let mut locked = match runtime.block_on(conn.lock_handle()) {
         Ok(locked) => locked,
