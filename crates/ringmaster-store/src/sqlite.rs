@@ -655,7 +655,7 @@ impl Store for SqliteStore {
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
         let (reply, outcome) = oneshot::channel();
         self.group
-            .send(Pending::Commit(commit, reply))
+            .send(Pending::Commit(Box::new(commit), reply))
             .await
             .map_err(|_| group_gone())?;
         outcome.await.map_err(|_| group_gone())?
@@ -668,7 +668,7 @@ impl Store for SqliteStore {
             .map(|commit| {
                 let (reply, outcome) = oneshot::channel();
                 outcomes.push(outcome);
-                Pending::Commit(commit, reply)
+                Pending::Commit(Box::new(commit), reply)
             })
             .collect();
         let (batch, results) = write_batch(&self.writer, batch).await;

@@ -45,7 +45,10 @@ pub(super) struct EffectUpdate {
 /// A write queued for the group writer, with where its result goes.
 pub(super) enum Pending {
     /// A session commit.
-    Commit(Commit, oneshot::Sender<Result<CommitOutcome, StoreError>>),
+    Commit(
+        Box<Commit>,
+        oneshot::Sender<Result<CommitOutcome, StoreError>>,
+    ),
     /// An outbox status update.
     Effect(EffectUpdate, oneshot::Sender<Result<(), StoreError>>),
 }
