@@ -49,6 +49,8 @@ use leases::Leases;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read connections for a file database.
 const READERS: u32 = 4;
+/// Bytes of the database file each reader maps (`PRAGMA mmap_size`).
+const READER_MMAP: u64 = 256 << 20;
 
 /// How hard SQLite pushes each commit to disk (`PRAGMA synchronous`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -147,9 +149,15 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        // Readers map the file: every batch moves the WAL on, which empties each reader's
+        // page cache, and without the map every page it needs again is a `pread` copy.
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
-            .connect_with(options.create_if_missing(false))
+            .connect_with(
+                options
+                    .create_if_missing(false)
+                    .pragma("mmap_size", READER_MMAP.to_string()),
+            )
             .await?;
         Ok(Self::with_pools(writer, reader, leases))
     }
