@@ -15,16 +15,15 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Acquire, Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{
-    self, active_from, billing_from, bind_billing, bind_call, bind_device, bind_leg,
-    bind_timeline_tail, call_from, call_page, device_from, due_effects_sql, due_from, int,
-    leg_from, ms, opt_ms, outbox_from, outbox_insert_sql, prune_history_sql, prune_sql,
+    self, active_from, billing_from, bind_device, call_from, call_page, device_from,
+    due_effects_sql, due_from, int, leg_from, ms, outbox_from, prune_history_sql, prune_sql,
     session_from, timeline_from, unsigned, RowExt, BILLING_COLUMNS, CALL_COLUMNS, DEVICE_COLUMNS,
     OUTBOX_COLUMNS, USER_COLUMNS,
 };
@@ -33,20 +32,25 @@ use crate::directory_cache::DirectoryCache;
 use crate::error::StoreError;
 use crate::history::{CallDetail, CallRecord, HistoryCursor, Page, TimelineEntry};
 use crate::limits;
-use crate::registry::{ActiveCall, RegistryChange};
+use crate::registry::ActiveCall;
 use crate::session::{Commit, CommitOutcome, Lane, OutboxEntry, Pruned, Retention, StoredSession};
 use crate::Store;
 
+mod group;
 mod leases;
 mod ops;
 mod webhooks;
+mod writer;
 
+use group::{group_gone, group_writer, write_batch, EffectStatus, EffectUpdate, Pending, QUEUE};
 use leases::Leases;
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read connections for a file database.
 const READERS: u32 = 4;
+/// Bytes of the database file each reader maps (`PRAGMA mmap_size`).
+const READER_MMAP: u64 = 256 << 20;
 
 /// How hard SQLite pushes each commit to disk (`PRAGMA synchronous`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -139,12 +143,21 @@ impl SqliteStore {
         let leases = Leases::for_file(options.get_filename().to_str());
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            // The group writer takes the connection for every batch: a ping each time would
+            // be one more round trip to sqlx's worker per batch, for a local file.
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        // Readers map the file: every batch moves the WAL on, which empties each reader's
+        // page cache, and without the map every page it needs again is a `pread` copy.
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
-            .connect_with(options.create_if_missing(false))
+            .connect_with(
+                options
+                    .create_if_missing(false)
+                    .pragma("mmap_size", READER_MMAP.to_string()),
+            )
             .await?;
         Ok(Self::with_pools(writer, reader, leases))
     }
@@ -159,7 +172,7 @@ impl SqliteStore {
     /// The store over its pools, with its group writer started.
     fn with_pools(writer: SqlitePool, reader: SqlitePool, leases: Arc<Leases>) -> Self {
         let (group, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(group_writer(writer.clone(), queue));
+        tokio::spawn(group_writer(writer.clone(), leases.clone(), queue));
         Self {
             writer,
             reader,
@@ -203,47 +216,29 @@ impl SqliteStore {
         Ok(user)
     }
 
-    /// Runs an outbox status update; distinguishes "no such effect" from "not pending".
+    /// Queues an outbox status update for the group writer and waits until it is durable.
+    ///
+    /// Waiting costs the dispatcher little (the update shares its batch's fsync with every
+    /// commit queued meanwhile) and keeps the lease right: it is released only once the row
+    /// reads as updated, so this node never re-claims an effect it has just delivered.
     async fn update_effect(
         &self,
-        sql: &str,
         session_id: &CallSessionId,
         seq: u64,
-        error: Option<&str>,
-        retry_at: Option<i64>,
+        status: EffectStatus,
     ) -> Result<(), StoreError> {
-        let seq_i = int(seq)?;
-        let mut tx = self.begin_write().await?;
-        let mut query = sqlx::query(sql);
-        if let Some(error) = error {
-            query = query.bind(limits::truncate_error(error));
-        }
-        if let Some(retry_at) = retry_at {
-            query = query.bind(retry_at);
-        }
-        let changed = query
-            .bind(session_id.as_str())
-            .bind(seq_i)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if changed == 0 {
-            let exists = sqlx::query("SELECT 1 FROM outbox WHERE session_id = ? AND seq = ?")
-                .bind(session_id.as_str())
-                .bind(seq_i)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some();
-            if !exists {
-                return Err(StoreError::not_found(
-                    "effect",
-                    format!("{session_id}#{seq}"),
-                ));
-            }
-        }
-        tx.commit().await?;
-        self.leases.release(session_id, seq).await;
-        Ok(())
+        int(seq)?;
+        let (reply, outcome) = oneshot::channel();
+        let update = EffectUpdate {
+            session_id: session_id.clone(),
+            seq,
+            status,
+        };
+        self.group
+            .send(Pending::Effect(update, reply))
+            .await
+            .map_err(|_| group_gone())?;
+        outcome.await.map_err(|_| group_gone())?
     }
 }
 
@@ -296,339 +291,9 @@ pub(crate) fn private_file(path: &std::path::Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-async fn current_version(
-    tx: &mut Transaction<'_, Sqlite>,
-    id: &CallSessionId,
-) -> Result<Option<u64>, StoreError> {
-    sqlx::query_scalar::<_, i64>("SELECT version FROM sessions WHERE id = ?")
-        .bind(id.as_str())
-        .fetch_optional(&mut **tx)
-        .await?
-        .map(unsigned)
-        .transpose()
-}
-
 const ACTIVE_SQL: &str = "SELECT user_id, call_session_id, device_id, started_at, platform, \
      state, since \
      FROM active_calls WHERE user_id = ? ORDER BY started_at, call_session_id";
-
-async fn active_of(
-    tx: &mut Transaction<'_, Sqlite>,
-    user_id: &UserId,
-) -> Result<Vec<ActiveCall>, StoreError> {
-    sqlx::query(ACTIVE_SQL)
-        .bind(user_id.as_str())
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(active_from)
-        .collect()
-}
-
-/// Applies one commit inside `outer`, in a savepoint of its own: a conflict, duplicate, busy
-/// or failing commit undoes only itself and leaves the rest of the batch.
-async fn commit_in(
-    outer: &mut Transaction<'static, Sqlite>,
-    commit: &Commit,
-) -> Result<CommitOutcome, StoreError> {
-    let encoded = limits::commit(commit)?;
-    let at = ms(commit.at)?;
-    let deadline = opt_ms(commit.next_deadline)?;
-    let n_effects = commit.effects.len() as i64;
-    let mut tx = outer.begin().await?;
-
-    if let Some(key) = &commit.dedupe_key {
-        let fresh = sqlx::query(
-            "INSERT INTO processed_inputs (dedupe_key, session_id, processed_at) \
-             VALUES (?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(commit.session_id.as_str())
-        .bind(at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if fresh == 0 {
-            tx.rollback().await?;
-            return Ok(CommitOutcome::Duplicate);
-        }
-    }
-
-    let (version, last_seq) = match commit.expected_version {
-        None => {
-            let created = sqlx::query(
-                "INSERT INTO sessions (id, user_id, version, doc, state_label, \
-                 next_deadline, closed, effect_seq, created_at, updated_at) \
-                 VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(commit.session_id.as_str())
-            .bind(commit.user_id.as_str())
-            .bind(&encoded.doc)
-            .bind(&commit.state_label)
-            .bind(deadline)
-            .bind(commit.closed)
-            .bind(n_effects)
-            .bind(at)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if created == 0 {
-                let current_version = current_version(&mut tx, &commit.session_id).await?;
-                tx.rollback().await?;
-                return Ok(CommitOutcome::Conflict { current_version });
-            }
-            (1, n_effects)
-        }
-        Some(expected) => {
-            let row = sqlx::query(
-                "UPDATE sessions SET version = version + 1, doc = ?, state_label = ?, \
-                 next_deadline = ?, closed = ?, effect_seq = effect_seq + ?, updated_at = ? \
-                 WHERE id = ? AND version = ? RETURNING version, effect_seq",
-            )
-            .bind(&encoded.doc)
-            .bind(&commit.state_label)
-            .bind(deadline)
-            .bind(commit.closed)
-            .bind(n_effects)
-            .bind(at)
-            .bind(commit.session_id.as_str())
-            .bind(int(expected)?)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(row) = row else {
-                let current_version = current_version(&mut tx, &commit.session_id).await?;
-                tx.rollback().await?;
-                return Ok(CommitOutcome::Conflict { current_version });
-            };
-            (
-                row.try_get::<i64, _>("version")?,
-                row.try_get::<i64, _>("effect_seq")?,
-            )
-        }
-    };
-
-    for change in &commit.registry {
-        match change {
-            RegistryChange::Set(active) => {
-                let current = active_of(&mut tx, &active.user_id).await?;
-                let other_call = current
-                    .iter()
-                    .any(|a| a.call_session_id != active.call_session_id);
-                if other_call {
-                    let call_waiting = sqlx::query_scalar::<_, bool>(
-                        "SELECT call_waiting FROM users WHERE id = ?",
-                    )
-                    .bind(active.user_id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .unwrap_or(false);
-                    if !call_waiting {
-                        tx.rollback().await?;
-                        return Ok(CommitOutcome::Busy { active: current });
-                    }
-                }
-                sqlx::query(
-                    "INSERT INTO active_calls (user_id, call_session_id, device_id, \
-                     started_at, platform, state, since) VALUES (?, ?, ?, ?, ?, ?, ?) \
-                     ON CONFLICT (user_id, call_session_id) DO UPDATE SET \
-                     device_id = excluded.device_id, started_at = excluded.started_at, \
-                     platform = excluded.platform, state = excluded.state, \
-                     since = excluded.since",
-                )
-                .bind(active.user_id.as_str())
-                .bind(active.call_session_id.as_str())
-                .bind(active.device_id.as_ref().map(DeviceId::as_str))
-                .bind(ms(active.started_at)?)
-                .bind(active.platform.as_deref())
-                .bind(active.state.as_str())
-                .bind(ms(active.since)?)
-                .execute(&mut *tx)
-                .await?;
-            }
-            RegistryChange::Clear {
-                user_id,
-                call_session_id,
-            } => {
-                sqlx::query("DELETE FROM active_calls WHERE user_id = ? AND call_session_id = ?")
-                    .bind(user_id.as_str())
-                    .bind(call_session_id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-    }
-
-    let first_seq = unsigned(last_seq - n_effects + 1)?;
-    let effect_seqs: Vec<u64> = (first_seq..).take(encoded.effects.len()).collect();
-    if !effect_seqs.is_empty() {
-        // One multi-row statement: the hot path makes no round trip per effect.
-        let sql = outbox_insert_sql('?', effect_seqs.len());
-        let mut insert = sqlx::query(&sql);
-        for ((seq, json), effect) in effect_seqs
-            .iter()
-            .zip(&encoded.effects)
-            .zip(&commit.effects)
-        {
-            insert = insert
-                .bind(commit.session_id.as_str())
-                .bind(int(*seq)?)
-                .bind(json)
-                .bind(at)
-                .bind(effect.lane.as_str())
-                .bind(at)
-                .bind(effect.order_key.as_deref());
-        }
-        insert.execute(&mut *tx).await?;
-    }
-
-    for (call, quality) in commit.calls.iter().zip(&encoded.quality) {
-        let upsert = sqlx::query(
-            "INSERT INTO call_records (call_session_id, user_id, tenant_id, direction, \
-             from_number, to_number, status, answered_device, started_at, answered_at, \
-             ended_at, hangup_cause, recording_url, quality, billable_seconds, \
-             billing_minutes, bridged_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (call_session_id) DO UPDATE SET \
-             tenant_id = excluded.tenant_id, direction = excluded.direction, \
-             from_number = excluded.from_number, to_number = excluded.to_number, \
-             status = excluded.status, answered_device = excluded.answered_device, \
-             started_at = excluded.started_at, answered_at = excluded.answered_at, \
-             ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause, \
-             recording_url = excluded.recording_url, quality = excluded.quality, \
-             billable_seconds = excluded.billable_seconds, \
-             billing_minutes = excluded.billing_minutes, bridged_at = excluded.bridged_at \
-             WHERE call_records.user_id = excluded.user_id",
-        );
-        let written = bind_call(upsert, call, quality.as_deref())?
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if written == 0 {
-            tx.rollback().await?;
-            return Err(StoreError::invalid(
-                "call record",
-                format!("call {} belongs to another user", call.call_session_id),
-            ));
-        }
-    }
-
-    for bill in &commit.billing {
-        // Written once: a redelivered or repeated final row leaves the first record.
-        let insert = sqlx::query(
-            "INSERT INTO billing_records (call_session_id, user_id, tenant_id, unit, \
-             quantity, billable_seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (call_session_id) DO NOTHING",
-        );
-        bind_billing(insert, bill)?.execute(&mut *tx).await?;
-    }
-
-    for leg in &commit.legs {
-        let upsert = sqlx::query(
-            "INSERT INTO call_legs (call_control_id, call_session_id, device_id, status, \
-             started_at, answered_at, ended_at, hangup_cause) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (call_control_id) DO UPDATE SET \
-             device_id = excluded.device_id, status = excluded.status, \
-             started_at = excluded.started_at, answered_at = excluded.answered_at, \
-             ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause \
-             WHERE call_legs.call_session_id = excluded.call_session_id",
-        );
-        let written = bind_leg(upsert, leg)?
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if written == 0 {
-            tx.rollback().await?;
-            return Err(StoreError::invalid(
-                "leg record",
-                format!("leg {} belongs to another call", leg.call_control_id),
-            ));
-        }
-    }
-
-    for (entry, detail) in commit.timeline.iter().zip(&encoded.details) {
-        let insert = sqlx::query(
-            "INSERT INTO call_timeline (call_session_id, seq, at, source, device_id, kind, \
-             from_state, to_state, detail) VALUES (?, \
-             (SELECT COALESCE(MAX(seq), 0) + 1 FROM call_timeline WHERE call_session_id = ?), \
-             ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(entry.call_session_id.as_str())
-        .bind(entry.call_session_id.as_str());
-        bind_timeline_tail(insert, entry, detail)?
-            .execute(&mut *tx)
-            .await?;
-    }
-
-    tx.commit().await?;
-    Ok(CommitOutcome::Committed {
-        version: unsigned(version)?,
-        effect_seqs,
-    })
-}
-
-/// Most commits written in one transaction.
-const MAX_BATCH: usize = 256;
-/// Commits waiting for the group writer before `commit` callers wait to queue.
-const QUEUE: usize = 4096;
-
-type Pending = (Commit, oneshot::Sender<Result<CommitOutcome, StoreError>>);
-
-fn group_gone() -> StoreError {
-    StoreError::Backend(sqlx::Error::PoolClosed)
-}
-
-/// The group writer: takes every commit queued meanwhile (up to [`MAX_BATCH`]) and writes
-/// them in one transaction; each caller is answered once that transaction is committed, so a
-/// webhook is never acknowledged before its commit is durable.
-async fn group_writer(pool: SqlitePool, mut queue: mpsc::Receiver<Pending>) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = queue.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        let results = write_batch(&pool, batch.iter().map(|(c, _)| c)).await;
-        for ((_, reply), result) in batch.drain(..).zip(results) {
-            // A caller that gave up waiting no longer needs the answer.
-            let _ = reply.send(result);
-        }
-    }
-}
-
-/// Writes `commits` in one `BEGIN IMMEDIATE` transaction, each in its own savepoint; the
-/// results are in order. If the transaction itself fails, every commit fails.
-async fn write_batch<'a>(
-    pool: &SqlitePool,
-    commits: impl ExactSizeIterator<Item = &'a Commit>,
-) -> Vec<Result<CommitOutcome, StoreError>> {
-    let n = commits.len();
-    let failed = |e: &dyn std::fmt::Display| {
-        (0..n)
-            .map(|_| {
-                Err(StoreError::Backend(sqlx::Error::Protocol(format!(
-                    "group commit failed: {e}"
-                ))))
-            })
-            .collect()
-    };
-    let mut outer = match pool.begin_with("BEGIN IMMEDIATE").await {
-        Ok(tx) => tx,
-        Err(e) => return failed(&e),
-    };
-    let mut results = Vec::with_capacity(n);
-    for commit in commits {
-        results.push(commit_in(&mut outer, commit).await);
-    }
-    match outer.commit().await {
-        Ok(()) => results,
-        Err(e) => failed(&e),
-    }
-}
 
 /// The directory as stored; the trait methods add the cache.
 impl SqliteStore {
@@ -998,14 +663,33 @@ impl Store for SqliteStore {
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
         let (reply, outcome) = oneshot::channel();
         self.group
-            .send((commit, reply))
+            .send(Pending::Commit(Box::new(commit), reply))
             .await
             .map_err(|_| group_gone())?;
         outcome.await.map_err(|_| group_gone())?
     }
 
     async fn commit_batch(&self, commits: Vec<Commit>) -> Vec<Result<CommitOutcome, StoreError>> {
-        write_batch(&self.writer, commits.iter()).await
+        let mut outcomes = Vec::with_capacity(commits.len());
+        let batch = commits
+            .into_iter()
+            .map(|commit| {
+                let (reply, outcome) = oneshot::channel();
+                outcomes.push(outcome);
+                Pending::Commit(Box::new(commit), reply)
+            })
+            .collect();
+        let (batch, results) = write_batch(&self.writer, batch).await;
+        for (pending, result) in batch.into_iter().zip(results) {
+            if let Pending::Commit(_, reply) = pending {
+                let _ = reply.send(result.and_then(|r| r.ok_or_else(group_gone)));
+            }
+        }
+        let mut answered = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            answered.push(outcome.await.unwrap_or_else(|_| Err(group_gone())));
+        }
+        answered
     }
 
     async fn is_processed(&self, dedupe_key: &str) -> Result<bool, StoreError> {
@@ -1048,15 +732,8 @@ impl Store for SqliteStore {
         session_id: &CallSessionId,
         seq: u64,
     ) -> Result<(), StoreError> {
-        self.update_effect(
-            "UPDATE outbox SET status = 'done' \
-             WHERE session_id = ? AND seq = ? AND status = 'pending'",
-            session_id,
-            seq,
-            None,
-            None,
-        )
-        .await
+        self.update_effect(session_id, seq, EffectStatus::Done)
+            .await
     }
 
     async fn due_effects(
@@ -1122,15 +799,11 @@ impl Store for SqliteStore {
         error: &str,
         retry_at: Timestamp,
     ) -> Result<(), StoreError> {
-        self.update_effect(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? \
-             WHERE session_id = ? AND seq = ? AND status = 'pending'",
-            session_id,
-            seq,
-            Some(error),
-            Some(ms(retry_at)?),
-        )
-        .await
+        let status = EffectStatus::Failed {
+            error: error.to_owned(),
+            retry_at: ms(retry_at)?,
+        };
+        self.update_effect(session_id, seq, status).await
     }
 
     async fn defer_effect(
@@ -1139,25 +812,8 @@ impl Store for SqliteStore {
         seq: u64,
         until: Timestamp,
     ) -> Result<(), StoreError> {
-        let seq_i = int(seq)?;
-        let changed = sqlx::query(
-            "UPDATE outbox SET next_attempt_at = MAX(next_attempt_at, ?) \
-             WHERE session_id = ? AND seq = ?",
-        )
-        .bind(ms(until)?)
-        .bind(session_id.as_str())
-        .bind(seq_i)
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        if changed == 0 {
-            return Err(StoreError::not_found(
-                "effect",
-                format!("{session_id}#{seq}"),
-            ));
-        }
-        self.leases.release(session_id, seq).await;
-        Ok(())
+        let status = EffectStatus::Deferred { until: ms(until)? };
+        self.update_effect(session_id, seq, status).await
     }
 
     async fn quarantine_session(
@@ -1235,15 +891,10 @@ impl Store for SqliteStore {
         seq: u64,
         error: &str,
     ) -> Result<(), StoreError> {
-        self.update_effect(
-            "UPDATE outbox SET status = 'abandoned', last_error = ? \
-             WHERE session_id = ? AND seq = ? AND status = 'pending'",
-            session_id,
-            seq,
-            Some(error),
-            None,
-        )
-        .await
+        let status = EffectStatus::Abandoned {
+            error: error.to_owned(),
+        };
+        self.update_effect(session_id, seq, status).await
     }
 
     async fn due_sessions(

@@ -41,8 +41,14 @@ impl Leases {
         table
     }
 
-    /// Ends the lease of one row (done, failed, deferred or abandoned).
-    pub(crate) async fn release(&self, session_id: &CallSessionId, seq: u64) {
-        self.outbox.lock().await.remove(&(session_id.clone(), seq));
+    /// Ends the leases of these rows (done, failed, deferred or abandoned).
+    pub(crate) async fn release_all(&self, rows: Vec<(CallSessionId, u64)>) {
+        if rows.is_empty() {
+            return;
+        }
+        let mut leases = self.outbox.lock().await;
+        for row in &rows {
+            leases.remove(row);
+        }
     }
 }

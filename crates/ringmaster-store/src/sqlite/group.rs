@@ -1,0 +1,140 @@
+//! The group writer: every hot-path write of an SQLite store (session commits and outbox
+//! status updates) queues here, and whatever queued while one transaction ran is written in
+//! the next, under one `COMMIT` and so one fsync. Each caller is answered only once that
+//! transaction is committed, so nothing is acknowledged before it is durable.
+//!
+//! Outbox status updates ride in the same transaction as commits: with `synchronous=FULL`
+//! each used to be a transaction (and an fsync) of its own, several per call.
+
+use ringmaster_core::CallSessionId;
+use sqlx::SqlitePool;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+use super::leases::Leases;
+use super::writer::{batch_failed, write_locked};
+use crate::error::StoreError;
+use crate::session::{Commit, CommitOutcome};
+
+/// Most writes in one transaction.
+const MAX_BATCH: usize = 256;
+/// Writes waiting for the group writer before callers wait to queue.
+pub(super) const QUEUE: usize = 4096;
+
+/// What an outbox status update sets.
+#[derive(Debug)]
+pub(super) enum EffectStatus {
+    /// Delivered: never sent again.
+    Done,
+    /// One more failed attempt; due again at `retry_at` (ms).
+    Failed { error: String, retry_at: i64 },
+    /// Given up for good.
+    Abandoned { error: String },
+    /// Not attempted; due again no earlier than `until` (ms).
+    Deferred { until: i64 },
+}
+
+/// One outbox row's status update.
+#[derive(Debug)]
+pub(super) struct EffectUpdate {
+    pub(super) session_id: CallSessionId,
+    pub(super) seq: u64,
+    pub(super) status: EffectStatus,
+}
+
+/// A write queued for the group writer, with where its result goes.
+pub(super) enum Pending {
+    /// A session commit.
+    Commit(
+        Box<Commit>,
+        oneshot::Sender<Result<CommitOutcome, StoreError>>,
+    ),
+    /// An outbox status update.
+    Effect(EffectUpdate, oneshot::Sender<Result<(), StoreError>>),
+}
+
+pub(super) fn group_gone() -> StoreError {
+    StoreError::Backend(sqlx::Error::PoolClosed)
+}
+
+/// Takes every write queued meanwhile (up to [`MAX_BATCH`]), writes them in one transaction
+/// and answers each caller once it is committed; then releases the outbox leases of the
+/// effects it updated (not before: a claim reads committed rows, and must not see a row
+/// unleased while it still reads as pending).
+pub(super) async fn group_writer(
+    pool: SqlitePool,
+    leases: Arc<Leases>,
+    mut queue: mpsc::Receiver<Pending>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (batch, results) = write_batch(&pool, batch).await;
+        let updated: Vec<(CallSessionId, u64)> = batch
+            .iter()
+            .zip(&results)
+            .filter_map(|(pending, result)| match pending {
+                Pending::Effect(update, _) if result.is_ok() => {
+                    Some((update.session_id.clone(), update.seq))
+                }
+                _ => None,
+            })
+            .collect();
+        leases.release_all(updated).await;
+        for (pending, result) in batch.into_iter().zip(results) {
+            // A caller that gave up waiting no longer needs the answer.
+            match pending {
+                Pending::Commit(_, reply) => {
+                    // A commit's slot always holds its outcome.
+                    let _ = reply.send(result.and_then(|r| r.ok_or_else(group_gone)));
+                }
+                Pending::Effect(_, reply) => {
+                    let _ = reply.send(result.map(|_| ()));
+                }
+            }
+        }
+    }
+}
+
+/// The result of one write of a batch: a commit's outcome, or `None` for a status update.
+pub(super) type Written = Result<Option<CommitOutcome>, StoreError>;
+
+/// Writes `batch` in one transaction on the writer connection (see [`super::writer`]), on a
+/// blocking thread so no async worker waits out the fsync. The results are in order.
+pub(super) async fn write_batch(
+    pool: &SqlitePool,
+    batch: Vec<Pending>,
+) -> (Vec<Pending>, Vec<Written>) {
+    let mut conn = match pool.acquire().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            let failed = batch_failed(batch.len(), &e);
+            return (batch, failed);
+        }
+    };
+    // The connection moves into the blocking task, so even if this future is dropped the
+    // handle stays locked for as long as the batch runs.
+    let ran = tokio::task::spawn_blocking(move || {
+        let results = write_locked(&mut conn, &batch);
+        (conn, batch, results)
+    })
+    .await;
+    match ran {
+        Ok((conn, batch, results)) => {
+            drop(conn);
+            (batch, results)
+        }
+        // The batch (and its callers' replies) went down with the task; they see the writer
+        // gone.
+        Err(e) => {
+            tracing::error!(error = %e, "the SQLite group writer's batch failed");
+            (Vec::new(), Vec::new())
+        }
+    }
+}

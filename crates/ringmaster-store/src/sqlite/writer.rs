@@ -1,0 +1,525 @@
+//! The statements of a group-writer batch, run straight on the writer connection's SQLite
+//! handle (through rusqlite) on a blocking thread.
+//!
+//! Through sqlx every statement is a round trip to the connection's worker thread (a channel
+//! send, a wake-up, a reply): a new call's commit is a dozen statements, and the profile of
+//! `ringmaster bench ingest` put most of the time in those hand-offs. Here a whole batch costs
+//! a few hand-offs, and the statements are prepared once per batch.
+//!
+//! The handle is borrowed from sqlx with `lock_handle`, which parks sqlx's worker for as long
+//! as the lock is held, so both never use the connection at once; every batch ends its
+//! transaction before the lock is released. rusqlite 0.32 and sqlx 0.8 link the same
+//! `libsqlite3-sys` 0.30, so the handle's type is the same for both.
+
+use ringmaster_core::DeviceId;
+use rusqlite::types::ToSql;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use sqlx::pool::PoolConnection;
+use sqlx::Sqlite;
+
+use super::group::{EffectStatus, EffectUpdate, Pending, Written};
+use crate::codec::{active_from, int, ms, opt_ms, outbox_insert_sql, unsigned, RowExt};
+use crate::error::StoreError;
+use crate::limits;
+use crate::registry::{ActiveCall, RegistryChange};
+use crate::session::{Commit, CommitOutcome};
+
+/// Statements kept prepared during one batch (the commit path uses about 15, plus one outbox
+/// insert per effect count).
+const STATEMENTS: usize = 64;
+
+/// A database failure seen through rusqlite, as the store reports it.
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(sqlx::Error::Io(std::io::Error::other(format!(
+        "sqlite: {e}"
+    ))))
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        backend(e)
+    }
+}
+
+/// Every write of `batch` failed with `e`.
+pub(super) fn batch_failed<T>(n: usize, e: &dyn std::fmt::Display) -> Vec<Result<T, StoreError>> {
+    (0..n)
+        .map(|_| {
+            Err(StoreError::Backend(sqlx::Error::Protocol(format!(
+                "group commit failed: {e}"
+            ))))
+        })
+        .collect()
+}
+
+/// Writes `batch` in one transaction on `conn`'s handle, on this (blocking) thread; the
+/// results are in the batch's order.
+pub(super) fn write_locked(conn: &mut PoolConnection<Sqlite>, batch: &[Pending]) -> Vec<Written> {
+    let runtime = tokio::runtime::Handle::current();
+    let mut locked = match runtime.block_on(conn.lock_handle()) {
+        Ok(locked) => locked,
+        Err(e) => return batch_failed(batch.len(), &e),
+    };
+    // SAFETY: `locked` keeps sqlx's worker off this handle until it is dropped, after
+    // `lite` (declared later, dropped first). `from_handle` never closes the handle, and
+    // dropping `lite` finalizes the statements it prepared, so sqlx finds the connection as
+    // it left it: no statement of ours and no open transaction (`write_all` always ends it).
+    let lite = unsafe { Connection::from_handle(locked.as_raw_handle().as_ptr()) };
+    let mut lite = match lite {
+        Ok(lite) => lite,
+        Err(e) => return batch_failed(batch.len(), &e),
+    };
+    lite.set_prepared_statement_cache_capacity(STATEMENTS);
+    write_all(&mut lite, batch)
+}
+
+/// Writes `batch` in one `BEGIN IMMEDIATE` transaction: each commit in its own savepoint (a
+/// conflict, duplicate, busy user or failing commit undoes only itself), each status update
+/// as one statement. If the transaction itself fails, every write fails.
+fn write_all(conn: &mut Connection, batch: &[Pending]) -> Vec<Written> {
+    let outer = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return batch_failed(batch.len(), &e),
+    };
+    let mut results = Vec::with_capacity(batch.len());
+    for pending in batch {
+        results.push(match pending {
+            Pending::Commit(commit, _) => commit_in(&outer, commit).map(Some),
+            Pending::Effect(update, _) => update_effect(&outer, update).map(|()| None),
+        });
+        if outer.is_autocommit() {
+            // SQLite rolled the whole transaction back (I/O error, disk full): nothing of it
+            // is written.
+            return batch_failed(batch.len(), &"the transaction was rolled back");
+        }
+    }
+    match outer.commit() {
+        Ok(()) => results,
+        Err(e) => batch_failed(batch.len(), &e),
+    }
+}
+
+/// Column access on a rusqlite row, so the shared row mappers read it.
+struct Lite<'a, 'b>(&'a rusqlite::Row<'b>);
+
+impl RowExt for Lite<'_, '_> {
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        Ok(self.0.get(column)?)
+    }
+
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.0.get(column)?)
+    }
+
+    fn integer(&self, column: &str) -> Result<i64, StoreError> {
+        Ok(self.0.get(column)?)
+    }
+
+    fn opt_integer(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.0.get(column)?)
+    }
+
+    fn flag(&self, column: &str) -> Result<bool, StoreError> {
+        Ok(self.0.get(column)?)
+    }
+
+    fn real(&self, column: &str) -> Result<f64, StoreError> {
+        Ok(self.0.get(column)?)
+    }
+
+    fn opt_real(&self, column: &str) -> Result<Option<f64>, StoreError> {
+        Ok(self.0.get(column)?)
+    }
+}
+
+fn current_version(tx: &Connection, id: &str) -> Result<Option<u64>, StoreError> {
+    tx.prepare_cached("SELECT version FROM sessions WHERE id = ?")?
+        .query_row([id], |row| row.get::<_, i64>(0))
+        .optional()?
+        .map(unsigned)
+        .transpose()
+}
+
+fn active_of(tx: &Connection, user_id: &str) -> Result<Vec<ActiveCall>, StoreError> {
+    let mut stmt = tx.prepare_cached(super::ACTIVE_SQL)?;
+    let mut rows = stmt.query([user_id])?;
+    let mut active = Vec::new();
+    while let Some(row) = rows.next()? {
+        active.push(active_from(&Lite(row))?);
+    }
+    Ok(active)
+}
+
+/// A savepoint through cached statements (rusqlite's own `Savepoint` prepares its `SAVEPOINT`
+/// and `RELEASE` anew each time, a measurable share of a batch). Dropped without
+/// [`Point::release`], it is rolled back.
+struct Point<'c> {
+    conn: &'c Connection,
+    released: bool,
+}
+
+impl<'c> Point<'c> {
+    fn begin(conn: &'c Connection) -> Result<Self, StoreError> {
+        conn.prepare_cached("SAVEPOINT commit_in")?.execute([])?;
+        Ok(Self {
+            conn,
+            released: false,
+        })
+    }
+
+    fn release(mut self) -> Result<(), StoreError> {
+        self.conn.prepare_cached("RELEASE commit_in")?.execute([])?;
+        self.released = true;
+        Ok(())
+    }
+}
+
+impl Drop for Point<'_> {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        // If even this fails the transaction is broken, and `write_all` fails the batch.
+        for sql in ["ROLLBACK TO commit_in", "RELEASE commit_in"] {
+            if let Err(e) = self
+                .conn
+                .prepare_cached(sql)
+                .and_then(|mut stmt| stmt.execute([]))
+            {
+                tracing::warn!(error = %e, "undoing a commit in its batch failed");
+            }
+        }
+    }
+}
+
+/// Applies one commit inside `tx` (the batch's transaction), in a savepoint of its own.
+fn commit_in(tx: &Connection, commit: &Commit) -> Result<CommitOutcome, StoreError> {
+    let encoded = limits::commit(commit)?;
+    let at = ms(commit.at)?;
+    let deadline = opt_ms(commit.next_deadline)?;
+    let n_effects = commit.effects.len() as i64;
+    let sid = commit.session_id.as_str();
+    let point = Point::begin(tx)?;
+
+    if let Some(key) = &commit.dedupe_key {
+        let fresh = tx
+            .prepare_cached(
+                "INSERT INTO processed_inputs (dedupe_key, session_id, processed_at) \
+                 VALUES (?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
+            )?
+            .execute(params![key, sid, at])?;
+        if fresh == 0 {
+            return Ok(CommitOutcome::Duplicate);
+        }
+    }
+
+    let (version, last_seq) = match commit.expected_version {
+        None => {
+            let created = tx
+                .prepare_cached(
+                    "INSERT INTO sessions (id, user_id, version, doc, state_label, \
+                     next_deadline, closed, effect_seq, created_at, updated_at) \
+                     VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                )?
+                .execute(params![
+                    sid,
+                    commit.user_id.as_str(),
+                    encoded.doc,
+                    commit.state_label,
+                    deadline,
+                    commit.closed,
+                    n_effects,
+                    at,
+                    at
+                ])?;
+            if created == 0 {
+                let current_version = current_version(tx, sid)?;
+                return Ok(CommitOutcome::Conflict { current_version });
+            }
+            (1, n_effects)
+        }
+        Some(expected) => {
+            let row = tx
+                .prepare_cached(
+                    "UPDATE sessions SET version = version + 1, doc = ?, state_label = ?, \
+                     next_deadline = ?, closed = ?, effect_seq = effect_seq + ?, \
+                     updated_at = ? WHERE id = ? AND version = ? \
+                     RETURNING version, effect_seq",
+                )?
+                .query_row(
+                    params![
+                        encoded.doc,
+                        commit.state_label,
+                        deadline,
+                        commit.closed,
+                        n_effects,
+                        at,
+                        sid,
+                        int(expected)?
+                    ],
+                    |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+                )
+                .optional()?;
+            let Some(row) = row else {
+                let current_version = current_version(tx, sid)?;
+                return Ok(CommitOutcome::Conflict { current_version });
+            };
+            row
+        }
+    };
+
+    for change in &commit.registry {
+        match change {
+            RegistryChange::Set(active) => {
+                let current = active_of(tx, active.user_id.as_str())?;
+                let other_call = current
+                    .iter()
+                    .any(|a| a.call_session_id != active.call_session_id);
+                if other_call {
+                    let call_waiting = tx
+                        .prepare_cached("SELECT call_waiting FROM users WHERE id = ?")?
+                        .query_row([active.user_id.as_str()], |row| row.get::<_, bool>(0))
+                        .optional()?
+                        .unwrap_or(false);
+                    if !call_waiting {
+                        return Ok(CommitOutcome::Busy { active: current });
+                    }
+                }
+                tx.prepare_cached(
+                    "INSERT INTO active_calls (user_id, call_session_id, device_id, \
+                     started_at, platform, state, since) VALUES (?, ?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (user_id, call_session_id) DO UPDATE SET \
+                     device_id = excluded.device_id, started_at = excluded.started_at, \
+                     platform = excluded.platform, state = excluded.state, \
+                     since = excluded.since",
+                )?
+                .execute(params![
+                    active.user_id.as_str(),
+                    active.call_session_id.as_str(),
+                    active.device_id.as_ref().map(DeviceId::as_str),
+                    ms(active.started_at)?,
+                    active.platform.as_deref(),
+                    active.state.as_str(),
+                    ms(active.since)?
+                ])?;
+            }
+            RegistryChange::Clear {
+                user_id,
+                call_session_id,
+            } => {
+                tx.prepare_cached(
+                    "DELETE FROM active_calls WHERE user_id = ? AND call_session_id = ?",
+                )?
+                .execute([user_id.as_str(), call_session_id.as_str()])?;
+            }
+        }
+    }
+
+    let first_seq = unsigned(last_seq - n_effects + 1)?;
+    let effect_seqs: Vec<u64> = (first_seq..).take(encoded.effects.len()).collect();
+    if !effect_seqs.is_empty() {
+        // One multi-row statement for all of the commit's effects.
+        let seqs = effect_seqs
+            .iter()
+            .map(|s| int(*s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let lanes: Vec<&str> = commit.effects.iter().map(|e| e.lane.as_str()).collect();
+        let mut values: Vec<&dyn ToSql> = Vec::with_capacity(seqs.len() * 7);
+        for (((seq, json), effect), lane) in seqs
+            .iter()
+            .zip(&encoded.effects)
+            .zip(&commit.effects)
+            .zip(&lanes)
+        {
+            values.extend([
+                &sid as &dyn ToSql,
+                seq,
+                json,
+                &at,
+                lane,
+                &at,
+                &effect.order_key,
+            ]);
+        }
+        tx.prepare_cached(&outbox_insert_sql('?', seqs.len()))?
+            .execute(values.as_slice())?;
+    }
+
+    for (call, quality) in commit.calls.iter().zip(&encoded.quality) {
+        let written = tx
+            .prepare_cached(
+                "INSERT INTO call_records (call_session_id, user_id, tenant_id, direction, \
+                 from_number, to_number, status, answered_device, started_at, answered_at, \
+                 ended_at, hangup_cause, recording_url, quality, billable_seconds, \
+                 billing_minutes, bridged_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (call_session_id) DO UPDATE SET \
+                 tenant_id = excluded.tenant_id, direction = excluded.direction, \
+                 from_number = excluded.from_number, to_number = excluded.to_number, \
+                 status = excluded.status, answered_device = excluded.answered_device, \
+                 started_at = excluded.started_at, answered_at = excluded.answered_at, \
+                 ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause, \
+                 recording_url = excluded.recording_url, quality = excluded.quality, \
+                 billable_seconds = excluded.billable_seconds, \
+                 billing_minutes = excluded.billing_minutes, bridged_at = excluded.bridged_at \
+                 WHERE call_records.user_id = excluded.user_id",
+            )?
+            .execute(params![
+                call.call_session_id.as_str(),
+                call.user_id.as_str(),
+                call.tenant_id.as_str(),
+                call.direction.as_str(),
+                call.from.as_str(),
+                call.to.as_str(),
+                call.status.as_str(),
+                call.answered_device.as_ref().map(DeviceId::as_str),
+                ms(call.started_at)?,
+                opt_ms(call.answered_at)?,
+                opt_ms(call.ended_at)?,
+                call.hangup_cause.as_deref(),
+                call.recording_url.as_deref(),
+                quality.as_deref(),
+                int(call.billable_seconds())?,
+                int(call.billing_minutes())?,
+                opt_ms(call.bridged_at)?
+            ])?;
+        if written == 0 {
+            return Err(StoreError::invalid(
+                "call record",
+                format!("call {} belongs to another user", call.call_session_id),
+            ));
+        }
+    }
+
+    for bill in &commit.billing {
+        // Written once: a redelivered or repeated final row leaves the first record.
+        tx.prepare_cached(
+            "INSERT INTO billing_records (call_session_id, user_id, tenant_id, unit, \
+             quantity, billable_seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (call_session_id) DO NOTHING",
+        )?
+        .execute(params![
+            bill.call_session_id.as_str(),
+            bill.user_id.as_str(),
+            bill.tenant_id.as_str(),
+            bill.unit.as_str(),
+            int(bill.quantity)?,
+            int(bill.billable_seconds)?,
+            ms(bill.created_at)?
+        ])?;
+    }
+
+    for leg in &commit.legs {
+        let written = tx
+            .prepare_cached(
+                "INSERT INTO call_legs (call_control_id, call_session_id, device_id, status, \
+                 started_at, answered_at, ended_at, hangup_cause) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (call_control_id) DO UPDATE SET \
+                 device_id = excluded.device_id, status = excluded.status, \
+                 started_at = excluded.started_at, answered_at = excluded.answered_at, \
+                 ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause \
+                 WHERE call_legs.call_session_id = excluded.call_session_id",
+            )?
+            .execute(params![
+                leg.call_control_id.as_str(),
+                leg.call_session_id.as_str(),
+                leg.device_id.as_ref().map(DeviceId::as_str),
+                leg.status.as_str(),
+                ms(leg.started_at)?,
+                opt_ms(leg.answered_at)?,
+                opt_ms(leg.ended_at)?,
+                leg.hangup_cause.as_deref()
+            ])?;
+        if written == 0 {
+            return Err(StoreError::invalid(
+                "leg record",
+                format!("leg {} belongs to another call", leg.call_control_id),
+            ));
+        }
+    }
+
+    for (entry, detail) in commit.timeline.iter().zip(&encoded.details) {
+        let session = entry.call_session_id.as_str();
+        tx.prepare_cached(
+            "INSERT INTO call_timeline (call_session_id, seq, at, source, device_id, kind, \
+             from_state, to_state, detail) VALUES (?, \
+             (SELECT COALESCE(MAX(seq), 0) + 1 FROM call_timeline WHERE call_session_id = ?), \
+             ?, ?, ?, ?, ?, ?, ?)",
+        )?
+        .execute(params![
+            session,
+            session,
+            ms(entry.at)?,
+            entry.source.as_str(),
+            entry.device_id.as_ref().map(DeviceId::as_str),
+            entry.kind.as_str(),
+            entry.from_state.as_deref(),
+            entry.to_state.as_deref(),
+            detail
+        ])?;
+    }
+
+    point.release()?;
+    Ok(CommitOutcome::Committed {
+        version: unsigned(version)?,
+        effect_seqs,
+    })
+}
+
+/// Applies one status update inside `tx`. A single `UPDATE` needs no savepoint: SQLite undoes
+/// a failing statement by itself. "No such effect" is told apart from "no longer pending"
+/// (which changes nothing and is not an error).
+fn update_effect(tx: &Connection, update: &EffectUpdate) -> Result<(), StoreError> {
+    let seq = int(update.seq)?;
+    let sid = update.session_id.as_str();
+    let (changed, only_pending) = match &update.status {
+        EffectStatus::Done => (
+            tx.prepare_cached(
+                "UPDATE outbox SET status = 'done' \
+                 WHERE session_id = ? AND seq = ? AND status = 'pending'",
+            )?
+            .execute(params![sid, seq])?,
+            true,
+        ),
+        EffectStatus::Failed { error, retry_at } => (
+            tx.prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, \
+                 next_attempt_at = ? WHERE session_id = ? AND seq = ? AND status = 'pending'",
+            )?
+            .execute(params![limits::truncate_error(error), retry_at, sid, seq])?,
+            true,
+        ),
+        EffectStatus::Abandoned { error } => (
+            tx.prepare_cached(
+                "UPDATE outbox SET status = 'abandoned', last_error = ? \
+                 WHERE session_id = ? AND seq = ? AND status = 'pending'",
+            )?
+            .execute(params![limits::truncate_error(error), sid, seq])?,
+            true,
+        ),
+        EffectStatus::Deferred { until } => (
+            tx.prepare_cached(
+                "UPDATE outbox SET next_attempt_at = MAX(next_attempt_at, ?) \
+                 WHERE session_id = ? AND seq = ?",
+            )?
+            .execute(params![until, sid, seq])?,
+            false,
+        ),
+    };
+    if changed > 0 {
+        return Ok(());
+    }
+    let exists = only_pending
+        && tx
+            .prepare_cached("SELECT 1 FROM outbox WHERE session_id = ? AND seq = ?")?
+            .exists(params![sid, seq])?;
+    if exists {
+        Ok(())
+    } else {
+        Err(StoreError::not_found(
+            "effect",
+            format!("{}#{}", update.session_id, update.seq),
+        ))
+    }
+}
