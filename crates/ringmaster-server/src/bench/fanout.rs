@@ -373,10 +373,7 @@ pub async fn measure(args: &FanoutArgs) -> anyhow::Result<FanoutResult> {
     let after = pid.and_then(rss_kb);
 
     let server_pid = pid.map(|p| p.to_string());
-    let cpu_before = (
-        server_pid.as_deref().and_then(cpu_secs),
-        cpu_secs("self"),
-    );
+    let cpu_before = (server_pid.as_deref().and_then(cpu_secs), cpu_secs("self"));
     let http = reqwest::Client::new();
     let path = format!("/apps/{}/events", args.app_id);
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate)));
