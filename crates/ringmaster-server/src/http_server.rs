@@ -32,6 +32,24 @@ pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Pause after an accept error such as "too many open files", so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Completed handshakes the kernel holds for `accept` (capped by `net.core.somaxconn`). The
+/// standard library's 128 overflowed when a few hundred WebSocket clients connected at once:
+/// the kernel dropped the excess SYNs and those clients connected a full second later, on
+/// their SYN retransmission. Node (soketi) listens with 511.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds a listener for [`serve`] with a backlog of [`LISTEN_BACKLOG`].
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted server can reuse the port at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Timeouts and the connection cap of the HTTP listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

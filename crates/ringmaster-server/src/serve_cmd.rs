@@ -88,8 +88,7 @@ impl Launched {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = crate::http_server::bind(config.listen)
         .with_context(|| format!("listening on {}", config.listen))?;
     let launched = launch(&config, listener).await?;
     print_banner(&config, &launched);

@@ -57,3 +57,28 @@ fn bench_lifecycle_quick_reports_every_phase() {
     }
     assert!(report["p99_ratio"].as_f64().unwrap() > 0.0, "{report}");
 }
+
+/// `ringmaster bench fanout` against its own `serve` child: every socket gets every event,
+/// whether publishes go out on schedule or each waits for its answer (figures not asserted).
+#[test]
+fn bench_fanout_delivers_every_event_to_every_socket() {
+    for extra in [None, Some("--await-each-publish")] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringmaster"));
+        cmd.args(["bench", "fanout", "--sockets", "20", "--events", "5"])
+            .args(["--rate", "50", "--json"])
+            .args(extra)
+            .env("RUST_LOG", "error");
+        let out = cmd.output().expect("run ringmaster bench fanout");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+        assert_eq!(report["expected"].as_u64(), Some(100), "{report}");
+        assert_eq!(report["delivered"], report["expected"], "{report}");
+        if cfg!(target_os = "linux") {
+            assert!(report["server_cpu_secs"].as_f64().is_some(), "{report}");
+        }
+    }
+}

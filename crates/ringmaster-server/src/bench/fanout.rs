@@ -55,9 +55,20 @@ pub struct FanoutArgs {
     /// a build of another commit for a before/after comparison with the same generator.
     #[arg(long)]
     pub server_bin: Option<std::path::PathBuf>,
+    /// CPUs (a `taskset -c` list, e.g. `0`) the `serve` child process is confined to, so that
+    /// it and this generator do not compete for the same cores. A server behind `--url` is
+    /// pinned by whoever starts it (`scripts/bench-peers` with `PIN=1`).
+    #[arg(long)]
+    pub server_cpus: Option<String>,
     /// Connection handshakes in flight at once.
     #[arg(long, default_value_t = 256)]
     pub connect_concurrency: usize,
+    /// Wait for each publish's response before the next tick (the method before 2026-12-07).
+    /// By default publishes go out on schedule whatever the server's response time: a server
+    /// that answers only after writing the fan-out would otherwise hold up the next event,
+    /// and the generator's own backlog of frames would delay its next request.
+    #[arg(long)]
+    pub await_each_publish: bool,
     /// A label for the result line (e.g. `ringmaster`, `soketi`).
     #[arg(long, default_value = "ringmaster")]
     pub label: String,
@@ -91,6 +102,11 @@ pub struct FanoutResult {
     pub connects_per_sec: f64,
     /// Server resident memory added per subscribed socket, KB (when the pid is known).
     pub kb_per_socket: Option<f64>,
+    /// CPU seconds the server used from the first publish until the last delivery or the
+    /// drain timeout (when the pid is known, Linux).
+    pub server_cpu_secs: Option<f64>,
+    /// CPU seconds this generator used over the same span.
+    pub generator_cpu_secs: Option<f64>,
 }
 
 /// Runs the benchmark and prints its result.
@@ -104,7 +120,7 @@ pub fn run(args: FanoutArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&result)?);
     } else {
         println!(
-            "{:<12} sockets {:>6}  delivered {}/{}  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  connect {:>6.2} s ({:>7.0}/s)  memory {}",
+            "{:<12} sockets {:>6}  delivered {}/{}  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  connect {:>6.2} s ({:>7.0}/s)  memory {}  cpu server {} generator {}",
             result.label,
             result.sockets,
             result.delivered,
@@ -117,9 +133,15 @@ pub fn run(args: FanoutArgs) -> anyhow::Result<()> {
             result
                 .kb_per_socket
                 .map_or("n/a".to_owned(), |kb| format!("{kb:.1} KB/socket")),
+            secs(result.server_cpu_secs),
+            secs(result.generator_cpu_secs),
         );
     }
     Ok(())
+}
+
+fn secs(cpu: Option<f64>) -> String {
+    cpu.map_or("n/a".to_owned(), |s| format!("{s:.2} s"))
 }
 
 /// A `ringmaster serve` child process on a free port, killed on drop.
@@ -138,7 +160,16 @@ async fn spawn_server(args: &FanoutArgs) -> anyhow::Result<Child> {
         Some(bin) => bin.clone(),
         None => std::env::current_exe().context("locating the ringmaster binary")?,
     };
-    let process = tokio::process::Command::new(exe)
+    // `taskset` execs the server, so the child's pid stays the server's (for its memory).
+    let mut command = match &args.server_cpus {
+        Some(cpus) => {
+            let mut c = tokio::process::Command::new("taskset");
+            c.arg("-c").arg(cpus).arg(exe);
+            c
+        }
+        None => tokio::process::Command::new(exe),
+    };
+    let process = command
         .arg("serve")
         .env("RINGMASTER_LISTEN", format!("127.0.0.1:{port}"))
         .env(
@@ -179,6 +210,17 @@ fn rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU time (user + system) of a process in seconds, from `/proc/PID/stat` (Linux).
+fn cpu_secs(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after it are space-separated.
+    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split_whitespace();
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // The kernel reports these in USER_HZ, 100 on every Linux ABI.
+    Some((utime + stime) / 100.0)
 }
 
 fn unix_micros() -> u64 {
@@ -330,9 +372,12 @@ pub async fn measure(args: &FanoutArgs) -> anyhow::Result<FanoutResult> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = pid.and_then(rss_kb);
 
+    let server_pid = pid.map(|p| p.to_string());
+    let cpu_before = (server_pid.as_deref().and_then(cpu_secs), cpu_secs("self"));
     let http = reqwest::Client::new();
     let path = format!("/apps/{}/events", args.app_id);
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate)));
+    let mut publishes = tokio::task::JoinSet::new();
     for _ in 0..args.events {
         ticker.tick().await;
         let data = serde_json::to_string(&Tick {
@@ -342,18 +387,15 @@ pub async fn measure(args: &FanoutArgs) -> anyhow::Result<FanoutResult> {
             serde_json::json!({"name": "tick", "channel": CHANNEL, "data": data}).to_string();
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
         let query = sign_api_request(&args.key, &args.secret, "POST", &path, body.as_bytes(), now);
-        let resp = http
-            .post(format!("{base}{path}?{query}"))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await?;
-        anyhow::ensure!(
-            resp.status().is_success(),
-            "publish refused: {} {}",
-            resp.status(),
-            resp.text().await.unwrap_or_default()
-        );
+        let publish = publish(http.clone(), format!("{base}{path}?{query}"), body);
+        if args.await_each_publish {
+            publish.await?;
+        } else {
+            publishes.spawn(publish);
+        }
+    }
+    while let Some(published) = publishes.join_next().await {
+        published??;
     }
     let expected = args.sockets * args.events;
     let mut latencies = Vec::with_capacity(expected);
@@ -364,6 +406,13 @@ pub async fn measure(args: &FanoutArgs) -> anyhow::Result<FanoutResult> {
             _ => break,
         }
     }
+    let cpu_used = |before: Option<f64>, pid: Option<&str>| {
+        before
+            .zip(pid.and_then(cpu_secs))
+            .map(|(b, a)| (a - b).max(0.0))
+    };
+    let server_cpu_secs = cpu_used(cpu_before.0, server_pid.as_deref());
+    let generator_cpu_secs = cpu_used(cpu_before.1, Some("self"));
     listeners.abort_all();
     latencies.sort_unstable();
     Ok(FanoutResult {
@@ -380,7 +429,26 @@ pub async fn measure(args: &FanoutArgs) -> anyhow::Result<FanoutResult> {
         kb_per_socket: before
             .zip(after)
             .map(|(b, a)| a.saturating_sub(b) as f64 / args.sockets as f64),
+        server_cpu_secs,
+        generator_cpu_secs,
     })
+}
+
+/// Sends one signed publish request; an answer other than 2xx is an error.
+async fn publish(http: reqwest::Client, url: String, body: String) -> anyhow::Result<()> {
+    let resp = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "publish refused: {} {}",
+        resp.status(),
+        resp.text().await.unwrap_or_default()
+    );
+    Ok(())
 }
 
 #[cfg(test)]
