@@ -101,7 +101,10 @@ impl DialGate {
             queued_dials = self.budget.queued(),
             "dial rate limit reached; dial queued"
         );
-        if let Err(e) = store.defer_effect(&entry.session_id, entry.seq, until).await {
+        if let Err(e) = store
+            .defer_effect(&entry.session_id, entry.seq, until)
+            .await
+        {
             tracing::warn!(call_session_id = %entry.session_id, error = %e, "could not defer a dial");
         }
         DialSlot::Wait(until)

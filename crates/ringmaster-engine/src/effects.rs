@@ -8,8 +8,8 @@ use crate::clock::Clock;
 use crate::engine::{Applied, Engine, EngineError};
 use crate::executor::{CommandAttempt, EffectExecutor, NotifyAttempt};
 use crate::retry::{
-    attempts_for, backoff_cap, is_stale, retried_until_confirmed, retry_wait,
-    DEFAULT_RING_TIMEOUT, NOTIFY_ATTEMPTS,
+    attempts_for, backoff_cap, is_stale, retried_until_confirmed, retry_wait, DEFAULT_RING_TIMEOUT,
+    NOTIFY_ATTEMPTS,
 };
 use rand::{RngCore, SeedableRng};
 use ringmaster_core::session::{Command, Effect, NotifyEvent};
@@ -140,7 +140,12 @@ impl EffectRunner {
 
     /// The retry decision for `entry` after `disposition`, at `now`: a failed notification is
     /// given up after [`NOTIFY_ATTEMPTS`], or once it would be stale by its next try.
-    pub fn decide(&self, entry: &OutboxEntry, disposition: &Disposition, now: Timestamp) -> Recorded {
+    pub fn decide(
+        &self,
+        entry: &OutboxEntry,
+        disposition: &Disposition,
+        now: Timestamp,
+    ) -> Recorded {
         match disposition {
             Disposition::Done => Recorded::Done,
             Disposition::Abandon(_) => Recorded::Abandoned,
@@ -181,12 +186,22 @@ impl EffectRunner {
         let result = match recorded {
             Recorded::Done => self.store.mark_effect_done(sid, seq).await,
             Recorded::Retry(at) => {
-                tracing::warn!(error, attempt = entry.attempts + 1, ?at, ?retry_after, "effect failed; will retry");
+                tracing::warn!(
+                    error,
+                    attempt = entry.attempts + 1,
+                    ?at,
+                    ?retry_after,
+                    "effect failed; will retry"
+                );
                 self.store.mark_effect_failed(sid, seq, error, at).await
             }
             Recorded::Abandoned => {
                 if matches!(disposition, Disposition::Retry(..)) {
-                    tracing::warn!(error, attempts = entry.attempts + 1, "notification given up");
+                    tracing::warn!(
+                        error,
+                        attempts = entry.attempts + 1,
+                        "notification given up"
+                    );
                 } else {
                     tracing::error!(error, "effect abandoned");
                 }

@@ -24,5 +24,5 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use effects::{Disposition, EffectRunner, Recorded};
 pub use engine::{Applied, Created, Engine, EngineError, Step};
 pub use executor::{CommandAttempt, EffectExecutor, NotifyAttempt};
-pub use step::{Dispatched, StepDispatcher, StepOutcome};
 pub use sessions::SessionStore;
+pub use step::{Dispatched, StepDispatcher, StepOutcome};

@@ -121,3 +121,7 @@ impl StepDispatcher {
         Ok(done)
     }
 }
+
+#[cfg(test)]
+#[path = "step_tests.rs"]
+mod tests;

@@ -10,11 +10,11 @@ use crate::notify::Notifier;
 use async_trait::async_trait;
 use rand::SeedableRng as _;
 use ringmaster_core::session::{
-    Action, Channel, ClientStateRef, Input, HangupCause, HangupSource, NewInbound, Notification, ProviderEvent,
-    ProviderEventKind, RingTarget, Session, SessionConfig, SessionStatus,
+    Action, Channel, ClientStateRef, HangupCause, HangupSource, Input, NewInbound, Notification,
+    ProviderEvent, ProviderEventKind, RingTarget, Session, SessionConfig, SessionStatus,
 };
-use ringmaster_engine::retry::RETRY_BASE;
 use ringmaster_core::{CallControlId, DeviceId, DismissReason, TenantId, UserId};
+use ringmaster_engine::retry::RETRY_BASE;
 use ringmaster_store::MemoryStore;
 use ringmaster_telnyx::emulator::FailNext;
 use ringmaster_telnyx::emulator::Faults;
