@@ -32,15 +32,21 @@
 //! them (PostgreSQL LISTEN/NOTIFY); the sweep is the fallback.
 
 use crate::clock::{Clock, SystemClock};
-use crate::dial_limit::{DialBudget, DialGrant, DialLimit, DialLimiter, DialPriority};
-use crate::engine::{Applied, Engine, EngineError};
+use crate::dial_limit::{DialBudget, DialLimit, DialLimiter, DialPriority};
+use crate::engine::Engine;
 use crate::notify::{Notifiers, NotifyError};
 use crate::provider;
 use crate::telemetry;
-use ringmaster_core::session::{
-    Action, Channel, Command, Effect, Input, Notification, NotifyEvent,
-};
+use async_trait::async_trait;
+use ringmaster_core::session::{Channel, Command, Effect, Notification, NotifyEvent};
 use ringmaster_core::{CallSessionId, EffectId, Timestamp};
+use ringmaster_engine::dial_gate::{dial_priority, DialGate, DialSlot};
+use ringmaster_engine::effects::{EffectRunner, Recorded};
+use ringmaster_engine::executor::{CommandAttempt, EffectExecutor, NotifyAttempt};
+pub use ringmaster_engine::retry::{
+    attempts_for, lane_concurrency, retry_wait, DEFAULT_LEASE, MAX_RETRY_AFTER, NOTIFY_ATTEMPTS,
+    RELEASE_BACKOFF_CAP, SETUP_ATTEMPTS,
+};
 use ringmaster_store::{Lane, OutboxEntry, OutboxWakeups, Store, StoreError};
 use ringmaster_telnyx::TelnyxClient;
 use std::collections::{HashMap, HashSet};
@@ -50,74 +56,25 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 
-/// Effects executed at the same time, per lane.
-pub fn lane_concurrency(lane: Lane) -> usize {
-    match lane {
-        Lane::Release | Lane::Setup => 32,
-        Lane::Realtime | Lane::Push => 64,
-        Lane::Other => 8,
-        // The webhook relay's lane: never dispatched here.
-        Lane::Host => 0,
-    }
-}
-
-/// Attempts before a dial, answer, speak or record command is given up and reported to its
-/// session.
-pub const SETUP_ATTEMPTS: u32 = 4;
-
-/// Attempts the dispatcher gives a non-release command. A bridge gets one: the session itself
-/// retries a failed bridge once (with a new command, after `bridge_retry_delay_ms`), and two
-/// layers retrying the same thing is what this module exists to prevent.
-pub fn attempts_for(action: &Action) -> u32 {
-    match action {
-        Action::Bridge { .. } => 1,
-        _ => SETUP_ATTEMPTS,
-    }
-}
-/// Attempts before a notification is given up.
-pub const NOTIFY_ATTEMPTS: u32 = 8;
-/// Wait before the first retry; doubles per attempt.
-const RETRY_BASE: Duration = Duration::from_millis(250);
-/// Longest backoff between two tries of a release (it is retried until confirmed).
-pub const RELEASE_BACKOFF_CAP: Duration = Duration::from_secs(30);
-/// Longest backoff between two tries of anything else.
-const BACKOFF_CAP: Duration = Duration::from_secs(60);
-/// Longest provider `Retry-After` honoured; a longer one is capped so the effect is still
-/// retried (and eventually given up) instead of parked for hours.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
-/// Ring timeout assumed for stale `incoming_call` detection until told otherwise.
-const DEFAULT_RING_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long shutdown waits for effects in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// How long a claimed outbox row stays this node's ([`Dispatcher::with_lease`]).
-///
-/// It must outlast one attempt, or another node could send the same effect while this one
-/// still waits for the answer: a Telnyx command is one request under the client's 5 s
-/// timeout plus recording its result, a push one request under the 10 s APNs/FCM timeout
-/// (plus an FCM OAuth token fetch of the same bound), a WebSocket publish is local. 30 s covers
-/// the worst of these with room to spare; a longer lease only delays a dead node's rows.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// Test-only fault hook, read once when a dispatcher is made: `RINGMASTER_FAULT=exit_after_claim`
 /// ends the process right after its first claim of outbox rows, before sending any (the
 /// crash between commit and dispatch that `tests/cluster.rs` needs another node to cover).
 pub const FAULT_VAR: &str = "RINGMASTER_FAULT";
-/// Wait before asking again after the dial budget could not be read.
-const DIAL_BUDGET_RETRY: Duration = Duration::from_secs(1);
-
 type Key = (CallSessionId, u64);
 
 /// Executes outbox effects. Run one per process with [`Dispatcher::run`].
 pub struct Dispatcher {
     store: Arc<dyn Store>,
-    engine: Engine,
-    telnyx: TelnyxClient,
-    connection_id: String,
-    notifiers: Notifiers,
+    /// The dispatcher's decisions (retries, give-ups, stale notifications), shared with the
+    /// simulator.
+    runner: EffectRunner,
+    executor: ServerExecutor,
     kick: Arc<Notify>,
     sweep: Duration,
     clock: Arc<dyn Clock>,
-    dials: Arc<dyn DialBudget>,
-    ring_timeout: Duration,
+    dials: DialGate,
     /// Who this node is in the outbox's leases.
     node_id: String,
     /// How long a claim holds a row.
@@ -129,9 +86,6 @@ pub struct Dispatcher {
     /// Finished effects still in `in_flight`; released at the start of the next drain, before
     /// the outbox is read, so an effect marked done during a read is never picked up again.
     finished: Mutex<Vec<Key>>,
-    /// Dial slots granted to deferred dials, used when they come due (not granted again). A
-    /// slot whose row another node took meanwhile is dropped after a lease.
-    dial_slots: Mutex<HashMap<Key, Timestamp>>,
     /// The earliest retry or dial slot scheduled since the last drain.
     wake_at: Mutex<Option<Timestamp>>,
 }
@@ -147,29 +101,47 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// What to do with an effect after one attempt.
-enum Disposition {
-    Done,
-    /// Failed for now; the provider's `Retry-After`, if it gave one.
-    Retry(String, Option<Duration>),
-    Abandon(String),
+/// Sends effects for real: commands to Telnyx (one attempt each), notifications through the
+/// notifiers.
+struct ServerExecutor {
+    telnyx: TelnyxClient,
+    connection_id: String,
+    notifiers: Notifiers,
+    clock: Arc<dyn Clock>,
 }
 
-/// The backoff before the next try of an effect that failed `attempts` times before this
-/// failure: exponential from [`RETRY_BASE`] up to `cap`, with jitter over its upper half (so
-/// effects that failed together spread out), and never less than the provider asked for
-/// (`retry_after`, capped at [`MAX_RETRY_AFTER`]).
-pub fn retry_wait(
-    attempts: u32,
-    retry_after: Option<Duration>,
-    cap: Duration,
-    rng: &mut impl rand::Rng,
-) -> Duration {
-    let backoff = RETRY_BASE.saturating_mul(1 << attempts.min(16)).min(cap);
-    let half = backoff / 2;
-    let jitter = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
-    let backoff = half + Duration::from_millis(rng.gen_range(0..=jitter));
-    retry_after.map_or(backoff, |ra| backoff.max(ra.min(MAX_RETRY_AFTER)))
+#[async_trait]
+impl EffectExecutor for ServerExecutor {
+    async fn command(&self, _entry: &OutboxEntry, command: &Command) -> CommandAttempt {
+        match provider::execute(&self.telnyx, &self.connection_id, command).await {
+            Ok(outcome) => CommandAttempt::Answered(provider::result_input(command, outcome)),
+            Err(t) => CommandAttempt::Transient {
+                given_up: provider::result_input(command, Err(t.as_final)),
+                message: t.message,
+                retry_after: t.retry_after,
+            },
+        }
+    }
+
+    async fn notify(&self, entry: &OutboxEntry, n: &Notification) -> NotifyAttempt {
+        let effect_id = EffectId::of(&entry.session_id, entry.seq);
+        match self.notifiers.deliver(n, &effect_id).await {
+            Ok(delivery) => {
+                if delivery == crate::notify::Delivery::Sent {
+                    record_dismissal(n, entry.created_at, self.clock.now());
+                }
+                NotifyAttempt::Delivered
+            }
+            Err(NotifyError::Temporary {
+                message,
+                retry_after,
+            }) => NotifyAttempt::Temporary {
+                message,
+                retry_after,
+            },
+            Err(NotifyError::Permanent(e)) => NotifyAttempt::Permanent(e),
+        }
+    }
 }
 
 /// Times a delivered dismissal (`call_ended`) from its commit, per channel.
@@ -180,14 +152,6 @@ fn record_dismissal(n: &Notification, committed: Timestamp, now: Timestamp) {
             Channel::Push { .. } => "push",
         };
         telemetry::dismissal_delivered(channel, committed, now);
-    }
-}
-
-/// The priority of a dial command; `None` for every other effect.
-fn dial_priority(effect: &Effect) -> Option<DialPriority> {
-    match effect {
-        Effect::Telnyx(c) => DialPriority::of(&c.action),
-        _ => None,
     }
 }
 
@@ -232,30 +196,34 @@ impl Dispatcher {
                 (lane, state)
             })
             .collect();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         Self {
+            runner: EffectRunner::new(store.clone(), engine, clock.clone()),
             store,
-            engine,
-            telnyx: telnyx.single_attempt(),
-            connection_id,
-            notifiers,
+            executor: ServerExecutor {
+                telnyx: telnyx.single_attempt(),
+                connection_id,
+                notifiers,
+                clock: clock.clone(),
+            },
             kick,
             sweep,
-            clock: Arc::new(SystemClock),
-            dials: Arc::new(DialLimiter::new(DialLimit::default())),
-            ring_timeout: DEFAULT_RING_TIMEOUT,
+            clock,
+            dials: DialGate::new(Arc::new(DialLimiter::new(DialLimit::default()))),
             node_id: crate::app::default_node_id(),
             lease: DEFAULT_LEASE,
             exit_after_claim: std::env::var(FAULT_VAR).is_ok_and(|f| f == "exit_after_claim"),
             lanes,
             in_flight: Mutex::new(HashSet::new()),
             finished: Mutex::new(Vec::new()),
-            dial_slots: Mutex::new(HashMap::new()),
             wake_at: Mutex::new(None),
         }
     }
 
     /// Uses `clock` for retry times and dial slots.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.runner = self.runner.with_clock(clock.clone());
+        self.executor.clock = clock.clone();
         self.clock = clock;
         self
     }
@@ -263,7 +231,7 @@ impl Dispatcher {
     /// Puts dials through `budget` (one per Telnyx account; shared by every node when it is a
     /// [`crate::dial_limit::SharedDialBudget`]).
     pub fn with_dial_budget(mut self, budget: Arc<dyn DialBudget>) -> Self {
-        self.dials = budget;
+        self.dials = DialGate::new(budget);
         self
     }
 
@@ -279,7 +247,7 @@ impl Dispatcher {
 
     /// An `incoming_call` notification older than `ring_timeout` is dropped as stale.
     pub fn with_ring_timeout(mut self, ring_timeout: Duration) -> Self {
-        self.ring_timeout = ring_timeout;
+        self.runner = self.runner.with_ring_timeout(ring_timeout);
         self
     }
 
@@ -391,9 +359,9 @@ impl Dispatcher {
                 let (lane_busy, saturated) = (state.in_flight.clone(), state.saturated.clone());
                 tasks.spawn(async move {
                     if let Some(granted) = slot {
-                        me.dials.started(granted, me.clock.now());
+                        me.dials.budget().started(granted, me.clock.now());
                     }
-                    me.dispatch(entry, effect).await;
+                    me.dispatch(entry).await;
                     drop(permit);
                     lane_busy.fetch_sub(1, Ordering::Relaxed);
                     lock(&me.finished).push(key);
@@ -419,192 +387,26 @@ impl Dispatcher {
         priority: DialPriority,
         now: Timestamp,
     ) -> Option<Timestamp> {
-        let key = (entry.session_id.clone(), entry.seq);
-        let held = {
-            let mut slots = lock(&self.dial_slots);
-            let stale = now - self.lease;
-            slots.retain(|_, at| *at >= stale);
-            slots.remove(&key)
-        };
-        let (reserved, until) = match held {
-            Some(at) => (true, at),
-            None => match self.dials.request(priority, now).await {
-                Ok(DialGrant::At(at)) => (true, at),
-                Ok(DialGrant::AskAgain(at)) => (false, at),
-                Err(e) => {
-                    tracing::warn!(call_session_id = %entry.session_id, error = %e, "dial budget unavailable; dial waits");
-                    (false, now + DIAL_BUDGET_RETRY)
-                }
-            },
-        };
-        if reserved && until <= now {
-            return Some(until);
-        }
-        if reserved {
-            lock(&self.dial_slots).insert(key, until);
-        }
-        tracing::info!(
-            call_session_id = %entry.session_id,
-            seq = entry.seq,
-            ?priority,
-            slot_reserved = reserved,
-            wait = ?until.saturating_since(now),
-            queued_dials = self.dials.queued(),
-            "dial rate limit reached; dial queued"
-        );
-        if let Err(e) = self
-            .store
-            .defer_effect(&entry.session_id, entry.seq, until)
+        match self
+            .dials
+            .slot(&*self.store, entry, priority, now, self.lease)
             .await
         {
-            tracing::warn!(call_session_id = %entry.session_id, error = %e, "could not defer a dial");
+            DialSlot::Go(granted) => Some(granted),
+            DialSlot::Wait(until) => {
+                self.schedule_wake(until);
+                None
+            }
         }
-        self.schedule_wake(until);
-        None
     }
 
     #[tracing::instrument(skip_all, fields(call_session_id = %entry.session_id, seq = entry.seq, lane = %entry.lane))]
-    async fn dispatch(&self, entry: OutboxEntry, effect: Result<Effect, serde_json::Error>) {
-        let disposition = match effect {
-            Ok(Effect::Telnyx(command)) => self.command(&entry, command).await,
-            Ok(Effect::Notify(n)) => {
-                let incoming = matches!(n.event, NotifyEvent::IncomingCall { .. });
-                if incoming && self.is_stale(&entry, self.clock.now()) {
-                    tracing::info!(event = n.event.name(), "stale incoming_call dropped");
-                    Disposition::Done
-                } else {
-                    let effect_id = EffectId::of(&entry.session_id, entry.seq);
-                    match self.notifiers.deliver(&n, &effect_id).await {
-                        Ok(delivery) => {
-                            if delivery == crate::notify::Delivery::Sent {
-                                record_dismissal(&n, entry.created_at, self.clock.now());
-                            }
-                            Disposition::Done
-                        }
-                        Err(NotifyError::Temporary {
-                            message,
-                            retry_after,
-                        }) => Disposition::Retry(message, retry_after),
-                        Err(NotifyError::Permanent(e)) => Disposition::Abandon(e),
-                    }
-                }
-            }
-            Ok(other) => Disposition::Abandon(format!(
-                "effect {:?} does not belong in the outbox",
-                std::mem::discriminant(&other)
-            )),
-            Err(e) => Disposition::Abandon(format!("unreadable effect: {e}")),
-        };
-        self.record(&entry, disposition).await;
-    }
-
-    /// Whether an `incoming_call` committed with `entry` is past the ring timeout at `at`.
-    fn is_stale(&self, entry: &OutboxEntry, at: Timestamp) -> bool {
-        entry.created_at + self.ring_timeout <= at
-    }
-
-    async fn record(&self, entry: &OutboxEntry, disposition: Disposition) {
-        let (sid, seq) = (&entry.session_id, entry.seq);
-        let now = self.clock.now();
-        let lane = entry.lane.as_str().to_owned();
-        let result = match disposition {
-            Disposition::Done => {
-                telemetry::dispatched(lane, "done");
-                self.store.mark_effect_done(sid, seq).await
-            }
-            Disposition::Retry(e, retry_after) => {
-                let release = entry.lane == Lane::Release;
-                let cap = if release {
-                    RELEASE_BACKOFF_CAP
-                } else {
-                    BACKOFF_CAP
-                };
-                let wait = retry_wait(entry.attempts, retry_after, cap, &mut rand::thread_rng());
-                let notification = matches!(entry.lane, Lane::Realtime | Lane::Push);
-                let stale = notification
-                    && serde_json::from_value::<Effect>(entry.effect.clone()).is_ok_and(|fx| {
-                        matches!(fx, Effect::Notify(n) if matches!(n.event, NotifyEvent::IncomingCall { .. }))
-                    })
-                    && self.is_stale(entry, now + wait);
-                if notification && (stale || entry.attempts + 1 >= NOTIFY_ATTEMPTS) {
-                    tracing::warn!(error = %e, attempts = entry.attempts + 1, stale, "notification given up");
-                    telemetry::dispatched(lane, "abandoned");
-                    self.store.mark_effect_abandoned(sid, seq, &e).await
-                } else {
-                    tracing::warn!(error = %e, attempt = entry.attempts + 1, ?wait, ?retry_after, "effect failed; will retry");
-                    telemetry::dispatched(lane, "retry");
-                    self.schedule_wake(now + wait);
-                    self.store
-                        .mark_effect_failed(sid, seq, &e, now + wait)
-                        .await
-                }
-            }
-            Disposition::Abandon(e) => {
-                tracing::error!(error = %e, "effect abandoned");
-                telemetry::dispatched(lane, "abandoned");
-                self.store.mark_effect_abandoned(sid, seq, &e).await
-            }
-        };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "could not record the effect's outcome; it will be redone");
-        }
-    }
-
-    /// Whether the leg a release targets is already gone by the session's account (its
-    /// hangup webhook arrived): then the release is confirmed without another request.
-    async fn release_confirmed(&self, entry: &OutboxEntry, command: &Command) -> bool {
-        let Some(ccid) = command.action.target() else {
-            return false;
-        };
-        match self.engine.load(&entry.session_id).await {
-            Ok(Some((session, _))) => session.leg_ended(ccid),
-            _ => false,
-        }
-    }
-
-    async fn command(&self, entry: &OutboxEntry, command: Command) -> Disposition {
-        let release = provider::retry_transient(&command.action);
-        if release && entry.attempts > 0 && self.release_confirmed(entry, &command).await {
-            tracing::info!(command_id = %command.command_id, "leg already hung up; release confirmed");
-            return Disposition::Done;
-        }
-        let outcome = match provider::execute(&self.telnyx, &self.connection_id, &command).await {
-            Ok(outcome) => outcome,
-            // Releases are retried until Telnyx confirms; a leg left up rings or bills.
-            Err(t) if release => return Disposition::Retry(t.message, t.retry_after),
-            Err(t) if entry.attempts + 1 < attempts_for(&command.action) => {
-                return Disposition::Retry(t.message, t.retry_after)
-            }
-            // Given up: the session decides what a failed command means (drop the leg, retry
-            // the bridge, ...).
-            Err(t) => {
-                tracing::warn!(command_id = %command.command_id, error = %t.message, "command given up");
-                Err(t.as_final)
-            }
-        };
-        let ok = outcome.is_ok();
-        let input: Input = provider::result_input(&command, outcome);
-        // Keyed by the outbox entry, so a re-dispatch after a crash feeds the result once.
-        let dedupe = format!("effect:{}:{}", entry.session_id, entry.seq);
-        match self
-            .engine
-            .apply(&entry.session_id, input, Some(dedupe))
-            .await
-        {
-            Ok(Applied::Refused(e)) => {
-                tracing::warn!(command_id = %command.command_id, error = %e, "session refused a command result");
-                Disposition::Done
-            }
-            Ok(_) => {
-                tracing::debug!(command_id = %command.command_id, ok, "command done");
-                Disposition::Done
-            }
-            Err(e @ (EngineError::Quarantined(_) | EngineError::UnknownSession(_))) => {
-                tracing::warn!(command_id = %command.command_id, error = %e, "command result dropped");
-                Disposition::Done
-            }
-            // The command ran but its result is not recorded: redo it (same command_id).
-            Err(e) => Disposition::Retry(format!("recording the result failed: {e}"), None),
+    async fn dispatch(&self, entry: OutboxEntry) {
+        let disposition = self.runner.attempt(&entry, &self.executor).await;
+        let recorded = self.runner.record(&entry, disposition).await;
+        telemetry::dispatched(entry.lane.as_str().to_owned(), recorded.label());
+        if let Recorded::Retry(at) = recorded {
+            self.schedule_wake(at);
         }
     }
 }

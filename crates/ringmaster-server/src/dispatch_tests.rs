@@ -10,10 +10,11 @@ use crate::notify::Notifier;
 use async_trait::async_trait;
 use rand::SeedableRng as _;
 use ringmaster_core::session::{
-    Channel, ClientStateRef, HangupCause, HangupSource, NewInbound, Notification, ProviderEvent,
-    ProviderEventKind, RingTarget, Session, SessionConfig, SessionStatus,
+    Action, Channel, ClientStateRef, HangupCause, HangupSource, Input, NewInbound, Notification,
+    ProviderEvent, ProviderEventKind, RingTarget, Session, SessionConfig, SessionStatus,
 };
 use ringmaster_core::{CallControlId, DeviceId, DismissReason, TenantId, UserId};
+use ringmaster_engine::retry::RETRY_BASE;
 use ringmaster_store::MemoryStore;
 use ringmaster_telnyx::emulator::FailNext;
 use ringmaster_telnyx::emulator::Faults;
@@ -733,7 +734,7 @@ async fn an_inbound_ring_takes_the_next_dial_slot_before_a_waiting_click_to_call
         ]
     );
     // Never before a slot, never two in a window, by the dispatcher's clock.
-    let starts = rig.dispatcher.dials.recent_starts();
+    let starts = rig.dispatcher.dials.budget().recent_starts();
     assert!(starts.iter().all(|s| s.sent >= s.granted), "{starts:?}");
     let slots: Vec<Timestamp> = starts.iter().map(|s| s.granted).collect();
     assert_eq!(crate::dial_limit::busiest_window(&slots, window), 1);

@@ -215,7 +215,7 @@ pub struct Transient {
 /// reporting the failure to the session at once). Only releases are worth it: a leg left up
 /// rings a device forever, while a late dial or bridge is worse than a reported failure.
 pub fn retry_transient(action: &Action) -> bool {
-    matches!(action, Action::Hangup { .. } | Action::Reject { .. })
+    ringmaster_engine::retry::retried_until_confirmed(action)
 }
 
 fn command_error(err: &TelnyxError) -> CommandError {
