@@ -195,6 +195,32 @@ async fn signed_events_are_delivered_and_socket_id_is_excluded() {
 }
 
 #[tokio::test]
+async fn events_posted_one_after_another_arrive_in_that_order() {
+    let server = Server::start(config()).await;
+    let mut client = server.connect().await;
+    server.subscribe(&mut client, "calls", None).await;
+    for n in 0..40 {
+        let event = json!({"channel":"calls","name":"step","data":n.to_string()});
+        let (status, body) = post_signed(&server, "/apps/app-id/events", &event, now()).await;
+        assert_eq!((status, body), (200, json!({})));
+    }
+    let batch = json!({"batch":[
+        {"channel":"calls","name":"step","data":"40"},
+        {"channel":"calls","name":"step","data":"41"},
+    ]});
+    assert_eq!(
+        post_signed(&server, "/apps/app-id/batch_events", &batch, now())
+            .await
+            .0,
+        200
+    );
+    for n in 0..42 {
+        let got = client.recv_event("step").await;
+        assert_eq!(got["data"], n.to_string(), "{got}");
+    }
+}
+
+#[tokio::test]
 async fn batch_events_publish_all_or_nothing() {
     let server = Server::start(config()).await;
     let mut client = server.connect().await;
