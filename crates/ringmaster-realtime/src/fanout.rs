@@ -96,12 +96,20 @@ impl Fanout for InProcessFanout {
 impl InProcessFanout {
     /// The live hubs other than `origin`.
     fn others(&self, origin: NodeId) -> Vec<Arc<dyn FanoutSink>> {
-        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
-        nodes.retain(|(_, sink)| sink.strong_count() > 0);
-        nodes
-            .iter()
-            .filter(|(id, _)| *id != origin)
-            .filter_map(|(_, sink)| sink.upgrade())
-            .collect()
+        live_others(&self.nodes, origin)
     }
+}
+
+/// The hubs attached to a fan-out other than `origin`, dropping those that are gone.
+pub(crate) fn live_others(
+    nodes: &Mutex<Vec<(NodeId, Weak<dyn FanoutSink>)>>,
+    origin: NodeId,
+) -> Vec<Arc<dyn FanoutSink>> {
+    let mut nodes = nodes.lock().unwrap_or_else(|e| e.into_inner());
+    nodes.retain(|(_, sink)| sink.strong_count() > 0);
+    nodes
+        .iter()
+        .filter(|(id, _)| *id != origin)
+        .filter_map(|(_, sink)| sink.upgrade())
+        .collect()
 }

@@ -7,7 +7,7 @@
 use crate::channel::{ChannelName, InvalidChannelName};
 use crate::config::RealtimeConfig;
 use crate::event::{Event, EventError};
-use crate::fanout::{Control, Fanout, FanoutError, FanoutSink, NodeId};
+use crate::fanout::{live_others, Control, Fanout, FanoutError, FanoutSink, NodeId};
 use crate::socket_id::{InvalidSocketId, SocketId};
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -269,17 +269,6 @@ pub fn decode_control(payload: &[u8]) -> Result<(NodeId, Control), DecodeError> 
 
 type Sinks = Arc<Mutex<Vec<(NodeId, Weak<dyn FanoutSink>)>>>;
 
-/// The attached hubs other than `origin`, dropping those that are gone.
-fn others(sinks: &Sinks, origin: NodeId) -> Vec<Arc<dyn FanoutSink>> {
-    let mut sinks = sinks.lock().unwrap_or_else(|e| e.into_inner());
-    sinks.retain(|(_, sink)| sink.strong_count() > 0);
-    sinks
-        .iter()
-        .filter(|(id, _)| *id != origin)
-        .filter_map(|(_, sink)| sink.upgrade())
-        .collect()
-}
-
 /// Fan-out over a NATS server: one per node process, shared by the hubs attached to it.
 pub struct NatsFanout {
     client: async_nats::Client,
@@ -376,7 +365,7 @@ async fn receive(
                 continue;
             }
         };
-        for sink in others(&sinks, origin) {
+        for sink in live_others(&sinks, origin) {
             sink.deliver_local(&event);
         }
     }
@@ -398,7 +387,7 @@ async fn receive_control(mut subscriber: async_nats::Subscriber, sinks: Sinks) {
                 continue;
             }
         };
-        for sink in others(&sinks, origin) {
+        for sink in live_others(&sinks, origin) {
             sink.control_local(&control);
         }
     }
