@@ -292,31 +292,31 @@ impl NatsFanout {
                 url: config.url.clone(),
                 reason: e.to_string(),
             })?;
-        let subscribe_error = |e: &dyn std::fmt::Display| NatsFanoutError::Subscribe {
-            subject: config.subject.clone(),
-            reason: e.to_string(),
-        };
-        let subscriber = client
-            .subscribe(config.subject.clone())
-            .await
-            .map_err(|e| subscribe_error(&e))?;
-        let control_subscriber = client
-            .subscribe(control_subject(&config.subject))
-            .await
-            .map_err(|e| subscribe_error(&e))?;
-        // Once the server has answered, it has registered the subscriptions, so no event
-        // published by another node after this point is missed.
-        round_trip(&client, config.connect_timeout)
-            .await
-            .map_err(|e| subscribe_error(&e))?;
+        // No event published by another node after this point is missed.
+        let [subscriber, control_subscriber] = subscribe_confirmed(
+            &client,
+            [config.subject.clone(), control_subject(&config.subject)],
+            config.connect_timeout,
+        )
+        .await?;
         let sinks = Sinks::default();
+        let (max_message, max_event) = (config.max_message_bytes, config.max_event_bytes);
         let receiver = tokio::spawn(receive(
             subscriber,
             sinks.clone(),
-            config.max_message_bytes,
-            config.max_event_bytes,
+            "event",
+            move |payload| decode(payload, max_message, max_event),
+            |sink, event| {
+                sink.deliver_local(event);
+            },
         ));
-        let control_receiver = tokio::spawn(receive_control(control_subscriber, sinks.clone()));
+        let control_receiver = tokio::spawn(receive(
+            control_subscriber,
+            sinks.clone(),
+            "control",
+            decode_control,
+            |sink, control| sink.control_local(control),
+        ));
         Ok(Arc::new(Self {
             client,
             subject: config.subject,
@@ -345,53 +345,33 @@ impl Drop for NatsFanout {
     }
 }
 
-/// Delivers each valid message to the attached hubs except the one that published it.
-async fn receive(
+/// Hands each valid message on `subscriber` to the attached hubs except its sender's, with
+/// `apply`; an invalid one is logged and dropped. `what` names the stream in the logs.
+async fn receive<T>(
     mut subscriber: async_nats::Subscriber,
     sinks: Sinks,
-    max_message_bytes: usize,
-    max_event_bytes: usize,
+    what: &'static str,
+    decode: impl Fn(&[u8]) -> Result<(NodeId, T), DecodeError>,
+    apply: impl Fn(&dyn FanoutSink, &T),
 ) {
     while let Some(message) = subscriber.next().await {
-        let (origin, event) = match decode(&message.payload, max_message_bytes, max_event_bytes) {
+        let (origin, decoded) = match decode(&message.payload) {
             Ok(decoded) => decoded,
             Err(error) => {
                 tracing::warn!(
                     subject = %message.subject,
                     bytes = message.payload.len(),
                     %error,
-                    "dropping invalid fan-out message"
+                    "dropping invalid fan-out {what} message"
                 );
                 continue;
             }
         };
         for sink in live_others(&sinks, origin) {
-            sink.deliver_local(&event);
+            apply(sink.as_ref(), &decoded);
         }
     }
-    tracing::warn!("NATS fan-out subscription ended; events from other nodes stop arriving");
-}
-
-/// Applies each valid control message to the attached hubs except the sender's.
-async fn receive_control(mut subscriber: async_nats::Subscriber, sinks: Sinks) {
-    while let Some(message) = subscriber.next().await {
-        let (origin, control) = match decode_control(&message.payload) {
-            Ok(decoded) => decoded,
-            Err(error) => {
-                tracing::warn!(
-                    subject = %message.subject,
-                    bytes = message.payload.len(),
-                    %error,
-                    "dropping invalid fan-out control message"
-                );
-                continue;
-            }
-        };
-        for sink in live_others(&sinks, origin) {
-            sink.control_local(&control);
-        }
-    }
-    tracing::warn!("NATS control subscription ended; revocations from other nodes stop arriving");
+    tracing::warn!("NATS {what} subscription ended; nothing more arrives from other nodes");
 }
 
 #[async_trait]
@@ -430,12 +410,38 @@ impl Fanout for NatsFanout {
     }
 }
 
+/// Subscribes to `subjects` and returns once the server has registered every subscription.
+pub(crate) async fn subscribe_confirmed<const N: usize>(
+    client: &async_nats::Client,
+    subjects: [String; N],
+    limit: Duration,
+) -> Result<[async_nats::Subscriber; N], NatsFanoutError> {
+    let error = |subject: &str, reason: String| NatsFanoutError::Subscribe {
+        subject: subject.to_owned(),
+        reason,
+    };
+    let mut subscribers = Vec::with_capacity(N);
+    for subject in &subjects {
+        let subscriber = client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| error(subject, e.to_string()))?;
+        subscribers.push(subscriber);
+    }
+    round_trip(client, limit)
+        .await
+        .map_err(|reason| error(&subjects.join(", "), reason))?;
+    Ok(subscribers
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("one subscriber per subject")))
+}
+
 /// Waits until the server has processed every command this client sent before: it handles a
 /// connection's commands in order, so a message published to a fresh inbox this client
 /// listens on comes back only after them. (`Client::flush` only waits for the client's write
 /// buffer to reach the socket; another connection's publish could still be processed before
 /// our subscription.)
-pub(crate) async fn round_trip(client: &async_nats::Client, limit: Duration) -> Result<(), String> {
+async fn round_trip(client: &async_nats::Client, limit: Duration) -> Result<(), String> {
     let inbox = client.new_inbox();
     let mut probe = client
         .subscribe(inbox.clone())

@@ -5,7 +5,7 @@
 use crate::channel::{ChannelKind, ChannelName};
 use crate::config::RealtimeConfig;
 use crate::hub::RealtimeHub;
-use crate::nats_fanout::{NatsFanoutConfig, NatsFanoutError};
+use crate::nats_fanout::{subscribe_confirmed, NatsFanoutConfig, NatsFanoutError};
 use crate::presence::{Entry, Envelope, PresenceMessage, PresenceSettings, SNAPSHOT_CHUNK};
 use futures::StreamExt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -140,19 +140,10 @@ impl NatsPresence {
         hub: &RealtimeHub,
         config: NatsPresenceConfig,
     ) -> Result<Self, NatsFanoutError> {
-        let subscribe_error = |e: &dyn std::fmt::Display| NatsFanoutError::Subscribe {
-            subject: config.subject.clone(),
-            reason: e.to_string(),
-        };
-        let subscriber = client
-            .subscribe(config.subject.clone())
-            .await
-            .map_err(|e| subscribe_error(&e))?;
         // Registered with the server before the first request for snapshots goes out, so no
         // answer is missed.
-        crate::nats_fanout::round_trip(&client, ROUND_TRIP_LIMIT)
-            .await
-            .map_err(|e| subscribe_error(&e))?;
+        let [subscriber] =
+            subscribe_confirmed(&client, [config.subject.clone()], ROUND_TRIP_LIMIT).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         hub.attach_presence(tx, config.settings);
         let dropped = Arc::new(AtomicU64::new(0));

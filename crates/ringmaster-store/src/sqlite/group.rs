@@ -132,6 +132,11 @@ pub(super) async fn write_batch(
         }
         // The batch (and its callers' replies) went down with the task; they see the writer
         // gone.
+        // A runtime shutting down cancels the task; only a panic is a fault.
+        Err(e) if e.is_cancelled() => {
+            tracing::debug!("the SQLite group writer's batch was cancelled at shutdown");
+            (Vec::new(), Vec::new())
+        }
         Err(e) => {
             tracing::error!(error = %e, "the SQLite group writer's batch failed");
             (Vec::new(), Vec::new())
