@@ -58,6 +58,41 @@ fn bench_lifecycle_quick_reports_every_phase() {
     assert!(report["p99_ratio"].as_f64().unwrap() > 0.0, "{report}");
 }
 
+/// `ringmaster bench lifecycle --push-outage`: with the push provider hanging or answering 503
+/// for the whole run, every call's Telnyx commands (bridge, hangups) still go out and every
+/// call is dismissed over the WebSocket; the report compares each provider with the healthy
+/// run (figures are not asserted).
+#[test]
+fn bench_lifecycle_push_outage_still_sends_every_telnyx_command() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringmaster"))
+        .args(["bench", "lifecycle", "--quick", "--push-outage", "--json"])
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run ringmaster bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let runs = report["runs"].as_array().expect("runs");
+    let providers: Vec<&str> = runs
+        .iter()
+        .map(|r| r["report"]["plan"]["push"].as_str().unwrap())
+        .collect();
+    assert_eq!(providers, ["healthy", "hanging", "unavailable"], "{report}");
+    for run in runs {
+        let r = &run["report"];
+        let calls = r["plan"]["calls"].as_u64().unwrap();
+        assert_eq!(r["commands"]["samples"].as_u64(), Some(calls), "{r}");
+        assert_eq!(r["dismissed"].as_u64(), Some(calls), "{r}");
+        assert_eq!(r["ended"].as_u64(), Some(calls), "{r}");
+    }
+    assert_eq!(runs[0]["p99_excess_ms"].as_f64(), Some(0.0), "{report}");
+    assert!(report["worst_excess_ms"].as_f64().is_some(), "{report}");
+    assert_eq!(report["budget_ms"].as_f64(), Some(100.0), "{report}");
+}
+
 /// `ringmaster bench fanout` against its own `serve` child: every socket gets every event,
 /// whether publishes go out on schedule or each waits for its answer (figures not asserted).
 #[test]

@@ -15,6 +15,14 @@
 //! 4. `hangup`: every caller hangs up and the run waits until all legs are over.
 //!
 //! Everything is bounded by one time limit; a phase cut short reports what it measured.
+//!
+//! With `--push hanging` or `--push unavailable` the push provider fails every push for the
+//! whole run (each request hangs until the client's timeout, or is answered 503 with a
+//! `Retry-After`), from the first `incoming_call` on, so by the first answer the push lane is
+//! full or thousands of pushes are backing off. The run then also times answer → the call's
+//! Telnyx commands (the bridge and the two hangups), which must not wait for pushes;
+//! `--push-outage` runs all three providers back to back and reports how much later the Telnyx
+//! commands went out with a failing provider than with a healthy one.
 
 use super::ingest::{bar, device_uri, percentile, seed_user, start_coordinator, DEVICE_PLATFORMS};
 use crate::notify::{Notifier, Notifiers, NotifyError};
@@ -34,6 +42,36 @@ use tokio::sync::mpsc;
 /// The device that answers every call (the web one); the others are dismissed.
 const WINNER: usize = 2;
 
+/// How long a hanging push request is held before it fails: the push clients' request
+/// timeout (`FcmConfig`/`ApnsConfig::request_timeout`).
+const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `Retry-After` an unavailable push provider answers with.
+const PUSH_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// How the push provider (FCM/APNs) behaves for a whole run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum PushProvider {
+    /// Every push is delivered at once.
+    Healthy,
+    /// Every push request hangs until the client's 10 s timeout, then fails.
+    Hanging,
+    /// Every push is answered 503 with `Retry-After: 30`.
+    Unavailable,
+}
+
+impl PushProvider {
+    /// The name used on the command line and in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Hanging => "hanging",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// How much load one run applies.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct LifecyclePlan {
@@ -46,6 +84,8 @@ pub struct LifecyclePlan {
     /// Longest time the whole run may take; it stops early with what it measured.
     #[serde(serialize_with = "secs")]
     pub time_limit: Duration,
+    /// How the push provider behaves.
+    pub push: PushProvider,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -60,6 +100,7 @@ impl LifecyclePlan {
             answer_rate: 50,
             commits: 50,
             time_limit: Duration::from_secs(60),
+            push: PushProvider::Healthy,
         }
     }
 
@@ -70,6 +111,7 @@ impl LifecyclePlan {
             answer_rate: 100,
             commits: 500,
             time_limit: Duration::from_secs(180),
+            push: PushProvider::Healthy,
         }
     }
 }
@@ -116,10 +158,14 @@ pub struct LifecycleReport {
     pub ended: usize,
     /// One store commit, with the calls ringing: the baseline.
     pub commit: Latency,
-    /// `call.answered` sent → last dismissal effect dispatched.
+    /// `call.answered` sent → last dismissal effect dispatched (with a failing push provider:
+    /// the hangups and the WebSocket notification, the pushes cannot arrive).
     pub dismissal: Latency,
     /// Dismissal p99 relative to the commit p99.
     pub p99_ratio: f64,
+    /// `call.answered` sent → the call's Telnyx commands carried out (the bridge and the
+    /// hangups of the two other legs).
+    pub commands: Latency,
 }
 
 /// A timed moment the latencies are computed from.
@@ -128,20 +174,39 @@ enum Mark {
     Answered(String),
     /// The emulator carried out a hangup of this leg.
     HungUp(String),
+    /// The emulator carried out a bridge on this leg.
+    Bridged(String),
     /// The coordinator handed a `call_ended` notification for this call to its channel.
     Ended(CallSessionId),
 }
 
-/// Receives every notification the dispatcher delivers; times the `call_ended` ones.
-struct Recorder(mpsc::UnboundedSender<(Instant, Mark)>);
+/// Receives every notification the dispatcher delivers; times the `call_ended` ones. As the
+/// push notifier it fails the way `provider` says.
+struct Recorder {
+    marks: mpsc::UnboundedSender<(Instant, Mark)>,
+    provider: PushProvider,
+}
 
 #[async_trait]
 impl Notifier for Recorder {
     async fn notify(&self, n: &Notification, _effect: &EffectId) -> Result<(), NotifyError> {
+        match self.provider {
+            PushProvider::Healthy => {}
+            PushProvider::Hanging => {
+                tokio::time::sleep(PUSH_TIMEOUT).await;
+                return Err(NotifyError::temporary("push request timed out"));
+            }
+            PushProvider::Unavailable => {
+                return Err(NotifyError::Temporary {
+                    message: "503 Service Unavailable".to_owned(),
+                    retry_after: Some(PUSH_RETRY_AFTER),
+                })
+            }
+        }
         if matches!(n.event, NotifyEvent::CallEnded { .. }) {
             // The run is over when the receiver is gone.
             let _ = self
-                .0
+                .marks
                 .send((Instant::now(), Mark::Ended(n.call_session_id.clone())));
         }
         Ok(())
@@ -162,8 +227,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Per call: answer sent → last dismissal effect, for the calls whose dismissal is complete.
-fn dismissal_latencies(calls: &[Call], marks: &[(Instant, Mark)]) -> (usize, Vec<Duration>) {
+/// Per-call latencies from the answer, for the calls whose effects are all in.
+#[derive(Default)]
+struct Progress {
+    /// Calls whose answer was sent.
+    answered: usize,
+    /// Answer → last dismissal effect.
+    dismissal: Vec<Duration>,
+    /// Answer → last Telnyx command (bridge and hangups).
+    commands: Vec<Duration>,
+}
+
+impl Progress {
+    /// Whether every answered call has both measures in.
+    fn complete(&self, calls: usize) -> bool {
+        self.answered == calls && self.dismissal.len() >= calls && self.commands.len() >= calls
+    }
+}
+
+/// Per call: answer sent → last dismissal effect, and answer sent → last Telnyx command. Only
+/// the WebSocket `call_ended` is expected when `pushes_arrive` is false.
+fn latencies(calls: &[Call], marks: &[(Instant, Mark)], pushes_arrive: bool) -> Progress {
     // Dismissal notifications expected per call: the WebSocket one, and a push to each other
     // mobile device.
     let pushes = DEVICE_PLATFORMS
@@ -171,9 +255,10 @@ fn dismissal_latencies(calls: &[Call], marks: &[(Instant, Mark)]) -> (usize, Vec
         .enumerate()
         .filter(|(i, p)| *i != WINNER && **p != DevicePlatform::Web)
         .count();
-    let notifications = 1 + pushes;
+    let notifications = 1 + if pushes_arrive { pushes } else { 0 };
     let mut answered: HashMap<&str, Instant> = HashMap::new();
     let mut hung_up: HashMap<&str, Instant> = HashMap::new();
+    let mut bridged: HashMap<&str, Instant> = HashMap::new();
     let mut ended: HashMap<&CallSessionId, (usize, Instant)> = HashMap::new();
     for (at, mark) in marks {
         match mark {
@@ -183,6 +268,9 @@ fn dismissal_latencies(calls: &[Call], marks: &[(Instant, Mark)]) -> (usize, Vec
             Mark::HungUp(leg) => {
                 hung_up.entry(leg).or_insert(*at);
             }
+            Mark::Bridged(leg) => {
+                bridged.entry(leg).or_insert(*at);
+            }
             Mark::Ended(session) => {
                 let e = ended.entry(session).or_insert((0, *at));
                 e.0 += 1;
@@ -190,35 +278,39 @@ fn dismissal_latencies(calls: &[Call], marks: &[(Instant, Mark)]) -> (usize, Vec
             }
         }
     }
-    let mut latencies = Vec::new();
-    let mut sent = 0;
+    let mut progress = Progress::default();
     for call in calls {
         let Some(start) = answered.get(call.legs[WINNER].as_str()) else {
             continue;
         };
-        sent += 1;
-        let mut last = match ended.get(&call.session) {
-            Some((n, at)) if *n >= notifications => *at,
-            _ => continue,
-        };
-        let losers = call
+        progress.answered += 1;
+        // The bridge is issued on either leg of the pair.
+        let bridge = [&call.caller, &call.legs[WINNER]]
+            .iter()
+            .find_map(|leg| bridged.get(leg.as_str()).copied());
+        let hangups: Option<Vec<Instant>> = call
             .legs
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != WINNER)
-            .map(|(_, leg)| hung_up.get(leg.as_str()).copied());
-        let mut complete = true;
-        for at in losers {
-            match at {
-                Some(at) => last = last.max(at),
-                None => complete = false,
+            .map(|(_, leg)| hung_up.get(leg.as_str()).copied())
+            .collect();
+        let Some(hangups) = hangups else { continue };
+        let last_hangup = hangups.into_iter().max().unwrap_or(*start);
+        if let Some(bridge) = bridge {
+            progress
+                .commands
+                .push(last_hangup.max(bridge).saturating_duration_since(*start));
+        }
+        if let Some((n, at)) = ended.get(&call.session) {
+            if *n >= notifications {
+                progress
+                    .dismissal
+                    .push(last_hangup.max(*at).saturating_duration_since(*start));
             }
         }
-        if complete {
-            latencies.push(last.saturating_duration_since(*start));
-        }
     }
-    (sent, latencies)
+    progress
 }
 
 /// Runs the lifecycle benchmark under `plan`.
@@ -240,11 +332,17 @@ pub async fn lifecycle(plan: LifecyclePlan) -> anyhow::Result<LifecycleReport> {
     eprintln!();
 
     let (mark_tx, mut mark_rx) = mpsc::unbounded_channel();
-    let recorder: Arc<dyn Notifier> = Arc::new(Recorder(mark_tx.clone()));
     let notifiers = Notifiers {
-        websocket: Some(recorder.clone()),
-        push: Some(recorder),
+        websocket: Some(Arc::new(Recorder {
+            marks: mark_tx.clone(),
+            provider: PushProvider::Healthy,
+        })),
+        push: Some(Arc::new(Recorder {
+            marks: mark_tx.clone(),
+            provider: plan.push,
+        })),
     };
+    let pushes_arrive = plan.push == PushProvider::Healthy;
     let signer = WebhookSigner::generate();
     let (server, emulator, _) = start_coordinator(store.clone(), &signer, notifiers, |s| {
         // Nothing may time out while the run lasts.
@@ -263,10 +361,11 @@ pub async fn lifecycle(plan: LifecyclePlan) -> anyhow::Result<LifecycleReport> {
                 Observed::Logged {
                     at,
                     entry: LogEntry::Command(c),
-                } if c.action == "hangup" && c.outcome == CommandOutcome::Executed => {
-                    match c.call_control_id {
-                        Some(leg) => (at, Mark::HungUp(leg)),
-                        None => continue,
+                } if c.outcome == CommandOutcome::Executed => {
+                    match (c.action.as_str(), c.call_control_id) {
+                        ("hangup", Some(leg)) => (at, Mark::HungUp(leg)),
+                        ("bridge", Some(leg)) => (at, Mark::Bridged(leg)),
+                        _ => continue,
                     }
                 }
                 _ => continue,
@@ -372,15 +471,15 @@ pub async fn lifecycle(plan: LifecyclePlan) -> anyhow::Result<LifecycleReport> {
             tracing::warn!(call_session_id = %call.session, error = %e, "answer refused");
         }
         if i % 10 == 0 {
-            let (_, done) = dismissal_latencies(&calls, &lock(&marks));
-            bar("answer", done.len(), calls.len());
+            let done = latencies(&calls, &lock(&marks), pushes_arrive);
+            bar("answer", done.dismissal.len(), calls.len());
         }
     }
-    let (answered, dismissal) = loop {
-        let (answered, done) = dismissal_latencies(&calls, &lock(&marks));
-        bar("answer", done.len(), calls.len());
-        if done.len() >= answered && answered == calls.len() || Instant::now() >= deadline {
-            break (answered, done);
+    let progress = loop {
+        let done = latencies(&calls, &lock(&marks), pushes_arrive);
+        bar("answer", done.dismissal.len(), calls.len());
+        if done.complete(calls.len()) || Instant::now() >= deadline {
+            break done;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
@@ -416,29 +515,31 @@ pub async fn lifecycle(plan: LifecyclePlan) -> anyhow::Result<LifecycleReport> {
     drop(emulator);
 
     let commit = Latency::of(commits);
-    let dismissal = Latency::of(dismissal);
+    let dismissal = Latency::of(progress.dismissal);
     Ok(LifecycleReport {
         plan,
         ringing: calls.len(),
         ringing_secs,
-        answered,
+        answered: progress.answered,
         dismissed: dismissal.samples,
         ended,
         p99_ratio: dismissal.p99_ms / commit.p99_ms.max(1e-9),
         commit,
         dismissal,
+        commands: Latency::of(progress.commands),
     })
 }
 
 /// The report as a table.
 pub fn table(r: &LifecycleReport) -> String {
     let mut out = format!(
-        "{} calls ringing (all rang after {:.1} s), {} answers/s\n\
+        "{} calls ringing (all rang after {:.1} s), {} answers/s, push provider {}\n\
          answered {}, dismissed {}, ended {}\n\
          {:<28} {:>8} {:>9} {:>9} {:>9} {:>9}\n",
         r.plan.calls,
         r.ringing_secs,
         r.plan.answer_rate,
+        r.plan.push.as_str(),
         r.answered,
         r.dismissed,
         r.ended,
@@ -449,14 +550,119 @@ pub fn table(r: &LifecycleReport) -> String {
         "max ms",
         "p99 ratio"
     );
+    let dismissals = if r.plan.push == PushProvider::Healthy {
+        "answer -> all dismissals"
+    } else {
+        "answer -> dismissals, no push"
+    };
+    let commands_ratio = r.commands.p99_ms / r.commit.p99_ms.max(1e-9);
     for (name, l, ratio) in [
         ("store commit (baseline)", &r.commit, 1.0),
-        ("answer -> all dismissals", &r.dismissal, r.p99_ratio),
+        (dismissals, &r.dismissal, r.p99_ratio),
+        ("answer -> Telnyx commands", &r.commands, commands_ratio),
     ] {
         out.push_str(&format!(
-            "{:<28} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>8.2}x\n",
+            "{:<29} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>8.2}x\n",
             name, l.samples, l.p50_ms, l.p99_ms, l.max_ms, ratio
         ));
     }
+    out
+}
+
+/// The most a failing push provider may delay a Telnyx command (issue 11's goal).
+pub const PUSH_OUTAGE_BUDGET_MS: f64 = 100.0;
+
+/// One provider's run in a push-outage comparison.
+#[derive(Clone, Debug, Serialize)]
+pub struct OutageRun {
+    /// The full lifecycle report.
+    pub report: LifecycleReport,
+    /// How much later the Telnyx commands' p99 was than with the healthy provider, ms.
+    pub p99_excess_ms: f64,
+    /// How much later the slowest Telnyx command was than the healthy run's slowest, ms.
+    pub max_excess_ms: f64,
+}
+
+/// `--push-outage`: the same lifecycle with a healthy, a hanging and an unavailable push
+/// provider, back to back.
+#[derive(Clone, Debug, Serialize)]
+pub struct OutageReport {
+    /// The healthy run first, then each failing provider.
+    pub runs: Vec<OutageRun>,
+    /// The largest excess (p99 or max) over every failing provider, ms.
+    pub worst_excess_ms: f64,
+    /// The budget that excess is held to, ms.
+    pub budget_ms: f64,
+}
+
+/// Runs `plan` once per push provider (healthy first) and compares how soon the Telnyx
+/// commands went out.
+pub async fn push_outage(plan: LifecyclePlan) -> anyhow::Result<OutageReport> {
+    let mut reports = Vec::new();
+    for push in [
+        PushProvider::Healthy,
+        PushProvider::Hanging,
+        PushProvider::Unavailable,
+    ] {
+        eprintln!("push provider {}:", push.as_str());
+        reports.push(lifecycle(LifecyclePlan { push, ..plan }).await?);
+    }
+    let healthy = reports[0].commands.clone();
+    let runs: Vec<OutageRun> = reports
+        .into_iter()
+        .map(|report| OutageRun {
+            p99_excess_ms: report.commands.p99_ms - healthy.p99_ms,
+            max_excess_ms: report.commands.max_ms - healthy.max_ms,
+            report,
+        })
+        .collect();
+    let worst_excess_ms = runs
+        .iter()
+        .skip(1)
+        .map(|r| r.p99_excess_ms.max(r.max_excess_ms))
+        .fold(f64::NEG_INFINITY, f64::max);
+    Ok(OutageReport {
+        runs,
+        worst_excess_ms,
+        budget_ms: PUSH_OUTAGE_BUDGET_MS,
+    })
+}
+
+/// The push-outage comparison as a table.
+pub fn outage_table(r: &OutageReport) -> String {
+    let mut out = format!(
+        "answer -> Telnyx commands (bridge, hangups), {} calls ringing per run\n\
+         {:<12} {:>8} {:>9} {:>9} {:>9} {:>13} {:>13}\n",
+        r.runs.first().map_or(0, |run| run.report.plan.calls),
+        "push",
+        "samples",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "p99 excess ms",
+        "max excess ms"
+    );
+    for run in &r.runs {
+        let c = &run.report.commands;
+        out.push_str(&format!(
+            "{:<12} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>13.2} {:>13.2}\n",
+            run.report.plan.push.as_str(),
+            c.samples,
+            c.p50_ms,
+            c.p99_ms,
+            c.max_ms,
+            run.p99_excess_ms,
+            run.max_excess_ms
+        ));
+    }
+    let verdict = if r.worst_excess_ms <= r.budget_ms {
+        "within"
+    } else {
+        "over"
+    };
+    out.push_str(&format!(
+        "worst delay from a failing push provider: {:.2} ms ({verdict} the {:.0} ms budget)\n",
+        r.worst_excess_ms, r.budget_ms
+    ));
     out
 }

@@ -45,6 +45,18 @@ struct LifecycleArgs {
     /// Longest time the whole run may take, in seconds [default: 180, --quick 60].
     #[arg(long)]
     time_limit_secs: Option<u64>,
+    /// How the push provider behaves for the whole run.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "healthy",
+        conflicts_with = "push_outage"
+    )]
+    push: bench::lifecycle::PushProvider,
+    /// Run once per push provider (healthy, hanging, unavailable) and report how much later
+    /// the Telnyx commands went out with a failing provider (the time limit is per run).
+    #[arg(long)]
+    push_outage: bool,
 }
 
 /// Options of `ringmaster bench ingest`.
@@ -148,6 +160,16 @@ fn lifecycle(args: LifecycleArgs) -> anyhow::Result<()> {
     }
     if let Some(secs) = args.time_limit_secs {
         plan.time_limit = time_limit(secs)?;
+    }
+    plan.push = args.push;
+    if args.push_outage {
+        let report = runtime()?.block_on(lifecycle::push_outage(plan))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", lifecycle::outage_table(&report));
+        }
+        return Ok(());
     }
     let report = runtime()?.block_on(lifecycle::lifecycle(plan))?;
     if args.json {
