@@ -12,6 +12,7 @@
 //! plan T1–T15; [`model`] model-checks the answer race with stateright.
 
 pub mod check;
+mod executor;
 pub mod faults;
 pub mod glare;
 pub mod model;
