@@ -1,6 +1,7 @@
 //! The discrete-event engine: a virtual clock, one seeded random number generator and an
 //! event queue, driving the coordinator (the production `ringmaster_engine::Engine` on a
-//! `MemoryStore`, reading the virtual clock), the Telnyx network, the four dismissal channels
+//! `MemoryStore`, reading the virtual clock, and each node's production outbox dispatcher,
+//! `ringmaster_engine::StepDispatcher`, with the simulator's executor), the Telnyx network, the four dismissal channels
 //! and one `DeviceAgent` per device. Nothing sleeps; a run is a pure function of its plan.
 
 use crate::check::{Observations, Violation};
