@@ -259,6 +259,8 @@ pub struct World {
     tickets: BTreeMap<u64, u64>,
     /// Outbox rows each node's flights are dispatching: (node, seq).
     in_flight: BTreeSet<(usize, u64)>,
+    /// Drains scheduled, by time and node: one is enough however many finished rows ask.
+    kicks: BTreeSet<(u64, Option<usize>)>,
     flights: BTreeMap<u64, Flight>,
     next_flight: u64,
     timers: std::collections::BTreeSet<u64>,
@@ -356,6 +358,7 @@ impl World {
             boots,
             tickets: BTreeMap::new(),
             in_flight: BTreeSet::new(),
+            kicks: BTreeSet::new(),
             flights: BTreeMap::new(),
             next_flight: 0,
             timers: std::collections::BTreeSet::new(),
@@ -710,16 +713,25 @@ impl World {
         self.drive(id, flight, Poke::Resume);
     }
 
+    /// Schedules a drain on `node` (`None`: any live node) after `delay`, unless one is already
+    /// scheduled then.
+    fn kick(&mut self, delay: u64, node: Option<usize>) {
+        if self.kicks.insert((self.now + delay, node)) {
+            self.at(delay, Ev::Dispatch { node });
+        }
+    }
+
     /// A node's dispatcher claims every row due now, lane by lane (releases first), and runs
     /// each as its own flight, so one slow command holds back nothing else.
     fn on_dispatch(&mut self, node: Option<usize>) {
+        self.kicks.remove(&(self.now, node));
         let node = match node.filter(|&n| self.nodes[n]) {
             Some(n) => n,
             None => match self.pick_node() {
                 Some(n) => n,
                 None => {
                     // Every node is down: the first one back drains the outbox.
-                    self.at(500, Ev::Dispatch { node: None });
+                    self.kick(500, None);
                     return;
                 }
             },
@@ -848,7 +860,7 @@ impl World {
             }
         };
         let delay = again.as_millis().saturating_sub(self.now);
-        self.at(delay, Ev::Dispatch { node: Some(node) });
+        self.kick(delay, Some(node));
     }
 
     /// A commit went through: history bookkeeping, the node's dispatcher kicked (or the node
@@ -878,7 +890,7 @@ impl World {
         if let Some(crash) = crash {
             self.crash(node, &outbox, crash.sent_before_crash);
         } else if !outbox.is_empty() {
-            self.at(0, Ev::Dispatch { node: Some(node) });
+            self.kick(0, Some(node));
         }
         if let Some(deadline) = written.next_deadline {
             // One timer per deadline, however many commits carry it.
@@ -942,7 +954,7 @@ impl World {
         });
         self.at(down, Ev::NodeRestart(node));
         // The first drain after its lease runs out takes the dead node's rows.
-        self.at(LEASE_MS + 1, Ev::Dispatch { node: None });
+        self.kick(LEASE_MS + 1, None);
     }
 
     /// A crashed node is back with a new lease owner name (as a restarted server process), so
@@ -960,7 +972,7 @@ impl World {
             self.boots[node],
         );
         self.log(|| format!("node{node} restarts and drains the outbox"));
-        self.at(0, Ev::Dispatch { node: Some(node) });
+        self.kick(0, Some(node));
         self.on_timer_check();
     }
 
