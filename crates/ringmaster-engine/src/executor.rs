@@ -4,9 +4,35 @@
 //! executor's business: the dispatcher decides from what it returns.
 
 use async_trait::async_trait;
-use ringmaster_core::session::{Command, Input, Notification};
+use ringmaster_core::session::{Action, Command, CommandError, Input, Notification};
+use ringmaster_core::CallControlId;
 use ringmaster_store::OutboxEntry;
 use std::time::Duration;
+
+/// The input reporting `command`'s final `outcome` to its session: a dial's result carries
+/// the leg Telnyx created (a success without one is a failure), any other command's only
+/// success or failure. Shared by the server's executor and the simulator's.
+pub fn command_input(
+    command: &Command,
+    outcome: Result<Option<CallControlId>, CommandError>,
+) -> Input {
+    let command_id = command.command_id.clone();
+    match &command.action {
+        Action::Dial { .. } => Input::DialResult {
+            command_id,
+            result: outcome.and_then(|leg| {
+                leg.ok_or_else(|| CommandError {
+                    code: None,
+                    message: "dial response without call_control_id".to_owned(),
+                })
+            }),
+        },
+        _ => Input::CommandResult {
+            command_id,
+            result: outcome.map(|_| ()),
+        },
+    }
+}
 
 /// The result of sending one command once.
 #[derive(Clone, Debug, PartialEq)]

@@ -10,7 +10,7 @@ use crate::executor::EffectExecutor;
 use crate::retry::{lane_concurrency, DEFAULT_LEASE};
 use ringmaster_core::session::Effect;
 use ringmaster_core::{CallSessionId, Timestamp};
-use ringmaster_store::{Lane, Store, StoreError};
+use ringmaster_store::{Lane, OutboxEntry, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,48 +77,57 @@ impl StepDispatcher {
     pub async fn dispatch_due(&self, now: Timestamp) -> Result<Vec<Dispatched>, StoreError> {
         let mut done = Vec::new();
         for lane in Lane::ALL {
-            let limit = u32::try_from(lane_concurrency(lane)).unwrap_or(u32::MAX);
-            if limit == 0 {
-                continue;
-            }
-            let claimed = self
-                .store
-                .claim_due_effects(lane, now, limit, &self.node_id, now + self.lease)
-                .await?;
-            for entry in claimed {
-                let priority = serde_json::from_value::<Effect>(entry.effect.clone())
-                    .ok()
-                    .as_ref()
-                    .and_then(dial_priority);
-                if let Some(priority) = priority {
-                    match self
-                        .dials
-                        .slot(&*self.store, &entry, priority, now, self.lease)
-                        .await
-                    {
-                        DialSlot::Go(granted) => self.dials.budget().started(granted, now),
-                        DialSlot::Wait(until) => {
-                            done.push(Dispatched {
-                                session_id: entry.session_id,
-                                seq: entry.seq,
-                                lane,
-                                outcome: StepOutcome::Deferred(until),
-                            });
-                            continue;
-                        }
-                    }
-                }
-                let disposition = self.runner.attempt(&entry, &*self.executor).await;
-                let recorded = self.runner.record(&entry, disposition).await;
-                done.push(Dispatched {
-                    session_id: entry.session_id,
-                    seq: entry.seq,
-                    lane,
-                    outcome: StepOutcome::Attempted(recorded),
-                });
+            for entry in self.claim_lane(lane, now).await? {
+                done.push(self.run_claimed(&entry, now).await);
             }
         }
         Ok(done)
+    }
+
+    /// Claims the effects of `lane` due at `now`, up to the lane's concurrency (none for a
+    /// lane this dispatcher never runs), leasing them to this node. The simulator runs each
+    /// claimed entry as its own flight ([`Self::run_claimed`]), so one slow command does not
+    /// hold back the rest of a step.
+    pub async fn claim_lane(
+        &self,
+        lane: Lane,
+        now: Timestamp,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let limit = u32::try_from(lane_concurrency(lane)).unwrap_or(u32::MAX);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.store
+            .claim_due_effects(lane, now, limit, &self.node_id, now + self.lease)
+            .await
+    }
+
+    /// Runs one entry this node claimed at `now`: a dial waits for its rate slot (deferred),
+    /// anything else is attempted and its outcome recorded.
+    pub async fn run_claimed(&self, entry: &OutboxEntry, now: Timestamp) -> Dispatched {
+        let dispatched = |outcome| Dispatched {
+            session_id: entry.session_id.clone(),
+            seq: entry.seq,
+            lane: entry.lane,
+            outcome,
+        };
+        let priority = serde_json::from_value::<Effect>(entry.effect.clone())
+            .ok()
+            .as_ref()
+            .and_then(dial_priority);
+        if let Some(priority) = priority {
+            match self
+                .dials
+                .slot(&*self.store, entry, priority, now, self.lease)
+                .await
+            {
+                DialSlot::Go(granted) => self.dials.budget().started(granted, now),
+                DialSlot::Wait(until) => return dispatched(StepOutcome::Deferred(until)),
+            }
+        }
+        let disposition = self.runner.attempt(entry, &*self.executor).await;
+        let recorded = self.runner.record(entry, disposition).await;
+        dispatched(StepOutcome::Attempted(recorded))
     }
 }
 

@@ -264,22 +264,10 @@ fn finish<T>(
 
 /// The input that reports a final command outcome to its session.
 pub fn result_input(command: &Command, outcome: Result<Option<DeviceLeg>, CommandError>) -> Input {
-    let command_id = command.command_id.clone();
-    match &command.action {
-        Action::Dial { .. } => Input::DialResult {
-            command_id,
-            result: outcome.and_then(|leg| {
-                leg.map(|l| l.call_control_id).ok_or_else(|| CommandError {
-                    code: None,
-                    message: "dial response without call_control_id".to_owned(),
-                })
-            }),
-        },
-        _ => Input::CommandResult {
-            command_id,
-            result: outcome.map(|_| ()),
-        },
-    }
+    ringmaster_engine::executor::command_input(
+        command,
+        outcome.map(|leg| leg.map(|l| l.call_control_id)),
+    )
 }
 
 /// The leg a dial created.

@@ -44,6 +44,18 @@ pub struct Observations {
     pub node_crashes: u64,
     /// Device reports the backend saw twice.
     pub duplicate_reports: u64,
+    /// Telnyx requests answered 5xx or timed out (the `api_error` fault).
+    pub api_errors: u64,
+    /// Effect attempts the dispatcher recorded as failed, to be retried.
+    pub dispatch_retries: u64,
+    /// Commands the dispatcher gave up on, the failure reported to the session.
+    pub commands_given_up: u64,
+    /// Effects the dispatcher abandoned.
+    pub effects_abandoned: u64,
+    /// Outbox rows committed for the dispatcher (host events left out).
+    pub outbox_rows: u64,
+    /// Effects the dispatcher recorded as done.
+    pub effects_done: u64,
     /// Violations found.
     pub violations: Vec<Violation>,
 }

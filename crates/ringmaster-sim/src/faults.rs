@@ -103,6 +103,9 @@ pub struct FaultMix {
     pub crash_after_send: f64,
     /// A device report is delivered twice.
     pub report_dup: f64,
+    /// A Telnyx API request is answered 5xx or times out (half of them after Telnyx executed
+    /// it), so the dispatcher retries it with the same `command_id`, or gives up.
+    pub api_error: f64,
 }
 
 impl FaultMix {
@@ -120,6 +123,7 @@ impl FaultMix {
             node_crash: 0.0,
             crash_after_send: 0.0,
             report_dup: 0.0,
+            api_error: 0.0,
         }
     }
 
@@ -137,6 +141,7 @@ impl FaultMix {
             node_crash: 0.1,
             crash_after_send: 0.5,
             report_dup: 0.05,
+            api_error: 0.02,
         }
     }
 
@@ -154,6 +159,7 @@ impl FaultMix {
             node_crash: 0.4,
             crash_after_send: 0.5,
             report_dup: 0.2,
+            api_error: 0.1,
         }
     }
 
@@ -211,6 +217,7 @@ impl FaultMix {
                 "node_crash" => &mut mix.node_crash,
                 "crash_after_send" => &mut mix.crash_after_send,
                 "report_dup" => &mut mix.report_dup,
+                "api_error" => &mut mix.api_error,
                 other => return Err(FaultMixError::UnknownFault(truncate(other))),
             };
             *slot = p;
@@ -223,7 +230,7 @@ impl fmt::Display for FaultMix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "sip_lost={},push_drop={},doze={},ws_down={},backgrounded={},webhook_dup={},webhook_delay={},app_kill={},node_crash={},crash_after_send={},report_dup={}",
+            "sip_lost={},push_drop={},doze={},ws_down={},backgrounded={},webhook_dup={},webhook_delay={},app_kill={},node_crash={},crash_after_send={},report_dup={},api_error={}",
             self.sip_lost,
             self.push_drop,
             self.doze,
@@ -234,7 +241,8 @@ impl fmt::Display for FaultMix {
             self.app_kill,
             self.node_crash,
             self.crash_after_send,
-            self.report_dup
+            self.report_dup,
+            self.api_error
         )
     }
 }

@@ -1,9 +1,10 @@
 //! Deterministic discrete-event simulation of Ringmaster: users with several devices (each
 //! running the real [`ringmaster_device::DeviceAgent`]), the coordinator (the server's own
 //! [`ringmaster_engine::Engine`] running the real [`ringmaster_core::session::Session`] over
-//! the real [`ringmaster_store::MemoryStore`], with compare-and-set, outbox and timers, on
-//! several nodes that crash), the Telnyx network, and the four dismissal channels with their
-//! latencies and faults.
+//! the real [`ringmaster_store::MemoryStore`], with compare-and-set, outbox and timers, and
+//! the server's outbox dispatcher, [`ringmaster_engine::StepDispatcher`], with its lanes,
+//! leases and retries, on several nodes that crash), the Telnyx network, and the four
+//! dismissal channels with their latencies and faults.
 //!
 //! A run is a pure function of its [`plan::Plan`]: one seeded ChaCha RNG, a virtual clock (the
 //! engine's [`ringmaster_engine::Clock`]), an event queue; no threads, no sleeps, no tokio
@@ -12,6 +13,7 @@
 //! plan T1–T15; [`model`] model-checks the answer race with stateright.
 
 pub mod check;
+mod executor;
 pub mod faults;
 pub mod glare;
 pub mod model;

@@ -44,7 +44,8 @@ pub struct Plan {
 pub struct NodeCrash {
     /// The crash follows the n-th successful commit (1-based).
     pub after_commit: usize,
-    /// Effects of that commit sent before the crash (they are sent again after restart).
+    /// Effects of that commit sent before the crash, not recorded (another node sends them
+    /// again once the crashed node's lease runs out).
     pub sent_before_crash: usize,
 }
 
@@ -59,6 +60,8 @@ pub struct MessageFaults {
     pub webhook_delay: f64,
     /// A device report is delivered twice.
     pub report_dup: f64,
+    /// A Telnyx API request fails (5xx or timeout).
+    pub api_error: f64,
 }
 
 /// One device of the user and what happens to it.
@@ -130,6 +133,7 @@ impl Plan {
                 webhook_dup: 0.0,
                 webhook_delay: 0.0,
                 report_dup: 0.0,
+                api_error: 0.0,
             },
             latencies: Latencies::default(),
             device_poll_ms: crate::world::POLL_INTERVAL_MS,
@@ -206,6 +210,7 @@ impl Plan {
                 webhook_dup: mix.webhook_dup,
                 webhook_delay: mix.webhook_delay,
                 report_dup: mix.report_dup,
+                api_error: mix.api_error,
             },
             latencies: Latencies::default(),
             device_poll_ms: crate::world::POLL_INTERVAL_MS,

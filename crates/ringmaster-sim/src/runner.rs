@@ -58,6 +58,10 @@ pub struct RunOutcome {
     pub cas_conflicts: u64,
     /// Node crashes.
     pub node_crashes: u64,
+    /// Effect attempts the dispatcher recorded for a retry.
+    pub dispatch_retries: u64,
+    /// Commands the dispatcher gave up on.
+    pub commands_given_up: u64,
 }
 
 impl RunOutcome {
@@ -92,6 +96,8 @@ impl RunOutcome {
             latencies: world.obs.latencies.clone(),
             cas_conflicts: world.obs.cas_conflicts,
             node_crashes: world.obs.node_crashes,
+            dispatch_retries: world.obs.dispatch_retries,
+            commands_given_up: world.obs.commands_given_up,
         }
     }
 }
@@ -166,6 +172,10 @@ pub struct Batch {
     pub cas_conflicts: u64,
     /// Node crashes over all runs.
     pub node_crashes: u64,
+    /// Effect attempts the dispatcher recorded for a retry, over all runs.
+    pub dispatch_retries: u64,
+    /// Commands the dispatcher gave up on, over all runs.
+    pub commands_given_up: u64,
 }
 
 impl Batch {
@@ -178,6 +188,8 @@ impl Batch {
         }
         self.cas_conflicts += outcome.cas_conflicts;
         self.node_crashes += outcome.node_crashes;
+        self.dispatch_retries += outcome.dispatch_retries;
+        self.commands_given_up += outcome.commands_given_up;
     }
 
     /// Runs added.

@@ -2,6 +2,7 @@
 //! webhooks (duplicated, delayed, reordered) and SIP to and from the devices' SDKs.
 
 use crate::world::{Ev, World};
+use rand::Rng;
 use ringmaster_core::sdk::EndCause;
 use ringmaster_core::session::{
     Action, ClientStateRef, Command, CommandError, HangupCause, HangupSource, Input, ProviderEvent,
@@ -9,6 +10,8 @@ use ringmaster_core::session::{
 };
 use ringmaster_core::{CallControlId, Direction};
 use ringmaster_device::{Input as DevInput, SdkState};
+use ringmaster_engine::executor::command_input;
+use ringmaster_engine::CommandAttempt;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `call_control_id` of the inbound caller's leg.
@@ -139,13 +142,37 @@ impl World {
         }
     }
 
-    fn reply(&mut self, command_id: String, reply: Reply) {
+    /// Answers the request sent under `ticket`, after the API latency: the command's final
+    /// `reply`, or (`None`) a 5xx/timeout, which the dispatcher retries or gives up as it
+    /// would the real client's (the same give-up input the server's executor builds).
+    fn reply(&mut self, ticket: u64, command: &Command, reply: Option<Reply>, error: &str) {
         let delay = self.sample(|l| l.api);
-        let input = match reply {
-            Reply::Dial(result) => Input::DialResult { command_id, result },
-            Reply::Done(result) => Input::CommandResult { command_id, result },
+        let attempt = match reply {
+            Some(Reply::Dial(result)) => {
+                CommandAttempt::Answered(command_input(command, result.map(Some)))
+            }
+            Some(Reply::Done(result)) => {
+                CommandAttempt::Answered(command_input(command, result.map(|()| None)))
+            }
+            None => CommandAttempt::Transient {
+                message: error.to_owned(),
+                retry_after: None,
+                given_up: command_input(
+                    command,
+                    Err(CommandError {
+                        code: None,
+                        message: error.to_owned(),
+                    }),
+                ),
+            },
         };
-        self.send_to_coordinator(delay, input, None);
+        self.at(
+            delay,
+            Ev::Reply {
+                ticket,
+                attempt: Box::new(attempt),
+            },
+        );
     }
 
     /// SIP from Telnyx to the device on a leg: the SDK reports DONE with `cause`.
@@ -209,12 +236,28 @@ impl World {
         }
     }
 
-    pub(crate) fn telnyx_command(&mut self, cmd: Command) {
+    /// A request reaches Telnyx. Under the `api_error` fault it fails: half the time before
+    /// Telnyx executed it (503), half the time after (504, the answer lost), so a retry with
+    /// the same `command_id` must not execute it twice.
+    pub(crate) fn telnyx_command(&mut self, cmd: Command, ticket: u64) {
+        const UNAVAILABLE: &str = "telnyx: 503 Service Unavailable";
+        const TIMED_OUT: &str = "telnyx: 504 Gateway Timeout";
         self.telnyx.commands_received += 1;
+        let p = self.plan.message_faults.api_error;
+        let failed = self.chance(p).then(|| self.rng.gen_bool(0.5));
+        if failed.is_some() {
+            self.obs.api_errors += 1;
+        }
+        let id = cmd.command_id.clone();
+        if failed == Some(false) {
+            self.log(|| format!("telnyx: {id} answered 503, not executed"));
+            self.reply(ticket, &cmd, None, UNAVAILABLE);
+            return;
+        }
         if let Some(reply) = self.telnyx.executed.get(&cmd.command_id).cloned() {
-            let id = cmd.command_id.clone();
             self.log(|| format!("telnyx: repeated command {id} answered, not executed"));
-            self.reply(cmd.command_id, reply);
+            let reply = failed.is_none().then_some(reply);
+            self.reply(ticket, &cmd, reply, TIMED_OUT);
             return;
         }
         self.telnyx.commands_executed += 1;
@@ -317,7 +360,11 @@ impl World {
         self.telnyx
             .executed
             .insert(cmd.command_id.clone(), reply.clone());
-        self.reply(cmd.command_id, reply);
+        if failed.is_some() {
+            self.log(|| format!("telnyx: {id} executed, answer lost (504)"));
+        }
+        let reply = failed.is_none().then_some(reply);
+        self.reply(ticket, &cmd, reply, TIMED_OUT);
     }
 
     fn on_bridge(&mut self, a: &CallControlId, b: &CallControlId) {

@@ -1,17 +1,19 @@
 //! The discrete-event engine: a virtual clock, one seeded random number generator and an
 //! event queue, driving the coordinator (the production `ringmaster_engine::Engine` on a
-//! `MemoryStore`, reading the virtual clock), the Telnyx network, the four dismissal channels
+//! `MemoryStore`, reading the virtual clock, and each node's production outbox dispatcher,
+//! `ringmaster_engine::StepDispatcher`, with the simulator's executor), the Telnyx network, the four dismissal channels
 //! and one `DeviceAgent` per device. Nothing sleeps; a run is a pure function of its plan.
 
 use crate::check::{Observations, Violation};
+use crate::executor::{SharedWire, SimExecutor};
 use crate::nodes::{Answer, NodeStore, SharedGate, Written};
 use crate::plan::{Plan, CALL_AT};
 use crate::telnyx::{SipUp, Telnyx};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use ringmaster_core::session::{
-    Channel as NotifyChannel, DeviceCallStatus, Effect, Input, NewInbound, NotifyEvent, RingTarget,
-    Session, SessionConfig, SessionStatus,
+    Channel as NotifyChannel, Command, DeviceCallStatus, Input, NewInbound, Notification,
+    NotifyEvent, RingTarget, Session, SessionConfig, SessionStatus,
 };
 use ringmaster_core::{
     CallControlId, CallSessionId, CallState, DeviceId, Direction, Platform, TenantId, Timestamp,
@@ -21,14 +23,20 @@ use ringmaster_device::{
     AgentConfig, AppAction, Delivery, DeviceAgent, Effect as DevEffect, Input as DevInput, Report,
     SdkCommand, SdkState, Snapshot, StopReason,
 };
-use ringmaster_engine::{Applied, Created, Engine, EngineError, ManualClock};
-use ringmaster_store::{Lane, MemoryStore, Store};
+use ringmaster_engine::dial_gate::DialGate;
+use ringmaster_engine::dial_limit::{DialLimit, DialLimiter};
+use ringmaster_engine::{
+    Applied, CommandAttempt, Created, Dispatched, EffectRunner, Engine, EngineError, ManualClock,
+    Recorded, StepDispatcher, StepOutcome,
+};
+use ringmaster_store::{Lane, MemoryStore, OutboxEntry, Store};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 /// Poll period of every device agent.
 pub const POLL_INTERVAL_MS: u64 = 3_000;
@@ -39,6 +47,10 @@ pub const DISMISS_MARGIN_MS: u64 = 1_000;
 pub const HORIZON_MS: u64 = 20 * 60_000;
 /// Most trace lines kept per run.
 const TRACE_LINES: usize = 4_000;
+/// How long a node's claim on an outbox row lasts. It outlasts one attempt (two API latencies
+/// of at most 120 ms, a few processing delays of at most 15 ms each), and is short so a
+/// crashed node's rows go out again within seconds, as the sweeps need.
+pub const LEASE_MS: u64 = 3_000;
 
 /// Who called the coordinator.
 #[derive(Clone, Debug)]
@@ -70,12 +82,20 @@ pub(crate) enum Ev {
     /// The node's processing time is over: its held commit goes to the store
     /// (compare-and-set on the version it loaded).
     Commit { node: usize, flight: u64 },
-    /// A crashed node is back and re-dispatches the outbox.
+    /// A crashed node is back (under a new lease owner) and drains the outbox.
     NodeRestart(usize),
+    /// A node's dispatcher claims the outbox rows due now and runs each as its own flight;
+    /// `None`: whichever node the load balancer would pick.
+    Dispatch { node: Option<usize> },
     /// A session deadline may be due.
     TimerCheck,
-    /// A Call Control command reaches Telnyx.
-    Telnyx(ringmaster_core::session::Command),
+    /// A Call Control command reaches Telnyx; its answer goes back under `ticket`.
+    Telnyx { cmd: Command, ticket: u64 },
+    /// Telnyx's answer to the request sent under `ticket` reaches the dispatcher waiting for it.
+    Reply {
+        ticket: u64,
+        attempt: Box<CommandAttempt>,
+    },
     /// Telnyx gives up on an unanswered leg (`timeout_secs`).
     DialTimeout(CallControlId),
     /// A SIP message from a device's SDK reaches Telnyx.
@@ -110,17 +130,43 @@ pub(crate) enum Ev {
     Restart(usize),
 }
 
-/// What a node's engine call ended with.
+/// What a node's engine call or dispatch ended with.
 enum Done {
     Created(Result<Created, EngineError>),
     Applied(Result<Applied, EngineError>),
+    Dispatched(Dispatched),
 }
 
-/// One input being run by a node's engine, waiting for its commit to be released.
+/// What a flight is doing.
+enum Job {
+    /// Running an input through the engine.
+    Coord(CoordInput),
+    /// Dispatching the claimed outbox row with this sequence number.
+    Effect(u64),
+}
+
+/// One piece of a node's work in progress: an input run by its engine, or one claimed outbox
+/// row run by its dispatcher. It waits for its commit to be released (the gate) or, for a
+/// command, for Telnyx's answer (the wire).
 struct Flight {
     node: usize,
-    input: CoordInput,
+    job: Job,
     run: Pin<Box<dyn Future<Output = Done> + Send>>,
+    /// The ticket of the command answer it waits for.
+    waiting: Option<u64>,
+    /// Its command failed transiently (so a `Done` means the dispatcher gave it up).
+    transient: bool,
+}
+
+/// How the world polls a flight.
+#[derive(Clone, Copy)]
+enum Poke {
+    /// A new engine call; a commit it reaches is held this long (its processing delay).
+    Start(u64),
+    /// Its held commit goes to the store.
+    Release,
+    /// A new dispatch, or an answer arrived: it runs on until it waits again.
+    Resume,
 }
 
 /// One simulated device.
@@ -204,6 +250,17 @@ pub struct World {
     clock: Arc<ManualClock>,
     engine: Engine,
     gate: SharedGate,
+    wire: SharedWire,
+    /// Each node's dispatcher: the production step dispatcher with the simulator's executor.
+    dispatchers: Vec<Arc<StepDispatcher>>,
+    /// Boots of each node: a restarted node claims under a new owner name.
+    boots: Vec<u32>,
+    /// The flight waiting for each ticket's answer.
+    tickets: BTreeMap<u64, u64>,
+    /// Outbox rows each node's flights are dispatching: (node, seq).
+    in_flight: BTreeSet<(usize, u64)>,
+    /// Drains scheduled, by time and node: one is enough however many finished rows ask.
+    kicks: BTreeSet<(u64, Option<usize>)>,
     flights: BTreeMap<u64, Flight>,
     next_flight: u64,
     timers: std::collections::BTreeSet<u64>,
@@ -272,9 +329,14 @@ impl World {
                 gate: gate.clone(),
             }),
             clock.clone(),
-            // Each commit's outbox is dispatched by the world itself (see `on_written`).
+            // Each commit with outbox rows schedules a dispatch on its node (see `on_written`).
             Arc::new(tokio::sync::Notify::new()),
         );
+        let wire = SharedWire::default();
+        let dispatchers = (0..nodes.len())
+            .map(|node| node_dispatcher(&plan, &store, &engine, &clock, &wire, node, 0))
+            .collect();
+        let boots = vec![0; nodes.len()];
         Self {
             plan,
             rng,
@@ -291,6 +353,12 @@ impl World {
             clock,
             engine,
             gate,
+            wire,
+            dispatchers,
+            boots,
+            tickets: BTreeMap::new(),
+            in_flight: BTreeSet::new(),
+            kicks: BTreeSet::new(),
             flights: BTreeMap::new(),
             next_flight: 0,
             timers: std::collections::BTreeSet::new(),
@@ -445,8 +513,10 @@ impl World {
             Ev::Coord(input) => self.on_coord(input),
             Ev::Commit { node, flight } => self.on_commit(node, flight),
             Ev::NodeRestart(node) => self.on_node_restart(node),
+            Ev::Dispatch { node } => self.on_dispatch(node),
             Ev::TimerCheck => self.on_timer_check(),
-            Ev::Telnyx(cmd) => self.telnyx_command(cmd),
+            Ev::Telnyx { cmd, ticket } => self.telnyx_command(cmd, ticket),
+            Ev::Reply { ticket, attempt } => self.on_reply(ticket, *attempt),
             Ev::DialTimeout(ccid) => self.telnyx_dial_timeout(&ccid),
             Ev::SipUp { ccid, msg } => self.telnyx_sip_up(&ccid, msg),
             Ev::CallerHangup => self.telnyx_caller_hangup(),
@@ -532,49 +602,166 @@ impl World {
         };
         self.next_flight += 1;
         let flight = self.next_flight;
-        self.drive(flight, Flight { node, input, run }, Some(delay));
+        let flight_state = Flight {
+            node,
+            job: Job::Coord(input),
+            run,
+            waiting: None,
+            transient: false,
+        };
+        self.drive(flight, flight_state, Poke::Start(delay));
     }
 
     /// The node's processing time is over: its held commit goes to the store, unless the node
-    /// died meanwhile (then nothing was written and the input's sender retries).
+    /// died meanwhile (then nothing was written: an input's sender retries; a dispatch dies
+    /// with its node and its row waits out the lease).
     fn on_commit(&mut self, node: usize, flight: u64) {
         let Some(f) = self.flights.remove(&flight) else {
             return;
         };
         if !self.nodes[node] {
-            self.at(1_000, Ev::Coord(f.input));
+            if let Job::Coord(input) = f.job {
+                self.at(1_000, Ev::Coord(input));
+            }
             return;
         }
-        self.drive(flight, f, None);
+        self.drive(flight, f, Poke::Release);
     }
 
-    /// Polls a node's engine call: a new one (`first`: its processing delay) runs up to its
-    /// commit, which is held; a held one has its commit let through. The engine then finishes,
-    /// or holds its next commit (after a lost compare-and-set, or after telling the session the
-    /// registry is busy), which goes out after another processing delay.
-    fn drive(&mut self, id: u64, mut flight: Flight, first: Option<u64>) {
-        self.gate.arm(first.is_none());
+    /// Polls a node's flight: a new engine call (`Poke::Start`: its processing delay) runs up
+    /// to its commit, which is held; a held one has its commit let through (`Poke::Release`);
+    /// a dispatch runs until its command waits for Telnyx or its result's commit is held
+    /// (`Poke::Resume`). The flight then finishes, or holds its next commit (after a lost
+    /// compare-and-set, or after telling the session the registry is busy), which goes out
+    /// after another processing delay, or waits for a command's answer.
+    fn drive(&mut self, id: u64, mut flight: Flight, poke: Poke) {
+        self.gate.arm(matches!(poke, Poke::Release));
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
         let poll = flight.run.as_mut().poll(&mut cx);
         let (held, answers) = self.gate.take();
         let node = flight.node;
+        if let Some(ticket) = self.send_wire(node, Some(id)) {
+            flight.waiting = Some(ticket);
+        }
         for answer in answers {
             self.on_store_answer(node, answer);
         }
+        let dead_dispatch = !self.nodes[node] && matches!(flight.job, Job::Effect(_));
         match poll {
-            Poll::Ready(done) => self.on_done(node, flight.input, done),
+            Poll::Ready(done) => self.on_done(node, flight.job, flight.transient, done),
+            // The node crashed at this flight's commit: the dispatch dies with it.
+            Poll::Pending if dead_dispatch => {
+                if let Some(ticket) = flight.waiting {
+                    self.tickets.remove(&ticket);
+                }
+            }
             Poll::Pending if held => {
-                let delay = match first {
-                    Some(delay) => delay,
-                    None => self.sample(|l| l.processing),
+                let delay = match poke {
+                    Poke::Start(delay) => delay,
+                    Poke::Release | Poke::Resume => self.sample(|l| l.processing),
                 };
                 self.flights.insert(id, flight);
                 self.at(delay, Ev::Commit { node, flight: id });
             }
+            Poll::Pending if flight.waiting.is_some() => {
+                self.flights.insert(id, flight);
+            }
             Poll::Pending => self.violation(
                 "engine",
-                "the engine waited for something other than a commit".to_owned(),
+                "the engine waited for something other than a commit or a command".to_owned(),
             ),
+        }
+    }
+
+    /// What the last poll put on the wire: commands go to Telnyx after the API latency (their
+    /// answers come back to flight `id`, if it lives on), notifications to the devices.
+    /// Returns the ticket of the last command sent.
+    fn send_wire(&mut self, node: usize, id: Option<u64>) -> Option<u64> {
+        let (requests, sent) = self.wire.take();
+        let mut last = None;
+        for (ticket, cmd) in requests {
+            if let Some(id) = id {
+                self.tickets.insert(ticket, id);
+            }
+            last = Some(ticket);
+            let command_id = cmd.command_id.clone();
+            self.log(|| format!("node{node} sends command {command_id}"));
+            let delay = self.sample(|l| l.api);
+            self.at(delay, Ev::Telnyx { cmd, ticket });
+        }
+        for n in sent {
+            self.notify_devices(&n);
+        }
+        last
+    }
+
+    /// Telnyx's answer reaches the dispatch that sent the request, if it still runs (a crashed
+    /// node's requests are answered to nobody).
+    fn on_reply(&mut self, ticket: u64, attempt: CommandAttempt) {
+        let Some(id) = self.tickets.remove(&ticket) else {
+            self.log(|| format!("answer {ticket} reaches a crashed node: lost"));
+            return;
+        };
+        let Some(mut flight) = self.flights.remove(&id) else {
+            return;
+        };
+        flight.waiting = None;
+        if matches!(attempt, CommandAttempt::Transient { .. }) {
+            flight.transient = true;
+        }
+        self.wire.answer(ticket, attempt);
+        self.drive(id, flight, Poke::Resume);
+    }
+
+    /// Schedules a drain on `node` (`None`: any live node) after `delay`, unless one is already
+    /// scheduled then.
+    fn kick(&mut self, delay: u64, node: Option<usize>) {
+        if self.kicks.insert((self.now + delay, node)) {
+            self.at(delay, Ev::Dispatch { node });
+        }
+    }
+
+    /// A node's dispatcher claims every row due now, lane by lane (releases first), and runs
+    /// each as its own flight, so one slow command holds back nothing else.
+    fn on_dispatch(&mut self, node: Option<usize>) {
+        self.kicks.remove(&(self.now, node));
+        let node = match node.filter(|&n| self.nodes[n]) {
+            Some(n) => n,
+            None => match self.pick_node() {
+                Some(n) => n,
+                None => {
+                    // Every node is down: the first one back drains the outbox.
+                    self.kick(500, None);
+                    return;
+                }
+            },
+        };
+        let now = Timestamp::from_millis(self.now);
+        let dispatcher = self.dispatchers[node].clone();
+        for lane in Lane::ALL {
+            let claimed = match block(dispatcher.claim_lane(lane, now)) {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    self.violation("store", e.to_string());
+                    continue;
+                }
+            };
+            for entry in claimed {
+                // The server's dispatcher skips rows it is already running, too.
+                if !self.in_flight.insert((node, entry.seq)) {
+                    continue;
+                }
+                self.next_flight += 1;
+                let id = self.next_flight;
+                let flight = Flight {
+                    node,
+                    job: Job::Effect(entry.seq),
+                    run: run_claimed(dispatcher.clone(), entry, now),
+                    waiting: None,
+                    transient: false,
+                };
+                self.drive(id, flight, Poke::Resume);
+            }
         }
     }
 
@@ -605,8 +792,21 @@ impl World {
         }
     }
 
-    fn on_done(&mut self, node: usize, input: CoordInput, done: Done) {
+    fn on_done(&mut self, node: usize, job: Job, transient: bool, done: Done) {
+        let input = match job {
+            Job::Coord(input) => input,
+            Job::Effect(seq) => {
+                self.in_flight.remove(&(node, seq));
+                return match done {
+                    Done::Dispatched(d) => self.on_dispatched(node, transient, d),
+                    _ => self.violation("engine", "a dispatch ended as an engine call".to_owned()),
+                };
+            }
+        };
         match done {
+            Done::Dispatched(_) => {
+                self.violation("engine", "an input ended as a dispatch".to_owned())
+            }
             Done::Created(Ok(Created::Committed(_))) | Done::Applied(Ok(Applied::Committed(_))) => {
             }
             Done::Created(Ok(Created::Exists)) => {
@@ -633,52 +833,64 @@ impl World {
         }
     }
 
-    /// A commit went through: history bookkeeping, the outbox sent (or the node crashes part
-    /// way, as planned), the session's timer armed.
+    /// One claimed row is through the dispatcher: it comes due again at its retry time or
+    /// its dial slot; once finished, rows held back behind it may be due, so the node drains
+    /// again (the server's dispatcher re-drains when an effect finishes, too).
+    fn on_dispatched(&mut self, node: usize, transient: bool, d: Dispatched) {
+        let seq = d.seq;
+        let again = match d.outcome {
+            StepOutcome::Attempted(Recorded::Retry(at)) => {
+                self.obs.dispatch_retries += 1;
+                self.log(|| format!("node{node} effect #{seq} will be retried"));
+                at
+            }
+            StepOutcome::Deferred(until) => until,
+            StepOutcome::Attempted(recorded) => {
+                if recorded == Recorded::Done {
+                    self.obs.effects_done += 1;
+                }
+                if recorded == Recorded::Abandoned {
+                    self.obs.effects_abandoned += 1;
+                    self.log(|| format!("node{node} effect #{seq} abandoned"));
+                } else if transient {
+                    self.obs.commands_given_up += 1;
+                    self.log(|| format!("node{node} command #{seq} given up"));
+                }
+                Timestamp::from_millis(self.now)
+            }
+        };
+        let delay = again.as_millis().saturating_sub(self.now);
+        self.kick(delay, Some(node));
+    }
+
+    /// A commit went through: history bookkeeping, the node's dispatcher kicked (or the node
+    /// crashes part way through dispatching, as planned), the session's timer armed.
     fn on_written(&mut self, node: usize, written: Written) {
         self.commits += 1;
         let (version, state) = (written.version, written.state.clone());
         self.log(|| format!("node{node} commits v{version} ({state})"));
         self.after_commit(&written);
         let mut outbox = Vec::new();
-        for (seq, row) in written.outbox {
+        for (seq, row) in &written.outbox {
             // Host events are for the host app's webhooks, which the simulation leaves out.
             if row.lane == Lane::Host {
+                if let Err(e) = block(self.store.mark_effect_done(&self.session_id, *seq)) {
+                    self.violation("store", e.to_string());
+                }
                 continue;
             }
-            match serde_json::from_value::<Effect>(row.effect) {
-                Ok(e) => outbox.push((seq, e)),
-                Err(e) => self.violation("store", format!("outbox effect: {e}")),
-            }
+            outbox.push(*seq);
         }
+        self.obs.outbox_rows += outbox.len() as u64;
         let crash = self
             .plan
             .node_crash
             .clone()
             .filter(|c| !self.crashed && c.after_commit == self.commits);
         if let Some(crash) = crash {
-            self.crashed = true;
-            let sent = crash.sent_before_crash.min(outbox.len());
-            for (_, e) in &outbox[..sent] {
-                self.dispatch(e);
-            }
-            self.nodes[node] = false;
-            let down = self.sample(|l| l.node_down);
-            self.obs.node_crashes += 1;
-            self.log(|| {
-                format!(
-                    "node{node} CRASHES after commit, {sent}/{} effects sent, down {down}ms",
-                    outbox.len()
-                )
-            });
-            self.at(down, Ev::NodeRestart(node));
-        } else {
-            for (seq, e) in outbox {
-                self.dispatch(&e);
-                if let Err(e) = block(self.store.mark_effect_done(&self.session_id, seq)) {
-                    self.violation("store", e.to_string());
-                }
-            }
+            self.crash(node, &outbox, crash.sent_before_crash);
+        } else if !outbox.is_empty() {
+            self.kick(0, Some(node));
         }
         if let Some(deadline) = written.next_deadline {
             // One timer per deadline, however many commits carry it.
@@ -689,30 +901,78 @@ impl World {
         }
     }
 
-    fn on_node_restart(&mut self, node: usize) {
-        self.nodes[node] = true;
-        let pending = block(self.store.pending_effects(1_000)).unwrap_or_default();
-        self.log(|| {
-            format!(
-                "node{node} restarts, re-dispatching {} outbox effects",
-                pending.len()
-            )
-        });
-        for entry in pending {
-            // Host events are for the host app's webhooks, which the simulation leaves out.
-            let lane = ringmaster_store::ops::outbox_lane(&entry.effect);
-            if lane == ringmaster_store::host_event::HOST_EVENT_LANE {
-                let _ = block(self.store.mark_effect_done(&entry.session_id, entry.seq));
-                continue;
-            }
-            match serde_json::from_value::<Effect>(entry.effect) {
-                Ok(e) => self.dispatch(&e),
-                Err(e) => self.violation("store", format!("outbox effect: {e}")),
-            }
-            if let Err(e) = block(self.store.mark_effect_done(&entry.session_id, entry.seq)) {
-                self.violation("store", e.to_string());
+    /// The node crashes right after a commit: its dispatcher has claimed what was due and sent
+    /// `sent_before` of this commit's effects (`outbox`), recording none. Its dispatches die
+    /// with it; the rows it claimed stay leased to it, and whichever node drains after the
+    /// lease runs out sends them again (the same `command_id`).
+    fn crash(&mut self, node: usize, outbox: &[u64], sent_before: usize) {
+        self.crashed = true;
+        let now = Timestamp::from_millis(self.now);
+        let dispatcher = self.dispatchers[node].clone();
+        let mut sent = 0;
+        self.wire.set_dying(true);
+        for lane in Lane::ALL {
+            let claimed = block(dispatcher.claim_lane(lane, now)).unwrap_or_default();
+            for entry in claimed {
+                let ours = outbox.contains(&entry.seq);
+                if sent >= sent_before || !ours || self.in_flight.contains(&(node, entry.seq)) {
+                    continue;
+                }
+                sent += 1;
+                let mut run = run_claimed(dispatcher.clone(), entry, now);
+                self.gate.arm(false);
+                let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+                let _ = run.as_mut().poll(&mut cx);
+                let (_, answers) = self.gate.take();
+                self.send_wire(node, None);
+                for answer in answers {
+                    self.on_store_answer(node, answer);
+                }
             }
         }
+        self.wire.set_dying(false);
+        self.nodes[node] = false;
+        let dead: Vec<u64> = self
+            .flights
+            .iter()
+            .filter(|(_, f)| f.node == node && matches!(f.job, Job::Effect(_)))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in dead {
+            if let Some(ticket) = self.flights.remove(&id).and_then(|f| f.waiting) {
+                self.tickets.remove(&ticket);
+            }
+        }
+        self.in_flight.retain(|(n, _)| *n != node);
+        let down = self.sample(|l| l.node_down);
+        self.obs.node_crashes += 1;
+        self.log(|| {
+            format!(
+                "node{node} CRASHES after commit, {sent}/{} effects sent, down {down}ms",
+                outbox.len()
+            )
+        });
+        self.at(down, Ev::NodeRestart(node));
+        // The first drain after its lease runs out takes the dead node's rows.
+        self.kick(LEASE_MS + 1, None);
+    }
+
+    /// A crashed node is back with a new lease owner name (as a restarted server process), so
+    /// the rows its last life claimed wait out their lease like any dead node's.
+    fn on_node_restart(&mut self, node: usize) {
+        self.nodes[node] = true;
+        self.boots[node] += 1;
+        self.dispatchers[node] = node_dispatcher(
+            &self.plan,
+            &self.store,
+            &self.engine,
+            &self.clock,
+            &self.wire,
+            node,
+            self.boots[node],
+        );
+        self.log(|| format!("node{node} restarts and drains the outbox"));
+        self.kick(0, Some(node));
         self.on_timer_check();
     }
 
@@ -733,79 +993,67 @@ impl World {
         }
     }
 
-    /// Carries out one outbox effect.
-    fn dispatch(&mut self, effect: &Effect) {
-        match effect {
-            Effect::Telnyx(cmd) => {
-                let delay = self.sample(|l| l.api);
-                self.at(delay, Ev::Telnyx(cmd.clone()));
-            }
-            Effect::Notify(n) => {
-                let sent_at = Timestamp::from_millis(self.now);
-                match &n.channel {
-                    NotifyChannel::WebSocket => {
-                        for dev in 0..self.devices.len() {
-                            let d = &self.devices[dev];
-                            let listening = !(d.plan.faults.ws_down
-                                || (d.platform.is_mobile() && d.plan.faults.backgrounded));
-                            if !listening {
-                                continue;
-                            }
-                            if let Some(input) = notify_input(
-                                &n.event,
-                                &n.call_session_id,
-                                sent_at,
-                                Delivery::WebSocket,
-                            ) {
-                                let delay = self.sample(|l| l.websocket);
-                                self.at(
-                                    delay,
-                                    Ev::ToDevice {
-                                        dev,
-                                        input: Box::new(input),
-                                        epoch: None,
-                                    },
-                                );
-                            }
-                        }
+    /// A notification the dispatcher sent: the devices it reaches, with the channel's latency
+    /// and faults.
+    fn notify_devices(&mut self, n: &Notification) {
+        let sent_at = Timestamp::from_millis(self.now);
+        match &n.channel {
+            NotifyChannel::WebSocket => {
+                for dev in 0..self.devices.len() {
+                    let d = &self.devices[dev];
+                    let listening = !(d.plan.faults.ws_down
+                        || (d.platform.is_mobile() && d.plan.faults.backgrounded));
+                    if !listening {
+                        continue;
                     }
-                    NotifyChannel::Push { device, .. } => {
-                        let Some(dev) = self.devices.iter().position(|d| d.id == *device) else {
-                            return self
-                                .violation("push", format!("push to unknown device {device}"));
-                        };
-                        let voip = self.devices[dev].platform == Platform::Ios
-                            && matches!(n.event, NotifyEvent::IncomingCall { .. });
-                        let p = self.plan.message_faults.push_drop;
-                        if self.devices[dev].plan.faults.push_blocked || self.chance(p) {
-                            let name = n.event.name();
-                            self.log(|| format!("push {name} to dev{dev} dropped"));
-                            return;
-                        }
-                        let delay = if self.devices[dev].plan.faults.doze {
-                            self.sample(|l| l.doze)
-                        } else {
-                            self.sample(|l| l.push)
-                        };
-                        if let Some(input) = notify_input(
-                            &n.event,
-                            &n.call_session_id,
-                            sent_at,
-                            Delivery::Push { voip },
-                        ) {
-                            self.at(
-                                delay,
-                                Ev::ToDevice {
-                                    dev,
-                                    input: Box::new(input),
-                                    epoch: None,
-                                },
-                            );
-                        }
+                    if let Some(input) =
+                        notify_input(&n.event, &n.call_session_id, sent_at, Delivery::WebSocket)
+                    {
+                        let delay = self.sample(|l| l.websocket);
+                        self.at(
+                            delay,
+                            Ev::ToDevice {
+                                dev,
+                                input: Box::new(input),
+                                epoch: None,
+                            },
+                        );
                     }
                 }
             }
-            _ => {}
+            NotifyChannel::Push { device, .. } => {
+                let Some(dev) = self.devices.iter().position(|d| d.id == *device) else {
+                    return self.violation("push", format!("push to unknown device {device}"));
+                };
+                let voip = self.devices[dev].platform == Platform::Ios
+                    && matches!(n.event, NotifyEvent::IncomingCall { .. });
+                let p = self.plan.message_faults.push_drop;
+                if self.devices[dev].plan.faults.push_blocked || self.chance(p) {
+                    let name = n.event.name();
+                    self.log(|| format!("push {name} to dev{dev} dropped"));
+                    return;
+                }
+                let delay = if self.devices[dev].plan.faults.doze {
+                    self.sample(|l| l.doze)
+                } else {
+                    self.sample(|l| l.push)
+                };
+                if let Some(input) = notify_input(
+                    &n.event,
+                    &n.call_session_id,
+                    sent_at,
+                    Delivery::Push { voip },
+                ) {
+                    self.at(
+                        delay,
+                        Ev::ToDevice {
+                            dev,
+                            input: Box::new(input),
+                            epoch: None,
+                        },
+                    );
+                }
+            }
         }
     }
 
@@ -1179,6 +1427,41 @@ impl World {
             Err(e) => self.violation("snapshot", format!("dev{dev} could not restore: {e}")),
         }
     }
+}
+
+/// Node `node`'s dispatcher in its `boot`-th life: the production step dispatcher on the
+/// shared store and engine, with the simulator's executor, a short lease, and retry jitter
+/// seeded from the plan (so a seed replays).
+fn node_dispatcher(
+    plan: &Plan,
+    store: &MemoryStore,
+    engine: &Engine,
+    clock: &Arc<ManualClock>,
+    wire: &SharedWire,
+    node: usize,
+    boot: u32,
+) -> Arc<StepDispatcher> {
+    let store: Arc<dyn Store> = Arc::new(store.clone());
+    let seed = plan.seed ^ ((node as u64) << 40) ^ (u64::from(boot) << 20);
+    let runner = EffectRunner::new(store.clone(), engine.clone(), clock.clone())
+        .with_ring_timeout(Duration::from_secs(u64::from(plan.ring_timeout_secs)))
+        .with_seed(seed);
+    let executor = Arc::new(SimExecutor { wire: wire.clone() });
+    let dials = DialGate::new(Arc::new(DialLimiter::new(DialLimit::default())));
+    let owner = format!("node{node}.{boot}");
+    Arc::new(
+        StepDispatcher::new(store, runner, executor, dials, owner)
+            .with_lease(Duration::from_millis(LEASE_MS)),
+    )
+}
+
+/// One claimed row run through the dispatcher, as a flight.
+fn run_claimed(
+    dispatcher: Arc<StepDispatcher>,
+    entry: OutboxEntry,
+    now: Timestamp,
+) -> Pin<Box<dyn Future<Output = Done> + Send>> {
+    Box::pin(async move { Done::Dispatched(dispatcher.run_claimed(&entry, now).await) })
 }
 
 /// The device agent configuration of a simulated device polling every `poll_ms`.

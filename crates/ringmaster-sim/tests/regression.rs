@@ -42,12 +42,16 @@ fn stored_call(world: &World) -> CallDetail {
         .expect("the call has a history row")
 }
 
-/// Seeds 16643, 24906, 58107, 78630, 87271 (`harsh,node_crash=0.6,app_kill=0.4`): the caller is
-/// answered at once, but the node crashes right after the first commit, before sending that
-/// answer. The caller hangs up while the node is down; the answer, re-sent on restart, fails
-/// with "call already ended" (90018) before the caller's hangup webhook arrives. The session
-/// used to record the call as failed while every device was told the caller cancelled and
-/// showed a missed call. It is now the missed call it is.
+/// Seeds 30096, 32326, 55183, 58107, 87271 (`harsh,node_crash=0.6,app_kill=0.4`): the caller is
+/// answered at once, but the node crashes right after the first commit, holding that answer
+/// claimed and unsent. The caller hangs up while its lease runs; the answer, sent by the other
+/// node once the lease is out, fails with "call already ended" (90018) before the caller's
+/// hangup webhook arrives. The session used to record the call as failed while every device
+/// was told the caller cancelled and showed a missed call. It is now the missed call it is.
+/// (Found as 16643, 24906, 58107, 78630, 87271 when the simulator re-sent a crashed node's
+/// outbox at its restart; with the dispatcher's 3 s lease, 16643, 24906 and 78630 no longer
+/// have the hangup webhook arrive after the answer's failure, so three seeds that do replace
+/// them.)
 fn answer_after_the_caller_hung_up(seed: u64) {
     let mix = FaultMix::parse("harsh,node_crash=0.6,app_kill=0.4").unwrap();
     let plan = random_plan(seed, &mix);
@@ -83,23 +87,23 @@ fn answer_after_the_caller_hung_up(seed: u64) {
 }
 
 #[test]
-fn seed_16643_answer_after_the_caller_hung_up() {
-    answer_after_the_caller_hung_up(16643);
+fn seed_30096_answer_after_the_caller_hung_up() {
+    answer_after_the_caller_hung_up(30096);
 }
 
 #[test]
-fn seed_24906_answer_after_the_caller_hung_up() {
-    answer_after_the_caller_hung_up(24906);
+fn seed_32326_answer_after_the_caller_hung_up() {
+    answer_after_the_caller_hung_up(32326);
+}
+
+#[test]
+fn seed_55183_answer_after_the_caller_hung_up() {
+    answer_after_the_caller_hung_up(55183);
 }
 
 #[test]
 fn seed_58107_answer_after_the_caller_hung_up() {
     answer_after_the_caller_hung_up(58107);
-}
-
-#[test]
-fn seed_78630_answer_after_the_caller_hung_up() {
-    answer_after_the_caller_hung_up(78630);
 }
 
 #[test]

@@ -92,6 +92,11 @@ fn report(
         "coordinator: {} compare-and-set conflicts retried, {} node crashes recovered from the outbox",
         batch.cas_conflicts, batch.node_crashes
     )?;
+    writeln!(
+        out,
+        "dispatcher: {} effect attempts retried, {} commands given up",
+        batch.dispatch_retries, batch.commands_given_up
+    )?;
     writeln!(out, "violations: {}", violations.len())?;
     for v in violations.iter().take(SHOWN) {
         writeln!(out)?;
