@@ -204,9 +204,13 @@ impl Session {
         let why = format!("caller could not be answered: {}", err.message);
         match self.phase {
             Phase::Ringing => {
-                // Devices are told the caller is gone, which is what the user will observe.
+                // Nobody talked to the caller, and every device shows a missed call (they are
+                // told the caller is gone, which is what the user observes): history says
+                // missed too, so the user's devices and the backend agree. The history row's
+                // `failure` and the timeline's `answer_failed` keep the reason for operators.
                 self.stop_ringing(DismissReason::CallerCancelled, now, fx);
-                self.fail(why, now, fx);
+                self.failure = Some(why);
+                self.finalize(Outcome::Missed, now, fx);
             }
             Phase::Answered => self.fail(why, now, fx),
             Phase::Voicemail => self.finalize_voicemail(now, fx),

@@ -1354,9 +1354,10 @@ fn a_caller_answer_refused_because_the_caller_hung_up_is_a_missed_call() {
     assert_eq!(h.s.status(), SessionStatus::Missed);
 }
 
-/// Any other refusal of the caller's answer leaves nothing to connect: the call failed.
+/// Any other refusal of the caller's answer while ringing leaves nothing to connect: the devices
+/// show a missed call, the history records a missed call with the reason.
 #[test]
-fn a_caller_answer_refused_for_another_reason_fails_the_call() {
+fn a_caller_answer_refused_while_ringing_ends_a_missed_call_with_the_reason() {
     let mut h = H::inbound(SessionConfig {
         caller_answer: CallerAnswer::Immediately,
         ..SessionConfig::default()
@@ -1370,7 +1371,7 @@ fn a_caller_answer_refused_for_another_reason_fails_the_call() {
         },
         3_000,
     );
-    assert_eq!(h.s.status(), SessionStatus::Failed);
+    assert_eq!(h.s.status(), SessionStatus::Missed);
     assert_eq!(ws_call_ended(&fx), vec![DismissReason::CallerCancelled]);
     // The caller's leg may still be up: it is hung up with the devices'.
     assert_eq!(
@@ -1383,7 +1384,7 @@ fn a_caller_answer_refused_for_another_reason_fails_the_call() {
         ]
     );
     let f = finals(&fx);
-    assert_eq!(f[0].status, SessionStatus::Failed);
+    assert_eq!(f[0].status, SessionStatus::Missed);
     assert!(f[0]
         .failure
         .as_deref()
