@@ -3,10 +3,13 @@
 //! (the engine kicks it), when a scheduled retry comes due, and on a periodic sweep, so effects
 //! committed before a crash or restart are still sent, with the same `command_id`.
 //!
-//! The outbox is read per [`Lane`], each lane with its own concurrency, releases first: pushes
-//! waiting out a provider's `Retry-After`, or a push provider that hangs, never hold back a
-//! hangup. Backoff times are stored with each effect (`next_attempt_at`), so a restart keeps
-//! them.
+//! The outbox is served per [`Lane`], each lane with its own concurrency, releases first:
+//! pushes waiting out a provider's `Retry-After`, or a push provider that hangs, never hold
+//! back a hangup. One pass claims every lane with a free permit in one store read
+//! ([`Store::claim_due_effects_all`], each lane with its own limit), so the effects of one
+//! commit (a call's hangups and its `call_ended` notifications) start after one round trip,
+//! not five. Backoff times are stored with each effect (`next_attempt_at`), so a restart
+//! keeps them.
 //!
 //! This is the only retry layer: the Telnyx and push clients make one attempt per call.
 //! - Releases (hangup, reject) are retried, with capped backoff, until Telnyx answers (success,
@@ -303,7 +306,8 @@ impl Dispatcher {
         }
     }
 
-    /// One pass over every lane, releases first: starts every due effect there is a permit
+    /// One pass over every lane, releases first: one claim of every lane with a free permit
+    /// (one store read, not one per lane), then starts every claimed effect there is a permit
     /// for.
     async fn drain(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Result<(), StoreError> {
         {
@@ -314,6 +318,7 @@ impl Dispatcher {
             }
         }
         let now = self.clock.now();
+        let mut wanted = Vec::with_capacity(Lane::ALL.len());
         for lane in Lane::ALL {
             let state = &self.lanes[&lane];
             state.saturated.store(false, Ordering::Relaxed);
@@ -324,56 +329,61 @@ impl Dispatcher {
             }
             // Effects in flight are still pending (and still ours to claim): read past them.
             let busy = state.in_flight.load(Ordering::Relaxed);
-            let limit = u32::try_from(free + busy).unwrap_or(u32::MAX);
-            let claimed = self
-                .store
-                .claim_due_effects(lane, now, limit, &self.node_id, now + self.lease)
-                .await?;
-            if self.exit_after_claim && !claimed.is_empty() {
-                tracing::warn!(
-                    rows = claimed.len(),
-                    "{FAULT_VAR}=exit_after_claim: exiting"
-                );
-                std::process::exit(3);
+            wanted.push((lane, u32::try_from(free + busy).unwrap_or(u32::MAX)));
+        }
+        let claimed = self
+            .store
+            .claim_due_effects_all(&wanted, now, &self.node_id, now + self.lease)
+            .await?;
+        if self.exit_after_claim && !claimed.is_empty() {
+            tracing::warn!(
+                rows = claimed.len(),
+                "{FAULT_VAR}=exit_after_claim: exiting"
+            );
+            std::process::exit(3);
+        }
+        // Rows come lane by lane, releases first; a lane out of permits skips the rest of its
+        // rows (they stay leased to this node, which claims them again on its next pass).
+        for entry in claimed {
+            let lane = entry.lane;
+            let Some(state) = self.lanes.get(&lane) else {
+                continue;
+            };
+            let key = (entry.session_id.clone(), entry.seq);
+            if lock(&self.in_flight).contains(&key) {
+                continue;
             }
-            for entry in claimed {
-                let key = (entry.session_id.clone(), entry.seq);
-                if lock(&self.in_flight).contains(&key) {
-                    continue;
+            let Ok(permit) = state.permits.clone().try_acquire_owned() else {
+                state.saturated.store(true, Ordering::Relaxed);
+                continue;
+            };
+            let effect = serde_json::from_value::<Effect>(entry.effect.clone());
+            let mut slot = None;
+            if let Some(priority) = effect.as_ref().ok().and_then(dial_priority) {
+                match self.dial_slot(&entry, priority, now).await {
+                    Some(granted) => slot = Some(granted),
+                    None => continue,
                 }
-                let Ok(permit) = state.permits.clone().try_acquire_owned() else {
-                    state.saturated.store(true, Ordering::Relaxed);
-                    break;
-                };
-                let effect = serde_json::from_value::<Effect>(entry.effect.clone());
-                let mut slot = None;
-                if let Some(priority) = effect.as_ref().ok().and_then(dial_priority) {
-                    match self.dial_slot(&entry, priority, now).await {
-                        Some(granted) => slot = Some(granted),
-                        None => continue,
-                    }
-                }
-                lock(&self.in_flight).insert(key.clone());
-                state.in_flight.fetch_add(1, Ordering::Relaxed);
-                let me = self.clone();
-                let (lane_busy, saturated) = (state.in_flight.clone(), state.saturated.clone());
-                tasks.spawn(async move {
-                    if let Some(granted) = slot {
-                        me.dials.budget().started(granted, me.clock.now());
-                    }
-                    me.dispatch(entry).await;
-                    drop(permit);
-                    lane_busy.fetch_sub(1, Ordering::Relaxed);
-                    lock(&me.finished).push(key);
-                    // A notification may have held back the next one for its target; a full
-                    // lane may have left due effects behind.
-                    if saturated.load(Ordering::Relaxed)
-                        || matches!(lane, Lane::Realtime | Lane::Push)
-                    {
-                        me.kick.notify_one();
-                    }
-                });
             }
+            lock(&self.in_flight).insert(key.clone());
+            state.in_flight.fetch_add(1, Ordering::Relaxed);
+            let me = self.clone();
+            let (lane_busy, saturated) = (state.in_flight.clone(), state.saturated.clone());
+            tasks.spawn(async move {
+                if let Some(granted) = slot {
+                    me.dials.budget().started(granted, me.clock.now());
+                }
+                me.dispatch(entry).await;
+                drop(permit);
+                lane_busy.fetch_sub(1, Ordering::Relaxed);
+                lock(&me.finished).push(key);
+                // A notification may have held back the next one for its target; a full
+                // lane may have left due effects behind.
+                if saturated.load(Ordering::Relaxed) || matches!(lane, Lane::Realtime | Lane::Push)
+                {
+                    me.kick.notify_one();
+                }
+            });
         }
         Ok(())
     }

@@ -413,6 +413,44 @@ async fn a_hanging_push_provider_holds_back_no_telnyx_command() {
 }
 
 #[tokio::test]
+async fn one_pass_claims_every_lane_within_its_permits_and_leases_no_more() {
+    let rig = Rig::new(Behaviour::Hang, DialLimit::default()).await;
+    let id = rig.call("one-read", &[]).await;
+    let mut effects: Vec<Effect> = (0..70)
+        .map(|i| push(&id, &format!("d{i}"), ended()))
+        .collect();
+    effects.push(hangup(&id, 1, "v3:leg-1"));
+    rig.queue(&id, effects).await;
+    let mut tasks = JoinSet::new();
+    rig.dispatcher.drain(&mut tasks).await.unwrap();
+    let pushes = lane_concurrency(Lane::Push);
+    assert_eq!(tasks.len(), pushes + 1, "the hangup and a full push lane");
+    tokio::time::timeout(Duration::from_secs(10), tasks.join_next())
+        .await
+        .expect("the hangup finishes while every push hangs")
+        .unwrap()
+        .unwrap();
+    assert_eq!(rig.requests("hangup"), 1);
+
+    // The push lane is full: the next pass neither claims nor starts any of its rows, and
+    // re-sends nothing.
+    rig.dispatcher.drain(&mut tasks).await.unwrap();
+    assert_eq!(tasks.len(), pushes);
+    assert_eq!(rig.requests("hangup"), 1);
+    // Only the pushes in flight are leased: another node may take the rest.
+    let now = rig.clock.now();
+    let rest = rig
+        .store
+        .claim_due_effects(Lane::Push, now, 1_000, "other-node", now + DEFAULT_LEASE)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 70 - pushes);
+    tasks.abort_all();
+    tokio::task::yield_now().await;
+    assert_eq!(rig.push.calls(), pushes);
+}
+
+#[tokio::test]
 async fn a_release_is_retried_past_six_attempts_until_telnyx_answers_one_request_each() {
     let rig = Rig::new(Behaviour::Deliver, DialLimit::default()).await;
     let id = rig.call("brownout", &[]).await;

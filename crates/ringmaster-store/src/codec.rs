@@ -487,6 +487,52 @@ pub(crate) fn claimable_ids_sql(p: char) -> String {
     )
 }
 
+/// Due effects of several lanes in one read: the rows [`due_effects_sql`] returns for each
+/// lane, one `UNION ALL` member per lane (each with its own limit, so the plan per lane is
+/// that of the one-lane read). Binds now, then lane and limit for each of `lanes` lanes.
+/// Each row carries `claim_lane` (the lane's index in the bind order) and `claim_id` (its
+/// outbox id) for the caller to order by: no sort of the whole union in SQL.
+pub(crate) fn due_effects_all_sql(p: char, lanes: usize) -> String {
+    let now = param(p, 1);
+    let members: Vec<String> = (0..lanes)
+        .map(|i| {
+            let (lane, limit) = (param(p, 2 + 2 * i), param(p, 3 + 2 * i));
+            format!(
+                "SELECT * FROM (SELECT {OUTBOX_COLUMNS}, o.id AS claim_id, {i} AS claim_lane \
+                 FROM outbox o WHERE {} ORDER BY o.id LIMIT {limit})",
+                due_condition(&lane, &now)
+            )
+        })
+        .collect();
+    members.join(" UNION ALL ")
+}
+
+/// The PostgreSQL claim of several lanes in one statement: each lane's claimable ids (as
+/// [`claimable_ids_sql`], locked with `FOR UPDATE SKIP LOCKED`) in a CTE of its own, then one
+/// `UPDATE` leasing them all. Binds now, owner, lease_until, then lane and limit for each of
+/// `lanes` lanes. `RETURNING` has no order: the caller sorts.
+pub(crate) fn claim_all_sql(lanes: usize) -> String {
+    let (now, owner, until) = (param('$', 1), param('$', 2), param('$', 3));
+    let ctes: Vec<String> = (0..lanes)
+        .map(|i| {
+            let (lane, limit) = (param('$', 4 + 2 * i), param('$', 5 + 2 * i));
+            format!(
+                "l{i} AS (SELECT o.id FROM outbox o WHERE {} \
+                 AND (o.lease_until IS NULL OR o.lease_until <= {now} OR o.lease_owner = {owner}) \
+                 ORDER BY o.id LIMIT {limit} FOR UPDATE OF o SKIP LOCKED)",
+                due_condition(&lane, &now)
+            )
+        })
+        .collect();
+    let ids: Vec<String> = (0..lanes).map(|i| format!("SELECT id FROM l{i}")).collect();
+    format!(
+        "WITH {} UPDATE outbox AS o SET lease_owner = {owner}, lease_until = {until} \
+         WHERE o.id IN ({}) RETURNING {OUTBOX_COLUMNS}, o.id",
+        ctes.join(", "),
+        ids.join(" UNION ALL ")
+    )
+}
+
 /// The `WHERE` of a due effect of `lane` at `now` (both parameter placeholders).
 fn due_condition(lane: &str, now: &str) -> String {
     format!(

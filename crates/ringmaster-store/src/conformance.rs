@@ -68,6 +68,7 @@ macro_rules! __conformance_cases {
             outbox_lanes_due_times_and_target_order
             claimed_effects_are_leased_until_done_or_expired
             concurrent_claims_never_share_a_row
+            one_claim_of_every_lane_keeps_each_lanes_rules
             a_batch_commits_each_session_on_its_own
             a_batch_fails_only_its_racing_and_busy_commits
             directory_reads_follow_admin_writes
@@ -1082,6 +1083,165 @@ pub async fn claimed_effects_are_leased_until_done_or_expired(h: &dyn Harness) {
         claim_ops(&*store, Lane::Push, 2_100, "node-c").await,
         ["ended-d1"]
     );
+}
+
+async fn claim_all_ops(
+    store: &dyn Store,
+    lanes: &[(Lane, u32)],
+    now: u64,
+    owner: &str,
+) -> Vec<String> {
+    store
+        .claim_due_effects_all(lanes, t(now), owner, t(now + 1_000))
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.effect["op"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// One claim of several lanes is each lane's claim in turn: lanes in the order asked, each in
+/// commit order and within its own limit, with the ordering-key hold-back, the quarantine
+/// rule and other owners' leases as in a one-lane claim.
+pub async fn one_claim_of_every_lane_keeps_each_lanes_rules(h: &dyn Harness) {
+    let store = h.open().await;
+    let mut a = commit("a", "alice", None, "ringing");
+    a.at = t(1_000);
+    a.effects = vec![
+        lane_effect("ring-d1", Lane::Push, Some("push:d1")),
+        lane_effect("hangup-1", Lane::Release, None),
+        lane_effect("ws-ring", Lane::Realtime, Some("ws:alice")),
+        lane_effect("dial-1", Lane::Setup, None),
+        lane_effect("hangup-2", Lane::Release, None),
+        lane_effect("ws-ended", Lane::Realtime, Some("ws:alice")),
+        lane_effect("ended-d1", Lane::Push, Some("push:d1")),
+        lane_effect("hangup-3", Lane::Release, None),
+        lane_effect("speak-1", Lane::Other, None),
+        lane_effect("ring-d2", Lane::Push, Some("push:d2")),
+    ];
+    apply(&*store, a).await;
+    let mut q = commit("q", "bob", None, "ringing");
+    q.at = t(1_000);
+    q.effects = vec![
+        lane_effect("q-hangup", Lane::Release, None),
+        lane_effect("q-push", Lane::Push, Some("push:q")),
+    ];
+    apply(&*store, q).await;
+    store
+        .quarantine_session(&sid("q"), "doc does not decode", t(1_000))
+        .await
+        .unwrap();
+
+    // Unleased, the claim is each lane's due list in the order asked, within its limit.
+    let every: Vec<(Lane, u32)> = Lane::ALL.iter().map(|&l| (l, 100)).collect();
+    let mut expected = Vec::new();
+    for lane in Lane::ALL {
+        expected.extend(store.due_effects(lane, t(1_000), 100).await.unwrap());
+    }
+    let mut reversed = every.clone();
+    reversed.reverse();
+    let mut expected_reversed = Vec::new();
+    for lane in Lane::ALL.iter().rev() {
+        expected_reversed.extend(store.due_effects(*lane, t(1_000), 100).await.unwrap());
+    }
+    assert_eq!(
+        store
+            .claim_due_effects_all(&reversed, t(1_000), "node-a", t(1_001))
+            .await
+            .unwrap(),
+        expected_reversed
+    );
+    // node-a's leases ran out at 1_001.
+    assert_eq!(
+        store
+            .claim_due_effects_all(&every, t(1_001), "node-x", t(1_002))
+            .await
+            .unwrap(),
+        expected
+    );
+    let ops: Vec<&str> = expected
+        .iter()
+        .map(|e| e.effect["op"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "hangup-1", "hangup-2", "hangup-3", "q-hangup", "dial-1", "ws-ring", "ring-d1",
+            "ring-d2", "speak-1"
+        ]
+    );
+
+    // Per-lane limits; a limit of 0 claims nothing of that lane.
+    let lanes = [
+        (Lane::Release, 2),
+        (Lane::Setup, 5),
+        (Lane::Realtime, 10),
+        (Lane::Push, 0),
+        (Lane::Other, 1),
+    ];
+    assert_eq!(
+        claim_all_ops(&*store, &lanes, 2_000, "node-a").await,
+        ["hangup-1", "hangup-2", "dial-1", "ws-ring", "speak-1"]
+    );
+    // Another owner reads past node-a's leases: the next release, the pushes, nothing that
+    // node-a holds or that a leased row holds back.
+    assert_eq!(
+        claim_all_ops(
+            &*store,
+            &[(Lane::Release, 1), (Lane::Push, 1)],
+            2_100,
+            "node-b"
+        )
+        .await,
+        ["hangup-3", "ring-d1"]
+    );
+    assert_eq!(
+        claim_all_ops(&*store, &every, 2_200, "node-c").await,
+        ["q-hangup", "ring-d2"]
+    );
+    // The holder claims its own rows again.
+    assert_eq!(
+        claim_all_ops(&*store, &lanes, 2_300, "node-a").await,
+        ["hangup-1", "hangup-2", "dial-1", "ws-ring", "speak-1"]
+    );
+    // Done rows leave and release what they held back (ring-d2 is still node-c's).
+    store.mark_effect_done(&sid("a"), 3).await.unwrap();
+    store.mark_effect_done(&sid("a"), 1).await.unwrap();
+    assert_eq!(
+        claim_all_ops(
+            &*store,
+            &[(Lane::Push, 10), (Lane::Realtime, 10)],
+            2_400,
+            "node-b"
+        )
+        .await,
+        ["ended-d1", "ws-ended"]
+    );
+
+    // Nothing to claim, and what is refused.
+    assert!(claim_all_ops(&*store, &[], 2_500, "node-a")
+        .await
+        .is_empty());
+    assert!(is_invalid(
+        store
+            .claim_due_effects_all(&every, t(2_500), "", t(3_000))
+            .await
+    ));
+    assert!(is_invalid(
+        store
+            .claim_due_effects_all(
+                &[(Lane::Push, 1), (Lane::Push, 1)],
+                t(2_500),
+                "node-a",
+                t(3_000)
+            )
+            .await
+    ));
+    assert!(is_invalid(
+        store
+            .claim_due_effects_all(&[(Lane::Host, 1)], t(2_500), "node-a", t(3_000))
+            .await
+    ));
 }
 
 /// Owners claiming the same lane at the same moment, each through its own store (as separate

@@ -187,6 +187,33 @@ pub trait Store: QualityStore + OpsStore + WebhookStore + Send + Sync + 'static 
         lease_until: Timestamp,
     ) -> Result<Vec<OutboxEntry>, StoreError>;
 
+    /// Claims, for each `(lane, limit)` of `lanes` in turn, what [`Store::claim_due_effects`]
+    /// would claim for that lane and limit (same rules: order, ordering-key hold-back,
+    /// quarantine, leases), in one read where the backend can: the dispatcher's pass over
+    /// every lane costs one round trip, not one per lane. The rows come lane by lane in the
+    /// order asked, each lane in commit order. A limit of 0 claims nothing of its lane; a
+    /// lane listed twice, or [`Lane::Host`], is `Invalid`. The default claims lane by lane.
+    async fn claim_due_effects_all(
+        &self,
+        lanes: &[(Lane, u32)],
+        now: Timestamp,
+        owner: &str,
+        lease_until: Timestamp,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        limits::text("lease owner", owner, limits::MAX_ID_LEN)?;
+        session::check_claim_lanes(lanes)?;
+        let mut claimed = Vec::new();
+        for &(lane, limit) in lanes {
+            if limit > 0 {
+                claimed.extend(
+                    self.claim_due_effects(lane, now, limit, owner, lease_until)
+                        .await?,
+                );
+            }
+        }
+        Ok(claimed)
+    }
+
     /// A signal each time any process commits outbox rows to this store, or `None` when only
     /// this process writes it (then its own engine's kick is enough).
     async fn outbox_wakeups(&self) -> Result<Option<OutboxWakeups>, StoreError> {

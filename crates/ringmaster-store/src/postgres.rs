@@ -939,6 +939,47 @@ impl Store for PostgresStore {
         rows.iter().map(|(_, row)| outbox_from(row)).collect()
     }
 
+    async fn claim_due_effects_all(
+        &self,
+        lanes: &[(Lane, u32)],
+        now: Timestamp,
+        owner: &str,
+        lease_until: Timestamp,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        limits::text("lease owner", owner, limits::MAX_ID_LEN)?;
+        crate::session::check_claim_lanes(lanes)?;
+        let lanes: Vec<(Lane, usize)> = lanes
+            .iter()
+            .map(|&(lane, limit)| (lane, limits::limit(limit)))
+            .filter(|&(_, limit)| limit > 0)
+            .collect();
+        if lanes.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement: each lane's rows are picked (and locked, SKIP LOCKED) in a CTE of
+        // its own, so a lane's limit and order are exactly those of its one-lane claim.
+        let sql = codec::claim_all_sql(lanes.len());
+        let mut query = sqlx::query(&sql)
+            .bind(ms(now).unwrap_or(i64::MAX))
+            .bind(owner)
+            .bind(ms(lease_until)?);
+        for &(lane, limit) in &lanes {
+            query = query.bind(lane.as_str()).bind(limit as i64);
+        }
+        let mut rows = query
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|row| Ok((outbox_from(&row)?, row.integer("id")?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // RETURNING has no order: lanes in the order asked, each in commit order.
+        rows.sort_by_key(|(entry, id)| {
+            let lane = lanes.iter().position(|(lane, _)| *lane == entry.lane);
+            (lane, *id)
+        });
+        Ok(rows.into_iter().map(|(entry, _)| entry).collect())
+    }
+
     async fn outbox_wakeups(&self) -> Result<Option<OutboxWakeups>, StoreError> {
         let schema: String = sqlx::query_scalar("SELECT current_schema()")
             .fetch_one(&self.pool)

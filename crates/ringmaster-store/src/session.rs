@@ -4,6 +4,7 @@ use ringmaster_core::{CallSessionId, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::error::StoreError;
 use crate::history::{BillingRecord, CallRecord, LegRecord, TimelineEntry};
 use crate::registry::{ActiveCall, RegistryChange};
 
@@ -169,6 +170,20 @@ impl Lane {
             .chain([Lane::Host])
             .find(|l| l.as_str() == name)
     }
+}
+
+/// Checks the lanes of a [`crate::Store::claim_due_effects_all`]: each dispatcher lane at
+/// most once (the host lane is the webhook relay's, never claimed).
+pub(crate) fn check_claim_lanes(lanes: &[(Lane, u32)]) -> Result<(), StoreError> {
+    for (i, (lane, _)) in lanes.iter().enumerate() {
+        if *lane == Lane::Host {
+            return Err(StoreError::invalid("lanes", "the host lane is not claimed"));
+        }
+        if lanes[..i].iter().any(|(other, _)| other == lane) {
+            return Err(StoreError::invalid("lanes", format!("{lane} listed twice")));
+        }
+    }
+    Ok(())
 }
 
 impl std::fmt::Display for Lane {

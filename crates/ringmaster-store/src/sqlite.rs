@@ -792,6 +792,65 @@ impl Store for SqliteStore {
         Ok(claimed)
     }
 
+    async fn claim_due_effects_all(
+        &self,
+        lanes: &[(Lane, u32)],
+        now: Timestamp,
+        owner: &str,
+        lease_until: Timestamp,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        limits::text("lease owner", owner, limits::MAX_ID_LEN)?;
+        crate::session::check_claim_lanes(lanes)?;
+        let lanes: Vec<(Lane, usize)> = lanes
+            .iter()
+            .map(|&(lane, limit)| (lane, limits::limit(limit)))
+            .filter(|&(_, limit)| limit > 0)
+            .collect();
+        if lanes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut leases = self.leases.outbox.lock().await;
+        leases.retain(|_, (_, until)| *until > now);
+        // Read past the rows other owners hold, so they do not use up a lane's limit.
+        let held = leases
+            .values()
+            .filter(|(holder, _)| holder != owner)
+            .count();
+        let sql = codec::due_effects_all_sql('?', lanes.len());
+        let mut query = sqlx::query(&sql).bind(ms(now).unwrap_or(i64::MAX));
+        for &(lane, limit) in &lanes {
+            query = query
+                .bind(lane.as_str())
+                .bind(i64::try_from(limit + held).unwrap_or(i64::MAX));
+        }
+        let rows = query.fetch_all(&self.reader).await?;
+        let mut due = rows
+            .iter()
+            .map(|row| Ok(((row.integer("claim_lane")?, row.integer("claim_id")?), row)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Lane by lane in the order asked, each in commit order.
+        due.sort_by_key(|(order, _)| *order);
+        let mut claimed = Vec::with_capacity(due.len());
+        let mut taken = vec![0; lanes.len()];
+        for (_, row) in due {
+            let entry = outbox_from(row)?;
+            let Some(i) = lanes.iter().position(|(lane, _)| *lane == entry.lane) else {
+                continue;
+            };
+            if taken[i] >= lanes[i].1 {
+                continue;
+            }
+            let key = (entry.session_id.clone(), entry.seq);
+            if leases.get(&key).is_some_and(|(holder, _)| holder != owner) {
+                continue;
+            }
+            leases.insert(key, (owner.to_owned(), lease_until));
+            taken[i] += 1;
+            claimed.push(entry);
+        }
+        Ok(claimed)
+    }
+
     async fn mark_effect_failed(
         &self,
         session_id: &CallSessionId,
