@@ -3,6 +3,7 @@
 //! compare-and-set, and retry from a fresh load when another writer got there first.
 
 use crate::clock::Clock;
+use crate::session_cache::{SessionCache, Turn, Turns};
 use crate::sessions::{SessionStore, Shared};
 use ringmaster_core::session::{Effect, SessionError};
 use ringmaster_core::session::{Input, Session};
@@ -55,7 +56,8 @@ pub enum Created {
 
 /// What a commit did, once a registry conflict has been resolved.
 enum Written {
-    Committed,
+    /// Written; the session's new version.
+    Committed(u64),
     Conflict,
     Duplicate,
     /// The store refused an active-call entry (another call, no call waiting).
@@ -88,13 +90,37 @@ pub enum EngineError {
     Quarantined(CallSessionId),
 }
 
+/// What an engine has done since it started (for benchmarks and diagnostics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Sessions read from the store (`load`, and `apply` when the cache has no copy).
+    pub loads: u64,
+    /// Inputs that started from the session cache instead of a store read.
+    pub cache_hits: u64,
+    /// Commits that lost the compare-and-set (the input was handled again).
+    pub cas_conflicts: u64,
+    /// Commits written.
+    pub commits: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    quarantined: AtomicU64,
+    loads: AtomicU64,
+    cache_hits: AtomicU64,
+    cas_conflicts: AtomicU64,
+    commits: AtomicU64,
+}
+
 /// Runs inputs against stored sessions. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
     store: Arc<dyn SessionStore>,
     clock: Arc<dyn Clock>,
     kick: Arc<Notify>,
-    quarantined: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+    /// Set by [`Engine::with_session_cache`].
+    cache: Option<Arc<(SessionCache, Turns)>>,
 }
 
 impl Engine {
@@ -113,20 +139,81 @@ impl Engine {
             store,
             clock,
             kick,
-            quarantined: Arc::new(AtomicU64::new(0)),
+            counters: Arc::default(),
+            cache: None,
         }
+    }
+
+    /// Remembers up to `capacity` sessions this engine committed or loaded, so an input to
+    /// one of them skips the store read, and runs the inputs of one session one at a time, so
+    /// they queue instead of losing each other's compare-and-set. The commit still checks
+    /// the version: a stale entry (another node committed) costs a reload, never a wrong
+    /// commit. The inputs of one session wait for each other on a tokio lock, so only a
+    /// driver that runs the engine on a runtime should turn this on (not the simulator).
+    pub fn with_session_cache(mut self, capacity: usize) -> Self {
+        self.cache = Some(Arc::new((SessionCache::new(capacity), Turns::default())));
+        self
     }
 
     /// How many sessions this engine has quarantined since it started.
     pub fn quarantined_count(&self) -> u64 {
-        self.quarantined.load(Ordering::Relaxed)
+        self.counters.quarantined.load(Ordering::Relaxed)
+    }
+
+    /// Counts of loads, cache hits, lost compare-and-sets and commits since it started.
+    pub fn stats(&self) -> EngineStats {
+        let c = &self.counters;
+        EngineStats {
+            loads: c.loads.load(Ordering::Relaxed),
+            cache_hits: c.cache_hits.load(Ordering::Relaxed),
+            cas_conflicts: c.cas_conflicts.load(Ordering::Relaxed),
+            commits: c.commits.load(Ordering::Relaxed),
+        }
+    }
+
+    fn forget(&self, id: &CallSessionId) {
+        if let Some(cache) = &self.cache {
+            cache.0.forget(id);
+        }
+    }
+
+    fn remember(&self, session: &Arc<Session>, version: u64) {
+        if let Some(cache) = &self.cache {
+            cache.0.put(session.id(), session.clone(), version);
+        }
+    }
+
+    /// The session's turn on this engine, when inputs are serialised.
+    async fn turn(&self, id: &CallSessionId) -> Option<Turn<'_>> {
+        match &self.cache {
+            Some(cache) => Some(cache.1.take(id).await),
+            None => None,
+        }
+    }
+
+    /// The session and version an input starts from: the remembered copy, or a store read.
+    async fn current(
+        &self,
+        id: &CallSessionId,
+    ) -> Result<Option<(Arc<Session>, u64)>, EngineError> {
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.0.get(id)) {
+            self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(hit));
+        }
+        let Some((session, version)) = self.load(id).await? else {
+            return Ok(None);
+        };
+        let session = Arc::new(session);
+        self.remember(&session, version);
+        Ok(Some((session, version)))
     }
 
     /// Takes a session that cannot be handled out of service (timers, dispatch), logged and
     /// counted, and returns the error its input gets.
     async fn quarantine(&self, id: &CallSessionId, reason: &str) -> EngineError {
         tracing::error!(call_session_id = %id, reason, "session quarantined");
-        self.quarantined.fetch_add(1, Ordering::Relaxed);
+        self.counters.quarantined.fetch_add(1, Ordering::Relaxed);
+        self.forget(id);
         if let Err(e) = self
             .store
             .quarantine_session(id, reason, self.clock.now())
@@ -162,6 +249,7 @@ impl Engine {
     /// The session and its store version.
     /// A session that cannot be decoded is quarantined (`EngineError::Quarantined`).
     pub async fn load(&self, id: &CallSessionId) -> Result<Option<(Session, u64)>, EngineError> {
+        self.counters.loads.fetch_add(1, Ordering::Relaxed);
         let stored = match self.store.load_session(id).await {
             Ok(Some(stored)) => stored,
             Ok(None) => return Ok(None),
@@ -205,12 +293,33 @@ impl Engine {
     where
         F: Fn(Timestamp) -> Vec<TimelineEntry> + Send,
     {
+        let _turn = self.turn(id).await;
+        let outcome = self.apply_rounds(id, input, dedupe_key, arrival).await;
+        match &outcome {
+            Ok(Applied::Committed(_) | Applied::Unchanged(_) | Applied::Refused(_)) => {}
+            // Whatever the store holds now is not what this engine remembers (a duplicate
+            // was written by someone else; an error may or may not have committed).
+            Ok(Applied::Duplicate) | Err(_) => self.forget(id),
+        }
+        outcome
+    }
+
+    async fn apply_rounds<F>(
+        &self,
+        id: &CallSessionId,
+        input: Input,
+        dedupe_key: Option<String>,
+        arrival: F,
+    ) -> Result<Applied, EngineError>
+    where
+        F: Fn(Timestamp) -> Vec<TimelineEntry> + Send,
+    {
         let mut registry_busy = false;
         for round in 0..MAX_ROUNDS {
-            let Some((mut session, version)) = self.load(id).await? else {
+            let Some((before, version)) = self.current(id).await? else {
                 return Err(EngineError::UnknownSession(id.clone()));
             };
-            let before = session.clone();
+            let mut session = Session::clone(&before);
             let now = self.clock.now();
             let handled = self
                 .guard(id, || {
@@ -232,12 +341,16 @@ impl Engine {
                 },
                 Err(e) => return Ok(Applied::Refused(e)),
             };
-            if step.effects.is_empty() && step.timeline.is_empty() && session == before {
+            if step.effects.is_empty() && step.timeline.is_empty() && session == *before {
                 return Ok(Applied::Unchanged(Box::new(session)));
             }
             let commit = build_commit(&session, Some(version), step, dedupe_key.clone(), now)?;
             match self.commit(commit, registry_busy).await? {
-                Written::Committed => return Ok(Applied::Committed(Box::new(session))),
+                Written::Committed(version) => {
+                    let session = Arc::new(session);
+                    self.remember(&session, version);
+                    return Ok(Applied::Committed(Box::new(Arc::unwrap_or_clone(session))));
+                }
                 Written::Duplicate => return Ok(Applied::Duplicate),
                 Written::Busy => {
                     tracing::info!("user already on another call; the answer is refused");
@@ -245,6 +358,7 @@ impl Engine {
                 }
                 Written::Conflict => {
                     tracing::debug!(round, "lost compare-and-set; reloading");
+                    self.forget(id);
                     // Outside a tokio runtime (the simulator), the event order spreads the
                     // writers out instead.
                     if round > 8 && tokio::runtime::Handle::try_current().is_ok() {
@@ -278,7 +392,11 @@ impl Engine {
         let step = Step { effects, timeline };
         let commit = build_commit(&session, None, step, dedupe_key, now)?;
         Ok(match self.commit(commit, true).await? {
-            Written::Committed => Created::Committed(Box::new(session)),
+            Written::Committed(version) => {
+                let session = Arc::new(session);
+                self.remember(&session, version);
+                Created::Committed(Box::new(Arc::unwrap_or_clone(session)))
+            }
             Written::Conflict | Written::Busy => Created::Exists,
             Written::Duplicate => Created::Duplicate,
         })
@@ -290,7 +408,12 @@ impl Engine {
     async fn commit(&self, mut commit: Commit, told: bool) -> Result<Written, EngineError> {
         let has_outbox = !commit.effects.is_empty();
         loop {
-            match crate::commit_metrics::timed_commit(&*self.store, commit.clone()).await? {
+            let outcome = crate::commit_metrics::timed_commit(&*self.store, commit.clone()).await;
+            if outcome.is_err() {
+                // It may have been written or not: the next input reads the store.
+                self.forget(&commit.session_id);
+            }
+            match outcome? {
                 CommitOutcome::Busy { .. } if !told => return Ok(Written::Busy),
                 CommitOutcome::Busy { active } => {
                     tracing::warn!(
@@ -302,13 +425,17 @@ impl Engine {
                         .registry
                         .retain(|c| !matches!(c, RegistryChange::Set(_)));
                 }
-                CommitOutcome::Committed { .. } => {
+                CommitOutcome::Committed { version, .. } => {
+                    self.counters.commits.fetch_add(1, Ordering::Relaxed);
                     if has_outbox {
                         self.kick.notify_one();
                     }
-                    return Ok(Written::Committed);
+                    return Ok(Written::Committed(version));
                 }
-                CommitOutcome::Conflict { .. } => return Ok(Written::Conflict),
+                CommitOutcome::Conflict { .. } => {
+                    self.counters.cas_conflicts.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Written::Conflict);
+                }
                 CommitOutcome::Duplicate => return Ok(Written::Duplicate),
             }
         }

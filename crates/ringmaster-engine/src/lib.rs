@@ -16,13 +16,14 @@ pub mod effects;
 pub mod engine;
 pub mod executor;
 pub mod retry;
+mod session_cache;
 pub mod sessions;
 pub mod step;
 pub mod timers;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use effects::{Disposition, EffectRunner, Recorded};
-pub use engine::{Applied, Created, Engine, EngineError, Step};
+pub use engine::{Applied, Created, Engine, EngineError, EngineStats, Step};
 pub use executor::{CommandAttempt, EffectExecutor, NotifyAttempt};
 pub use sessions::SessionStore;
 pub use step::{Dispatched, StepDispatcher, StepOutcome};

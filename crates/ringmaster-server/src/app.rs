@@ -69,7 +69,14 @@ pub struct Settings {
     /// [`crate::dispatch::DEFAULT_LEASE`]), and what a dead node's rows wait before another
     /// node sends them.
     pub lease: Duration,
+    /// Sessions the engine remembers between inputs, and whether one session's inputs queue
+    /// on this node instead of racing (see `Engine::with_session_cache`); 0 turns both off.
+    pub session_cache: usize,
 }
+
+/// How many sessions the engine remembers by default: far more than the calls ringing at
+/// once on one node, a few MB at most.
+pub const DEFAULT_SESSION_CACHE: usize = 4096;
 
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,6 +94,7 @@ impl std::fmt::Debug for Settings {
             .field("metrics_listen", &self.metrics_listen)
             .field("node_id", &self.node_id)
             .field("lease", &self.lease)
+            .field("session_cache", &self.session_cache)
             .finish_non_exhaustive()
     }
 }
@@ -115,6 +123,7 @@ impl Settings {
             device_token_ttl: None,
             node_id: default_node_id(),
             lease: crate::dispatch::DEFAULT_LEASE,
+            session_cache: DEFAULT_SESSION_CACHE,
         }
     }
 

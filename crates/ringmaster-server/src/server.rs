@@ -79,7 +79,10 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
         ))
     })?;
     let kick = Arc::new(Notify::new());
-    let engine = Engine::new(setup.store.clone(), setup.clock.clone(), kick.clone());
+    let mut engine = Engine::new(setup.store.clone(), setup.clock.clone(), kick.clone());
+    if setup.settings.session_cache > 0 {
+        engine = engine.with_session_cache(setup.settings.session_cache);
+    }
     // One budget per account across every node where the store is shared (PostgreSQL).
     let dials: Arc<dyn DialBudget> = match setup.store.dial_ledger() {
         Some(ledger) => Arc::new(SharedDialBudget::new(

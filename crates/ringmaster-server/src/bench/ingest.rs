@@ -15,9 +15,10 @@
 //! Each is bounded by a webhook count and a time limit; the figures are printed as a table
 //! (or JSON) with their ratio to the ceiling.
 
-use crate::app::Settings;
+use crate::app::{Settings, DEFAULT_SESSION_CACHE};
 use crate::clock::{unix_secs, SystemClock};
 use crate::dial_limit::DialLimit;
+use crate::engine::{Engine, EngineStats};
 use crate::notify::Notifiers;
 use crate::server::{start, RunningServer, ServerSetup};
 use anyhow::Context as _;
@@ -55,6 +56,8 @@ pub struct IngestPlan {
     pub connections: usize,
     /// Longest time one scenario may run; it stops early with what it measured.
     pub time_limit: Duration,
+    /// The coordinators' `Settings::session_cache` (0: no session cache, no queueing).
+    pub session_cache: usize,
 }
 
 impl IngestPlan {
@@ -64,6 +67,7 @@ impl IngestPlan {
             webhooks: 300,
             connections: 8,
             time_limit: Duration::from_secs(20),
+            session_cache: DEFAULT_SESSION_CACHE,
         }
     }
 
@@ -73,6 +77,7 @@ impl IngestPlan {
             webhooks: 20_000,
             connections: 64,
             time_limit: Duration::from_secs(60),
+            session_cache: DEFAULT_SESSION_CACHE,
         }
     }
 }
@@ -96,6 +101,54 @@ pub struct ScenarioResult {
     pub ratio: f64,
     /// p99 relative to the ceiling's p99.
     pub p99_ratio: f64,
+    /// CPU time of this whole process (server, emulator and load generator) per acknowledged
+    /// webhook while the scenario ran, ms; less sensitive to other load on the host than
+    /// throughput. `None` where `/proc/self/stat` cannot be read.
+    pub cpu_ms: Option<f64>,
+    /// What the coordinator's engine did per acknowledged webhook (the coordinator's
+    /// SQLite scenarios), counted until its follow-up work (dials, their results, the device
+    /// legs' webhooks) has settled.
+    pub engine: Option<EnginePerCall>,
+}
+
+/// Engine work per acknowledged webhook of a scenario.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct EnginePerCall {
+    /// Session commits written.
+    pub commits: f64,
+    /// Commits that lost the compare-and-set (each one a repeated load, handle and commit).
+    pub cas_conflicts: f64,
+    /// Sessions read from the store by the engine.
+    pub store_reads: f64,
+    /// Inputs served from the engine's session cache instead of a store read.
+    pub cache_hits: f64,
+}
+
+impl EnginePerCall {
+    fn between(before: EngineStats, after: EngineStats, calls: usize) -> Self {
+        let per = |a: u64, b: u64| a.saturating_sub(b) as f64 / calls.max(1) as f64;
+        Self {
+            commits: per(after.commits, before.commits),
+            cas_conflicts: per(after.cas_conflicts, before.cas_conflicts),
+            store_reads: per(after.loads, before.loads),
+            cache_hits: per(after.cache_hits, before.cache_hits),
+        }
+    }
+}
+
+/// Waits until `engine` has committed nothing for a while (the follow-ups of the last
+/// webhooks have landed), at most a few seconds.
+async fn settle(engine: &Engine) -> EngineStats {
+    let mut last = engine.stats();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = engine.stats();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
 }
 
 /// The whole run.
@@ -228,6 +281,35 @@ async fn load(
     Ok((latencies, failed.load(Ordering::Relaxed), elapsed))
 }
 
+/// User plus system CPU time this process has used, from `/proc/self/stat` (Linux).
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses; utime and stime
+    // are the 14th and 15th fields, in clock ticks (USER_HZ, 100 on Linux).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ').skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// [`load`], with the process CPU time it took.
+async fn measured(
+    name: &str,
+    urls: &[String],
+    hooks: Vec<Signed>,
+    plan: &IngestPlan,
+) -> anyhow::Result<ScenarioResult> {
+    let cpu_before = process_cpu();
+    let (lat, failed, elapsed) = load(name, urls, hooks, plan).await?;
+    let cpu = process_cpu()
+        .zip(cpu_before)
+        .map(|(a, b)| a.saturating_sub(b));
+    let mut result = summarise(name, lat, failed, elapsed);
+    result.cpu_ms = cpu.map(|c| c.as_secs_f64() * 1000.0 / result.acknowledged.max(1) as f64);
+    Ok(result)
+}
+
 /// Redraws a progress bar on stderr.
 pub(super) fn bar(name: &str, done: usize, total: usize) {
     const WIDTH: usize = 30;
@@ -265,6 +347,8 @@ fn summarise(
         p99_ms: percentile(&latencies, 99.0),
         ratio: 1.0,
         p99_ratio: 1.0,
+        cpu_ms: None,
+        engine: None,
     }
 }
 
@@ -422,9 +506,12 @@ pub(super) async fn start_coordinator(
 async fn start_server(
     store: Arc<dyn Store>,
     signer: &WebhookSigner,
+    plan: &IngestPlan,
 ) -> anyhow::Result<(RunningServer, String)> {
-    let (server, emulator, url) =
-        start_coordinator(store, signer, Notifiers::none(), |_| {}).await?;
+    let (server, emulator, url) = start_coordinator(store, signer, Notifiers::none(), |s| {
+        s.session_cache = plan.session_cache;
+    })
+    .await?;
     // The emulator lives as long as the process: the run ends right after.
     std::mem::forget(emulator);
     Ok((server, url))
@@ -435,6 +522,7 @@ async fn start_pg_nodes(
     server: &str,
     nodes: usize,
     signer: &WebhookSigner,
+    plan: &IngestPlan,
 ) -> anyhow::Result<(Vec<RunningServer>, Vec<String>, String)> {
     let schema = format!("rm_bench_{}_{nodes}n", std::process::id());
     let url = ringmaster_store::postgres::create_schema(server, &schema)
@@ -447,7 +535,7 @@ async fn start_pg_nodes(
         if i == 0 {
             seed_user(store.as_ref(), "bench-user", USER_NUMBER).await?;
         }
-        let (server, hook_url) = start_server(store, signer).await?;
+        let (server, hook_url) = start_server(store, signer, plan).await?;
         servers.push(server);
         urls.push(hook_url);
     }
@@ -462,8 +550,7 @@ pub async fn ingest(plan: IngestPlan, postgres: Option<&str>) -> anyhow::Result<
 
     let ceiling_url = start_ceiling(dir.path(), &signer).await?;
     let hooks = webhooks(&signer, "ceiling", USER_NUMBER, plan.webhooks);
-    let (lat, failed, elapsed) = load("ceiling", &[ceiling_url], hooks, &plan).await?;
-    let ceiling = summarise("ceiling", lat, failed, elapsed);
+    let ceiling = measured("ceiling", &[ceiling_url], hooks, &plan).await?;
     let relative = |mut result: ScenarioResult| {
         result.ratio = result.per_sec / ceiling.per_sec.max(1e-9);
         result.p99_ratio = result.p99_ms / ceiling.p99_ms.max(1e-9);
@@ -473,29 +560,32 @@ pub async fn ingest(plan: IngestPlan, postgres: Option<&str>) -> anyhow::Result<
     let url = format!("sqlite://{}/ringmaster.db", dir.path().display());
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await?);
     seed_user(store.as_ref(), "bench-user", USER_NUMBER).await?;
-    let (server, url) = start_server(store, &signer).await?;
+    let (server, url) = start_server(store, &signer, &plan).await?;
     let mut scenarios = vec![ceiling.clone()];
+    let engine = server.state().engine.clone();
     for (name, to) in [
         ("new-call", USER_NUMBER),
         ("unknown-number", UNKNOWN_NUMBER),
     ] {
         let hooks = webhooks(&signer, name, to, plan.webhooks);
-        let (lat, failed, elapsed) = load(name, std::slice::from_ref(&url), hooks, &plan).await?;
-        scenarios.push(relative(summarise(name, lat, failed, elapsed)));
+        let before = engine.stats();
+        let mut result = relative(measured(name, std::slice::from_ref(&url), hooks, &plan).await?);
+        let after = settle(&engine).await;
+        result.engine = Some(EnginePerCall::between(before, after, result.acknowledged));
+        scenarios.push(result);
     }
     server.abort();
 
     if let Some(pg) = postgres {
         for (name, nodes) in [("pg-1-node", 1), ("pg-2-nodes", 2)] {
-            let (servers, urls, schema) = start_pg_nodes(pg, nodes, &signer).await?;
+            let (servers, urls, schema) = start_pg_nodes(pg, nodes, &signer, &plan).await?;
             let hooks = webhooks(&signer, name, USER_NUMBER, plan.webhooks);
-            let measured = load(name, &urls, hooks, &plan).await;
+            let result = measured(name, &urls, hooks, &plan).await;
             for server in servers {
                 server.abort();
             }
             ringmaster_store::postgres::drop_schema(pg, &schema).await?;
-            let (lat, failed, elapsed) = measured?;
-            scenarios.push(relative(summarise(name, lat, failed, elapsed)));
+            scenarios.push(relative(result?));
         }
     }
     Ok(IngestReport { plan, scenarios })
@@ -504,7 +594,7 @@ pub async fn ingest(plan: IngestPlan, postgres: Option<&str>) -> anyhow::Result<
 /// The report as a table.
 pub fn table(report: &IngestReport) -> String {
     let mut out = format!(
-        "{} webhooks per scenario, {} connections\n{:<15} {:>8} {:>7} {:>12} {:>9} {:>9} {:>7} {:>9}\n",
+        "{} webhooks per scenario, {} connections\n{:<15} {:>8} {:>7} {:>12} {:>9} {:>9} {:>7} {:>9} {:>7}\n",
         report.plan.webhooks,
         report.plan.connections,
         "scenario",
@@ -514,12 +604,38 @@ pub fn table(report: &IngestReport) -> String {
         "p50 ms",
         "p99 ms",
         "ratio",
-        "p99 ratio"
+        "p99 ratio",
+        "cpu ms"
     );
     for s in &report.scenarios {
         out.push_str(&format!(
-            "{:<15} {:>8} {:>7} {:>12.0} {:>9.2} {:>9.2} {:>6.2}x {:>8.2}x\n",
-            s.name, s.acknowledged, s.failed, s.per_sec, s.p50_ms, s.p99_ms, s.ratio, s.p99_ratio
+            "{:<15} {:>8} {:>7} {:>12.0} {:>9.2} {:>9.2} {:>6.2}x {:>8.2}x {:>7}\n",
+            s.name,
+            s.acknowledged,
+            s.failed,
+            s.per_sec,
+            s.p50_ms,
+            s.p99_ms,
+            s.ratio,
+            s.p99_ratio,
+            s.cpu_ms.map_or("-".to_owned(), |c| format!("{c:.3}"))
+        ));
+    }
+    let mut engine = report
+        .scenarios
+        .iter()
+        .filter_map(|s| s.engine.map(|e| (s, e)))
+        .peekable();
+    if engine.peek().is_some() {
+        out.push_str(&format!(
+            "engine work per acknowledged webhook\n{:<15} {:>8} {:>13} {:>12} {:>11}\n",
+            "scenario", "commits", "CAS conflicts", "store reads", "cache hits"
+        ));
+    }
+    for (s, e) in engine {
+        out.push_str(&format!(
+            "{:<15} {:>8.2} {:>13.2} {:>12.2} {:>11.2}\n",
+            s.name, e.commits, e.cas_conflicts, e.store_reads, e.cache_hits
         ));
     }
     out

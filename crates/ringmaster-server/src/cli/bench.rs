@@ -81,6 +81,10 @@ struct IngestArgs {
     /// against two sharing a fresh schema there (dropped afterwards).
     #[arg(long)]
     database_url: Option<String>,
+    /// Sessions the coordinator's engine remembers; 0 turns the session cache and the
+    /// per-session queueing off, to compare [default: as `serve`, 4096].
+    #[arg(long)]
+    session_cache: Option<usize>,
 }
 
 /// Runs the benchmark.
@@ -108,6 +112,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(secs) = args.time_limit_secs {
         plan.time_limit = time_limit(secs)?;
+    }
+    if let Some(n) = args.session_cache {
+        plan.session_cache = n;
     }
     if let Some(url) = &args.database_url {
         anyhow::ensure!(

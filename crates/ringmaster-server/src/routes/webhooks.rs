@@ -235,22 +235,30 @@ async fn start_native(
 
 /// Creates the session of a new inbound call. `None` means the session already exists and the
 /// event should be handled as an input to it.
+///
+/// The session is not read first: the create's compare-and-set (no session expected)
+/// reports one that exists (`Created::Exists`), and a redelivery is caught by its dedupe key,
+/// so a new call costs no store read. Only when the event cannot start a call is the store
+/// asked whether the session exists after all.
 async fn start_inbound(
     app: &AppState,
     webhook: &WebhookEvent,
     routed: &RoutedEvent,
     call: &NewInboundCall,
 ) -> Result<Option<Json<WebhookAnswer>>, EngineError> {
-    if app.engine.load(&routed.session).await?.is_some() {
-        return Ok(None);
-    }
+    let unless_exists = |reason: String| async move {
+        Ok(match app.engine.load(&routed.session).await? {
+            Some(_) => None,
+            None => Some(ignored(reason)),
+        })
+    };
     let Some(ccid) = routed.event.call_control_id.clone() else {
-        return Ok(Some(ignored("incoming call without call_control_id")));
+        return unless_exists("incoming call without call_control_id".into()).await;
     };
     let Some(user) = app.store.user_by_number(&call.to).await? else {
         // Not ours to answer: Telnyx keeps the call parked until it times out. Operators who
         // share a connection with another application rely on this.
-        return Ok(Some(ignored(format!("no user owns {}", call.to))));
+        return unless_exists(format!("no user owns {}", call.to)).await;
     };
     let devices: Vec<RingTarget> = app
         .store
@@ -280,7 +288,7 @@ async fn start_inbound(
     };
     let session = match Session::new_inbound(new, now) {
         Ok(s) => s,
-        Err(e) => return Ok(Some(ignored(format!("cannot ring this call: {e}")))),
+        Err(e) => return unless_exists(format!("cannot ring this call: {e}")).await,
     };
     let timeline = vec![arrival(webhook, routed, now)];
     match app

@@ -3,7 +3,7 @@
 use super::PostgresStore;
 use crate::codec::{int, ms, unsigned};
 use crate::error::StoreError;
-use crate::host_event::HOST_EVENT_LANE;
+use crate::session::Lane;
 use crate::webhook_store::{
     attempt_from, endpoint_from, event_from, AttemptRecord, AttemptResult, LoggedEvent,
     WebhookEndpoint, WebhookStore, ENDPOINT_COLUMNS, KEPT_ATTEMPTS,
@@ -16,10 +16,12 @@ impl WebhookStore for PostgresStore {
     async fn publish_host_events(&self, limit: u32) -> Result<u32, StoreError> {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
+            // By lane, through the pending-rows index, not by the effect's JSON type (a scan
+            // of every pending row).
             "SELECT id, effect, created_at FROM outbox WHERE status = 'pending' \
-             AND (effect::jsonb)->>'type' = $1 ORDER BY id LIMIT $2",
+             AND lane = $1 ORDER BY id LIMIT $2",
         )
-        .bind(HOST_EVENT_LANE)
+        .bind(Lane::Host.as_str())
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;

@@ -3,7 +3,7 @@
 use super::SqliteStore;
 use crate::codec::{int, ms, unsigned};
 use crate::error::StoreError;
-use crate::host_event::HOST_EVENT_LANE;
+use crate::session::Lane;
 use crate::webhook_store::{
     attempt_from, endpoint_from, event_from, AttemptRecord, AttemptResult, LoggedEvent,
     WebhookEndpoint, WebhookStore, ENDPOINT_COLUMNS, KEPT_ATTEMPTS,
@@ -16,10 +16,12 @@ impl WebhookStore for SqliteStore {
     async fn publish_host_events(&self, limit: u32) -> Result<u32, StoreError> {
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(
+            // By lane, through the pending-rows index: a filter on the effect's JSON type
+            // scanned the whole outbox (done rows too) on every poll, under the write lock.
             "SELECT id, effect, created_at FROM outbox WHERE status = 'pending' \
-             AND json_extract(effect, '$.type') = ? ORDER BY id LIMIT ?",
+             AND lane = ? ORDER BY id LIMIT ?",
         )
-        .bind(HOST_EVENT_LANE)
+        .bind(Lane::Host.as_str())
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;
