@@ -186,6 +186,21 @@ pub(crate) fn check_claim_lanes(lanes: &[(Lane, u32)]) -> Result<(), StoreError>
     Ok(())
 }
 
+/// The lanes a backend's one-read [`crate::Store::claim_due_effects_all`] reads: the owner and
+/// lanes checked, each limit capped, lanes with nothing to claim left out.
+pub(crate) fn claim_lanes(
+    owner: &str,
+    lanes: &[(Lane, u32)],
+) -> Result<Vec<(Lane, usize)>, StoreError> {
+    crate::limits::text("lease owner", owner, crate::limits::MAX_ID_LEN)?;
+    check_claim_lanes(lanes)?;
+    Ok(lanes
+        .iter()
+        .map(|&(lane, limit)| (lane, crate::limits::limit(limit)))
+        .filter(|&(_, limit)| limit > 0)
+        .collect())
+}
+
 impl std::fmt::Display for Lane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

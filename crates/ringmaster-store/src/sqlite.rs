@@ -799,13 +799,7 @@ impl Store for SqliteStore {
         owner: &str,
         lease_until: Timestamp,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        limits::text("lease owner", owner, limits::MAX_ID_LEN)?;
-        crate::session::check_claim_lanes(lanes)?;
-        let lanes: Vec<(Lane, usize)> = lanes
-            .iter()
-            .map(|&(lane, limit)| (lane, limits::limit(limit)))
-            .filter(|&(_, limit)| limit > 0)
-            .collect();
+        let lanes = crate::session::claim_lanes(owner, lanes)?;
         if lanes.is_empty() {
             return Ok(Vec::new());
         }
