@@ -68,6 +68,10 @@ pub struct LimitArgs {
     /// [default: 15].
     #[arg(long, env = "RINGMASTER_PRESENCE_TIMEOUT_SECS")]
     pub presence_timeout_secs: Option<u64>,
+    /// Sessions this node remembers between inputs, so an input skips the store read, and
+    /// whose inputs it runs one at a time; 0 turns both off [default: 4096].
+    #[arg(long, env = "RINGMASTER_SESSION_CACHE")]
+    pub session_cache: Option<usize>,
 }
 
 /// Resolved limits.
@@ -89,6 +93,8 @@ pub struct Limits {
     pub lease: Duration,
     /// Silence after which another node's presence members are removed.
     pub presence_timeout: Duration,
+    /// Sessions the engine remembers (0: no cache, no per-session turns).
+    pub session_cache: usize,
 }
 
 impl Default for Limits {
@@ -102,9 +108,13 @@ impl Default for Limits {
             rates: RateLimits::default(),
             lease: crate::dispatch::DEFAULT_LEASE,
             presence_timeout: ringmaster_realtime::DEFAULT_NODE_TIMEOUT,
+            session_cache: crate::app::DEFAULT_SESSION_CACHE,
         }
     }
 }
+
+/// The most sessions `--session-cache` may keep (each is a decoded call, a few KiB).
+const MAX_SESSION_CACHE: usize = 1_000_000;
 
 /// The shortest outbox lease `serve` accepts.
 const MIN_LEASE: Duration = Duration::from_secs(20);
@@ -227,6 +237,13 @@ impl LimitArgs {
                 d.presence_timeout,
                 "RINGMASTER_PRESENCE_TIMEOUT_SECS",
             )?,
+            session_cache: match self.session_cache {
+                None => d.session_cache,
+                Some(n) if n > MAX_SESSION_CACHE => {
+                    anyhow::bail!("RINGMASTER_SESSION_CACHE must be at most {MAX_SESSION_CACHE}")
+                }
+                Some(n) => n,
+            },
         })
     }
 }
@@ -245,6 +262,7 @@ mod tests {
             device_token_ttl_secs: Some(3600),
             lease_secs: Some(45),
             presence_timeout_secs: Some(3),
+            session_cache: Some(0),
             ..LimitArgs::default()
         };
         let l = args.resolve().unwrap();
@@ -258,6 +276,7 @@ mod tests {
         assert_eq!(l.device_token_ttl, Some(Duration::from_secs(3600)));
         assert_eq!(l.lease, Duration::from_secs(45));
         assert_eq!(l.presence_timeout, Duration::from_secs(3));
+        assert_eq!(l.session_cache, 0);
         for bad in [
             LimitArgs {
                 sqlite_sync: Some("off".into()),
@@ -281,6 +300,10 @@ mod tests {
             },
             LimitArgs {
                 presence_timeout_secs: Some(0),
+                ..LimitArgs::default()
+            },
+            LimitArgs {
+                session_cache: Some(MAX_SESSION_CACHE + 1),
                 ..LimitArgs::default()
             },
         ] {

@@ -191,6 +191,7 @@ pub async fn launch(
     settings.rate_limits = config.limits.rates;
     settings.device_token_ttl = config.limits.device_token_ttl;
     settings.lease = config.limits.lease;
+    settings.session_cache = config.limits.session_cache;
     settings.node_id = config.node_id.clone();
     settings.retention =
         crate::retention::RetentionPolicy::with_history_days(config.history_retention_days)
