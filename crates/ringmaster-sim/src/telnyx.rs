@@ -197,14 +197,7 @@ impl World {
             cause: cause.example(),
         };
         let delay = self.sample(|l| l.sip_down);
-        self.at(
-            delay,
-            Ev::ToDevice {
-                dev,
-                input: Box::new(input),
-                epoch: Some(epoch),
-            },
-        );
+        self.send_to_device(delay, dev, input, Some(epoch));
     }
 
     fn end_leg(

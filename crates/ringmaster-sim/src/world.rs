@@ -1010,14 +1010,7 @@ impl World {
                         notify_input(&n.event, &n.call_session_id, sent_at, Delivery::WebSocket)
                     {
                         let delay = self.sample(|l| l.websocket);
-                        self.at(
-                            delay,
-                            Ev::ToDevice {
-                                dev,
-                                input: Box::new(input),
-                                epoch: None,
-                            },
-                        );
+                        self.send_to_device(delay, dev, input, None);
                     }
                 }
             }
@@ -1044,14 +1037,7 @@ impl World {
                     sent_at,
                     Delivery::Push { voip },
                 ) {
-                    self.at(
-                        delay,
-                        Ev::ToDevice {
-                            dev,
-                            input: Box::new(input),
-                            epoch: None,
-                        },
-                    );
+                    self.send_to_device(delay, dev, input, None);
                 }
             }
         }
@@ -1077,6 +1063,25 @@ impl World {
     /// An input for the session, sent to the load balancer after `delay`.
     pub(crate) fn send_to_coordinator(&mut self, delay: u64, input: Input, dedupe: Option<String>) {
         self.at(delay, Ev::Coord(CoordInput::Input { input, dedupe }));
+    }
+
+    /// An input for device `dev`'s agent after `delay`; `epoch` is set for SIP, which dies
+    /// with the app.
+    pub(crate) fn send_to_device(
+        &mut self,
+        delay: u64,
+        dev: usize,
+        input: DevInput,
+        epoch: Option<u32>,
+    ) {
+        self.at(
+            delay,
+            Ev::ToDevice {
+                dev,
+                input: Box::new(input),
+                epoch,
+            },
+        );
     }
 
     // ---- devices ---------------------------------------------------------------------------
@@ -1255,14 +1260,7 @@ impl World {
                 state: SdkState::done(self.devices[dev].platform),
                 cause: ringmaster_core::sdk::EndCause::NormalClearing.example(),
             };
-            self.at(
-                back,
-                Ev::ToDevice {
-                    dev,
-                    input: Box::new(input),
-                    epoch: Some(epoch),
-                },
-            );
+            self.send_to_device(back, dev, input, Some(epoch));
         }
     }
 
@@ -1286,14 +1284,7 @@ impl World {
             status,
         };
         let delay = self.sample(|l| l.http);
-        self.at(
-            delay,
-            Ev::ToDevice {
-                dev,
-                input: Box::new(input),
-                epoch: None,
-            },
-        );
+        self.send_to_device(delay, dev, input, None);
     }
 
     fn on_report(&mut self, r: Report) {

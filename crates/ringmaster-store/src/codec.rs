@@ -437,6 +437,48 @@ fn param(p: char, n: usize) -> String {
     format!("{p}{n}")
 }
 
+/// `n` positional parameters, comma-separated.
+fn params_list(p: char, n: usize) -> String {
+    (1..=n).map(|i| param(p, i)).collect::<Vec<_>>().join(", ")
+}
+
+/// Upsert of one call record on its `call_session_id`, binding its 17 columns in the order
+/// listed; a record of another user is left alone. `p` is the parameter sigil (`?` or `$`).
+pub(crate) fn call_record_upsert_sql(p: char) -> String {
+    format!(
+        "INSERT INTO call_records (call_session_id, user_id, tenant_id, direction, \
+         from_number, to_number, status, answered_device, started_at, answered_at, \
+         ended_at, hangup_cause, recording_url, quality, billable_seconds, \
+         billing_minutes, bridged_at) VALUES ({}) \
+         ON CONFLICT (call_session_id) DO UPDATE SET \
+         tenant_id = excluded.tenant_id, direction = excluded.direction, \
+         from_number = excluded.from_number, to_number = excluded.to_number, \
+         status = excluded.status, answered_device = excluded.answered_device, \
+         started_at = excluded.started_at, answered_at = excluded.answered_at, \
+         ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause, \
+         recording_url = excluded.recording_url, quality = excluded.quality, \
+         billable_seconds = excluded.billable_seconds, \
+         billing_minutes = excluded.billing_minutes, bridged_at = excluded.bridged_at \
+         WHERE call_records.user_id = excluded.user_id",
+        params_list(p, 17)
+    )
+}
+
+/// Upsert of one call leg on its `call_control_id`, binding its 8 columns in the order
+/// listed; a leg of another call is left alone. `p` is the parameter sigil (`?` or `$`).
+pub(crate) fn call_leg_upsert_sql(p: char) -> String {
+    format!(
+        "INSERT INTO call_legs (call_control_id, call_session_id, device_id, status, \
+         started_at, answered_at, ended_at, hangup_cause) VALUES ({}) \
+         ON CONFLICT (call_control_id) DO UPDATE SET \
+         device_id = excluded.device_id, status = excluded.status, \
+         started_at = excluded.started_at, answered_at = excluded.answered_at, \
+         ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause \
+         WHERE call_legs.call_session_id = excluded.call_session_id",
+        params_list(p, 8)
+    )
+}
+
 /// Columns of one outbox row written by [`outbox_insert_sql`].
 const OUTBOX_INSERT_COLUMNS: usize = 7;
 

@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow}
 use sqlx::{Acquire, PgConnection, Postgres, Row, Transaction};
 use std::collections::BTreeSet;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use crate::cluster::{DialLedger, OutboxWakeups};
@@ -29,6 +29,11 @@ use crate::limits;
 use crate::registry::{ActiveCall, RegistryChange};
 use crate::session::{Commit, CommitOutcome, Lane, OutboxEntry, Pruned, Retention, StoredSession};
 use crate::Store;
+
+/// The history upserts, shared with SQLite's writer (built once).
+static CALL_RECORD_UPSERT: LazyLock<String> = LazyLock::new(|| codec::call_record_upsert_sql('$'));
+/// The call-leg upsert (see above).
+static CALL_LEG_UPSERT: LazyLock<String> = LazyLock::new(|| codec::call_leg_upsert_sql('$'));
 
 mod dial_ledger;
 mod ops;
@@ -386,24 +391,7 @@ async fn commit_in(
     }
 
     for (call, quality) in commit.calls.iter().zip(&encoded.quality) {
-        let upsert = sqlx::query(
-            "INSERT INTO call_records (call_session_id, user_id, tenant_id, direction, \
-             from_number, to_number, status, answered_device, started_at, answered_at, \
-             ended_at, hangup_cause, recording_url, quality, billable_seconds, \
-             billing_minutes, bridged_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17) \
-             ON CONFLICT (call_session_id) DO UPDATE SET \
-             tenant_id = excluded.tenant_id, direction = excluded.direction, \
-             from_number = excluded.from_number, to_number = excluded.to_number, \
-             status = excluded.status, answered_device = excluded.answered_device, \
-             started_at = excluded.started_at, answered_at = excluded.answered_at, \
-             ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause, \
-             recording_url = excluded.recording_url, quality = excluded.quality, \
-             billable_seconds = excluded.billable_seconds, \
-             billing_minutes = excluded.billing_minutes, bridged_at = excluded.bridged_at \
-             WHERE call_records.user_id = excluded.user_id",
-        );
+        let upsert = sqlx::query(&CALL_RECORD_UPSERT);
         let written = bind_call(upsert, call, quality.as_deref())?
             .execute(&mut *tx)
             .await?
@@ -428,16 +416,7 @@ async fn commit_in(
     }
 
     for leg in &commit.legs {
-        let upsert = sqlx::query(
-            "INSERT INTO call_legs (call_control_id, call_session_id, device_id, status, \
-             started_at, answered_at, ended_at, hangup_cause) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (call_control_id) DO UPDATE SET \
-             device_id = excluded.device_id, status = excluded.status, \
-             started_at = excluded.started_at, answered_at = excluded.answered_at, \
-             ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause \
-             WHERE call_legs.call_session_id = excluded.call_session_id",
-        );
+        let upsert = sqlx::query(&CALL_LEG_UPSERT);
         let written = bind_leg(upsert, leg)?
             .execute(&mut *tx)
             .await?

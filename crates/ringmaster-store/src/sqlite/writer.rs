@@ -16,13 +16,22 @@ use rusqlite::types::ToSql;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sqlx::pool::PoolConnection;
 use sqlx::Sqlite;
+use std::sync::LazyLock;
 
 use super::group::{EffectStatus, EffectUpdate, Pending, Written};
-use crate::codec::{active_from, int, ms, opt_ms, outbox_insert_sql, unsigned, RowExt};
+use crate::codec::{
+    active_from, call_leg_upsert_sql, call_record_upsert_sql, int, ms, opt_ms, outbox_insert_sql,
+    unsigned, RowExt,
+};
 use crate::error::StoreError;
 use crate::limits;
 use crate::registry::{ActiveCall, RegistryChange};
 use crate::session::{Commit, CommitOutcome};
+
+/// The history upserts, shared with PostgreSQL (built once; prepared once per batch).
+static CALL_RECORD_UPSERT: LazyLock<String> = LazyLock::new(|| call_record_upsert_sql('?'));
+/// The call-leg upsert (see above).
+static CALL_LEG_UPSERT: LazyLock<String> = LazyLock::new(|| call_leg_upsert_sql('?'));
 
 /// Statements kept prepared during one batch (the commit path uses about 15, plus one outbox
 /// insert per effect count).
@@ -346,43 +355,25 @@ fn commit_in(tx: &Connection, commit: &Commit) -> Result<CommitOutcome, StoreErr
     }
 
     for (call, quality) in commit.calls.iter().zip(&encoded.quality) {
-        let written = tx
-            .prepare_cached(
-                "INSERT INTO call_records (call_session_id, user_id, tenant_id, direction, \
-                 from_number, to_number, status, answered_device, started_at, answered_at, \
-                 ended_at, hangup_cause, recording_url, quality, billable_seconds, \
-                 billing_minutes, bridged_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (call_session_id) DO UPDATE SET \
-                 tenant_id = excluded.tenant_id, direction = excluded.direction, \
-                 from_number = excluded.from_number, to_number = excluded.to_number, \
-                 status = excluded.status, answered_device = excluded.answered_device, \
-                 started_at = excluded.started_at, answered_at = excluded.answered_at, \
-                 ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause, \
-                 recording_url = excluded.recording_url, quality = excluded.quality, \
-                 billable_seconds = excluded.billable_seconds, \
-                 billing_minutes = excluded.billing_minutes, bridged_at = excluded.bridged_at \
-                 WHERE call_records.user_id = excluded.user_id",
-            )?
-            .execute(params![
-                call.call_session_id.as_str(),
-                call.user_id.as_str(),
-                call.tenant_id.as_str(),
-                call.direction.as_str(),
-                call.from.as_str(),
-                call.to.as_str(),
-                call.status.as_str(),
-                call.answered_device.as_ref().map(DeviceId::as_str),
-                ms(call.started_at)?,
-                opt_ms(call.answered_at)?,
-                opt_ms(call.ended_at)?,
-                call.hangup_cause.as_deref(),
-                call.recording_url.as_deref(),
-                quality.as_deref(),
-                int(call.billable_seconds())?,
-                int(call.billing_minutes())?,
-                opt_ms(call.bridged_at)?
-            ])?;
+        let written = tx.prepare_cached(&CALL_RECORD_UPSERT)?.execute(params![
+            call.call_session_id.as_str(),
+            call.user_id.as_str(),
+            call.tenant_id.as_str(),
+            call.direction.as_str(),
+            call.from.as_str(),
+            call.to.as_str(),
+            call.status.as_str(),
+            call.answered_device.as_ref().map(DeviceId::as_str),
+            ms(call.started_at)?,
+            opt_ms(call.answered_at)?,
+            opt_ms(call.ended_at)?,
+            call.hangup_cause.as_deref(),
+            call.recording_url.as_deref(),
+            quality.as_deref(),
+            int(call.billable_seconds())?,
+            int(call.billing_minutes())?,
+            opt_ms(call.bridged_at)?
+        ])?;
         if written == 0 {
             return Err(StoreError::invalid(
                 "call record",
@@ -410,27 +401,16 @@ fn commit_in(tx: &Connection, commit: &Commit) -> Result<CommitOutcome, StoreErr
     }
 
     for leg in &commit.legs {
-        let written = tx
-            .prepare_cached(
-                "INSERT INTO call_legs (call_control_id, call_session_id, device_id, status, \
-                 started_at, answered_at, ended_at, hangup_cause) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (call_control_id) DO UPDATE SET \
-                 device_id = excluded.device_id, status = excluded.status, \
-                 started_at = excluded.started_at, answered_at = excluded.answered_at, \
-                 ended_at = excluded.ended_at, hangup_cause = excluded.hangup_cause \
-                 WHERE call_legs.call_session_id = excluded.call_session_id",
-            )?
-            .execute(params![
-                leg.call_control_id.as_str(),
-                leg.call_session_id.as_str(),
-                leg.device_id.as_ref().map(DeviceId::as_str),
-                leg.status.as_str(),
-                ms(leg.started_at)?,
-                opt_ms(leg.answered_at)?,
-                opt_ms(leg.ended_at)?,
-                leg.hangup_cause.as_deref()
-            ])?;
+        let written = tx.prepare_cached(&CALL_LEG_UPSERT)?.execute(params![
+            leg.call_control_id.as_str(),
+            leg.call_session_id.as_str(),
+            leg.device_id.as_ref().map(DeviceId::as_str),
+            leg.status.as_str(),
+            ms(leg.started_at)?,
+            opt_ms(leg.answered_at)?,
+            opt_ms(leg.ended_at)?,
+            leg.hangup_cause.as_deref()
+        ])?;
         if written == 0 {
             return Err(StoreError::invalid(
                 "leg record",
