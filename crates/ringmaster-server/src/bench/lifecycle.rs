@@ -470,9 +470,10 @@ pub async fn lifecycle(plan: LifecyclePlan) -> anyhow::Result<LifecycleReport> {
         if let Err(e) = emulator.answer(&call.legs[WINNER]) {
             tracing::warn!(call_session_id = %call.session, error = %e, "answer refused");
         }
+        // Progress counts answers sent: working out the latencies here would take a
+        // runtime worker away from the calls being measured.
         if i % 10 == 0 {
-            let done = latencies(&calls, &lock(&marks), pushes_arrive);
-            bar("answer", done.dismissal.len(), calls.len());
+            bar("answer", i, calls.len());
         }
     }
     let progress = loop {

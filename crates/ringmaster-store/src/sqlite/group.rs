@@ -4,7 +4,10 @@
 //! transaction is committed, so nothing is acknowledged before it is durable.
 //!
 //! Outbox status updates ride in the same transaction as commits: with `synchronous=FULL`
-//! each used to be a transaction (and an fsync) of its own, several per call.
+//! each used to be a transaction (and an fsync) of its own, several per call. So does the
+//! host-event relay's move from the outbox to the event log: as a transaction of its own
+//! through sqlx it held the one writer connection for two round trips per event every poll,
+//! and every commit queued behind it waited that long.
 
 use ringmaster_core::CallSessionId;
 use sqlx::SqlitePool;
@@ -51,6 +54,37 @@ pub(super) enum Pending {
     ),
     /// An outbox status update.
     Effect(EffectUpdate, oneshot::Sender<Result<(), StoreError>>),
+    /// Moves up to this many pending host events from the outbox to the event log.
+    PublishHost(u32, oneshot::Sender<Result<u32, StoreError>>),
+}
+
+/// What one write of a batch did.
+#[derive(Debug)]
+pub(super) enum Wrote {
+    /// A commit's outcome.
+    Commit(CommitOutcome),
+    /// A status update was applied.
+    Updated,
+    /// This many host events were published.
+    Published(u32),
+}
+
+impl Wrote {
+    /// The commit's outcome (every commit's slot holds one).
+    pub(super) fn commit(self) -> Result<CommitOutcome, StoreError> {
+        match self {
+            Self::Commit(outcome) => Ok(outcome),
+            _ => Err(group_gone()),
+        }
+    }
+
+    /// How many host events were published (a publish's slot holds the count).
+    fn published(self) -> Result<u32, StoreError> {
+        match self {
+            Self::Published(n) => Ok(n),
+            _ => Err(group_gone()),
+        }
+    }
 }
 
 pub(super) fn group_gone() -> StoreError {
@@ -91,19 +125,21 @@ pub(super) async fn group_writer(
             // A caller that gave up waiting no longer needs the answer.
             match pending {
                 Pending::Commit(_, reply) => {
-                    // A commit's slot always holds its outcome.
-                    let _ = reply.send(result.and_then(|r| r.ok_or_else(group_gone)));
+                    let _ = reply.send(result.and_then(Wrote::commit));
                 }
                 Pending::Effect(_, reply) => {
                     let _ = reply.send(result.map(|_| ()));
+                }
+                Pending::PublishHost(_, reply) => {
+                    let _ = reply.send(result.and_then(Wrote::published));
                 }
             }
         }
     }
 }
 
-/// The result of one write of a batch: a commit's outcome, or `None` for a status update.
-pub(super) type Written = Result<Option<CommitOutcome>, StoreError>;
+/// The result of one write of a batch.
+pub(super) type Written = Result<Wrote, StoreError>;
 
 /// Writes `batch` in one transaction on the writer connection (see [`super::writer`]), on a
 /// blocking thread so no async worker waits out the fsync. The results are in order.

@@ -1,51 +1,27 @@
 //! [`WebhookStore`] for SQLite.
 
+use super::group::{group_gone, Pending};
 use super::SqliteStore;
 use crate::codec::{int, ms, unsigned};
 use crate::error::StoreError;
-use crate::session::Lane;
 use crate::webhook_store::{
     attempt_from, endpoint_from, event_from, AttemptRecord, AttemptResult, LoggedEvent,
     WebhookEndpoint, WebhookStore, ENDPOINT_COLUMNS, KEPT_ATTEMPTS,
 };
 use async_trait::async_trait;
-use sqlx::Row;
+use tokio::sync::oneshot;
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
     async fn publish_host_events(&self, limit: u32) -> Result<u32, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let rows = sqlx::query(
-            // By lane, through the pending-rows index: a filter on the effect's JSON type
-            // scanned the whole outbox (done rows too) on every poll, under the write lock.
-            "SELECT id, effect, created_at FROM outbox WHERE status = 'pending' \
-             AND lane = ? ORDER BY id LIMIT ?",
-        )
-        .bind(Lane::Host.as_str())
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
-        for row in &rows {
-            let id: i64 = row.try_get("id")?;
-            let effect: String = row.try_get("effect")?;
-            let event = crate::webhook_store::logged_body(&effect)?;
-            sqlx::query(
-                "INSERT INTO host_events (event_id, event_type, body, created_at) \
-                 VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-            )
-            .bind(&event.event_id)
-            .bind(&event.event_type)
-            .bind(&event.body)
-            .bind(row.try_get::<i64, _>("created_at")?)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("UPDATE outbox SET status = 'done' WHERE id = ?")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(rows.len() as u32)
+        // In the group writer's next batch: no transaction (and fsync) of its own, and no
+        // hold on the writer connection while commits wait.
+        let (reply, published) = oneshot::channel();
+        self.group
+            .send(Pending::PublishHost(limit, reply))
+            .await
+            .map_err(|_| group_gone())?;
+        published.await.map_err(|_| group_gone())?
     }
 
     async fn log_host_event(&self, event: &crate::host_event::HostEvent) -> Result<(), StoreError> {

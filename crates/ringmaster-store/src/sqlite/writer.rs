@@ -18,7 +18,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::Sqlite;
 use std::sync::LazyLock;
 
-use super::group::{EffectStatus, EffectUpdate, Pending, Written};
+use super::group::{EffectStatus, EffectUpdate, Pending, Written, Wrote};
 use crate::codec::{
     active_from, call_leg_upsert_sql, call_record_upsert_sql, int, ms, opt_ms, outbox_insert_sql,
     unsigned, RowExt,
@@ -26,7 +26,7 @@ use crate::codec::{
 use crate::error::StoreError;
 use crate::limits;
 use crate::registry::{ActiveCall, RegistryChange};
-use crate::session::{Commit, CommitOutcome};
+use crate::session::{Commit, CommitOutcome, Lane};
 
 /// The history upserts, shared with PostgreSQL (built once; prepared once per batch).
 static CALL_RECORD_UPSERT: LazyLock<String> = LazyLock::new(|| call_record_upsert_sql('?'));
@@ -93,8 +93,9 @@ fn write_all(conn: &mut Connection, batch: &[Pending]) -> Vec<Written> {
     let mut results = Vec::with_capacity(batch.len());
     for pending in batch {
         results.push(match pending {
-            Pending::Commit(commit, _) => commit_in(&outer, commit).map(Some),
-            Pending::Effect(update, _) => update_effect(&outer, update).map(|()| None),
+            Pending::Commit(commit, _) => commit_in(&outer, commit).map(Wrote::Commit),
+            Pending::Effect(update, _) => update_effect(&outer, update).map(|()| Wrote::Updated),
+            Pending::PublishHost(limit, _) => publish_host_in(&outer, *limit).map(Wrote::Published),
         });
         if outer.is_autocommit() {
             // SQLite rolled the whole transaction back (I/O error, disk full): nothing of it
@@ -169,7 +170,7 @@ struct Point<'c> {
 
 impl<'c> Point<'c> {
     fn begin(conn: &'c Connection) -> Result<Self, StoreError> {
-        conn.prepare_cached("SAVEPOINT commit_in")?.execute([])?;
+        conn.prepare_cached("SAVEPOINT one_write")?.execute([])?;
         Ok(Self {
             conn,
             released: false,
@@ -177,7 +178,7 @@ impl<'c> Point<'c> {
     }
 
     fn release(mut self) -> Result<(), StoreError> {
-        self.conn.prepare_cached("RELEASE commit_in")?.execute([])?;
+        self.conn.prepare_cached("RELEASE one_write")?.execute([])?;
         self.released = true;
         Ok(())
     }
@@ -189,7 +190,7 @@ impl Drop for Point<'_> {
             return;
         }
         // If even this fails the transaction is broken, and `write_all` fails the batch.
-        for sql in ["ROLLBACK TO commit_in", "RELEASE commit_in"] {
+        for sql in ["ROLLBACK TO one_write", "RELEASE one_write"] {
             if let Err(e) = self
                 .conn
                 .prepare_cached(sql)
@@ -445,6 +446,45 @@ fn commit_in(tx: &Connection, commit: &Commit) -> Result<CommitOutcome, StoreErr
         version: unsigned(version)?,
         effect_seqs,
     })
+}
+
+/// Moves up to `limit` pending host events from the outbox to the event log inside `tx`, in
+/// outbox order, in a savepoint of its own (an event that cannot be read undoes only this
+/// write); returns how many moved.
+fn publish_host_in(tx: &Connection, limit: u32) -> Result<u32, StoreError> {
+    let point = Point::begin(tx)?;
+    // By lane, through the pending-rows index: a filter on the effect's JSON type would scan
+    // the whole outbox (done rows too).
+    let rows = tx
+        .prepare_cached(
+            "SELECT id, effect, created_at FROM outbox WHERE status = 'pending' \
+             AND lane = ? ORDER BY id LIMIT ?",
+        )?
+        .query_map(params![Lane::Host.as_str(), limit], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    for (id, effect, created_at) in &rows {
+        let event = crate::webhook_store::logged_body(effect)?;
+        tx.prepare_cached(
+            "INSERT INTO host_events (event_id, event_type, body, created_at) \
+             VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+        )?
+        .execute(params![
+            event.event_id,
+            event.event_type,
+            event.body,
+            created_at
+        ])?;
+        tx.prepare_cached("UPDATE outbox SET status = 'done' WHERE id = ?")?
+            .execute([id])?;
+    }
+    point.release()?;
+    Ok(rows.len() as u32)
 }
 
 /// Applies one status update inside `tx`. A single `UPDATE` needs no savepoint: SQLite undoes
