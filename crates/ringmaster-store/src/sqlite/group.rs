@@ -92,9 +92,14 @@ pub(super) fn group_gone() -> StoreError {
 }
 
 /// Takes every write queued meanwhile (up to [`MAX_BATCH`]), writes them in one transaction
-/// and answers each caller once it is committed; then releases the outbox leases of the
-/// effects it updated (not before: a claim reads committed rows, and must not see a row
-/// unleased while it still reads as pending).
+/// and answers each caller once it is committed. The outbox leases of the effects it updated
+/// are released after the commit (not before: a claim reads committed rows, and must not see
+/// a row unleased while it still reads as pending), and each updater is answered only after
+/// its lease is gone, so its dispatcher never claims the row again under the old lease.
+///
+/// The release waits for any claim in progress (a claim holds the lease table across its
+/// read), so it runs beside the writer: commits are answered, and the next batch starts,
+/// without waiting for a dispatcher's read.
 pub(super) async fn group_writer(
     pool: SqlitePool,
     leases: Arc<Leases>,
@@ -110,31 +115,35 @@ pub(super) async fn group_writer(
             }
         }
         let (batch, results) = write_batch(&pool, batch).await;
-        let updated: Vec<(CallSessionId, u64)> = batch
-            .iter()
-            .zip(&results)
-            .filter_map(|(pending, result)| match pending {
-                Pending::Effect(update, _) if result.is_ok() => {
-                    Some((update.session_id.clone(), update.seq))
-                }
-                _ => None,
-            })
-            .collect();
-        leases.release_all(updated).await;
+        let mut released = Vec::new();
+        let mut updaters = Vec::new();
         for (pending, result) in batch.into_iter().zip(results) {
             // A caller that gave up waiting no longer needs the answer.
             match pending {
                 Pending::Commit(_, reply) => {
                     let _ = reply.send(result.and_then(Wrote::commit));
                 }
-                Pending::Effect(_, reply) => {
-                    let _ = reply.send(result.map(|_| ()));
+                Pending::Effect(update, reply) => {
+                    if result.is_ok() {
+                        released.push((update.session_id, update.seq));
+                    }
+                    updaters.push((reply, result.map(|_| ())));
                 }
                 Pending::PublishHost(_, reply) => {
                     let _ = reply.send(result.and_then(Wrote::published));
                 }
             }
         }
+        if updaters.is_empty() {
+            continue;
+        }
+        let leases = leases.clone();
+        tokio::spawn(async move {
+            leases.release_all(released).await;
+            for (reply, result) in updaters {
+                let _ = reply.send(result);
+            }
+        });
     }
 }
 
@@ -177,5 +186,74 @@ pub(super) async fn write_batch(
             tracing::error!(error = %e, "the SQLite group writer's batch failed");
             (Vec::new(), Vec::new())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::SqliteStore;
+    use crate::Store;
+    use ringmaster_core::{Timestamp, UserId};
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn create(session: &str) -> Commit {
+        let mut commit = Commit::new(
+            CallSessionId::new(session),
+            UserId::new("alice"),
+            None,
+            json!({}),
+            "ringing",
+            Timestamp::from_millis(1),
+        );
+        commit.effects = vec![json!({ "type": "telnyx" }).into()];
+        commit
+    }
+
+    #[tokio::test]
+    async fn a_claim_in_progress_holds_back_no_commit_only_the_updates_it_leases() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        store.commit(create("a")).await.unwrap();
+        // A dispatcher's claim holds the lease table across its read.
+        let claim = store.leases.outbox.lock().await;
+        let (updated, mut update_answered) = oneshot::channel();
+        let done = EffectUpdate {
+            session_id: CallSessionId::new("a"),
+            seq: 1,
+            status: EffectStatus::Done,
+        };
+        store
+            .group
+            .send(Pending::Effect(done, updated))
+            .await
+            .unwrap();
+        let (committed, commit_answered) = oneshot::channel();
+        store
+            .group
+            .send(Pending::Commit(Box::new(create("b")), committed))
+            .await
+            .unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), commit_answered)
+            .await
+            .expect("a commit must not wait for a claim's read")
+            .unwrap()
+            .unwrap();
+        assert!(matches!(outcome, CommitOutcome::Committed { .. }));
+        // Written, but its updater hears so only once the row's lease is gone.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(update_answered.try_recv().is_err());
+        assert!(store
+            .pending_effects(10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.session_id.as_str() != "a"));
+        drop(claim);
+        tokio::time::timeout(Duration::from_secs(10), update_answered)
+            .await
+            .expect("the update is answered once the claim is over")
+            .unwrap()
+            .unwrap();
     }
 }
