@@ -36,7 +36,6 @@ use crate::registry::ActiveCall;
 use crate::session::{Commit, CommitOutcome, Lane, OutboxEntry, Pruned, Retention, StoredSession};
 use crate::Store;
 
-mod checkpoint;
 mod group;
 mod leases;
 mod ops;
@@ -99,10 +98,6 @@ pub struct SqliteStore {
     directory: Arc<DirectoryCache>,
     /// Outbox and timer leases, in memory (one process per file).
     leases: Arc<Leases>,
-    /// The WAL checkpointer's connection (none for an in-memory database).
-    checkpointer: Option<SqlitePool>,
-    /// Held by every clone: the checkpointer stops once the last one is dropped.
-    _alive: Arc<()>,
 }
 
 impl SqliteStore {
@@ -143,12 +138,7 @@ impl SqliteStore {
                 .connect_with(options)
                 .await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-            return Ok(Self::with_pools(
-                pool.clone(),
-                pool,
-                None,
-                Leases::for_file(None),
-            ));
+            return Ok(Self::with_pools(pool.clone(), pool, Leases::for_file(None)));
         }
 
         private_file(options.get_filename())?;
@@ -158,26 +148,20 @@ impl SqliteStore {
             // The group writer takes the connection for every batch: a ping each time would
             // be one more round trip to sqlx's worker per batch, for a local file.
             .test_before_acquire(false)
-            // Checkpoints are the checkpointer's, never a commit's (see `checkpoint`).
-            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         // Readers map the file: every batch moves the WAL on, which empties each reader's
         // page cache, and without the map every page it needs again is a `pread` copy.
-        let existing = options.create_if_missing(false);
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
             .connect_with(
-                existing
-                    .clone()
+                options
+                    .create_if_missing(false)
                     .pragma("mmap_size", READER_MMAP.to_string()),
             )
             .await?;
-        let checkpointer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(existing)
-            .await?;
-        Ok(Self::with_pools(writer, reader, Some(checkpointer), leases))
+        Ok(Self::with_pools(writer, reader, leases))
     }
 
     /// The `PRAGMA synchronous` level writes run with (0 off, 1 normal, 2 full, 3 extra).
@@ -188,29 +172,15 @@ impl SqliteStore {
     }
 
     /// The store over its pools, with its group writer started.
-    fn with_pools(
-        writer: SqlitePool,
-        reader: SqlitePool,
-        checkpointer: Option<SqlitePool>,
-        leases: Arc<Leases>,
-    ) -> Self {
+    fn with_pools(writer: SqlitePool, reader: SqlitePool, leases: Arc<Leases>) -> Self {
         let (group, queue) = mpsc::channel(QUEUE);
         tokio::spawn(group_writer(writer.clone(), leases.clone(), queue));
-        let alive = Arc::new(());
-        if let Some(pool) = &checkpointer {
-            tokio::spawn(checkpoint::checkpointer(
-                pool.clone(),
-                Arc::downgrade(&alive),
-            ));
-        }
         Self {
             writer,
             reader,
             group,
             directory: Arc::default(),
             leases,
-            checkpointer,
-            _alive: alive,
         }
     }
 
@@ -1183,9 +1153,6 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        if let Some(pool) = &self.checkpointer {
-            pool.close().await;
-        }
         self.writer.close().await;
         self.reader.close().await;
     }

@@ -200,38 +200,3 @@ async fn synchronous_mode_is_full_unless_asked_otherwise() {
     assert_eq!("NORMAL".parse::<SqliteSync>().unwrap(), SqliteSync::Normal);
     assert!("off".parse::<SqliteSync>().is_err());
 }
-
-#[tokio::test]
-async fn the_wal_is_checkpointed_into_the_file_without_waiting_for_a_commit() {
-    let file = SqliteFile::new();
-    let store = SqliteStore::open(&file.url()).await.unwrap();
-    let db = file.dir.path().join("ringmaster.db");
-    let before = std::fs::metadata(&db).unwrap().len();
-    // About 1 MB of session documents: well under the 1,000 WAL pages (4 MB) at which
-    // SQLite's own automatic checkpoint would run, so only the checkpointer copies them.
-    let pad = "x".repeat(4_000);
-    for i in 0..250 {
-        let mut commit = create(&format!("s{i}"));
-        commit.doc = json!({ "pad": pad });
-        store.commit(commit).await.unwrap();
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let now = std::fs::metadata(&db).unwrap().len();
-        if now >= before + 900_000 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the database file stayed at {now} bytes (from {before}): nothing was checkpointed"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    // Readers see every commit meanwhile.
-    assert!(store
-        .load_session(&CallSessionId::new("s249"))
-        .await
-        .unwrap()
-        .is_some());
-    store.close().await;
-}
