@@ -69,6 +69,7 @@ macro_rules! __conformance_cases {
             claimed_effects_are_leased_until_done_or_expired
             concurrent_claims_never_share_a_row
             one_claim_of_every_lane_keeps_each_lanes_rules
+            a_lanes_rows_go_earliest_due_first
             a_batch_commits_each_session_on_its_own
             a_batch_fails_only_its_racing_and_busy_commits
             directory_reads_follow_admin_writes
@@ -911,9 +912,10 @@ pub async fn outbox_lanes_due_times_and_target_order(h: &dyn Harness) {
         .unwrap();
     store.mark_effect_done(&sid("a"), 3).await.unwrap();
     assert_eq!(due_ops(&*store, Lane::Push, 4_999).await, ["ended-d2"]);
+    // Earliest due first: ended-d2 has been due since 1_100, ring-d1 only from 5_000.
     assert_eq!(
         due_ops(&*store, Lane::Push, 5_000).await,
-        ["ring-d1", "ended-d2"]
+        ["ended-d2", "ring-d1"]
     );
     store
         .mark_effect_abandoned(&sid("a"), 2, "stale")
@@ -1098,6 +1100,50 @@ async fn claim_all_ops(
         .iter()
         .map(|e| e.effect["op"].as_str().unwrap_or_default().to_owned())
         .collect()
+}
+
+/// A lane's due rows are taken earliest due first, ties in commit order: a row backing off
+/// goes after rows that were due before it, even ones committed later, and a limit takes the
+/// rows that have waited longest.
+pub async fn a_lanes_rows_go_earliest_due_first(h: &dyn Harness) {
+    let store = h.open().await;
+    let mut a = commit("a", "alice", None, "ringing");
+    a.at = t(1_000);
+    a.effects = vec![
+        lane_effect("dial-a1", Lane::Setup, None),
+        lane_effect("dial-a2", Lane::Setup, None),
+    ];
+    apply(&*store, a).await;
+    // dial-a1 failed once and is due again at 2_500.
+    store
+        .mark_effect_failed(&sid("a"), 1, "503", t(2_500))
+        .await
+        .unwrap();
+    let mut b = commit("b", "bob", None, "ringing");
+    b.at = t(2_000);
+    b.effects = vec![lane_effect("dial-b1", Lane::Setup, None)];
+    apply(&*store, b).await;
+
+    assert_eq!(
+        due_ops(&*store, Lane::Setup, 3_000).await,
+        ["dial-a2", "dial-b1", "dial-a1"]
+    );
+    let ops = |claimed: Vec<crate::OutboxEntry>| -> Vec<String> {
+        claimed
+            .iter()
+            .map(|e| e.effect["op"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let first = store
+        .claim_due_effects_all(&[(Lane::Setup, 2)], t(3_000), "node-a", t(4_000))
+        .await
+        .unwrap();
+    assert_eq!(ops(first), ["dial-a2", "dial-b1"]);
+    let single = store
+        .claim_due_effects(Lane::Setup, t(3_000), 1, "node-b", t(4_000))
+        .await
+        .unwrap();
+    assert_eq!(ops(single), ["dial-a1"]);
 }
 
 /// One claim of several lanes is each lane's claim in turn: lanes in the order asked, each in

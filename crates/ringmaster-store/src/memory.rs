@@ -118,8 +118,9 @@ impl State {
         Ok((id, row))
     }
 
-    /// Ids of up to `limit` due rows of `lane` that `claimable` accepts, in commit order. An
-    /// earlier pending row with the same ordering key holds a row back, claimable or not.
+    /// Ids of up to `limit` due rows of `lane` that `claimable` accepts, earliest due first
+    /// (ties in commit order), as the SQL backends take them. An earlier pending row with the
+    /// same ordering key holds a row back, claimable or not.
     fn due_ids(
         &self,
         lane: Lane,
@@ -131,9 +132,6 @@ impl State {
         let mut due = Vec::new();
         let limit = limits::limit(limit);
         for id in &self.pending {
-            if due.len() >= limit {
-                break;
-            }
             let Some(row) = self.outbox.get(id) else {
                 continue;
             };
@@ -154,10 +152,11 @@ impl State {
                 && !(quarantined && lane != Lane::Release)
                 && claimable(row)
             {
-                due.push(*id);
+                due.push((row.entry.next_attempt_at, *id));
             }
         }
-        due
+        due.sort_unstable();
+        due.into_iter().take(limit).map(|(_, id)| id).collect()
     }
 
     fn commit(&mut self, commit: Commit) -> Result<CommitOutcome, StoreError> {

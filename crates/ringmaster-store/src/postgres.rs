@@ -945,10 +945,10 @@ impl Store for PostgresStore {
             .into_iter()
             .map(|row| Ok((outbox_from(&row)?, row.integer("id")?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        // RETURNING has no order: lanes in the order asked, each in commit order.
+        // RETURNING has no order: lanes in the order asked, each earliest due first.
         rows.sort_by_key(|(entry, id)| {
             let lane = lanes.iter().position(|(lane, _)| *lane == entry.lane);
-            (lane, *id)
+            (lane, entry.next_attempt_at, *id)
         });
         Ok(rows.into_iter().map(|(entry, _)| entry).collect())
     }

@@ -822,14 +822,21 @@ impl Store for SqliteStore {
         let rows = query.fetch_all(&self.reader).await?;
         let mut due = rows
             .iter()
-            .map(|row| Ok(((row.integer("claim_lane")?, row.integer("claim_id")?), row)))
+            .map(|row| {
+                let entry = outbox_from(row)?;
+                let order = (
+                    row.integer("claim_lane")?,
+                    entry.next_attempt_at,
+                    row.integer("claim_id")?,
+                );
+                Ok((order, entry))
+            })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        // Lane by lane in the order asked, each in commit order.
+        // Lane by lane in the order asked, each earliest due first (as the read picked them).
         due.sort_by_key(|(order, _)| *order);
         let mut claimed = Vec::with_capacity(due.len());
         let mut taken = vec![0; lanes.len()];
-        for (_, row) in due {
-            let entry = outbox_from(row)?;
+        for (_, entry) in due {
             let Some(i) = lanes.iter().position(|(lane, _)| *lane == entry.lane) else {
                 continue;
             };
