@@ -161,8 +161,10 @@ pub trait Store: QualityStore + OpsStore + WebhookStore + Send + Sync + 'static 
     /// Failed effects stay pending until done or abandoned.
     async fn pending_effects(&self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError>;
 
-    /// Up to `limit` pending effects of `lane` due at `now` (`next_attempt_at <= now`), in
-    /// commit order. An effect with an `order_key` is left out while an earlier effect of the
+    /// Up to `limit` pending effects of `lane` due at `now` (`next_attempt_at <= now`),
+    /// earliest due first, ties in commit order (a fresh effect is due from its commit, so
+    /// fresh effects come in commit order; one backing off goes after those due before it).
+    /// An effect with an `order_key` is left out while an earlier effect of the
     /// same session with the same key is still pending (due or not), so one target's
     /// notifications go out in order. Effects of quarantined sessions are left out.
     async fn due_effects(
@@ -191,7 +193,7 @@ pub trait Store: QualityStore + OpsStore + WebhookStore + Send + Sync + 'static 
     /// would claim for that lane and limit (same rules: order, ordering-key hold-back,
     /// quarantine, leases), in one read where the backend can: the dispatcher's pass over
     /// every lane costs one round trip, not one per lane. The rows come lane by lane in the
-    /// order asked, each lane in commit order. A limit of 0 claims nothing of its lane; a
+    /// order asked, each lane earliest due first. A limit of 0 claims nothing of its lane; a
     /// lane listed twice, or [`Lane::Host`], is `Invalid`. The default claims lane by lane.
     async fn claim_due_effects_all(
         &self,
