@@ -43,7 +43,8 @@ mod webhooks;
 mod writer;
 
 use group::{
-    group_gone, group_writer, write_batch, EffectStatus, EffectUpdate, Pending, Wrote, QUEUE,
+    group_gone, group_writer, write_batch, Checked, EffectStatus, EffectUpdate, Pending, Wrote,
+    QUEUE,
 };
 use leases::Leases;
 
@@ -663,9 +664,10 @@ impl Store for SqliteStore {
     }
 
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
+        let checked = Checked::new(commit)?;
         let (reply, outcome) = oneshot::channel();
         self.group
-            .send(Pending::Commit(Box::new(commit), reply))
+            .send(Pending::Commit(checked, reply))
             .await
             .map_err(|_| group_gone())?;
         outcome.await.map_err(|_| group_gone())?
@@ -673,14 +675,18 @@ impl Store for SqliteStore {
 
     async fn commit_batch(&self, commits: Vec<Commit>) -> Vec<Result<CommitOutcome, StoreError>> {
         let mut outcomes = Vec::with_capacity(commits.len());
-        let batch = commits
-            .into_iter()
-            .map(|commit| {
-                let (reply, outcome) = oneshot::channel();
-                outcomes.push(outcome);
-                Pending::Commit(Box::new(commit), reply)
-            })
-            .collect();
+        let mut batch = Vec::with_capacity(commits.len());
+        for commit in commits {
+            let (reply, outcome) = oneshot::channel();
+            outcomes.push(outcome);
+            match Checked::new(commit) {
+                Ok(checked) => batch.push(Pending::Commit(checked, reply)),
+                // Refused before the batch: it writes nothing and fails alone.
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            }
+        }
         let (batch, results) = write_batch(&self.writer, batch).await;
         for (pending, result) in batch.into_iter().zip(results) {
             if let Pending::Commit(_, reply) = pending {

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::leases::Leases;
 use super::writer::{batch_failed, write_locked};
 use crate::error::StoreError;
+use crate::limits::{self, EncodedCommit};
 use crate::session::{Commit, CommitOutcome};
 
 /// Most writes in one transaction.
@@ -45,11 +46,26 @@ pub(super) struct EffectUpdate {
     pub(super) status: EffectStatus,
 }
 
+/// A commit checked and encoded by its caller, before it queues: the writer, which every
+/// write waits for, only writes, while the JSON encoding runs in the callers, side by side.
+pub(super) struct Checked {
+    pub(super) commit: Commit,
+    pub(super) encoded: EncodedCommit,
+}
+
+impl Checked {
+    /// `commit` within the store's limits and encoded, or why it is not.
+    pub(super) fn new(commit: Commit) -> Result<Box<Self>, StoreError> {
+        let encoded = limits::commit(&commit)?;
+        Ok(Box::new(Self { commit, encoded }))
+    }
+}
+
 /// A write queued for the group writer, with where its result goes.
 pub(super) enum Pending {
     /// A session commit.
     Commit(
-        Box<Commit>,
+        Box<Checked>,
         oneshot::Sender<Result<CommitOutcome, StoreError>>,
     ),
     /// An outbox status update.
@@ -231,7 +247,10 @@ mod tests {
         let (committed, commit_answered) = oneshot::channel();
         store
             .group
-            .send(Pending::Commit(Box::new(create("b")), committed))
+            .send(Pending::Commit(
+                Checked::new(create("b")).unwrap(),
+                committed,
+            ))
             .await
             .unwrap();
         let outcome = tokio::time::timeout(Duration::from_secs(10), commit_answered)

@@ -24,7 +24,7 @@ use crate::codec::{
     unsigned, RowExt,
 };
 use crate::error::StoreError;
-use crate::limits;
+use crate::limits::{self, EncodedCommit};
 use crate::registry::{ActiveCall, RegistryChange};
 use crate::session::{Commit, CommitOutcome, Lane};
 
@@ -93,7 +93,9 @@ fn write_all(conn: &mut Connection, batch: &[Pending]) -> Vec<Written> {
     let mut results = Vec::with_capacity(batch.len());
     for pending in batch {
         results.push(match pending {
-            Pending::Commit(commit, _) => commit_in(&outer, commit).map(Wrote::Commit),
+            Pending::Commit(checked, _) => {
+                commit_in(&outer, &checked.commit, &checked.encoded).map(Wrote::Commit)
+            }
             Pending::Effect(update, _) => update_effect(&outer, update).map(|()| Wrote::Updated),
             Pending::PublishHost(limit, _) => publish_host_in(&outer, *limit).map(Wrote::Published),
         });
@@ -202,9 +204,13 @@ impl Drop for Point<'_> {
     }
 }
 
-/// Applies one commit inside `tx` (the batch's transaction), in a savepoint of its own.
-fn commit_in(tx: &Connection, commit: &Commit) -> Result<CommitOutcome, StoreError> {
-    let encoded = limits::commit(commit)?;
+/// Applies one commit (checked and encoded as `encoded`) inside `tx` (the batch's
+/// transaction), in a savepoint of its own.
+fn commit_in(
+    tx: &Connection,
+    commit: &Commit,
+    encoded: &EncodedCommit,
+) -> Result<CommitOutcome, StoreError> {
     let at = ms(commit.at)?;
     let deadline = opt_ms(commit.next_deadline)?;
     let n_effects = commit.effects.len() as i64;
