@@ -231,17 +231,26 @@ impl SqliteStore {
         status: EffectStatus,
     ) -> Result<(), StoreError> {
         int(seq)?;
-        let (reply, outcome) = oneshot::channel();
         let update = EffectUpdate {
             session_id: session_id.clone(),
             seq,
             status,
         };
+        self.through_group(|reply| Pending::Effect(update, reply))
+            .await
+    }
+
+    /// Queues one write for the group writer and waits for its answer.
+    async fn through_group<T>(
+        &self,
+        write: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Pending,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
         self.group
-            .send(Pending::Effect(update, reply))
+            .send(write(reply))
             .await
             .map_err(|_| group_gone())?;
-        outcome.await.map_err(|_| group_gone())?
+        answer.await.map_err(|_| group_gone())?
     }
 }
 
@@ -665,12 +674,8 @@ impl Store for SqliteStore {
 
     async fn commit(&self, commit: Commit) -> Result<CommitOutcome, StoreError> {
         let checked = Checked::new(commit)?;
-        let (reply, outcome) = oneshot::channel();
-        self.group
-            .send(Pending::Commit(checked, reply))
+        self.through_group(|reply| Pending::Commit(checked, reply))
             .await
-            .map_err(|_| group_gone())?;
-        outcome.await.map_err(|_| group_gone())?
     }
 
     async fn commit_batch(&self, commits: Vec<Commit>) -> Vec<Result<CommitOutcome, StoreError>> {

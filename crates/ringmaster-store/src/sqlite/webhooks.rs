@@ -1,6 +1,6 @@
 //! [`WebhookStore`] for SQLite.
 
-use super::group::{group_gone, Pending};
+use super::group::Pending;
 use super::SqliteStore;
 use crate::codec::{int, ms, unsigned};
 use crate::error::StoreError;
@@ -9,19 +9,14 @@ use crate::webhook_store::{
     WebhookEndpoint, WebhookStore, ENDPOINT_COLUMNS, KEPT_ATTEMPTS,
 };
 use async_trait::async_trait;
-use tokio::sync::oneshot;
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
     async fn publish_host_events(&self, limit: u32) -> Result<u32, StoreError> {
         // In the group writer's next batch: no transaction (and fsync) of its own, and no
         // hold on the writer connection while commits wait.
-        let (reply, published) = oneshot::channel();
-        self.group
-            .send(Pending::PublishHost(limit, reply))
+        self.through_group(|reply| Pending::PublishHost(limit, reply))
             .await
-            .map_err(|_| group_gone())?;
-        published.await.map_err(|_| group_gone())?
     }
 
     async fn log_host_event(&self, event: &crate::host_event::HostEvent) -> Result<(), StoreError> {
