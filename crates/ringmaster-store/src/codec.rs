@@ -442,6 +442,30 @@ fn params_list(p: char, n: usize) -> String {
     (1..=n).map(|i| param(p, i)).collect::<Vec<_>>().join(", ")
 }
 
+/// The host-event relay's read: the oldest pending host-lane outbox rows (id, effect,
+/// created_at), through the pending-rows index; binds the lane and the limit.
+pub(crate) fn pending_host_events_sql(p: char) -> String {
+    format!(
+        "SELECT id, effect, created_at FROM outbox WHERE status = 'pending' \
+         AND lane = {} ORDER BY id LIMIT {}",
+        param(p, 1),
+        param(p, 2)
+    )
+}
+
+/// One event into the host-event log, once per `event_id`; binds event_id, event_type, body
+/// and created_at.
+pub(crate) fn host_event_insert_sql(p: char) -> String {
+    format!(
+        "INSERT INTO host_events (event_id, event_type, body, created_at) \
+         VALUES ({}, {}, {}, {}) ON CONFLICT (event_id) DO NOTHING",
+        param(p, 1),
+        param(p, 2),
+        param(p, 3),
+        param(p, 4)
+    )
+}
+
 /// Upsert of one call record on its `call_session_id`, binding its 17 columns in the order
 /// listed; a record of another user is left alone. `p` is the parameter sigil (`?` or `$`).
 pub(crate) fn call_record_upsert_sql(p: char) -> String {

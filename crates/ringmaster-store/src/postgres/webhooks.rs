@@ -1,7 +1,7 @@
 //! [`WebhookStore`] for PostgreSQL.
 
 use super::PostgresStore;
-use crate::codec::{int, ms, unsigned};
+use crate::codec::{host_event_insert_sql, int, ms, pending_host_events_sql, unsigned};
 use crate::error::StoreError;
 use crate::session::Lane;
 use crate::webhook_store::{
@@ -15,30 +15,25 @@ use sqlx::Row;
 impl WebhookStore for PostgresStore {
     async fn publish_host_events(&self, limit: u32) -> Result<u32, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(
-            // By lane, through the pending-rows index, not by the effect's JSON type (a scan
-            // of every pending row).
-            "SELECT id, effect, created_at FROM outbox WHERE status = 'pending' \
-             AND lane = $1 ORDER BY id LIMIT $2",
-        )
-        .bind(Lane::Host.as_str())
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
+        // By lane, through the pending-rows index, not by the effect's JSON type (a scan of
+        // every pending row).
+        let rows = sqlx::query(&pending_host_events_sql('$'))
+            .bind(Lane::Host.as_str())
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        let insert = host_event_insert_sql('$');
         for row in &rows {
             let id: i64 = row.try_get("id")?;
             let effect: String = row.try_get("effect")?;
             let event = crate::webhook_store::logged_body(&effect)?;
-            sqlx::query(
-                "INSERT INTO host_events (event_id, event_type, body, created_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING",
-            )
-            .bind(&event.event_id)
-            .bind(&event.event_type)
-            .bind(&event.body)
-            .bind(row.try_get::<i64, _>("created_at")?)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(&insert)
+                .bind(&event.event_id)
+                .bind(&event.event_type)
+                .bind(&event.body)
+                .bind(row.try_get::<i64, _>("created_at")?)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query("UPDATE outbox SET status = 'done' WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)
@@ -52,16 +47,13 @@ impl WebhookStore for PostgresStore {
         let effect =
             serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let logged = crate::webhook_store::logged_body(&effect)?;
-        sqlx::query(
-            "INSERT INTO host_events (event_id, event_type, body, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(&logged.event_id)
-        .bind(&logged.event_type)
-        .bind(&logged.body)
-        .bind(ms(event.at)?)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(&host_event_insert_sql('$'))
+            .bind(&logged.event_id)
+            .bind(&logged.event_type)
+            .bind(&logged.body)
+            .bind(ms(event.at)?)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

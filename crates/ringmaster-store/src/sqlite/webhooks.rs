@@ -2,7 +2,7 @@
 
 use super::group::Pending;
 use super::SqliteStore;
-use crate::codec::{int, ms, unsigned};
+use crate::codec::{host_event_insert_sql, int, ms, unsigned};
 use crate::error::StoreError;
 use crate::webhook_store::{
     attempt_from, endpoint_from, event_from, AttemptRecord, AttemptResult, LoggedEvent,
@@ -23,16 +23,13 @@ impl WebhookStore for SqliteStore {
         let effect =
             serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let logged = crate::webhook_store::logged_body(&effect)?;
-        sqlx::query(
-            "INSERT INTO host_events (event_id, event_type, body, created_at) \
-             VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(&logged.event_id)
-        .bind(&logged.event_type)
-        .bind(&logged.body)
-        .bind(ms(event.at)?)
-        .execute(&self.writer)
-        .await?;
+        sqlx::query(&host_event_insert_sql('?'))
+            .bind(&logged.event_id)
+            .bind(&logged.event_type)
+            .bind(&logged.body)
+            .bind(ms(event.at)?)
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 

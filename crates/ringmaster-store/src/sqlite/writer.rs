@@ -20,8 +20,8 @@ use std::sync::LazyLock;
 
 use super::group::{EffectStatus, EffectUpdate, Pending, Written, Wrote};
 use crate::codec::{
-    active_from, call_leg_upsert_sql, call_record_upsert_sql, int, ms, opt_ms, outbox_insert_sql,
-    unsigned, RowExt,
+    active_from, call_leg_upsert_sql, call_record_upsert_sql, host_event_insert_sql, int, ms,
+    opt_ms, outbox_insert_sql, pending_host_events_sql, unsigned, RowExt,
 };
 use crate::error::StoreError;
 use crate::limits::{self, EncodedCommit};
@@ -32,6 +32,10 @@ use crate::session::{Commit, CommitOutcome, Lane};
 static CALL_RECORD_UPSERT: LazyLock<String> = LazyLock::new(|| call_record_upsert_sql('?'));
 /// The call-leg upsert (see above).
 static CALL_LEG_UPSERT: LazyLock<String> = LazyLock::new(|| call_leg_upsert_sql('?'));
+/// The host-event relay's read and insert, shared with PostgreSQL.
+static PENDING_HOST_EVENTS: LazyLock<String> = LazyLock::new(|| pending_host_events_sql('?'));
+/// See above.
+static HOST_EVENT_INSERT: LazyLock<String> = LazyLock::new(|| host_event_insert_sql('?'));
 
 /// Statements kept prepared during one batch (the commit path uses about 15, plus one outbox
 /// insert per effect count).
@@ -459,13 +463,8 @@ fn commit_in(
 /// write); returns how many moved.
 fn publish_host_in(tx: &Connection, limit: u32) -> Result<u32, StoreError> {
     let point = Point::begin(tx)?;
-    // By lane, through the pending-rows index: a filter on the effect's JSON type would scan
-    // the whole outbox (done rows too).
     let rows = tx
-        .prepare_cached(
-            "SELECT id, effect, created_at FROM outbox WHERE status = 'pending' \
-             AND lane = ? ORDER BY id LIMIT ?",
-        )?
+        .prepare_cached(&PENDING_HOST_EVENTS)?
         .query_map(params![Lane::Host.as_str(), limit], |row| {
             Ok((
                 row.get::<_, i64>(0)?,
@@ -476,11 +475,7 @@ fn publish_host_in(tx: &Connection, limit: u32) -> Result<u32, StoreError> {
         .collect::<Result<Vec<_>, _>>()?;
     for (id, effect, created_at) in &rows {
         let event = crate::webhook_store::logged_body(effect)?;
-        tx.prepare_cached(
-            "INSERT INTO host_events (event_id, event_type, body, created_at) \
-             VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-        )?
-        .execute(params![
+        tx.prepare_cached(&HOST_EVENT_INSERT)?.execute(params![
             event.event_id,
             event.event_type,
             event.body,
