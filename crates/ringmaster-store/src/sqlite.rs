@@ -1,13 +1,14 @@
 //! The embedded SQLite backend (WAL mode): the default for a single `ringmaster` process.
 //!
-//! All writes go through one connection, so transactions never fight over SQLite's single
-//! write lock inside the process; reads use a small separate pool and see the last committed
-//! state (WAL readers do not block the writer).
-//!
-//! Session commits go through a group writer: the commits of many sessions queued while one
-//! transaction runs are written together in the next, each in its own savepoint (so
-//! compare-and-set, dedupe and the registry are still checked per commit, and a conflict undoes
-//! only that commit), and every caller is answered after the transaction is committed.
+//! Session commits and outbox status updates go through a group writer: the writes queued
+//! while one transaction runs are written together in the next, each commit in its own
+//! savepoint (so compare-and-set, dedupe and the registry are still checked per commit, and a
+//! conflict undoes only that commit), and every caller is answered after the transaction is
+//! committed. For a database file the group writer has a connection of its own, which keeps
+//! its statements prepared; every other write (admin, pruning, quality, webhook bookkeeping)
+//! goes through sqlx on the writer pool's one connection. The two take turns through the
+//! store's write gate, so within the process they never meet SQLite's busy handler. Reads use
+//! a small separate pool and see the last committed state (WAL readers do not block writers).
 
 use async_trait::async_trait;
 use ringmaster_core::{CallSessionId, DeviceId, Timestamp, UserId};
@@ -19,7 +20,7 @@ use sqlx::{Sqlite, Transaction};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Mutex, OwnedMutexGuard};
 
 use crate::codec::{
     self, active_from, billing_from, bind_device, call_from, call_page, device_from,
@@ -43,10 +44,10 @@ mod webhooks;
 mod writer;
 
 use group::{
-    group_gone, group_writer, write_batch, Checked, EffectStatus, EffectUpdate, Pending, Wrote,
-    QUEUE,
+    group_gone, group_writer, Checked, EffectStatus, EffectUpdate, Pending, WriterConn, QUEUE,
 };
 use leases::Leases;
+use writer::Opener;
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,6 +87,14 @@ impl SqliteSync {
             Self::Normal => SqliteSynchronous::Normal,
         }
     }
+
+    /// The level's name in `PRAGMA synchronous`.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
 }
 
 /// A [`Store`] in an SQLite database file (or `sqlite::memory:`).
@@ -99,6 +108,37 @@ pub struct SqliteStore {
     directory: Arc<DirectoryCache>,
     /// Outbox and timer leases, in memory (one process per file).
     leases: Arc<Leases>,
+    /// Held by every write transaction through `writer`, and by the group writer for each
+    /// batch when it has a connection of its own: the two take turns (see
+    /// [`group::WriterConn::Owned`]).
+    gate: Arc<Mutex<()>>,
+}
+
+/// A write transaction on the writer pool, holding the store's write turn until it ends.
+pub(crate) struct WriteTx {
+    tx: Transaction<'static, Sqlite>,
+    _turn: OwnedMutexGuard<()>,
+}
+
+impl WriteTx {
+    /// Commits the transaction, then gives the turn back.
+    pub(crate) async fn commit(self) -> Result<(), StoreError> {
+        Ok(self.tx.commit().await?)
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::SqliteConnection;
+
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 impl SqliteStore {
@@ -139,10 +179,18 @@ impl SqliteStore {
                 .connect_with(options)
                 .await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-            return Ok(Self::with_pools(pool.clone(), pool, Leases::for_file(None)));
+            let writer = WriterConn::Borrowed(pool.clone());
+            return Ok(Self::with_pools(
+                pool.clone(),
+                pool,
+                writer,
+                Arc::default(),
+                Leases::for_file(None),
+            ));
         }
 
         private_file(options.get_filename())?;
+        let path = options.get_filename().to_owned();
         let leases = Leases::for_file(options.get_filename().to_str());
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -162,7 +210,24 @@ impl SqliteStore {
                     .pragma("mmap_size", READER_MMAP.to_string()),
             )
             .await?;
-        Ok(Self::with_pools(writer, reader, leases))
+        let opener = Opener {
+            path,
+            sync,
+            busy_timeout: BUSY_TIMEOUT,
+        };
+        let own = tokio::task::spawn_blocking({
+            let opener = opener.clone();
+            move || opener.open()
+        })
+        .await
+        .map_err(|e| StoreError::Backend(sqlx::Error::Io(std::io::Error::other(e))))??;
+        let gate = Arc::default();
+        let group = WriterConn::Owned {
+            conn: Some(own),
+            opener,
+            gate: Arc::clone(&gate),
+        };
+        Ok(Self::with_pools(writer, reader, group, gate, leases))
     }
 
     /// The `PRAGMA synchronous` level writes run with (0 off, 1 normal, 2 full, 3 extra).
@@ -172,23 +237,42 @@ impl SqliteStore {
             .await?)
     }
 
-    /// The store over its pools, with its group writer started.
-    fn with_pools(writer: SqlitePool, reader: SqlitePool, leases: Arc<Leases>) -> Self {
-        let (group, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(group_writer(writer.clone(), leases.clone(), queue));
+    /// The store over its pools, with its group writer started on `group`.
+    fn with_pools(
+        writer: SqlitePool,
+        reader: SqlitePool,
+        group: WriterConn,
+        gate: Arc<Mutex<()>>,
+        leases: Arc<Leases>,
+    ) -> Self {
+        let (queue_tx, queue) = mpsc::channel(QUEUE);
+        tokio::spawn(group_writer(group, leases.clone(), queue));
         Self {
             writer,
             reader,
-            group,
+            group: queue_tx,
             directory: Arc::default(),
             leases,
+            gate,
         }
     }
 
-    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    /// A write transaction on the writer pool, in the store's write turn.
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+        let turn = Arc::clone(&self.gate).lock_owned().await;
         // IMMEDIATE takes the write lock up front, so a read-then-write transaction can never
         // fail half-way with SQLITE_BUSY when another process writes.
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(WriteTx { tx, _turn: turn })
+    }
+
+    /// Runs one write statement on the writer pool, in the store's write turn.
+    pub(crate) async fn execute_write<'q>(
+        &self,
+        query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> Result<u64, StoreError> {
+        let _turn = self.gate.lock().await;
+        Ok(query.execute(&self.writer).await?.rows_affected())
     }
 
     async fn load_user(
@@ -679,23 +763,20 @@ impl Store for SqliteStore {
     }
 
     async fn commit_batch(&self, commits: Vec<Commit>) -> Vec<Result<CommitOutcome, StoreError>> {
+        // Queued back to back, they are written together unless the queue is long.
         let mut outcomes = Vec::with_capacity(commits.len());
-        let mut batch = Vec::with_capacity(commits.len());
         for commit in commits {
             let (reply, outcome) = oneshot::channel();
             outcomes.push(outcome);
             match Checked::new(commit) {
-                Ok(checked) => batch.push(Pending::Commit(checked, reply)),
+                Ok(checked) => {
+                    // A writer gone drops the reply, which the wait below reports.
+                    let _ = self.group.send(Pending::Commit(checked, reply)).await;
+                }
                 // Refused before the batch: it writes nothing and fails alone.
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
-            }
-        }
-        let (batch, results) = write_batch(&self.writer, batch).await;
-        for (pending, result) in batch.into_iter().zip(results) {
-            if let Pending::Commit(_, reply) = pending {
-                let _ = reply.send(result.and_then(Wrote::commit));
             }
         }
         let mut answered = Vec::with_capacity(outcomes.len());
@@ -895,16 +976,17 @@ impl Store for SqliteStore {
         reason: &str,
         at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let found = sqlx::query(
-            "UPDATE sessions SET quarantined_at = COALESCE(quarantined_at, ?), \
-             quarantine_reason = COALESCE(quarantine_reason, ?) WHERE id = ?",
-        )
-        .bind(ms(at)?)
-        .bind(limits::truncate_error(reason))
-        .bind(id.as_str())
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
+        let found = self
+            .execute_write(
+                sqlx::query(
+                    "UPDATE sessions SET quarantined_at = COALESCE(quarantined_at, ?), \
+                     quarantine_reason = COALESCE(quarantine_reason, ?) WHERE id = ?",
+                )
+                .bind(ms(at)?)
+                .bind(limits::truncate_error(reason))
+                .bind(id.as_str()),
+            )
+            .await?;
         Ok(found > 0)
     }
 

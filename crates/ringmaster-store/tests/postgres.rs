@@ -181,6 +181,9 @@ async fn an_outbox_commit_wakes_every_node() {
     let sqlite = SqliteStore::open("sqlite::memory:").await.unwrap();
     assert!(sqlite.outbox_wakeups().await.unwrap().is_none());
     assert!(sqlite.dial_ledger().is_none());
+    // The listener holds one of b's connections until its receiver is gone, and closing a
+    // pool waits for every connection to come back.
+    drop(wakeups);
     a.close().await;
     b.close().await;
 }

@@ -23,13 +23,15 @@ impl WebhookStore for SqliteStore {
         let effect =
             serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let logged = crate::webhook_store::logged_body(&effect)?;
-        sqlx::query(&host_event_insert_sql('?'))
-            .bind(&logged.event_id)
-            .bind(&logged.event_type)
-            .bind(&logged.body)
-            .bind(ms(event.at)?)
-            .execute(&self.writer)
-            .await?;
+        let sql = host_event_insert_sql('?');
+        self.execute_write(
+            sqlx::query(&sql)
+                .bind(&logged.event_id)
+                .bind(&logged.event_type)
+                .bind(&logged.body)
+                .bind(ms(event.at)?),
+        )
+        .await?;
         Ok(())
     }
 
@@ -101,11 +103,12 @@ impl WebhookStore for SqliteStore {
     }
 
     async fn skip_webhook_events(&self, id: &str, seq: u64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE webhook_endpoints SET cursor = MAX(cursor, ?) WHERE id = ?")
-            .bind(int(seq)?)
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
+        self.execute_write(
+            sqlx::query("UPDATE webhook_endpoints SET cursor = MAX(cursor, ?) WHERE id = ?")
+                .bind(int(seq)?)
+                .bind(id),
+        )
+        .await?;
         Ok(())
     }
 

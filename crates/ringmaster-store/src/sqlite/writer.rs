@@ -1,24 +1,29 @@
-//! The statements of a group-writer batch, run straight on the writer connection's SQLite
-//! handle (through rusqlite) on a blocking thread.
+//! The statements of a group-writer batch, run through rusqlite on a blocking thread.
 //!
 //! Through sqlx every statement is a round trip to the connection's worker thread (a channel
 //! send, a wake-up, a reply): a new call's commit is a dozen statements, and the profile of
 //! `ringmaster bench ingest` put most of the time in those hand-offs. Here a whole batch costs
-//! a few hand-offs, and the statements are prepared once per batch.
+//! a few hand-offs.
 //!
-//! The handle is borrowed from sqlx with `lock_handle`, which parks sqlx's worker for as long
-//! as the lock is held, so both never use the connection at once; every batch ends its
-//! transaction before the lock is released. rusqlite 0.32 and sqlx 0.8 link the same
-//! `libsqlite3-sys` 0.30, so the handle's type is the same for both.
+//! A database file gets a rusqlite connection of the group writer's own ([`Opener`]), which
+//! keeps its statements prepared across batches. An in-memory database exists only on the
+//! sqlx writer connection, whose handle is borrowed for each batch with `lock_handle`: that
+//! parks sqlx's worker for as long as the lock is held, so both never use the connection at
+//! once, and every batch ends its transaction (and finalizes its statements) before the lock
+//! is released. rusqlite 0.32 and sqlx 0.8 link the same `libsqlite3-sys` 0.30, so the
+//! handle's type is the same for both.
 
 use ringmaster_core::DeviceId;
 use rusqlite::types::ToSql;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use sqlx::pool::PoolConnection;
 use sqlx::Sqlite;
+use std::path::PathBuf;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use super::group::{EffectStatus, EffectUpdate, Pending, Written, Wrote};
+use super::SqliteSync;
 use crate::codec::{
     active_from, call_leg_upsert_sql, call_record_upsert_sql, host_event_insert_sql, int, ms,
     opt_ms, outbox_insert_sql, pending_host_events_sql, unsigned, RowExt,
@@ -37,9 +42,75 @@ static PENDING_HOST_EVENTS: LazyLock<String> = LazyLock::new(|| pending_host_eve
 /// See above.
 static HOST_EVENT_INSERT: LazyLock<String> = LazyLock::new(|| host_event_insert_sql('?'));
 
-/// Statements kept prepared during one batch (the commit path uses about 15, plus one outbox
-/// insert per effect count).
+/// Statements kept prepared (the commit path uses about 15, plus one outbox insert per effect
+/// count).
 const STATEMENTS: usize = 64;
+
+/// Opens the group writer's own connection to a database file.
+#[derive(Clone, Debug)]
+pub(super) struct Opener {
+    /// The database file, which exists and is migrated.
+    pub(super) path: PathBuf,
+    /// How hard commits go to disk, as on the store's other connections.
+    pub(super) sync: SqliteSync,
+    /// How long a write waits for another process's write lock.
+    pub(super) busy_timeout: Duration,
+}
+
+impl Opener {
+    /// A new connection, set up as sqlx sets up the store's others.
+    pub(super) fn open(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(self.busy_timeout)?;
+        conn.pragma_update(None, "synchronous", self.sync.name())?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENTS);
+        Ok(conn)
+    }
+
+    /// Writes `batch` on `conn` (opened first if `None`), and gives back the connection to
+    /// keep, if any.
+    ///
+    /// A batch of outbox status updates alone is committed without waiting for the disk
+    /// (`synchronous = NORMAL`, which in WAL mode still never corrupts the file): the next
+    /// fully synchronous commit, a few milliseconds later on a busy store, makes it durable
+    /// along with itself. A power loss in between can only make an effect pending again,
+    /// which the dispatcher then sends once more, as after a crash between sending it and
+    /// recording it. Those batches were most of the fsyncs of a call (one per effect), and
+    /// every commit queued behind them waited for theirs.
+    pub(super) fn write(
+        &self,
+        conn: Option<Connection>,
+        batch: &[Pending],
+    ) -> (Option<Connection>, Vec<Written>) {
+        let mut conn = match conn.map_or_else(|| self.open(), Ok) {
+            Ok(conn) => conn,
+            Err(e) => return (None, batch_failed(batch.len(), &e)),
+        };
+        let relax =
+            self.sync == SqliteSync::Full && batch.iter().all(|p| matches!(p, Pending::Effect(..)));
+        if !relax {
+            let results = write_all(&mut conn, batch);
+            return (Some(conn), results);
+        }
+        if let Err(e) = conn.pragma_update(None, "synchronous", SqliteSync::Normal.name()) {
+            return (Some(conn), batch_failed(batch.len(), &e));
+        }
+        let results = write_all(&mut conn, batch);
+        match conn.pragma_update(None, "synchronous", self.sync.name()) {
+            Ok(()) => (Some(conn), results),
+            // Never commit on it with less than the store's durability: the next batch opens
+            // a new one.
+            Err(e) => {
+                tracing::error!(error = %e, "the SQLite group writer's connection is dropped");
+                (None, results)
+            }
+        }
+    }
+}
 
 /// A database failure seen through rusqlite, as the store reports it.
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -65,8 +136,8 @@ pub(super) fn batch_failed<T>(n: usize, e: &dyn std::fmt::Display) -> Vec<Result
         .collect()
 }
 
-/// Writes `batch` in one transaction on `conn`'s handle, on this (blocking) thread; the
-/// results are in the batch's order.
+/// Writes `batch` in one transaction on `conn`'s handle (borrowed for the batch), on this
+/// (blocking) thread; the results are in the batch's order.
 pub(super) fn write_locked(conn: &mut PoolConnection<Sqlite>, batch: &[Pending]) -> Vec<Written> {
     let runtime = tokio::runtime::Handle::current();
     let mut locked = match runtime.block_on(conn.lock_handle()) {
