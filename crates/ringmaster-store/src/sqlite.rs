@@ -20,7 +20,8 @@ use sqlx::{Sqlite, Transaction};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Mutex, OwnedMutexGuard};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify, OwnedMutexGuard};
+use tokio::task::JoinHandle;
 
 use crate::codec::{
     self, active_from, billing_from, bind_device, call_from, call_page, device_from,
@@ -112,6 +113,10 @@ pub struct SqliteStore {
     /// batch when it has a connection of its own: the two take turns (see
     /// [`group::WriterConn::Owned`]).
     gate: Arc<Mutex<()>>,
+    /// Tells the group writer to finish what is queued and close its connection.
+    stop: Arc<Notify>,
+    /// The group writer, until the store is closed.
+    group_task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
 }
 
 /// A write transaction on the writer pool, holding the store's write turn until it ends.
@@ -246,7 +251,8 @@ impl SqliteStore {
         leases: Arc<Leases>,
     ) -> Self {
         let (queue_tx, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(group_writer(group, leases.clone(), queue));
+        let stop = Arc::new(Notify::new());
+        let task = tokio::spawn(group_writer(group, leases.clone(), queue, stop.clone()));
         Self {
             writer,
             reader,
@@ -254,6 +260,8 @@ impl SqliteStore {
             directory: Arc::default(),
             leases,
             gate,
+            stop,
+            group_task: Arc::new(std::sync::Mutex::new(Some(task))),
         }
     }
 
@@ -1253,6 +1261,16 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        self.stop.notify_one();
+        let task = self
+            .group_task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            // Its queue drained, the group writer has closed its connection.
+            let _ = task.await;
+        }
         self.writer.close().await;
         self.reader.close().await;
     }

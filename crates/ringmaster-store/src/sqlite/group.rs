@@ -13,7 +13,7 @@ use ringmaster_core::CallSessionId;
 use rusqlite::Connection;
 use sqlx::SqlitePool;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
 use super::leases::Leases;
 use super::writer::{batch_failed, write_locked, Opener};
@@ -117,12 +117,28 @@ pub(super) fn group_gone() -> StoreError {
 /// The release waits for any claim in progress (a claim holds the lease table across its
 /// read), so it runs beside the writer: commits are answered, and the next batch starts,
 /// without waiting for a dispatcher's read.
+///
+/// Once `stop` is notified it takes no new writes, writes what is queued, and ends, closing its
+/// connection.
 pub(super) async fn group_writer(
     mut conn: WriterConn,
     leases: Arc<Leases>,
     mut queue: mpsc::Receiver<Pending>,
+    stop: Arc<Notify>,
 ) {
-    while let Some(first) = queue.recv().await {
+    let mut stopping = false;
+    loop {
+        let first = tokio::select! {
+            next = queue.recv() => match next {
+                Some(first) => first,
+                None => break,
+            },
+            () = stop.notified(), if !stopping => {
+                stopping = true;
+                queue.close();
+                continue;
+            }
+        };
         let mut batch = Vec::with_capacity(MAX_BATCH);
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -349,6 +365,28 @@ mod tests {
             .pragma_query_value(None, "synchronous", |row| row.get(0))
             .unwrap();
         assert_eq!(level, 2, "synchronous must be back to FULL");
+    }
+
+    #[tokio::test]
+    async fn a_closed_store_writes_nothing_more() {
+        let (dir, store) = file_store().await;
+        store.commit(create("a")).await.unwrap();
+        store.close().await;
+        assert!(
+            store.commit(create("b")).await.is_err(),
+            "a commit after close must fail, not be written"
+        );
+        drop(store);
+        let url = format!("sqlite://{}/ringmaster.db", dir.path().display());
+        let again = SqliteStore::open(&url).await.unwrap();
+        let sessions: Vec<_> = again
+            .pending_effects(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.session_id)
+            .collect();
+        assert_eq!(sessions, vec![CallSessionId::new("a")]);
     }
 
     #[tokio::test]
