@@ -88,14 +88,6 @@ impl SqliteSync {
             Self::Normal => SqliteSynchronous::Normal,
         }
     }
-
-    /// The level's name in `PRAGMA synchronous`.
-    fn name(self) -> &'static str {
-        match self {
-            Self::Full => "FULL",
-            Self::Normal => "NORMAL",
-        }
-    }
 }
 
 /// A [`Store`] in an SQLite database file (or `sqlite::memory:`).
@@ -215,13 +207,13 @@ impl SqliteStore {
                     .pragma("mmap_size", READER_MMAP.to_string()),
             )
             .await?;
-        let opener = Opener {
+        let opener = Arc::new(Opener {
             path,
             sync,
             busy_timeout: BUSY_TIMEOUT,
-        };
+        });
         let own = tokio::task::spawn_blocking({
-            let opener = opener.clone();
+            let opener = Arc::clone(&opener);
             move || opener.open()
         })
         .await

@@ -186,12 +186,12 @@ pub(super) type Written = Result<Wrote, StoreError>;
 /// The connection the group writer writes with.
 pub(super) enum WriterConn {
     /// A connection of its own to the database file, kept open, so the statements it
-    /// prepares stay prepared from batch to batch (preparing them anew for each batch was a
-    /// sixth of the CPU time of `ringmaster bench lifecycle`, on the path of every commit).
+    /// prepares stay prepared from batch to batch (preparing them anew for each batch was
+    /// 6 % of the CPU time of `ringmaster bench lifecycle`, on the path of every commit).
     /// `None` after a batch panicked; the next batch opens it again.
     Owned {
         conn: Option<Connection>,
-        opener: Opener,
+        opener: Arc<Opener>,
         /// Taken for each batch, and by the store's other writes (through sqlx) for each of
         /// their transactions, so the two connections take turns in order instead of
         /// meeting SQLite's busy handler, which sleeps for milliseconds at a time.
@@ -229,7 +229,7 @@ async fn write_batch(conn: &mut WriterConn, batch: Vec<Pending>) -> (Vec<Pending
         } => {
             let turn = gate.clone().lock_owned().await;
             let lite = owned.take();
-            let opener = opener.clone();
+            let opener = Arc::clone(opener);
             let ran = tokio::task::spawn_blocking(move || {
                 let (lite, results) = opener.write(lite, &batch);
                 // Held until the transaction is over, even if the writer's future is gone.

@@ -65,7 +65,7 @@ impl Opener {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(self.busy_timeout)?;
-        conn.pragma_update(None, "synchronous", self.sync.name())?;
+        set_synchronous(&conn, self.sync)?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.set_prepared_statement_cache_capacity(STATEMENTS);
         Ok(conn)
@@ -96,11 +96,11 @@ impl Opener {
             let results = write_all(&mut conn, batch);
             return (Some(conn), results);
         }
-        if let Err(e) = conn.pragma_update(None, "synchronous", SqliteSync::Normal.name()) {
+        if let Err(e) = set_synchronous(&conn, SqliteSync::Normal) {
             return (Some(conn), batch_failed(batch.len(), &e));
         }
         let results = write_all(&mut conn, batch);
-        match conn.pragma_update(None, "synchronous", self.sync.name()) {
+        match set_synchronous(&conn, self.sync) {
             Ok(()) => (Some(conn), results),
             // Never commit on it with less than the store's durability: the next batch opens
             // a new one.
@@ -110,6 +110,17 @@ impl Opener {
             }
         }
     }
+}
+
+/// Sets `conn`'s `PRAGMA synchronous` through a cached statement (it changes twice for every
+/// batch of status updates alone).
+fn set_synchronous(conn: &Connection, sync: SqliteSync) -> Result<(), StoreError> {
+    let sql = match sync {
+        SqliteSync::Full => "PRAGMA synchronous = FULL",
+        SqliteSync::Normal => "PRAGMA synchronous = NORMAL",
+    };
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 /// A database failure seen through rusqlite, as the store reports it.
