@@ -9,6 +9,7 @@
 //! goes through sqlx on the writer pool's one connection. The two take turns through the
 //! store's write gate, so within the process they never meet SQLite's busy handler. Reads use
 //! a small separate pool and see the last committed state (WAL readers do not block writers).
+//! The WAL is checkpointed by a thread of its own, not inside a commit.
 
 use async_trait::async_trait;
 use ringmaster_core::{CallSessionId, DeviceId, Timestamp, UserId};
@@ -38,12 +39,14 @@ use crate::registry::ActiveCall;
 use crate::session::{Commit, CommitOutcome, Lane, OutboxEntry, Pruned, Retention, StoredSession};
 use crate::Store;
 
+mod checkpoint;
 mod group;
 mod leases;
 mod ops;
 mod webhooks;
 mod writer;
 
+use checkpoint::{Checkpointer, BACKSTOP_PAGES};
 use group::{
     group_gone, group_writer, Checked, EffectStatus, EffectUpdate, Pending, WriterConn, QUEUE,
 };
@@ -109,6 +112,8 @@ pub struct SqliteStore {
     stop: Arc<Notify>,
     /// The group writer, until the store is closed.
     group_task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+    /// The WAL checkpoint thread of a database file, until the store is closed.
+    checkpointer: Arc<std::sync::Mutex<Option<Checkpointer>>>,
 }
 
 /// A write transaction on the writer pool, holding the store's write turn until it ends.
@@ -183,6 +188,7 @@ impl SqliteStore {
                 writer,
                 Arc::default(),
                 Leases::for_file(None),
+                None,
             ));
         }
 
@@ -194,7 +200,11 @@ impl SqliteStore {
             // The group writer takes the connection for every batch: a ping each time would
             // be one more round trip to sqlx's worker per batch, for a local file.
             .test_before_acquire(false)
-            .connect_with(options.clone())
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("wal_autocheckpoint", BACKSTOP_PAGES.to_string()),
+            )
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         // Readers map the file: every batch moves the WAL on, which empties each reader's
@@ -212,19 +222,31 @@ impl SqliteStore {
             sync,
             busy_timeout: BUSY_TIMEOUT,
         });
-        let own = tokio::task::spawn_blocking({
+        let gate: Arc<Mutex<()>> = Arc::default();
+        let (own, checkpointer) = tokio::task::spawn_blocking({
             let opener = Arc::clone(&opener);
-            move || opener.open()
+            let gate = Arc::clone(&gate);
+            move || -> Result<_, StoreError> {
+                let own = opener.open()?;
+                let checkpointer = Checkpointer::start(opener.open()?, gate)?;
+                Ok((own, checkpointer))
+            }
         })
         .await
         .map_err(|e| StoreError::Backend(sqlx::Error::Io(std::io::Error::other(e))))??;
-        let gate = Arc::default();
         let group = WriterConn::Owned {
             conn: Some(own),
             opener,
             gate: Arc::clone(&gate),
         };
-        Ok(Self::with_pools(writer, reader, group, gate, leases))
+        Ok(Self::with_pools(
+            writer,
+            reader,
+            group,
+            gate,
+            leases,
+            Some(checkpointer),
+        ))
     }
 
     /// The `PRAGMA synchronous` level writes run with (0 off, 1 normal, 2 full, 3 extra).
@@ -241,6 +263,7 @@ impl SqliteStore {
         group: WriterConn,
         gate: Arc<Mutex<()>>,
         leases: Arc<Leases>,
+        checkpointer: Option<Checkpointer>,
     ) -> Self {
         let (queue_tx, queue) = mpsc::channel(QUEUE);
         let stop = Arc::new(Notify::new());
@@ -254,6 +277,7 @@ impl SqliteStore {
             gate,
             stop,
             group_task: Arc::new(std::sync::Mutex::new(Some(task))),
+            checkpointer: Arc::new(std::sync::Mutex::new(checkpointer)),
         }
     }
 
@@ -1262,6 +1286,15 @@ impl Store for SqliteStore {
         if let Some(task) = task {
             // Its queue drained, the group writer has closed its connection.
             let _ = task.await;
+        }
+        let checkpointer = self
+            .checkpointer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(checkpointer) = checkpointer {
+            let thread = checkpointer.stop();
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
         self.writer.close().await;
         self.reader.close().await;

@@ -390,6 +390,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_file_store_checkpoints_its_wal_in_the_background() {
+        let (dir, store) = file_store().await;
+        let db = dir.path().join("ringmaster.db");
+        let size = || std::fs::metadata(&db).unwrap().len();
+        let before = size();
+        for i in 0..100 {
+            store.commit(create(&format!("s{i}"))).await.unwrap();
+        }
+        // Far fewer pages than a writer's own checkpoint waits for: only the checkpoint thread
+        // moves them from the WAL into the database file.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while size() == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing was checkpointed into the database file"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        store.close().await;
+        assert!(
+            store.checkpointer.lock().unwrap().is_none(),
+            "closing the store stops its checkpoint thread"
+        );
+    }
+
+    #[tokio::test]
     async fn other_writes_take_turns_with_the_group_writer() {
         let (_dir, store) = file_store().await;
         let store = Arc::new(store);

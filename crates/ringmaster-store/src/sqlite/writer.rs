@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use super::checkpoint::BACKSTOP_PAGES;
 use super::group::{EffectStatus, EffectUpdate, Pending, Written, Wrote};
 use super::SqliteSync;
 use crate::codec::{
@@ -67,6 +68,8 @@ impl Opener {
         conn.busy_timeout(self.busy_timeout)?;
         set_synchronous(&conn, self.sync)?;
         conn.pragma_update(None, "foreign_keys", true)?;
+        // The checkpoint thread does this work off the commit path; see `checkpoint`.
+        conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)?;
         conn.set_prepared_statement_cache_capacity(STATEMENTS);
         Ok(conn)
     }
