@@ -4,8 +4,8 @@
 //! while one transaction runs are written together in the next, each commit in its own
 //! savepoint (so compare-and-set, dedupe and the registry are still checked per commit, and a
 //! conflict undoes only that commit), and every caller is answered after the transaction is
-//! committed. For a database file the group writer has a connection of its own, which keeps
-//! its statements prepared; every other write (admin, pruning, quality, webhook bookkeeping)
+//! committed. For a database file the group writer is a thread with a connection of its own,
+//! which keeps its statements prepared; every other write (admin, pruning, quality, webhook bookkeeping)
 //! goes through sqlx on the writer pool's one connection. The two take turns through the
 //! store's write gate, so within the process they never meet SQLite's busy handler. Reads use
 //! a small separate pool and see the last committed state (WAL readers do not block writers).
@@ -21,8 +21,7 @@ use sqlx::{Sqlite, Transaction};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Mutex, Notify, OwnedMutexGuard};
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot, Mutex, OwnedMutexGuard};
 
 use crate::codec::{
     self, active_from, billing_from, bind_device, call_from, call_page, device_from,
@@ -48,7 +47,7 @@ mod writer;
 
 use checkpoint::{Checkpointer, BACKSTOP_PAGES};
 use group::{
-    group_gone, group_writer, Checked, EffectStatus, EffectUpdate, Pending, WriterConn, QUEUE,
+    group_gone, Checked, EffectStatus, EffectUpdate, Pending, Queued, Writer, WriterConn, QUEUE,
 };
 use leases::Leases;
 use writer::Opener;
@@ -99,7 +98,7 @@ pub struct SqliteStore {
     writer: SqlitePool,
     pub(crate) reader: SqlitePool,
     /// The queue of the group writer every session commit goes through.
-    group: mpsc::Sender<Pending>,
+    group: mpsc::Sender<Queued>,
     /// Users by number and devices by user; this process is the only writer of them.
     directory: Arc<DirectoryCache>,
     /// Outbox and timer leases, in memory (one process per file).
@@ -108,10 +107,8 @@ pub struct SqliteStore {
     /// batch when it has a connection of its own: the two take turns (see
     /// [`group::WriterConn::Owned`]).
     gate: Arc<Mutex<()>>,
-    /// Tells the group writer to finish what is queued and close its connection.
-    stop: Arc<Notify>,
     /// The group writer, until the store is closed.
-    group_task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+    group_task: Arc<std::sync::Mutex<Option<Writer>>>,
     /// The WAL checkpoint thread of a database file, until the store is closed.
     checkpointer: Arc<std::sync::Mutex<Option<Checkpointer>>>,
 }
@@ -182,14 +179,14 @@ impl SqliteStore {
                 .await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
             let writer = WriterConn::Borrowed(pool.clone());
-            return Ok(Self::with_pools(
+            return Self::with_pools(
                 pool.clone(),
                 pool,
                 writer,
                 Arc::default(),
                 Leases::for_file(None),
                 None,
-            ));
+            );
         }
 
         private_file(options.get_filename())?;
@@ -235,18 +232,11 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Backend(sqlx::Error::Io(std::io::Error::other(e))))??;
         let group = WriterConn::Owned {
-            conn: Some(own),
+            conn: own,
             opener,
             gate: Arc::clone(&gate),
         };
-        Ok(Self::with_pools(
-            writer,
-            reader,
-            group,
-            gate,
-            leases,
-            Some(checkpointer),
-        ))
+        Self::with_pools(writer, reader, group, gate, leases, Some(checkpointer))
     }
 
     /// The `PRAGMA synchronous` level writes run with (0 off, 1 normal, 2 full, 3 extra).
@@ -264,21 +254,19 @@ impl SqliteStore {
         gate: Arc<Mutex<()>>,
         leases: Arc<Leases>,
         checkpointer: Option<Checkpointer>,
-    ) -> Self {
+    ) -> Result<Self, StoreError> {
         let (queue_tx, queue) = mpsc::channel(QUEUE);
-        let stop = Arc::new(Notify::new());
-        let task = tokio::spawn(group_writer(group, leases.clone(), queue, stop.clone()));
-        Self {
+        let task = Writer::start(group, leases.clone(), queue)?;
+        Ok(Self {
             writer,
             reader,
             group: queue_tx,
             directory: Arc::default(),
             leases,
             gate,
-            stop,
             group_task: Arc::new(std::sync::Mutex::new(Some(task))),
             checkpointer: Arc::new(std::sync::Mutex::new(checkpointer)),
-        }
+        })
     }
 
     /// A write transaction on the writer pool, in the store's write turn.
@@ -355,7 +343,7 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.group
-            .send(write(reply))
+            .send(write(reply).into())
             .await
             .map_err(|_| group_gone())?;
         answer.await.map_err(|_| group_gone())?
@@ -795,7 +783,10 @@ impl Store for SqliteStore {
             match Checked::new(commit) {
                 Ok(checked) => {
                     // A writer gone drops the reply, which the wait below reports.
-                    let _ = self.group.send(Pending::Commit(checked, reply)).await;
+                    let _ = self
+                        .group
+                        .send(Pending::Commit(checked, reply).into())
+                        .await;
                 }
                 // Refused before the batch: it writes nothing and fails alone.
                 Err(e) => {
@@ -1277,7 +1268,8 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        self.stop.notify_one();
+        // Queued behind every write already sent; a writer already gone needs no stop.
+        let _ = self.group.send(Queued::Stop).await;
         let task = self
             .group_task
             .lock()
@@ -1285,7 +1277,7 @@ impl Store for SqliteStore {
             .take();
         if let Some(task) = task {
             // Its queue drained, the group writer has closed its connection.
-            let _ = task.await;
+            task.join().await;
         }
         let checkpointer = self
             .checkpointer

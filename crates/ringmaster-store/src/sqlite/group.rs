@@ -12,8 +12,10 @@
 use ringmaster_core::CallSessionId;
 use rusqlite::Connection;
 use sqlx::SqlitePool;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, Mutex, Notify};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::leases::Leases;
 use super::writer::{batch_failed, write_locked, Opener};
@@ -108,89 +110,44 @@ pub(super) fn group_gone() -> StoreError {
     StoreError::Backend(sqlx::Error::PoolClosed)
 }
 
-/// Takes every write queued meanwhile (up to [`MAX_BATCH`]), writes them in one transaction
-/// and answers each caller once it is committed. The outbox leases of the effects it updated
-/// are released after the commit (not before: a claim reads committed rows, and must not see
-/// a row unleased while it still reads as pending), and each updater is answered only after
-/// its lease is gone, so its dispatcher never claims the row again under the old lease.
-///
-/// The release waits for any claim in progress (a claim holds the lease table across its
-/// read), so it runs beside the writer: commits are answered, and the next batch starts,
-/// without waiting for a dispatcher's read.
-///
-/// Once `stop` is notified it takes no new writes, writes what is queued, and ends, closing its
-/// connection.
-pub(super) async fn group_writer(
-    mut conn: WriterConn,
-    leases: Arc<Leases>,
-    mut queue: mpsc::Receiver<Pending>,
-    stop: Arc<Notify>,
-) {
-    let mut stopping = false;
-    loop {
-        let first = tokio::select! {
-            next = queue.recv() => match next {
-                Some(first) => first,
-                None => break,
-            },
-            () = stop.notified(), if !stopping => {
-                stopping = true;
-                queue.close();
-                continue;
-            }
-        };
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        let (batch, results) = write_batch(&mut conn, batch).await;
-        let mut released = Vec::new();
-        let mut updaters = Vec::new();
-        for (pending, result) in batch.into_iter().zip(results) {
-            // A caller that gave up waiting no longer needs the answer.
-            match pending {
-                Pending::Commit(_, reply) => {
-                    let _ = reply.send(result.and_then(Wrote::commit));
-                }
-                Pending::Effect(update, reply) => {
-                    if result.is_ok() {
-                        released.push((update.session_id, update.seq));
-                    }
-                    updaters.push((reply, result.map(|_| ())));
-                }
-                Pending::PublishHost(_, reply) => {
-                    let _ = reply.send(result.and_then(Wrote::published));
-                }
-            }
-        }
-        if updaters.is_empty() {
-            continue;
-        }
-        let leases = leases.clone();
-        tokio::spawn(async move {
-            leases.release_all(released).await;
-            for (reply, result) in updaters {
-                let _ = reply.send(result);
-            }
-        });
+/// What the group writer's queue carries.
+pub(super) enum Queued {
+    /// A write.
+    Write(Pending),
+    /// Ends the writer once everything queued before it is written.
+    Stop,
+}
+
+impl From<Pending> for Queued {
+    fn from(write: Pending) -> Self {
+        Self::Write(write)
     }
 }
 
-/// The result of one write of a batch.
-pub(super) type Written = Result<Wrote, StoreError>;
+/// `first` and every write queued behind it, up to [`MAX_BATCH`]. A stop closes the queue: no
+/// new write gets in, and those already in it are still taken, by this batch or the next.
+fn gather(first: Queued, queue: &mut mpsc::Receiver<Queued>) -> Vec<Pending> {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut next = Some(first);
+    while let Some(queued) = next.take() {
+        match queued {
+            Queued::Write(write) => batch.push(write),
+            Queued::Stop => queue.close(),
+        }
+        if batch.len() < MAX_BATCH {
+            next = queue.try_recv().ok();
+        }
+    }
+    batch
+}
 
 /// The connection the group writer writes with.
 pub(super) enum WriterConn {
     /// A connection of its own to the database file, kept open, so the statements it
     /// prepares stay prepared from batch to batch (preparing them anew for each batch was
     /// 6 % of the CPU time of `ringmaster bench lifecycle`, on the path of every commit).
-    /// `None` after a batch panicked; the next batch opens it again.
     Owned {
-        conn: Option<Connection>,
+        conn: Connection,
         opener: Arc<Opener>,
         /// Taken for each batch, and by the store's other writes (through sqlx) for each of
         /// their transactions, so the two connections take turns in order instead of
@@ -202,52 +159,173 @@ pub(super) enum WriterConn {
     Borrowed(SqlitePool),
 }
 
-/// Writes `batch` in one transaction (see [`super::writer`]) on a blocking thread, so no
-/// async worker waits out the fsync. The results are in order.
-async fn write_batch(conn: &mut WriterConn, batch: Vec<Pending>) -> (Vec<Pending>, Vec<Written>) {
-    let ran = match conn {
-        WriterConn::Borrowed(pool) => {
-            let mut conn = match pool.acquire().await {
-                Ok(conn) => conn,
-                Err(e) => {
-                    let failed = batch_failed(batch.len(), &e);
-                    return (batch, failed);
-                }
-            };
-            // The connection moves into the blocking task, so even if this future is
-            // dropped the handle stays locked for as long as the batch runs.
-            tokio::task::spawn_blocking(move || {
-                let results = write_locked(&mut conn, &batch);
-                (batch, results)
-            })
-            .await
+/// A running group writer.
+#[derive(Debug)]
+pub(super) enum Writer {
+    /// On a thread of its own (a database file).
+    Thread(std::thread::JoinHandle<()>),
+    /// A task borrowing sqlx's connection (an in-memory database).
+    Task(tokio::task::JoinHandle<()>),
+}
+
+impl Writer {
+    /// Starts the group writer of `queue` on `conn`. Takes every write queued meanwhile (up to
+    /// [`MAX_BATCH`]), writes them in one transaction and answers each caller once it is
+    /// committed. The outbox leases of the effects it updated are released after the commit
+    /// (not before: a claim reads committed rows, and must not see a row unleased while it
+    /// still reads as pending), and each updater is answered only after its lease is gone, so
+    /// its dispatcher never claims the row again under the old lease.
+    ///
+    /// The release waits for any claim in progress (a claim holds the lease table across its
+    /// read), so it runs beside the writer: commits are answered, and the next batch starts,
+    /// without waiting for a dispatcher's read.
+    ///
+    /// After a [`Queued::Stop`] it takes no new writes, writes what is queued, and ends,
+    /// closing its connection.
+    pub(super) fn start(
+        conn: WriterConn,
+        leases: Arc<Leases>,
+        queue: mpsc::Receiver<Queued>,
+    ) -> Result<Self, StoreError> {
+        let runtime = Handle::current();
+        Ok(match conn {
+            WriterConn::Owned { conn, opener, gate } => Self::Thread(
+                std::thread::Builder::new()
+                    .name("sqlite-group-writer".into())
+                    .spawn(move || own_writer(conn, &opener, &gate, &leases, queue, &runtime))
+                    .map_err(|e| StoreError::Backend(sqlx::Error::Io(e)))?,
+            ),
+            WriterConn::Borrowed(pool) => {
+                Self::Task(runtime.spawn(borrowing_writer(pool, leases, queue)))
+            }
+        })
+    }
+
+    /// Waits until the writer has ended (after a [`Queued::Stop`], or once every sender is
+    /// gone).
+    pub(super) async fn join(self) {
+        match self {
+            Self::Thread(thread) => {
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+            Self::Task(task) => {
+                let _ = task.await;
+            }
         }
-        WriterConn::Owned {
-            conn: owned,
-            opener,
-            gate,
-        } => {
-            let turn = gate.clone().lock_owned().await;
-            let lite = owned.take();
-            let opener = Arc::clone(opener);
-            let ran = tokio::task::spawn_blocking(move || {
-                let (lite, results) = opener.write(lite, &batch);
-                // Held until the transaction is over, even if the writer's future is gone.
-                drop(turn);
-                (lite, batch, results)
-            })
-            .await;
-            ran.map(|(lite, batch, results)| {
-                *owned = lite;
-                (batch, results)
-            })
+    }
+}
+
+/// The writer of a database file, on a thread of its own: a commit waits for one wake-up (this
+/// thread's), not for a runtime worker to run the writer's task and then for a blocking thread
+/// to run its batch. With both cores busy, each of those hand-offs could wait milliseconds for
+/// a CPU.
+fn own_writer(
+    conn: Connection,
+    opener: &Opener,
+    gate: &Mutex<()>,
+    leases: &Arc<Leases>,
+    mut queue: mpsc::Receiver<Queued>,
+    runtime: &Handle,
+) {
+    let mut conn = Some(conn);
+    while let Some(first) = queue.blocking_recv() {
+        let batch = gather(first, &mut queue);
+        if batch.is_empty() {
+            continue;
+        }
+        let results = {
+            let _turn = gate.blocking_lock();
+            let lite = conn.take();
+            match std::panic::catch_unwind(AssertUnwindSafe(|| opener.write(lite, &batch))) {
+                Ok((lite, results)) => {
+                    conn = lite;
+                    results
+                }
+                // The connection went down with the batch; the next batch opens a new one.
+                Err(_) => {
+                    tracing::error!("the SQLite group writer's batch panicked");
+                    batch_failed(batch.len(), &"the batch panicked")
+                }
+            }
+        };
+        answer(batch, results, leases, runtime);
+    }
+}
+
+/// The writer of an in-memory database, borrowing sqlx's handle for each batch.
+async fn borrowing_writer(
+    pool: SqlitePool,
+    leases: Arc<Leases>,
+    mut queue: mpsc::Receiver<Queued>,
+) {
+    let runtime = Handle::current();
+    while let Some(first) = queue.recv().await {
+        let batch = gather(first, &mut queue);
+        if batch.is_empty() {
+            continue;
+        }
+        let (batch, results) = write_borrowed(&pool, batch).await;
+        answer(batch, results, &leases, &runtime);
+    }
+}
+
+/// Answers the callers of `batch`; updaters once their rows' leases are released.
+fn answer(batch: Vec<Pending>, results: Vec<Written>, leases: &Arc<Leases>, runtime: &Handle) {
+    let mut released = Vec::new();
+    let mut updaters = Vec::new();
+    for (pending, result) in batch.into_iter().zip(results) {
+        // A caller that gave up waiting no longer needs the answer.
+        match pending {
+            Pending::Commit(_, reply) => {
+                let _ = reply.send(result.and_then(Wrote::commit));
+            }
+            Pending::Effect(update, reply) => {
+                if result.is_ok() {
+                    released.push((update.session_id, update.seq));
+                }
+                updaters.push((reply, result.map(|_| ())));
+            }
+            Pending::PublishHost(_, reply) => {
+                let _ = reply.send(result.and_then(Wrote::published));
+            }
+        }
+    }
+    if updaters.is_empty() {
+        return;
+    }
+    let leases = leases.clone();
+    runtime.spawn(async move {
+        leases.release_all(released).await;
+        for (reply, result) in updaters {
+            let _ = reply.send(result);
+        }
+    });
+}
+
+/// The result of one write of a batch.
+pub(super) type Written = Result<Wrote, StoreError>;
+
+/// Writes `batch` in one transaction (see [`super::writer`]) on sqlx's connection, from a
+/// blocking thread, so no async worker waits out the fsync. The results are in order.
+async fn write_borrowed(pool: &SqlitePool, batch: Vec<Pending>) -> (Vec<Pending>, Vec<Written>) {
+    let mut conn = match pool.acquire().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            let failed = batch_failed(batch.len(), &e);
+            return (batch, failed);
         }
     };
+    // The connection moves into the blocking task, so even if this future is dropped the
+    // handle stays locked for as long as the batch runs.
+    let ran = tokio::task::spawn_blocking(move || {
+        let results = write_locked(&mut conn, &batch);
+        (batch, results)
+    })
+    .await;
     match ran {
         Ok(done) => done,
         // The batch (and its callers' replies) went down with the task; they see the writer
-        // gone.
-        // A runtime shutting down cancels the task; only a panic is a fault.
+        // gone. A runtime shutting down cancels the task; only a panic is a fault.
         Err(e) if e.is_cancelled() => {
             tracing::debug!("the SQLite group writer's batch was cancelled at shutdown");
             (Vec::new(), Vec::new())
@@ -296,16 +374,13 @@ mod tests {
         };
         store
             .group
-            .send(Pending::Effect(done, updated))
+            .send(Pending::Effect(done, updated).into())
             .await
             .unwrap();
         let (committed, commit_answered) = oneshot::channel();
         store
             .group
-            .send(Pending::Commit(
-                Checked::new(create("b")).unwrap(),
-                committed,
-            ))
+            .send(Pending::Commit(Checked::new(create("b")).unwrap(), committed).into())
             .await
             .unwrap();
         let outcome = tokio::time::timeout(Duration::from_secs(10), commit_answered)

@@ -1,4 +1,4 @@
-//! The statements of a group-writer batch, run through rusqlite on a blocking thread.
+//! The statements of a group-writer batch, run through rusqlite off the async runtime.
 //!
 //! Through sqlx every statement is a round trip to the connection's worker thread (a channel
 //! send, a wake-up, a reply): a new call's commit is a dozen statements, and the profile of
