@@ -443,6 +443,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_group_writer_keeps_its_savepoint_journal_in_memory() {
+        let (dir, _store) = file_store().await;
+        let opener = Opener {
+            path: dir.path().join("ringmaster.db"),
+            sync: SqliteSync::Full,
+            busy_timeout: Duration::from_secs(10),
+        };
+        let conn = opener.open().unwrap();
+        let temp_store: i64 = conn
+            .pragma_query_value(None, "temp_store", |row| row.get(0))
+            .unwrap();
+        assert_eq!(temp_store, 2, "temp_store must be MEMORY");
+    }
+
+    #[tokio::test]
     async fn a_closed_store_writes_nothing_more() {
         let (dir, store) = file_store().await;
         store.commit(create("a")).await.unwrap();
