@@ -350,6 +350,13 @@ impl SqliteStore {
     }
 }
 
+/// What `slot` holds, leaving it empty (the first `close` of a store's clones takes it).
+fn take<T>(slot: &std::sync::Mutex<Option<T>>) -> Option<T> {
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+}
+
 fn io_error(what: &str, path: &std::path::Path, e: std::io::Error) -> StoreError {
     StoreError::Backend(sqlx::Error::Io(std::io::Error::new(
         e.kind(),
@@ -1270,21 +1277,11 @@ impl Store for SqliteStore {
     async fn close(&self) {
         // Queued behind every write already sent; a writer already gone needs no stop.
         let _ = self.group.send(Queued::Stop).await;
-        let task = self
-            .group_task
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(task) = task {
+        if let Some(task) = take(&self.group_task) {
             // Its queue drained, the group writer has closed its connection.
             task.join().await;
         }
-        let checkpointer = self
-            .checkpointer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(checkpointer) = checkpointer {
+        if let Some(checkpointer) = take(&self.checkpointer) {
             let thread = checkpointer.stop();
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
