@@ -5,8 +5,8 @@
 //! savepoint (so compare-and-set, dedupe and the registry are still checked per commit, and a
 //! conflict undoes only that commit), and every caller is answered after the transaction is
 //! committed. For a database file the group writer is a thread with a connection of its own,
-//! which keeps its statements prepared; every other write (admin, pruning, quality, webhook bookkeeping)
-//! goes through sqlx on the writer pool's one connection. The two take turns through the
+//! which keeps its statements prepared; every other write (admin, pruning, quality, webhook
+//! bookkeeping) goes through sqlx on the writer pool's one connection. The two take turns through the
 //! store's write gate, so within the process they never meet SQLite's busy handler. Reads use
 //! a small separate pool and see the last committed state (WAL readers do not block writers).
 //! The WAL is checkpointed by a thread of its own, not inside a commit.
@@ -355,6 +355,11 @@ fn take<T>(slot: &std::sync::Mutex<Option<T>>) -> Option<T> {
     slot.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take()
+}
+
+/// Waits for `thread` to end without holding up an async worker.
+async fn join_thread(thread: std::thread::JoinHandle<()>) {
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
 }
 
 fn io_error(what: &str, path: &std::path::Path, e: std::io::Error) -> StoreError {
@@ -1282,8 +1287,7 @@ impl Store for SqliteStore {
             task.join().await;
         }
         if let Some(checkpointer) = take(&self.checkpointer) {
-            let thread = checkpointer.stop();
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            checkpointer.stop().await;
         }
         self.writer.close().await;
         self.reader.close().await;

@@ -106,10 +106,10 @@ impl Checkpointer {
         Ok(Self { stop, thread })
     }
 
-    /// Stops the thread; joining the handle waits until its connection is closed.
-    pub(super) fn stop(self) -> JoinHandle<()> {
+    /// Stops the thread and waits until its connection is closed.
+    pub(super) async fn stop(self) {
         drop(self.stop);
-        self.thread
+        super::join_thread(self.thread).await;
     }
 }
 
@@ -190,7 +190,8 @@ mod tests {
             write_pages(&writer, id, 10);
             id += 10;
         }
-        checkpointer.stop().join().unwrap();
+        drop(checkpointer.stop);
+        checkpointer.thread.join().unwrap();
         // The file keeps the length of the longest WAL.
         let wal = std::fs::metadata(path.with_extension("db-wal"))
             .unwrap()

@@ -205,9 +205,7 @@ impl Writer {
     /// gone).
     pub(super) async fn join(self) {
         match self {
-            Self::Thread(thread) => {
-                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-            }
+            Self::Thread(thread) => super::join_thread(thread).await,
             Self::Task(task) => {
                 let _ = task.await;
             }
@@ -414,15 +412,20 @@ mod tests {
         (dir, store)
     }
 
+    /// An opener of the group writer's connection to `dir`'s store, as the store makes it.
+    fn opener(dir: &tempfile::TempDir) -> Opener {
+        Opener {
+            path: dir.path().join("ringmaster.db"),
+            sync: SqliteSync::Full,
+            busy_timeout: Duration::from_secs(10),
+        }
+    }
+
     #[tokio::test]
     async fn a_batch_of_status_updates_alone_leaves_the_writer_fully_synchronous() {
         let (dir, store) = file_store().await;
         store.commit(create("a")).await.unwrap();
-        let opener = Opener {
-            path: dir.path().join("ringmaster.db"),
-            sync: SqliteSync::Full,
-            busy_timeout: Duration::from_secs(10),
-        };
+        let opener = opener(&dir);
         let (reply, _answer) = oneshot::channel();
         let done = EffectUpdate {
             session_id: CallSessionId::new("a"),
@@ -445,11 +448,7 @@ mod tests {
     #[tokio::test]
     async fn the_group_writer_keeps_its_savepoint_journal_in_memory() {
         let (dir, _store) = file_store().await;
-        let opener = Opener {
-            path: dir.path().join("ringmaster.db"),
-            sync: SqliteSync::Full,
-            busy_timeout: Duration::from_secs(10),
-        };
+        let opener = opener(&dir);
         let conn = opener.open().unwrap();
         let temp_store: i64 = conn
             .pragma_query_value(None, "temp_store", |row| row.get(0))
