@@ -3,13 +3,14 @@
 //! compare-and-set, and retry from a fresh load when another writer got there first.
 
 use crate::clock::Clock;
+use crate::handoff::Handoff;
 use crate::session_cache::{SessionCache, Turn, Turns};
 use crate::sessions::{SessionStore, Shared};
 use ringmaster_core::session::{Effect, SessionError};
 use ringmaster_core::session::{Input, Session};
 use ringmaster_core::{CallSessionId, Timestamp};
 use ringmaster_store::{
-    session_commit, Commit, CommitOutcome, RegistryChange, Store, StoreError, TimelineEntry,
+    session_commit, Commit, CommitOutcome, Lane, RegistryChange, Store, StoreError, TimelineEntry,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,6 +122,8 @@ pub struct Engine {
     counters: Arc<Counters>,
     /// Set by [`Engine::with_session_cache`].
     cache: Option<Arc<(SessionCache, Turns)>>,
+    /// Set by [`Engine::with_handoff`].
+    handoff: Option<Handoff>,
 }
 
 impl Engine {
@@ -141,7 +144,16 @@ impl Engine {
             kick,
             counters: Arc::default(),
             cache: None,
+            handoff: None,
         }
+    }
+
+    /// Leases each commit's effects that can go out at once to this node's dispatcher, in
+    /// the commit, and hands them over in memory ([`crate::handoff`]); the dispatcher is
+    /// kicked only for what it has to read back.
+    pub fn with_handoff(mut self, handoff: Handoff) -> Self {
+        self.handoff = Some(handoff);
+        self
     }
 
     /// Remembers up to `capacity` sessions this engine committed or loaded, so an input to
@@ -407,6 +419,9 @@ impl Engine {
     /// already physically connected) is resolved by committing without the entry.
     async fn commit(&self, mut commit: Commit, told: bool) -> Result<Written, EngineError> {
         let has_outbox = !commit.effects.is_empty();
+        if let (Some(handoff), true) = (&self.handoff, has_outbox) {
+            commit.claim = Some(handoff.claim(commit.at));
+        }
         loop {
             let outcome = crate::commit_metrics::timed_commit(&*self.store, commit.clone()).await;
             if outcome.is_err() {
@@ -425,9 +440,13 @@ impl Engine {
                         .registry
                         .retain(|c| !matches!(c, RegistryChange::Set(_)));
                 }
-                CommitOutcome::Committed { version, .. } => {
+                CommitOutcome::Committed {
+                    version,
+                    effect_seqs,
+                    claimed,
+                } => {
                     self.counters.commits.fetch_add(1, Ordering::Relaxed);
-                    if has_outbox {
+                    if has_outbox && !self.hand_off(&commit, &effect_seqs, &claimed) {
                         self.kick.notify_one();
                     }
                     return Ok(Written::Committed(version));
@@ -439,6 +458,22 @@ impl Engine {
                 CommitOutcome::Duplicate => return Ok(Written::Duplicate),
             }
         }
+    }
+}
+
+impl Engine {
+    /// Hands the effects `commit` claimed to the dispatcher; false when it still has to read
+    /// the outbox: no hand-off, or one that failed, or an effect for it left unclaimed (held
+    /// back, or of a quarantined session; host events are the webhook relay's).
+    fn hand_off(&self, commit: &Commit, effect_seqs: &[u64], claimed: &[u64]) -> bool {
+        let Some(handoff) = &self.handoff else {
+            return false;
+        };
+        let unclaimed = effect_seqs
+            .iter()
+            .zip(&commit.effects)
+            .any(|(seq, effect)| effect.lane != Lane::Host && !claimed.contains(seq));
+        handoff.hand(commit, effect_seqs, claimed) && !unclaimed
     }
 }
 

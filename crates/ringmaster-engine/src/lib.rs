@@ -15,6 +15,7 @@ pub mod dial_limit;
 pub mod effects;
 pub mod engine;
 pub mod executor;
+pub mod handoff;
 pub mod retry;
 mod session_cache;
 pub mod sessions;

@@ -46,6 +46,7 @@ use ringmaster_core::{CallSessionId, EffectId, Timestamp};
 use ringmaster_engine::dial_gate::{dial_priority, DialGate, DialSlot};
 use ringmaster_engine::effects::{EffectRunner, Recorded};
 use ringmaster_engine::executor::{CommandAttempt, EffectExecutor, NotifyAttempt};
+use ringmaster_engine::handoff::Handed;
 pub use ringmaster_engine::retry::{
     attempts_for, lane_concurrency, retry_wait, DEFAULT_LEASE, MAX_RETRY_AFTER, NOTIFY_ATTEMPTS,
     RELEASE_BACKOFF_CAP, SETUP_ATTEMPTS,
@@ -86,11 +87,17 @@ pub struct Dispatcher {
     exit_after_claim: bool,
     lanes: HashMap<Lane, LaneState>,
     in_flight: Mutex<HashSet<Key>>,
+    /// Fresh effects (never attempted) a drain started: their commit may have leased them to
+    /// this node and its hand-off still be on the way (a drain woken by another commit read
+    /// them first). A handed effect found here was started already.
+    drained_fresh: Mutex<Recent>,
     /// Finished effects still in `in_flight`; released at the start of the next drain, before
     /// the outbox is read, so an effect marked done during a read is never picked up again.
     finished: Mutex<Vec<Key>>,
     /// The earliest retry or dial slot scheduled since the last drain.
     wake_at: Mutex<Option<Timestamp>>,
+    /// Effects this node's engine committed and leased to it ([`Dispatcher::with_handoff`]).
+    handed: Mutex<Option<Handed>>,
 }
 
 struct LaneState {
@@ -158,6 +165,50 @@ fn record_dismissal(n: &Notification, committed: Timestamp, now: Timestamp) {
     }
 }
 
+/// Lets effects in flight finish and record their results, so a clean stop re-sends nothing;
+/// whatever is still running after the grace period is redone on the next start (with the
+/// same command_id).
+async fn finish(mut tasks: JoinSet<()>) {
+    let all = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+        tracing::warn!("effects still in flight at shutdown; they will be redone");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Outbox rows seen recently, oldest first, so they can be forgotten by age.
+#[derive(Default)]
+struct Recent {
+    rows: HashSet<Key>,
+    order: std::collections::VecDeque<(Timestamp, Key)>,
+}
+
+impl Recent {
+    fn insert(&mut self, key: Key, at: Timestamp) {
+        if self.rows.insert(key.clone()) {
+            self.order.push_back((at, key));
+        }
+    }
+
+    /// Whether `key` was seen; it is forgotten either way.
+    fn take(&mut self, key: &Key) -> bool {
+        self.rows.remove(key)
+    }
+
+    /// Forgets the rows seen before `cutoff`.
+    fn forget_before(&mut self, cutoff: Timestamp) {
+        while let Some((at, _)) = self.order.front() {
+            if *at >= cutoff {
+                break;
+            }
+            if let Some((_, key)) = self.order.pop_front() {
+                self.rows.remove(&key);
+            }
+        }
+    }
+}
+
 /// The next wake-up from another node; never, when the store gives none.
 async fn next_wakeup(wakeups: &mut Option<OutboxWakeups>) {
     match wakeups {
@@ -218,9 +269,21 @@ impl Dispatcher {
             exit_after_claim: std::env::var(FAULT_VAR).is_ok_and(|f| f == "exit_after_claim"),
             lanes,
             in_flight: Mutex::new(HashSet::new()),
+            drained_fresh: Mutex::default(),
             finished: Mutex::new(Vec::new()),
             wake_at: Mutex::new(None),
+            handed: Mutex::new(None),
         }
+    }
+
+    /// Starts the effects this node's engine hands over (its [`ringmaster_engine::Engine`]
+    /// made `with_handoff` with the other end) as they are committed, without reading them
+    /// back. They must be leased to this dispatcher's node: set [`Dispatcher::with_lease`]
+    /// first, with the node id the hand-off was made for.
+    pub fn with_handoff(self, handed: Handed) -> Self {
+        debug_assert_eq!(handed.owner(), self.node_id, "a hand-off for another node");
+        *lock(&self.handed) = Some(handed);
+        self
     }
 
     /// Uses `clock` for retry times and dial slots.
@@ -255,8 +318,13 @@ impl Dispatcher {
     }
 
     /// Drains the outbox until `shutdown` turns true, then lets effects in flight finish (for
-    /// up to a grace period; the rest stay pending in the store for the next start).
+    /// up to a grace period; the rest stay pending in the store for the next start). Effects
+    /// handed over by the engine are started by a loop of their own, so they never wait for
+    /// a drain's read.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let handoff = lock(&self.handed)
+            .take()
+            .map(|handed| tokio::spawn(self.clone().run_handoff(handed, shutdown.clone())));
         let mut tasks = JoinSet::new();
         let mut wakeups = match self.store.outbox_wakeups().await {
             Ok(wakeups) => wakeups,
@@ -283,15 +351,30 @@ impl Dispatcher {
                 _ = shutdown.changed() => {}
             }
         }
-        // Let effects in flight finish and record their results, so a clean stop re-sends
-        // nothing; whatever is still running after the grace period is redone on the next
-        // start (with the same command_id).
-        let finish = async { while tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(SHUTDOWN_GRACE, finish).await.is_err() {
-            tracing::warn!("effects still in flight at shutdown; they will be redone");
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
+        let handoff = async {
+            if let Some(handoff) = handoff {
+                let _ = handoff.await;
+            }
+        };
+        tokio::join!(finish(tasks), handoff);
+    }
+
+    /// Starts what the engine hands over until `shutdown` turns true, then lets those effects
+    /// finish as [`Dispatcher::run`] does its own.
+    async fn run_handoff(self: Arc<Self>, mut handed: Handed, mut shutdown: watch::Receiver<bool>) {
+        let mut tasks = JoinSet::new();
+        while !*shutdown.borrow() {
+            tokio::select! {
+                entries = handed.recv() => match entries {
+                    Some(entries) => self.start_handed(entries, &mut tasks).await,
+                    // Every engine is gone: nothing more can be handed over.
+                    None => break,
+                },
+                _ = shutdown.changed() => {}
+            }
+            while tasks.try_join_next().is_some() {}
         }
+        finish(tasks).await;
     }
 
     /// Who this node is in the outbox's leases.
@@ -335,57 +418,95 @@ impl Dispatcher {
             .store
             .claim_due_effects_all(&wanted, now, &self.node_id, now + self.lease)
             .await?;
-        if self.exit_after_claim && !claimed.is_empty() {
-            tracing::warn!(
-                rows = claimed.len(),
-                "{FAULT_VAR}=exit_after_claim: exiting"
-            );
-            std::process::exit(3);
-        }
+        self.fault_after_claim(claimed.len());
         // Rows come lane by lane, releases first; a lane out of permits skips the rest of its
         // rows (they stay leased to this node, which claims them again on its next pass).
+        lock(&self.drained_fresh).forget_before(now - self.lease);
         for entry in claimed {
-            let lane = entry.lane;
-            let Some(state) = self.lanes.get(&lane) else {
-                continue;
-            };
+            let fresh = entry.attempts == 0;
             let key = (entry.session_id.clone(), entry.seq);
-            if lock(&self.in_flight).contains(&key) {
-                continue;
+            if self.start(entry, now, tasks).await && fresh {
+                lock(&self.drained_fresh).insert(key, now);
             }
-            let Ok(permit) = state.permits.clone().try_acquire_owned() else {
-                state.saturated.store(true, Ordering::Relaxed);
-                continue;
-            };
-            let effect = serde_json::from_value::<Effect>(entry.effect.clone());
-            let mut slot = None;
-            if let Some(priority) = effect.as_ref().ok().and_then(dial_priority) {
-                match self.dial_slot(&entry, priority, now).await {
-                    Some(granted) => slot = Some(granted),
-                    None => continue,
-                }
-            }
-            lock(&self.in_flight).insert(key.clone());
-            state.in_flight.fetch_add(1, Ordering::Relaxed);
-            let me = self.clone();
-            let (lane_busy, saturated) = (state.in_flight.clone(), state.saturated.clone());
-            tasks.spawn(async move {
-                if let Some(granted) = slot {
-                    me.dials.budget().started(granted, me.clock.now());
-                }
-                me.dispatch(entry).await;
-                drop(permit);
-                lane_busy.fetch_sub(1, Ordering::Relaxed);
-                lock(&me.finished).push(key);
-                // A notification may have held back the next one for its target; a full
-                // lane may have left due effects behind.
-                if saturated.load(Ordering::Relaxed) || matches!(lane, Lane::Realtime | Lane::Push)
-                {
-                    me.kick.notify_one();
-                }
-            });
         }
         Ok(())
+    }
+
+    /// Starts effects the engine committed and leased to this node ([`Handed`]), without
+    /// reading them back. One that finds no permit stays leased to this node: its lane is
+    /// marked saturated, so the next finished effect drains it.
+    async fn start_handed(self: &Arc<Self>, entries: Vec<OutboxEntry>, tasks: &mut JoinSet<()>) {
+        self.fault_after_claim(entries.len());
+        let now = self.clock.now();
+        for entry in entries {
+            let key = (entry.session_id.clone(), entry.seq);
+            if !lock(&self.drained_fresh).take(&key) {
+                self.start(entry, now, tasks).await;
+            }
+        }
+    }
+
+    /// Starts `entry` (claimed by this node) in its lane, unless it is in flight already, its
+    /// lane has no permit free, or it is a dial that must wait for its rate slot; whether it
+    /// started.
+    async fn start(
+        self: &Arc<Self>,
+        entry: OutboxEntry,
+        now: Timestamp,
+        tasks: &mut JoinSet<()>,
+    ) -> bool {
+        let lane = entry.lane;
+        let Some(state) = self.lanes.get(&lane) else {
+            return false;
+        };
+        let key = (entry.session_id.clone(), entry.seq);
+        // Taken at once: the drain and the hand-off loop may both hold this entry.
+        if !lock(&self.in_flight).insert(key.clone()) {
+            return false;
+        }
+        let unstarted = |me: &Self| {
+            lock(&me.in_flight).remove(&key);
+            false
+        };
+        let Ok(permit) = state.permits.clone().try_acquire_owned() else {
+            state.saturated.store(true, Ordering::Relaxed);
+            return unstarted(self);
+        };
+        let effect = serde_json::from_value::<Effect>(entry.effect.clone());
+        let mut slot = None;
+        if let Some(priority) = effect.as_ref().ok().and_then(dial_priority) {
+            match self.dial_slot(&entry, priority, now).await {
+                Some(granted) => slot = Some(granted),
+                None => return unstarted(self),
+            }
+        }
+        state.in_flight.fetch_add(1, Ordering::Relaxed);
+        let me = self.clone();
+        let (lane_busy, saturated) = (state.in_flight.clone(), state.saturated.clone());
+        tasks.spawn(async move {
+            if let Some(granted) = slot {
+                me.dials.budget().started(granted, me.clock.now());
+            }
+            me.dispatch(entry).await;
+            drop(permit);
+            lane_busy.fetch_sub(1, Ordering::Relaxed);
+            lock(&me.finished).push(key);
+            // A notification may have held back the next one for its target; a full lane
+            // may have left due effects behind.
+            if saturated.load(Ordering::Relaxed) || matches!(lane, Lane::Realtime | Lane::Push) {
+                me.kick.notify_one();
+            }
+        });
+        true
+    }
+
+    /// Ends the process once this node holds `claimed` rows it has not sent, if
+    /// [`FAULT_VAR`] asks for it.
+    fn fault_after_claim(&self, claimed: usize) {
+        if self.exit_after_claim && claimed > 0 {
+            tracing::warn!(rows = claimed, "{FAULT_VAR}=exit_after_claim: exiting");
+            std::process::exit(3);
+        }
     }
 
     /// The dial slot this dial may use now, or `None` when it has to wait: then it is deferred

@@ -778,3 +778,164 @@ async fn an_inbound_ring_takes_the_next_dial_slot_before_a_waiting_click_to_call
     assert_eq!(crate::dial_limit::busiest_window(&slots, window), 1);
     assert_eq!(slots, [start, start + window, start + window * 2]);
 }
+
+/// An engine handing its commits' effects to a dispatcher (`node-a`) that nothing else
+/// wakes: its kick reaches no one and its sweep is an hour.
+struct HandoffRig {
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+    engine: Engine,
+    emulator: EmulatorHandle,
+    dispatcher: Arc<Dispatcher>,
+    push: Arc<Recorder>,
+    lease: Duration,
+}
+
+impl HandoffRig {
+    async fn new(push: Behaviour) -> Self {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
+        let lease = Duration::from_secs(30);
+        let (handoff, handed) = ringmaster_engine::handoff::channel("node-a", lease);
+        let engine = Engine::new(store.clone(), clock.clone(), Arc::new(Notify::new()))
+            .with_handoff(handoff);
+        let emulator = Emulator::start(EmulatorConfig::for_tests(None))
+            .await
+            .unwrap();
+        let telnyx =
+            TelnyxClient::new(ClientConfig::new("test").with_base_url(emulator.base_url()))
+                .unwrap();
+        let push = Recorder::new(push);
+        let dispatcher = Arc::new(
+            Dispatcher::new(
+                store.clone(),
+                engine.clone(),
+                telnyx,
+                "ringmaster-emulator".into(),
+                Notifiers {
+                    websocket: Some(Recorder::new(Behaviour::Deliver)),
+                    push: Some(push.clone()),
+                },
+                Arc::new(Notify::new()),
+                Duration::from_secs(3_600),
+            )
+            .with_clock(clock.clone())
+            .with_lease("node-a", lease)
+            .with_handoff(handed),
+        );
+        Self {
+            store,
+            clock,
+            engine,
+            emulator,
+            dispatcher,
+            push,
+            lease,
+        }
+    }
+
+    /// A new inbound call ringing two iOS devices, committed through the engine.
+    async fn call(&self, id: &str) {
+        let new = NewInbound {
+            id: CallSessionId::new(id),
+            tenant: TenantId::new("t"),
+            user: UserId::new("u"),
+            caller_leg: CallControlId::new(format!("caller-{id}")),
+            from: "+15550001111".into(),
+            to: "+15550002222".into(),
+            devices: ["d1", "d2"]
+                .iter()
+                .map(|d| RingTarget {
+                    device_id: DeviceId::new(format!("{id}-{d}")),
+                    sip_uri: format!("sip:{id}-{d}@sip.telnyx.com"),
+                    platform: "ios".into(),
+                })
+                .collect(),
+            busy: false,
+            config: SessionConfig::default(),
+        };
+        let session = Session::new_inbound(new, self.clock.now()).unwrap();
+        let created = self.engine.create(session, None, Vec::new()).await.unwrap();
+        assert!(matches!(created, Created::Committed(_)));
+    }
+
+    fn dials(&self) -> usize {
+        self.emulator
+            .commands()
+            .iter()
+            .filter(|c| c.action == "dial")
+            .count()
+    }
+
+    /// Waits until `dials` dials and `pushes` pushes have gone out.
+    async fn sent(&self, dials: usize, pushes: usize) {
+        let sent = async {
+            while self.dials() < dials || self.push.calls() < pushes {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), sent)
+            .await
+            .expect("the effects go out without a kick or a sweep");
+    }
+}
+
+/// A commit's effects are leased to this node in the commit itself and handed to its
+/// dispatcher in memory: another node's claim never gets them, and they go out with no kick,
+/// no sweep and no read of the outbox.
+#[tokio::test]
+async fn a_commits_effects_are_leased_to_this_node_and_sent_without_a_read() {
+    // Pushes hang, so theirs stay in flight (and leased) for the whole test.
+    let rig = HandoffRig::new(Behaviour::Hang).await;
+    let (_stop, stopped) = watch::channel(false);
+    let running = tokio::spawn(rig.dispatcher.clone().run(stopped));
+    rig.call("handed").await;
+    let every = Lane::ALL.map(|lane| (lane, 100));
+    let now = rig.clock.now();
+    let taken = rig
+        .store
+        .claim_due_effects_all(&every, now, "node-b", now + rig.lease)
+        .await
+        .unwrap();
+    assert!(
+        taken.is_empty(),
+        "another node claimed a row this node committed: {taken:?}"
+    );
+    rig.sent(2, 2).await;
+    assert_eq!(
+        rig.push.seen(),
+        ["incoming_call:handed-d1", "incoming_call:handed-d2"]
+    );
+    running.abort();
+}
+
+/// A drain can read a commit's effects (leased to its own node) before their hand-off
+/// arrives, and send them; the hand-off arriving afterwards sends nothing again.
+#[tokio::test]
+async fn an_effect_a_drain_sent_before_its_hand_off_arrived_is_not_sent_again() {
+    let rig = HandoffRig::new(Behaviour::Deliver).await;
+    rig.call("early").await;
+    let mut tasks = JoinSet::new();
+    rig.dispatcher.drain(&mut tasks).await.unwrap();
+    while tasks.join_next().await.is_some() {}
+    assert_eq!((rig.dials(), rig.push.calls()), (2, 2));
+    // The next drain forgets what finished; only then does the loop see the hand-off.
+    rig.dispatcher.drain(&mut tasks).await.unwrap();
+    let (_stop, stopped) = watch::channel(false);
+    let running = tokio::spawn(rig.dispatcher.clone().run(stopped));
+    // A later call's hand-off comes behind the first one: once it is sent, both were seen.
+    rig.call("later").await;
+    rig.sent(4, 4).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(rig.dials(), 4, "an early dial was sent twice");
+    let seen = rig.push.seen();
+    let rings: Vec<&String> = seen.iter().filter(|n| n.starts_with("incoming")).collect();
+    assert_eq!(rings.len(), 4, "{seen:?}");
+    let once: HashSet<&String> = seen.iter().collect();
+    assert_eq!(
+        once.len(),
+        seen.len(),
+        "a notification was sent twice: {seen:?}"
+    );
+    running.abort();
+}

@@ -79,7 +79,10 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
         ))
     })?;
     let kick = Arc::new(Notify::new());
-    let mut engine = Engine::new(setup.store.clone(), setup.clock.clone(), kick.clone());
+    let (handoff, handed) =
+        ringmaster_engine::handoff::channel(setup.settings.node_id.clone(), setup.settings.lease);
+    let mut engine =
+        Engine::new(setup.store.clone(), setup.clock.clone(), kick.clone()).with_handoff(handoff);
     if setup.settings.session_cache > 0 {
         engine = engine.with_session_cache(setup.settings.session_cache);
     }
@@ -118,6 +121,7 @@ pub async fn start(listener: TcpListener, setup: ServerSetup) -> anyhow::Result<
         .with_clock(setup.clock.clone())
         .with_dial_budget(dials)
         .with_lease(setup.settings.node_id.clone(), setup.settings.lease)
+        .with_handoff(handed)
         .with_ring_timeout(Duration::from_secs(setup.settings.ring_timeout_secs.into())),
     );
     let mut app = all_routes(&state, setup.realtime.as_ref());

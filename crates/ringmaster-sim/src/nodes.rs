@@ -126,6 +126,7 @@ impl SessionStore for NodeStore {
             Ok(CommitOutcome::Committed {
                 version,
                 effect_seqs,
+                ..
             }) => Answer::Committed(Box::new(Written {
                 version: *version,
                 state,

@@ -609,13 +609,39 @@ pub(crate) fn claim_all_sql(lanes: usize) -> String {
 
 /// The `WHERE` of a due effect of `lane` at `now` (both parameter placeholders).
 fn due_condition(lane: &str, now: &str) -> String {
+    format!("o.status = 'pending' AND o.lane = {lane} AND o.next_attempt_at <= {now} AND {READY}")
+}
+
+/// What makes a pending effect `o` claimable besides its lane and time: no earlier pending
+/// effect of its session with its ordering key, and a session not quarantined (releases
+/// excepted).
+const READY: &str = "(o.order_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox e \
+     WHERE e.session_id = o.session_id AND e.order_key = o.order_key \
+     AND e.status = 'pending' AND e.seq < o.seq)) \
+     AND (o.lane = 'release' OR NOT EXISTS (SELECT 1 FROM sessions s \
+     WHERE s.id = o.session_id AND s.quarantined_at IS NOT NULL))";
+
+/// The sequence numbers of a commit's own effects that a claim could take at once (see
+/// [`crate::CommitClaim`]), read inside the commit: binds the session id and the commit's
+/// first sequence number. Its rows are fresh, so pending and due.
+pub(crate) fn commit_claimable_sql(p: char) -> String {
+    let (session, first) = (param(p, 1), param(p, 2));
     format!(
-        "o.status = 'pending' AND o.lane = {lane} AND o.next_attempt_at <= {now} \
-         AND (o.order_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox e \
-              WHERE e.session_id = o.session_id AND e.order_key = o.order_key \
-              AND e.status = 'pending' AND e.seq < o.seq)) \
-         AND (o.lane = 'release' OR NOT EXISTS (SELECT 1 FROM sessions s \
-              WHERE s.id = o.session_id AND s.quarantined_at IS NOT NULL))"
+        "SELECT o.seq FROM outbox o WHERE o.session_id = {session} AND o.seq >= {first} \
+         AND o.lane <> 'host' AND {READY} ORDER BY o.seq"
+    )
+}
+
+/// The PostgreSQL lease of what [`commit_claimable_sql`] selects: binds the session id, the
+/// first sequence number, the owner and the lease's end; returns the leased sequence
+/// numbers (in no order).
+pub(crate) fn commit_claim_sql() -> String {
+    let (session, first, owner, until) =
+        (param('$', 1), param('$', 2), param('$', 3), param('$', 4));
+    format!(
+        "UPDATE outbox AS o SET lease_owner = {owner}, lease_until = {until} \
+         WHERE o.session_id = {session} AND o.seq >= {first} AND o.lane <> 'host' AND {READY} \
+         RETURNING o.seq"
     )
 }
 

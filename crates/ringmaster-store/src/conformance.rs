@@ -20,10 +20,10 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 use crate::{
-    ActiveCall, BillingRecord, CallDirection, CallRecord, CallStatus, Commit, CommitOutcome,
-    Device, DevicePlatform, Lane, LegRecord, MemoryStore, OutboxEffect, Pruned, PushProvider,
-    RegistryChange, Retention, Store, StoreError, TimelineEntry, TimelineSource, User,
-    UserSettings,
+    ActiveCall, BillingRecord, CallDirection, CallRecord, CallStatus, Commit, CommitClaim,
+    CommitOutcome, Device, DevicePlatform, Lane, LegRecord, MemoryStore, OutboxEffect, Pruned,
+    PushProvider, RegistryChange, Retention, Store, StoreError, TimelineEntry, TimelineSource,
+    User, UserSettings,
 };
 
 pub use crate::quality::cases::{
@@ -67,6 +67,7 @@ macro_rules! __conformance_cases {
             outbox_keeps_commit_order_and_tracks_dispatch
             outbox_lanes_due_times_and_target_order
             claimed_effects_are_leased_until_done_or_expired
+            a_commit_claims_its_own_ready_effects
             concurrent_claims_never_share_a_row
             one_claim_of_every_lane_keeps_each_lanes_rules
             a_lanes_rows_go_earliest_due_first
@@ -242,6 +243,7 @@ async fn apply(store: &dyn Store, c: Commit) -> (u64, Vec<u64>) {
         CommitOutcome::Committed {
             version,
             effect_seqs,
+            ..
         } => (version, effect_seqs),
         other => panic!("expected Committed, got {other:?}"),
     }
@@ -686,7 +688,8 @@ pub async fn a_batch_commits_each_session_on_its_own(h: &dyn Harness) {
         results[0].as_ref().unwrap(),
         &CommitOutcome::Committed {
             version: 1,
-            effect_seqs: vec![1]
+            effect_seqs: vec![1],
+            claimed: vec![],
         }
     );
     assert_eq!(
@@ -1085,6 +1088,110 @@ pub async fn claimed_effects_are_leased_until_done_or_expired(h: &dyn Harness) {
         claim_ops(&*store, Lane::Push, 2_100, "node-c").await,
         ["ended-d1"]
     );
+}
+
+fn claimed_seqs(outcome: CommitOutcome) -> Vec<u64> {
+    match outcome {
+        CommitOutcome::Committed { claimed, .. } => claimed,
+        other => panic!("expected Committed, got {other:?}"),
+    }
+}
+
+/// A commit with a claim leases the effects a claim could take at once to the claim's owner,
+/// as a claim would: not a host event, not one held back behind an earlier pending effect
+/// with its ordering key (in this commit or an earlier one), not one of a quarantined session
+/// unless a release. Other owners do not get them until the lease runs out; the owner's own
+/// claims do.
+pub async fn a_commit_claims_its_own_ready_effects(h: &dyn Harness) {
+    let store = h.open().await;
+    let every: Vec<(Lane, u32)> = Lane::ALL.iter().map(|l| (*l, 100)).collect();
+    let claim = |until: u64| {
+        Some(CommitClaim {
+            owner: "node-a".into(),
+            until: t(until),
+        })
+    };
+    let mut a = commit("a", "alice", None, "ringing");
+    a.effects = vec![
+        lane_effect("hangup", Lane::Release, None),
+        lane_effect("ring-d1", Lane::Push, Some("push:d1")),
+        lane_effect("ended-d1", Lane::Push, Some("push:d1")),
+        lane_effect("ws", Lane::Realtime, Some("ws:alice")),
+        lane_effect("host", Lane::Host, None),
+    ];
+    a.claim = claim(2_000);
+    let outcome = store.commit(a).await.unwrap();
+    assert_eq!(claimed_seqs(outcome), [1, 2, 4]);
+    // Leased: another owner gets nothing (the dismissal is held back by the ring).
+    assert!(claim_all_ops(&*store, &every, 1_500, "node-b")
+        .await
+        .is_empty());
+    assert_eq!(
+        claim_all_ops(&*store, &every, 1_500, "node-a").await,
+        ["hangup", "ws", "ring-d1"]
+    );
+
+    // A later commit's effect behind a pending one of its key is held back; the rest is not.
+    let mut again = commit("a", "alice", Some(1), "answered");
+    again.at = t(1_100);
+    again.effects = vec![
+        lane_effect("ws-2", Lane::Realtime, Some("ws:alice")),
+        lane_effect("bridge", Lane::Setup, None),
+    ];
+    again.claim = claim(2_100);
+    assert_eq!(claimed_seqs(store.commit(again).await.unwrap()), [7]);
+    store.mark_effect_done(&sid("a"), 2).await.unwrap();
+    // The ring is done: its dismissal was never leased, so anyone may claim it.
+    assert_eq!(
+        claim_all_ops(&*store, &[(Lane::Push, 10)], 1_600, "node-b").await,
+        ["ended-d1"]
+    );
+
+    // Without a claim nothing is leased.
+    let mut plain = commit("b", "bob", None, "ringing");
+    plain.effects = vec![lane_effect("b-hangup", Lane::Release, None)];
+    assert!(claimed_seqs(store.commit(plain).await.unwrap()).is_empty());
+    assert_eq!(
+        claim_all_ops(&*store, &[(Lane::Release, 10)], 1_600, "node-b").await,
+        ["b-hangup"]
+    );
+
+    // A quarantined session's commit claims only its releases.
+    let mut q = commit("q", "carol", None, "ringing");
+    q.effects = vec![lane_effect("q-ring", Lane::Push, Some("push:q"))];
+    store.commit(q).await.unwrap();
+    store
+        .quarantine_session(&sid("q"), "does not decode", t(1_000))
+        .await
+        .unwrap();
+    let mut q2 = commit("q", "carol", Some(1), "ended");
+    q2.effects = vec![
+        lane_effect("q-hangup", Lane::Release, None),
+        lane_effect("q-ws", Lane::Realtime, None),
+    ];
+    q2.claim = claim(2_000);
+    assert_eq!(claimed_seqs(store.commit(q2).await.unwrap()), [2]);
+
+    // Once the leases run out (node-a's own claim took its rows to 2_500), any owner takes
+    // what is still pending.
+    assert_eq!(
+        claim_all_ops(&*store, &every, 2_499, "node-c").await,
+        ["q-hangup", "bridge"]
+    );
+    assert_eq!(
+        claim_all_ops(&*store, &every, 2_600, "node-c").await,
+        ["hangup", "b-hangup", "q-hangup", "bridge", "ws", "ended-d1"]
+    );
+
+    // A claim with no owner is refused, and changes nothing.
+    let mut bad = commit("c", "dave", None, "ringing");
+    bad.effects = vec![lane_effect("c-hangup", Lane::Release, None)];
+    bad.claim = Some(CommitClaim {
+        owner: String::new(),
+        until: t(2_000),
+    });
+    assert!(is_invalid(store.commit(bad).await));
+    assert!(store.load_session(&sid("c")).await.unwrap().is_none());
 }
 
 async fn claim_all_ops(

@@ -44,7 +44,8 @@ pub use quality::{
 };
 pub use registry::{ActiveCall, RegistryChange};
 pub use session::{
-    Commit, CommitOutcome, Lane, OutboxEffect, OutboxEntry, Pruned, Retention, StoredSession,
+    Commit, CommitClaim, CommitOutcome, Lane, OutboxEffect, OutboxEntry, Pruned, Retention,
+    StoredSession,
 };
 pub use session_commit::{call_status, session_commit};
 pub use sqlite::{SqliteStore, SqliteSync};

@@ -273,6 +273,10 @@ pub(crate) fn commit(commit: &Commit) -> Result<EncodedCommit, StoreError> {
     if let Some(key) = &commit.dedupe_key {
         text("dedupe_key", key, MAX_DEDUPE_KEY_LEN)?;
     }
+    if let Some(claim) = &commit.claim {
+        text("lease owner", &claim.owner, MAX_ID_LEN)?;
+        timestamp("claim until", claim.until)?;
+    }
     count("effects", commit.effects.len())?;
     count("registry", commit.registry.len())?;
     count("calls", commit.calls.len())?;

@@ -15,7 +15,9 @@ use crate::history::{
 };
 use crate::limits;
 use crate::registry::{ActiveCall, RegistryChange};
-use crate::session::{Commit, CommitOutcome, Lane, OutboxEntry, Pruned, Retention, StoredSession};
+use crate::session::{
+    Commit, CommitClaim, CommitOutcome, Lane, OutboxEntry, Pruned, Retention, StoredSession,
+};
 use crate::Store;
 
 mod ops;
@@ -264,6 +266,7 @@ impl State {
             billing,
             timeline,
             at,
+            claim,
         } = commit;
 
         let (version, first_seq) = match self.sessions.get_mut(&session_id) {
@@ -340,6 +343,10 @@ impl State {
             self.pending.insert(id);
             effect_seqs.push(seq);
         }
+        let claimed = match claim {
+            Some(claim) => self.claim_at_commit(&session_id, &effect_seqs, claim),
+            None => Vec::new(),
+        };
 
         if let Some(key) = dedupe_key {
             self.processed.insert(key, at);
@@ -373,7 +380,56 @@ impl State {
         Ok(CommitOutcome::Committed {
             version,
             effect_seqs,
+            claimed,
         })
+    }
+
+    /// Leases the rows of `seqs` (a commit's new effects) that a claim could take now, as
+    /// `due_ids` decides: not a host event, not held back by an earlier pending
+    /// row with the same ordering key, not of a quarantined session unless a release.
+    fn claim_at_commit(
+        &mut self,
+        session_id: &CallSessionId,
+        seqs: &[u64],
+        claim: CommitClaim,
+    ) -> Vec<u64> {
+        let quarantined = self
+            .sessions
+            .get(session_id)
+            .is_some_and(|r| r.quarantined.is_some());
+        let mut keys: BTreeSet<String> = BTreeSet::new();
+        let mut claimed = Vec::new();
+        let rows = self
+            .outbox_index
+            .range((session_id.clone(), 0)..=(session_id.clone(), u64::MAX));
+        for (&(_, seq), id) in rows {
+            let Some(row) = self.outbox.get(id).filter(|r| r.pending) else {
+                continue;
+            };
+            // The first pending row per key is the one a claim may take.
+            let head = row
+                .order_key
+                .as_ref()
+                .is_none_or(|k| keys.insert(k.clone()));
+            let lane = row.entry.lane;
+            if seqs.contains(&seq)
+                && head
+                && lane != Lane::Host
+                && !(quarantined && lane != Lane::Release)
+            {
+                claimed.push(seq);
+            }
+        }
+        for seq in &claimed {
+            if let Some(row) = self
+                .outbox_index
+                .get(&(session_id.clone(), *seq))
+                .and_then(|id| self.outbox.get_mut(id))
+            {
+                row.lease = Some((claim.owner.clone(), claim.until));
+            }
+        }
+        claimed
     }
 }
 
@@ -989,7 +1045,8 @@ mod tests {
             outcome,
             CommitOutcome::Committed {
                 version: 1,
-                effect_seqs: vec![1]
+                effect_seqs: vec![1],
+                claimed: vec![],
             }
         );
         let due = ready(store.due_sessions(Timestamp::from_millis(30_005), 10)).unwrap();

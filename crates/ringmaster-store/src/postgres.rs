@@ -34,6 +34,8 @@ use crate::Store;
 static CALL_RECORD_UPSERT: LazyLock<String> = LazyLock::new(|| codec::call_record_upsert_sql('$'));
 /// The call-leg upsert (see above).
 static CALL_LEG_UPSERT: LazyLock<String> = LazyLock::new(|| codec::call_leg_upsert_sql('$'));
+/// The lease of a commit's own claimable effects ([`crate::CommitClaim`]).
+static COMMIT_CLAIM: LazyLock<String> = LazyLock::new(codec::commit_claim_sql);
 
 mod dial_ledger;
 mod ops;
@@ -389,6 +391,19 @@ async fn commit_in(
         }
         insert.execute(&mut *tx).await?;
     }
+    let mut claimed = Vec::new();
+    if let (Some(claim), false) = (&commit.claim, effect_seqs.is_empty()) {
+        let seqs: Vec<i64> = sqlx::query_scalar(&COMMIT_CLAIM)
+            .bind(commit.session_id.as_str())
+            .bind(int(first_seq)?)
+            .bind(&claim.owner)
+            .bind(ms(claim.until)?)
+            .fetch_all(&mut *tx)
+            .await?;
+        claimed = seqs.into_iter().map(unsigned).collect::<Result<_, _>>()?;
+        // RETURNING has no order.
+        claimed.sort_unstable();
+    }
 
     for (call, quality) in commit.calls.iter().zip(&encoded.quality) {
         let upsert = sqlx::query(&CALL_RECORD_UPSERT);
@@ -445,6 +460,7 @@ async fn commit_in(
     Ok(CommitOutcome::Committed {
         version: unsigned(version)?,
         effect_seqs,
+        claimed,
     })
 }
 

@@ -62,6 +62,22 @@ pub struct Commit {
     pub timeline: Vec<TimelineEntry>,
     /// When the input was handled (stamps outbox entries and the dedupe key).
     pub at: Timestamp,
+    /// Lease the effects a claim could take at once (see [`CommitClaim`]) to the committing
+    /// node, in the same transaction, so it sends them without reading them back.
+    pub claim: Option<CommitClaim>,
+}
+
+/// The lease a commit takes on its own effects: each one that [`crate::Store::due_effects`]
+/// would return right after the commit (not held back by an earlier pending effect with its
+/// ordering key, not of a quarantined session unless a release, not a host event) is leased
+/// to `owner` until `until`, exactly as [`crate::Store::claim_due_effects`] would lease it.
+/// Their sequence numbers come back in [`CommitOutcome::Committed`]'s `claimed`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitClaim {
+    /// Who the effects are leased to (the dispatcher's node id).
+    pub owner: String,
+    /// When the lease runs out.
+    pub until: Timestamp,
 }
 
 impl Commit {
@@ -90,6 +106,7 @@ impl Commit {
             billing: Vec::new(),
             timeline: Vec::new(),
             at,
+            claim: None,
         }
     }
 }
@@ -104,6 +121,10 @@ pub enum CommitOutcome {
         version: u64,
         /// The outbox sequence numbers given to `Commit::effects`, in the same order.
         effect_seqs: Vec<u64>,
+        /// Those of them leased to the owner of `Commit::claim`, in order (empty without
+        /// one).
+        #[serde(default)]
+        claimed: Vec<u64>,
     },
     /// The version did not match (or the session already existed): reload and handle again.
     Conflict {

@@ -415,6 +415,19 @@ const ACTIVE_SQL: &str = "SELECT user_id, call_session_id, device_id, started_at
      state, since \
      FROM active_calls WHERE user_id = ? ORDER BY started_at, call_session_id";
 
+impl SqliteStore {
+    /// How many outbox rows owners other than `owner` hold past `now` (leases run out are
+    /// dropped): a claim reads past them, so they do not use up its limit.
+    fn leases_held(&self, owner: &str, now: Timestamp) -> usize {
+        let mut leases = self.leases.outbox();
+        leases.retain(|_, (_, until)| *until > now);
+        leases
+            .values()
+            .filter(|(holder, _)| holder != owner)
+            .count()
+    }
+}
+
 /// The directory as stored; the trait methods add the cache.
 impl SqliteStore {
     async fn create_user_db(&self, user: User) -> Result<User, StoreError> {
@@ -884,13 +897,8 @@ impl Store for SqliteStore {
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         limits::text("lease owner", owner, limits::MAX_ID_LEN)?;
         let limit = limits::limit(limit);
-        let mut leases = self.leases.outbox.lock().await;
-        leases.retain(|_, (_, until)| *until > now);
-        // Read past the rows other owners hold, so they do not use up the limit.
-        let held = leases
-            .values()
-            .filter(|(holder, _)| holder != owner)
-            .count();
+        let _turn = self.leases.claiming.lock().await;
+        let held = self.leases_held(owner, now);
         let due = sqlx::query(&due_effects_sql('?'))
             .bind(lane.as_str())
             .bind(ms(now).unwrap_or(i64::MAX))
@@ -898,6 +906,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.reader)
             .await?;
         let mut claimed = Vec::with_capacity(limit.min(due.len()));
+        let mut leases = self.leases.outbox();
         for row in &due {
             if claimed.len() >= limit {
                 break;
@@ -924,13 +933,8 @@ impl Store for SqliteStore {
         if lanes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut leases = self.leases.outbox.lock().await;
-        leases.retain(|_, (_, until)| *until > now);
-        // Read past the rows other owners hold, so they do not use up a lane's limit.
-        let held = leases
-            .values()
-            .filter(|(holder, _)| holder != owner)
-            .count();
+        let _turn = self.leases.claiming.lock().await;
+        let held = self.leases_held(owner, now);
         let sql = codec::due_effects_all_sql('?', lanes.len());
         let mut query = sqlx::query(&sql).bind(ms(now).unwrap_or(i64::MAX));
         for &(lane, limit) in &lanes {
@@ -955,6 +959,7 @@ impl Store for SqliteStore {
         due.sort_by_key(|(order, _)| *order);
         let mut claimed = Vec::with_capacity(due.len());
         let mut taken = vec![0; lanes.len()];
+        let mut leases = self.leases.outbox();
         for (_, entry) in due {
             let Some(i) = lanes.iter().position(|(lane, _)| *lane == entry.lane) else {
                 continue;

@@ -176,8 +176,8 @@ impl Writer {
     /// still reads as pending), and each updater is answered only after its lease is gone, so
     /// its dispatcher never claims the row again under the old lease.
     ///
-    /// The release waits for any claim in progress (a claim holds the lease table across its
-    /// read), so it runs beside the writer: commits are answered, and the next batch starts,
+    /// The release waits for any claim in progress (a claim holds its turn across its read),
+    /// so it runs beside the writer: commits are answered, and the next batch starts,
     /// without waiting for a dispatcher's read.
     ///
     /// After a [`Queued::Stop`] it takes no new writes, writes what is queued, and ends,
@@ -234,7 +234,8 @@ fn own_writer(
         let results = {
             let _turn = gate.blocking_lock();
             let lite = conn.take();
-            match std::panic::catch_unwind(AssertUnwindSafe(|| opener.write(lite, &batch))) {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| opener.write(lite, &batch, leases)))
+            {
                 Ok((lite, results)) => {
                     conn = lite;
                     results
@@ -262,7 +263,7 @@ async fn borrowing_writer(
         if batch.is_empty() {
             continue;
         }
-        let (batch, results) = write_borrowed(&pool, batch).await;
+        let (batch, results) = write_borrowed(&pool, batch, &leases).await;
         answer(batch, results, &leases, &runtime);
     }
 }
@@ -305,7 +306,11 @@ pub(super) type Written = Result<Wrote, StoreError>;
 
 /// Writes `batch` in one transaction (see [`super::writer`]) on sqlx's connection, from a
 /// blocking thread, so no async worker waits out the fsync. The results are in order.
-async fn write_borrowed(pool: &SqlitePool, batch: Vec<Pending>) -> (Vec<Pending>, Vec<Written>) {
+async fn write_borrowed(
+    pool: &SqlitePool,
+    batch: Vec<Pending>,
+    leases: &Arc<Leases>,
+) -> (Vec<Pending>, Vec<Written>) {
     let mut conn = match pool.acquire().await {
         Ok(conn) => conn,
         Err(e) => {
@@ -315,8 +320,9 @@ async fn write_borrowed(pool: &SqlitePool, batch: Vec<Pending>) -> (Vec<Pending>
     };
     // The connection moves into the blocking task, so even if this future is dropped the
     // handle stays locked for as long as the batch runs.
+    let leases = leases.clone();
     let ran = tokio::task::spawn_blocking(move || {
-        let results = write_locked(&mut conn, &batch);
+        let results = write_locked(&mut conn, &batch, &leases);
         (batch, results)
     })
     .await;
@@ -362,8 +368,8 @@ mod tests {
     async fn a_claim_in_progress_holds_back_no_commit_only_the_updates_it_leases() {
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
         store.commit(create("a")).await.unwrap();
-        // A dispatcher's claim holds the lease table across its read.
-        let claim = store.leases.outbox.lock().await;
+        // A dispatcher's claim holds its turn across its read.
+        let claim = store.leases.claiming.lock().await;
         let (updated, mut update_answered) = oneshot::channel();
         let done = EffectUpdate {
             session_id: CallSessionId::new("a"),
@@ -376,9 +382,15 @@ mod tests {
             .await
             .unwrap();
         let (committed, commit_answered) = oneshot::channel();
+        // Nor does a commit that leases its own effects.
+        let mut b = create("b");
+        b.claim = Some(crate::CommitClaim {
+            owner: "node-a".into(),
+            until: Timestamp::from_millis(60_000),
+        });
         store
             .group
-            .send(Pending::Commit(Checked::new(create("b")).unwrap(), committed).into())
+            .send(Pending::Commit(Checked::new(b).unwrap(), committed).into())
             .await
             .unwrap();
         let outcome = tokio::time::timeout(Duration::from_secs(10), commit_answered)
@@ -386,7 +398,10 @@ mod tests {
             .expect("a commit must not wait for a claim's read")
             .unwrap()
             .unwrap();
-        assert!(matches!(outcome, CommitOutcome::Committed { .. }));
+        assert!(
+            matches!(&outcome, CommitOutcome::Committed { claimed, .. } if claimed == &[1]),
+            "{outcome:?}"
+        );
         // Written, but its updater hears so only once the row's lease is gone.
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(update_answered.try_recv().is_err());
@@ -433,7 +448,7 @@ mod tests {
             status: EffectStatus::Done,
         };
         let batch = [Pending::Effect(done, reply)];
-        let (conn, results) = opener.write(None, &batch);
+        let (conn, results) = opener.write(None, &batch, &Leases::default());
         assert!(matches!(results.as_slice(), [Ok(Wrote::Updated)]));
         // Written (the store no longer sees it pending), and the next commit on the same
         // connection waits for the disk again.

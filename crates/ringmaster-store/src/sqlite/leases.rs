@@ -2,6 +2,8 @@
 //! process, so a claim needs no disk write (with `synchronous = FULL` every write is an fsync,
 //! which would delay every dispatch and tick). Every store opened on the same file in this
 //! process shares one table, so claimers through different stores still never share a row.
+//! A commit that claims its own effects ([`crate::CommitClaim`]) has the group writer lease
+//! them before its transaction commits.
 
 use ringmaster_core::{CallSessionId, Timestamp};
 use std::collections::HashMap;
@@ -10,13 +12,17 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 /// Who holds each leased row, and until when.
 pub(crate) type LeaseMap = HashMap<(CallSessionId, u64), (String, Timestamp)>;
 
-/// One database's leases. Each table is held across its claim's read, so two claims do not
-/// interleave.
+/// One database's leases.
 #[derive(Debug, Default)]
 pub(crate) struct Leases {
-    /// Outbox rows.
-    pub(crate) outbox: tokio::sync::Mutex<LeaseMap>,
-    /// Session timers.
+    /// Outbox rows. Held only for map work, never across a read, so the group writer can
+    /// lease a commit's own effects without waiting for a dispatcher's claim.
+    pub(crate) outbox: Mutex<LeaseMap>,
+    /// An outbox claim's turn, held across its read; a release takes it too. A lease ended
+    /// while another owner's claim reads the row as still pending would let that claim take a
+    /// row already done; two claims never interleave either.
+    pub(crate) claiming: tokio::sync::Mutex<()>,
+    /// Session timers, held across their claim's read.
     pub(crate) timers: tokio::sync::Mutex<crate::timer_leases::TimerLeases>,
 }
 
@@ -41,13 +47,34 @@ impl Leases {
         table
     }
 
-    /// Ends the leases of these rows (done, failed, deferred or abandoned).
+    /// The outbox lease table, for map work only.
+    pub(crate) fn outbox(&self) -> std::sync::MutexGuard<'_, LeaseMap> {
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Leases `rows` to `owner` until `until` (a commit's own effects, before its
+    /// transaction commits: no claim can see them yet).
+    pub(crate) fn lease(&self, rows: &[(CallSessionId, u64)], owner: &str, until: Timestamp) {
+        let mut leases = self.outbox();
+        for row in rows {
+            leases.insert(row.clone(), (owner.to_owned(), until));
+        }
+    }
+
+    /// Ends the leases of these rows (done, failed, deferred or abandoned), once no claim is
+    /// reading.
     pub(crate) async fn release_all(&self, rows: Vec<(CallSessionId, u64)>) {
         if rows.is_empty() {
             return;
         }
-        let mut leases = self.outbox.lock().await;
-        for row in &rows {
+        let _turn = self.claiming.lock().await;
+        self.forget(&rows);
+    }
+
+    /// Drops the leases of these rows at once (rows that were never written).
+    pub(crate) fn forget(&self, rows: &[(CallSessionId, u64)]) {
+        let mut leases = self.outbox();
+        for row in rows {
             leases.remove(row);
         }
     }

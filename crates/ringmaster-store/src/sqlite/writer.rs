@@ -13,7 +13,7 @@
 //! is released. rusqlite 0.32 and sqlx 0.8 link the same `libsqlite3-sys` 0.30, so the
 //! handle's type is the same for both.
 
-use ringmaster_core::DeviceId;
+use ringmaster_core::{CallSessionId, DeviceId};
 use rusqlite::types::ToSql;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use sqlx::pool::PoolConnection;
@@ -24,10 +24,12 @@ use std::time::Duration;
 
 use super::checkpoint::BACKSTOP_PAGES;
 use super::group::{EffectStatus, EffectUpdate, Pending, Written, Wrote};
+use super::leases::Leases;
 use super::SqliteSync;
 use crate::codec::{
-    active_from, call_leg_upsert_sql, call_record_upsert_sql, host_event_insert_sql, int, ms,
-    opt_ms, outbox_insert_sql, pending_host_events_sql, unsigned, RowExt,
+    active_from, call_leg_upsert_sql, call_record_upsert_sql, commit_claimable_sql,
+    host_event_insert_sql, int, ms, opt_ms, outbox_insert_sql, pending_host_events_sql, unsigned,
+    RowExt,
 };
 use crate::error::StoreError;
 use crate::limits::{self, EncodedCommit};
@@ -42,6 +44,8 @@ static CALL_LEG_UPSERT: LazyLock<String> = LazyLock::new(|| call_leg_upsert_sql(
 static PENDING_HOST_EVENTS: LazyLock<String> = LazyLock::new(|| pending_host_events_sql('?'));
 /// See above.
 static HOST_EVENT_INSERT: LazyLock<String> = LazyLock::new(|| host_event_insert_sql('?'));
+/// A commit's own claimable effects, shared with PostgreSQL's lease of them.
+static COMMIT_CLAIMABLE: LazyLock<String> = LazyLock::new(|| commit_claimable_sql('?'));
 
 /// Statements kept prepared (the commit path uses about 15, plus one outbox insert per effect
 /// count).
@@ -93,6 +97,7 @@ impl Opener {
         &self,
         conn: Option<Connection>,
         batch: &[Pending],
+        leases: &Leases,
     ) -> (Option<Connection>, Vec<Written>) {
         let mut conn = match conn.map_or_else(|| self.open(), Ok) {
             Ok(conn) => conn,
@@ -101,13 +106,13 @@ impl Opener {
         let relax =
             self.sync == SqliteSync::Full && batch.iter().all(|p| matches!(p, Pending::Effect(..)));
         if !relax {
-            let results = write_all(&mut conn, batch);
+            let results = write_all(&mut conn, batch, leases);
             return (Some(conn), results);
         }
         if let Err(e) = set_synchronous(&conn, SqliteSync::Normal) {
             return (Some(conn), batch_failed(batch.len(), &e));
         }
-        let results = write_all(&mut conn, batch);
+        let results = write_all(&mut conn, batch, leases);
         match set_synchronous(&conn, self.sync) {
             Ok(()) => (Some(conn), results),
             // Never commit on it with less than the store's durability: the next batch opens
@@ -157,7 +162,11 @@ pub(super) fn batch_failed<T>(n: usize, e: &dyn std::fmt::Display) -> Vec<Result
 
 /// Writes `batch` in one transaction on `conn`'s handle (borrowed for the batch), on this
 /// (blocking) thread; the results are in the batch's order.
-pub(super) fn write_locked(conn: &mut PoolConnection<Sqlite>, batch: &[Pending]) -> Vec<Written> {
+pub(super) fn write_locked(
+    conn: &mut PoolConnection<Sqlite>,
+    batch: &[Pending],
+    leases: &Leases,
+) -> Vec<Written> {
     let runtime = tokio::runtime::Handle::current();
     let mut locked = match runtime.block_on(conn.lock_handle()) {
         Ok(locked) => locked,
@@ -173,13 +182,15 @@ pub(super) fn write_locked(conn: &mut PoolConnection<Sqlite>, batch: &[Pending])
         Err(e) => return batch_failed(batch.len(), &e),
     };
     lite.set_prepared_statement_cache_capacity(STATEMENTS);
-    write_all(&mut lite, batch)
+    write_all(&mut lite, batch, leases)
 }
 
 /// Writes `batch` in one `BEGIN IMMEDIATE` transaction: each commit in its own savepoint (a
 /// conflict, duplicate, busy user or failing commit undoes only itself), each status update
-/// as one statement. If the transaction itself fails, every write fails.
-fn write_all(conn: &mut Connection, batch: &[Pending]) -> Vec<Written> {
+/// as one statement. If the transaction itself fails, every write fails. The effects its
+/// commits claimed ([`crate::CommitClaim`]) are leased just before the `COMMIT` makes them
+/// visible, so no claim of another owner can take them first.
+fn write_all(conn: &mut Connection, batch: &[Pending], leases: &Leases) -> Vec<Written> {
     let outer = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => return batch_failed(batch.len(), &e),
@@ -199,10 +210,40 @@ fn write_all(conn: &mut Connection, batch: &[Pending]) -> Vec<Written> {
             return batch_failed(batch.len(), &"the transaction was rolled back");
         }
     }
+    let leased = lease_claimed(batch, &results, leases);
     match outer.commit() {
         Ok(()) => results,
-        Err(e) => batch_failed(batch.len(), &e),
+        Err(e) => {
+            leases.forget(&leased);
+            batch_failed(batch.len(), &e)
+        }
     }
+}
+
+/// Leases the effects each commit of `batch` claimed to its claim's owner; returns the rows.
+fn lease_claimed(
+    batch: &[Pending],
+    results: &[Written],
+    leases: &Leases,
+) -> Vec<(CallSessionId, u64)> {
+    let mut all = Vec::new();
+    for (pending, result) in batch.iter().zip(results) {
+        let (Pending::Commit(checked, _), Ok(Wrote::Commit(outcome))) = (pending, result) else {
+            continue;
+        };
+        let (Some(claim), CommitOutcome::Committed { claimed, .. }) =
+            (&checked.commit.claim, outcome)
+        else {
+            continue;
+        };
+        let rows: Vec<_> = claimed
+            .iter()
+            .map(|seq| (checked.commit.session_id.clone(), *seq))
+            .collect();
+        leases.lease(&rows, &claim.owner, claim.until);
+        all.extend(rows);
+    }
+    all
 }
 
 /// Column access on a rusqlite row, so the shared row mappers read it.
@@ -454,6 +495,14 @@ fn commit_in(
         tx.prepare_cached(&outbox_insert_sql('?', seqs.len()))?
             .execute(values.as_slice())?;
     }
+    let claimed = match &commit.claim {
+        Some(_) if !effect_seqs.is_empty() => tx
+            .prepare_cached(&COMMIT_CLAIMABLE)?
+            .query_map(params![sid, int(first_seq)?], |row| row.get::<_, i64>(0))?
+            .map(|seq| unsigned(seq?))
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => Vec::new(),
+    };
 
     for (call, quality) in commit.calls.iter().zip(&encoded.quality) {
         let written = tx.prepare_cached(&CALL_RECORD_UPSERT)?.execute(params![
@@ -545,6 +594,7 @@ fn commit_in(
     Ok(CommitOutcome::Committed {
         version: unsigned(version)?,
         effect_seqs,
+        claimed,
     })
 }
 
