@@ -89,10 +89,30 @@ struct Rig {
 
 impl Rig {
     async fn new(push: Behaviour, dials: DialLimit) -> Self {
+        Self::build(push, dials, None).await
+    }
+
+    /// A rig whose engine hands its commits' effects to the dispatcher (`node-a`, leasing
+    /// rows for `lease`), and where nothing else wakes it: the engine's kick reaches no one
+    /// and the sweep is an hour.
+    async fn handing_off(push: Behaviour, lease: Duration) -> Self {
+        Self::build(push, DialLimit::default(), Some(lease)).await
+    }
+
+    async fn build(push: Behaviour, dials: DialLimit, handoff: Option<Duration>) -> Self {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
         let kick = Arc::new(Notify::new());
-        let engine = Engine::new(store.clone(), clock.clone(), kick.clone());
+        let mut engine = Engine::new(store.clone(), clock.clone(), kick.clone());
+        let mut sweep = Duration::from_secs(1);
+        let mut handed = None;
+        if let Some(lease) = handoff {
+            let (handoff, to_dispatcher) = ringmaster_engine::handoff::channel("node-a", lease);
+            engine = Engine::new(store.clone(), clock.clone(), Arc::new(Notify::new()))
+                .with_handoff(handoff);
+            sweep = Duration::from_secs(3_600);
+            handed = Some((to_dispatcher, lease));
+        }
         let emulator = Emulator::start(EmulatorConfig::for_tests(None))
             .await
             .unwrap();
@@ -102,29 +122,32 @@ impl Rig {
                 .unwrap();
         assert!(telnyx.config().retry.max_attempts > 1);
         let push = Recorder::new(push);
-        let dispatcher = Arc::new(
-            Dispatcher::new(
-                store.clone(),
-                engine.clone(),
-                telnyx,
-                "ringmaster-emulator".into(),
-                Notifiers {
-                    websocket: Some(Recorder::new(Behaviour::Deliver)),
-                    push: Some(push.clone()),
-                },
-                kick,
-                Duration::from_secs(1),
-            )
-            .with_clock(clock.clone())
-            .with_dial_budget(Arc::new(DialLimiter::new(dials)))
-            .with_ring_timeout(Duration::from_secs(30)),
-        );
+        let mut dispatcher = Dispatcher::new(
+            store.clone(),
+            engine.clone(),
+            telnyx,
+            "ringmaster-emulator".into(),
+            Notifiers {
+                websocket: Some(Recorder::new(Behaviour::Deliver)),
+                push: Some(push.clone()),
+            },
+            kick,
+            sweep,
+        )
+        .with_clock(clock.clone())
+        .with_dial_budget(Arc::new(DialLimiter::new(dials)))
+        .with_ring_timeout(Duration::from_secs(30));
+        if let Some((to_dispatcher, lease)) = handed {
+            dispatcher = dispatcher
+                .with_lease("node-a", lease)
+                .with_handoff(to_dispatcher);
+        }
         Self {
             store,
             clock,
             engine,
             emulator,
-            dispatcher,
+            dispatcher: Arc::new(dispatcher),
             push,
         }
     }
@@ -142,25 +165,7 @@ impl Rig {
         devices: &[&str],
         platform: &str,
     ) -> (CallSessionId, Vec<Effect>) {
-        let new = NewInbound {
-            id: CallSessionId::new(id),
-            tenant: TenantId::new("t"),
-            user: UserId::new("u"),
-            caller_leg: CallControlId::new(format!("caller-{id}")),
-            from: "+15550001111".into(),
-            to: "+15550002222".into(),
-            devices: devices
-                .iter()
-                .map(|d| RingTarget {
-                    device_id: DeviceId::new(*d),
-                    sip_uri: format!("sip:{d}@sip.telnyx.com"),
-                    platform: platform.to_owned(),
-                })
-                .collect(),
-            busy: false,
-            config: SessionConfig::default(),
-        };
-        let session = Session::new_inbound(new, self.clock.now()).unwrap();
+        let session = inbound(id, devices, platform, self.clock.now());
         let created = self.engine.create(session, None, Vec::new()).await.unwrap();
         assert!(matches!(created, Created::Committed(_)));
         let mut opening = Vec::new();
@@ -235,6 +240,29 @@ impl Rig {
             })
             .unwrap();
     }
+}
+
+/// A new inbound call `id` from a caller leg `caller-{id}` ringing `devices` on `platform`.
+fn inbound(id: &str, devices: &[&str], platform: &str, now: Timestamp) -> Session {
+    let new = NewInbound {
+        id: CallSessionId::new(id),
+        tenant: TenantId::new("t"),
+        user: UserId::new("u"),
+        caller_leg: CallControlId::new(format!("caller-{id}")),
+        from: "+15550001111".into(),
+        to: "+15550002222".into(),
+        devices: devices
+            .iter()
+            .map(|d| RingTarget {
+                device_id: DeviceId::new(*d),
+                sip_uri: format!("sip:{d}@sip.telnyx.com"),
+                platform: platform.to_owned(),
+            })
+            .collect(),
+        busy: false,
+        config: SessionConfig::default(),
+    };
+    Session::new_inbound(new, now).unwrap()
 }
 
 fn command(id: &CallSessionId, n: u64, action: Action) -> Effect {
@@ -779,98 +807,21 @@ async fn an_inbound_ring_takes_the_next_dial_slot_before_a_waiting_click_to_call
     assert_eq!(slots, [start, start + window, start + window * 2]);
 }
 
-/// An engine handing its commits' effects to a dispatcher (`node-a`) that nothing else
-/// wakes: its kick reaches no one and its sweep is an hour.
-struct HandoffRig {
-    store: Arc<dyn Store>,
-    clock: Arc<ManualClock>,
-    engine: Engine,
-    emulator: EmulatorHandle,
-    dispatcher: Arc<Dispatcher>,
-    push: Arc<Recorder>,
-    lease: Duration,
-}
-
-impl HandoffRig {
-    async fn new(push: Behaviour) -> Self {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
-        let lease = Duration::from_secs(30);
-        let (handoff, handed) = ringmaster_engine::handoff::channel("node-a", lease);
-        let engine = Engine::new(store.clone(), clock.clone(), Arc::new(Notify::new()))
-            .with_handoff(handoff);
-        let emulator = Emulator::start(EmulatorConfig::for_tests(None))
-            .await
-            .unwrap();
-        let telnyx =
-            TelnyxClient::new(ClientConfig::new("test").with_base_url(emulator.base_url()))
-                .unwrap();
-        let push = Recorder::new(push);
-        let dispatcher = Arc::new(
-            Dispatcher::new(
-                store.clone(),
-                engine.clone(),
-                telnyx,
-                "ringmaster-emulator".into(),
-                Notifiers {
-                    websocket: Some(Recorder::new(Behaviour::Deliver)),
-                    push: Some(push.clone()),
-                },
-                Arc::new(Notify::new()),
-                Duration::from_secs(3_600),
-            )
-            .with_clock(clock.clone())
-            .with_lease("node-a", lease)
-            .with_handoff(handed),
-        );
-        Self {
-            store,
-            clock,
-            engine,
-            emulator,
-            dispatcher,
-            push,
-            lease,
-        }
-    }
-
-    /// A new inbound call ringing two iOS devices, committed through the engine.
-    async fn call(&self, id: &str) {
-        let new = NewInbound {
-            id: CallSessionId::new(id),
-            tenant: TenantId::new("t"),
-            user: UserId::new("u"),
-            caller_leg: CallControlId::new(format!("caller-{id}")),
-            from: "+15550001111".into(),
-            to: "+15550002222".into(),
-            devices: ["d1", "d2"]
-                .iter()
-                .map(|d| RingTarget {
-                    device_id: DeviceId::new(format!("{id}-{d}")),
-                    sip_uri: format!("sip:{id}-{d}@sip.telnyx.com"),
-                    platform: "ios".into(),
-                })
-                .collect(),
-            busy: false,
-            config: SessionConfig::default(),
-        };
-        let session = Session::new_inbound(new, self.clock.now()).unwrap();
+impl Rig {
+    /// A new inbound call ringing two iOS devices (`{id}-d1`, `{id}-d2`), committed
+    /// through the engine, its effects left to the dispatcher.
+    async fn ring(&self, id: &str) {
+        let devices = [format!("{id}-d1"), format!("{id}-d2")];
+        let devices: Vec<&str> = devices.iter().map(String::as_str).collect();
+        let session = inbound(id, &devices, "ios", self.clock.now());
         let created = self.engine.create(session, None, Vec::new()).await.unwrap();
         assert!(matches!(created, Created::Committed(_)));
-    }
-
-    fn dials(&self) -> usize {
-        self.emulator
-            .commands()
-            .iter()
-            .filter(|c| c.action == "dial")
-            .count()
     }
 
     /// Waits until `dials` dials and `pushes` pushes have gone out.
     async fn sent(&self, dials: usize, pushes: usize) {
         let sent = async {
-            while self.dials() < dials || self.push.calls() < pushes {
+            while self.requests("dial") < dials || self.push.calls() < pushes {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         };
@@ -886,15 +837,16 @@ impl HandoffRig {
 #[tokio::test]
 async fn a_commits_effects_are_leased_to_this_node_and_sent_without_a_read() {
     // Pushes hang, so theirs stay in flight (and leased) for the whole test.
-    let rig = HandoffRig::new(Behaviour::Hang).await;
+    let lease = Duration::from_secs(30);
+    let rig = Rig::handing_off(Behaviour::Hang, lease).await;
     let (_stop, stopped) = watch::channel(false);
     let running = tokio::spawn(rig.dispatcher.clone().run(stopped));
-    rig.call("handed").await;
+    rig.ring("handed").await;
     let every = Lane::ALL.map(|lane| (lane, 100));
     let now = rig.clock.now();
     let taken = rig
         .store
-        .claim_due_effects_all(&every, now, "node-b", now + rig.lease)
+        .claim_due_effects_all(&every, now, "node-b", now + lease)
         .await
         .unwrap();
     assert!(
@@ -913,21 +865,21 @@ async fn a_commits_effects_are_leased_to_this_node_and_sent_without_a_read() {
 /// arrives, and send them; the hand-off arriving afterwards sends nothing again.
 #[tokio::test]
 async fn an_effect_a_drain_sent_before_its_hand_off_arrived_is_not_sent_again() {
-    let rig = HandoffRig::new(Behaviour::Deliver).await;
-    rig.call("early").await;
+    let rig = Rig::handing_off(Behaviour::Deliver, Duration::from_secs(30)).await;
+    rig.ring("early").await;
     let mut tasks = JoinSet::new();
     rig.dispatcher.drain(&mut tasks).await.unwrap();
     while tasks.join_next().await.is_some() {}
-    assert_eq!((rig.dials(), rig.push.calls()), (2, 2));
+    assert_eq!((rig.requests("dial"), rig.push.calls()), (2, 2));
     // The next drain forgets what finished; only then does the loop see the hand-off.
     rig.dispatcher.drain(&mut tasks).await.unwrap();
     let (_stop, stopped) = watch::channel(false);
     let running = tokio::spawn(rig.dispatcher.clone().run(stopped));
     // A later call's hand-off comes behind the first one: once it is sent, both were seen.
-    rig.call("later").await;
+    rig.ring("later").await;
     rig.sent(4, 4).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(rig.dials(), 4, "an early dial was sent twice");
+    assert_eq!(rig.requests("dial"), 4, "an early dial was sent twice");
     let seen = rig.push.seen();
     let rings: Vec<&String> = seen.iter().filter(|n| n.starts_with("incoming")).collect();
     assert_eq!(rings.len(), 4, "{seen:?}");

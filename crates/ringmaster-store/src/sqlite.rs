@@ -224,7 +224,7 @@ impl SqliteStore {
             let opener = Arc::clone(&opener);
             let gate = Arc::clone(&gate);
             move || -> Result<_, StoreError> {
-                let own = opener.open()?;
+                let own = opener.open_own()?;
                 let checkpointer = Checkpointer::start(opener.open()?, gate)?;
                 Ok((own, checkpointer))
             }

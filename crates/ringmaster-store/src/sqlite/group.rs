@@ -10,7 +10,6 @@
 //! and every commit queued behind it waited that long.
 
 use ringmaster_core::CallSessionId;
-use rusqlite::Connection;
 use sqlx::SqlitePool;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -18,7 +17,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::leases::Leases;
-use super::writer::{batch_failed, write_locked, Opener};
+use super::writer::{batch_failed, write_locked, Durable, Opener, Own};
 use crate::error::StoreError;
 use crate::limits::{self, EncodedCommit};
 use crate::session::{Commit, CommitOutcome};
@@ -147,7 +146,7 @@ pub(super) enum WriterConn {
     /// prepares stay prepared from batch to batch (preparing them anew for each batch was
     /// 6 % of the CPU time of `ringmaster bench lifecycle`, on the path of every commit).
     Owned {
-        conn: Connection,
+        conn: Own,
         opener: Arc<Opener>,
         /// Taken for each batch, and by the store's other writes (through sqlx) for each of
         /// their transactions, so the two connections take turns in order instead of
@@ -217,37 +216,132 @@ impl Writer {
 /// thread's), not for a runtime worker to run the writer's task and then for a blocking thread
 /// to run its batch. With both cores busy, each of those hand-offs could wait milliseconds for
 /// a CPU.
+///
+/// When commits wait for the disk, a second thread syncs the WAL after each batch with a
+/// commit and only then answers its callers, while this one goes on to the next batch: the
+/// sync of one batch and the writing of the next overlap instead of taking turns. One sync
+/// makes every batch written before it durable, so batches that pile up behind a slow sync
+/// share the next one. A batch of status updates alone is answered at once, as before: the
+/// next sync makes it durable along with itself (a loss can only make an effect pending
+/// again, and the dispatcher sends it once more).
 fn own_writer(
-    conn: Connection,
+    own: Own,
     opener: &Opener,
     gate: &Mutex<()>,
     leases: &Arc<Leases>,
     mut queue: mpsc::Receiver<Queued>,
     runtime: &Handle,
 ) {
-    let mut conn = Some(conn);
+    let (to_sync, unsynced) = std::sync::mpsc::channel::<Unsynced>();
+    let syncer = {
+        let (leases, runtime) = (Arc::clone(leases), runtime.clone());
+        std::thread::Builder::new()
+            .name("sqlite-wal-sync".into())
+            .spawn(move || sync_wal(&unsynced, &leases, &runtime))
+    };
+    let to_sync = match syncer {
+        Ok(_) => Some(to_sync),
+        Err(ref e) => {
+            tracing::error!(error = %e, "no WAL sync thread; the group writer syncs each batch");
+            None
+        }
+    };
+    let mut own = Some(own);
     while let Some(first) = queue.blocking_recv() {
         let batch = gather(first, &mut queue);
         if batch.is_empty() {
             continue;
         }
-        let results = {
+        let (results, wal) = {
             let _turn = gate.blocking_lock();
-            let lite = conn.take();
-            match std::panic::catch_unwind(AssertUnwindSafe(|| opener.write(lite, &batch, leases)))
+            let taken = own.take();
+            match std::panic::catch_unwind(AssertUnwindSafe(|| opener.write(taken, &batch, leases)))
             {
-                Ok((lite, results)) => {
-                    conn = lite;
-                    results
+                Ok((kept, results)) => {
+                    let wal = kept.as_ref().and_then(|o| o.wal.clone());
+                    own = kept;
+                    (results, wal)
                 }
                 // The connection went down with the batch; the next batch opens a new one.
                 Err(_) => {
                     tracing::error!("the SQLite group writer's batch panicked");
-                    batch_failed(batch.len(), &"the batch panicked")
+                    (batch_failed(batch.len(), &"the batch panicked"), None)
                 }
             }
         };
-        answer(batch, results, leases, runtime);
+        let updates_only = batch.iter().all(|p| matches!(p, Pending::Effect(..)));
+        match wal.filter(|_| !updates_only) {
+            Some(wal) => {
+                let written = Unsynced {
+                    wal,
+                    batch,
+                    results,
+                };
+                match &to_sync {
+                    Some(to_sync) => {
+                        if let Err(unsent) = to_sync.send(written) {
+                            sync_and_answer(vec![unsent.0], leases, runtime);
+                        }
+                    }
+                    None => sync_and_answer(vec![written], leases, runtime),
+                }
+            }
+            None => answer(batch, results, leases, runtime),
+        }
+    }
+    // The sync thread answers what it holds and ends.
+    drop(to_sync);
+    if let Ok(syncer) = syncer {
+        if syncer.join().is_err() {
+            tracing::error!("the SQLite WAL sync thread panicked");
+        }
+    }
+}
+
+/// A batch written and committed, waiting for its WAL to reach the disk.
+struct Unsynced {
+    wal: Arc<dyn Durable>,
+    batch: Vec<Pending>,
+    results: Vec<Written>,
+}
+
+/// The WAL sync thread: syncs what the writer wrote, then answers its callers, in order.
+fn sync_wal(
+    unsynced: &std::sync::mpsc::Receiver<Unsynced>,
+    leases: &Arc<Leases>,
+    runtime: &Handle,
+) {
+    while let Ok(first) = unsynced.recv() {
+        let mut ready = vec![first];
+        ready.extend(unsynced.try_iter());
+        sync_and_answer(ready, leases, runtime);
+    }
+}
+
+/// Syncs the WAL of `ready` (once per file: the WAL is appended in order, so one sync covers
+/// every batch written before it), then answers each batch's callers; if the sync fails, the
+/// commits may not be durable and their callers are told they failed.
+fn sync_and_answer(ready: Vec<Unsynced>, leases: &Arc<Leases>, runtime: &Handle) {
+    let mut synced: Vec<(Arc<dyn Durable>, Result<(), String>)> = Vec::new();
+    for written in ready.iter().rev() {
+        if !synced.iter().any(|(wal, _)| Arc::ptr_eq(wal, &written.wal)) {
+            let result = written.wal.sync().map_err(|e| e.to_string());
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "syncing the SQLite WAL failed");
+            }
+            synced.push((Arc::clone(&written.wal), result));
+        }
+    }
+    for written in ready {
+        let outcome = synced
+            .iter()
+            .find(|(wal, _)| Arc::ptr_eq(wal, &written.wal))
+            .map(|(_, result)| result.clone());
+        let results = match outcome {
+            Some(Err(e)) => batch_failed(written.batch.len(), &format!("WAL sync failed: {e}")),
+            _ => written.results,
+        };
+        answer(written.batch, results, leases, runtime);
     }
 }
 
@@ -437,27 +531,97 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_batch_of_status_updates_alone_leaves_the_writer_fully_synchronous() {
+    async fn a_fully_synchronous_store_s_writer_commits_at_normal_with_its_wal_to_sync() {
         let (dir, store) = file_store().await;
         store.commit(create("a")).await.unwrap();
-        let opener = opener(&dir);
-        let (reply, _answer) = oneshot::channel();
-        let done = EffectUpdate {
-            session_id: CallSessionId::new("a"),
-            seq: 1,
-            status: EffectStatus::Done,
-        };
-        let batch = [Pending::Effect(done, reply)];
-        let (conn, results) = opener.write(None, &batch, &Leases::default());
-        assert!(matches!(results.as_slice(), [Ok(Wrote::Updated)]));
-        // Written (the store no longer sees it pending), and the next commit on the same
-        // connection waits for the disk again.
-        assert!(store.pending_effects(10).await.unwrap().is_empty());
-        let level: i64 = conn
-            .expect("the connection is kept")
+        let own = opener(&dir).open_own().unwrap();
+        let level: i64 = own
+            .conn
             .pragma_query_value(None, "synchronous", |row| row.get(0))
             .unwrap();
-        assert_eq!(level, 2, "synchronous must be back to FULL");
+        assert_eq!(
+            level, 1,
+            "the sync thread, not the COMMIT, waits for the disk"
+        );
+        own.wal
+            .expect("a WAL to sync")
+            .sync()
+            .expect("the WAL file is open");
+        let relaxed = Opener {
+            sync: SqliteSync::Normal,
+            ..opener(&dir)
+        };
+        assert!(relaxed.open_own().unwrap().wal.is_none());
+    }
+
+    /// A WAL whose sync waits until the test lets it go (or fails).
+    struct HeldWal {
+        go: std::sync::Mutex<std::sync::mpsc::Receiver<std::io::Result<()>>>,
+        syncs: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Durable for HeldWal {
+        fn sync(&self) -> std::io::Result<()> {
+            self.syncs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let go = self.go.lock().unwrap();
+            go.recv().unwrap_or(Ok(()))
+        }
+    }
+
+    fn written(
+        wal: &Arc<HeldWal>,
+    ) -> (
+        Unsynced,
+        oneshot::Receiver<Result<CommitOutcome, StoreError>>,
+    ) {
+        let (reply, answer) = oneshot::channel();
+        let unsynced = Unsynced {
+            wal: Arc::clone(wal) as Arc<dyn Durable>,
+            batch: vec![Pending::Commit(Checked::new(create("a")).unwrap(), reply)],
+            results: vec![Ok(Wrote::Commit(CommitOutcome::Duplicate))],
+        };
+        (unsynced, answer)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_is_answered_only_once_its_wal_is_synced() {
+        let (go, held) = std::sync::mpsc::channel();
+        let wal = Arc::new(HeldWal {
+            go: std::sync::Mutex::new(held),
+            syncs: Default::default(),
+        });
+        let (to_sync, unsynced) = std::sync::mpsc::channel();
+        let leases = Arc::new(Leases::default());
+        let runtime = Handle::current();
+        let syncer = std::thread::spawn(move || sync_wal(&unsynced, &leases, &runtime));
+        let (first, mut first_answer) = written(&wal);
+        to_sync.send(first).unwrap();
+        // The sync is under way: two more batches wait for the next one, and share it.
+        while wal.syncs.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let (second, second_answer) = written(&wal);
+        let (third, third_answer) = written(&wal);
+        to_sync.send(second).unwrap();
+        to_sync.send(third).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            first_answer.try_recv().is_err(),
+            "answered before its WAL was synced"
+        );
+        go.send(Ok(())).unwrap();
+        assert!(matches!(
+            first_answer.await.unwrap(),
+            Ok(CommitOutcome::Duplicate)
+        ));
+        go.send(Err(std::io::Error::other("disk gone"))).unwrap();
+        for answer in [second_answer, third_answer] {
+            let failed = answer.await.unwrap().unwrap_err();
+            assert!(failed.to_string().contains("WAL sync failed"), "{failed}");
+        }
+        assert_eq!(wal.syncs.load(std::sync::atomic::Ordering::SeqCst), 2);
+        drop(to_sync);
+        syncer.join().unwrap();
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 use sqlx::pool::PoolConnection;
 use sqlx::Sqlite;
 use std::path::PathBuf;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use super::checkpoint::BACKSTOP_PAGES;
@@ -83,50 +83,69 @@ impl Opener {
         Ok(conn)
     }
 
-    /// Writes `batch` on `conn` (opened first if `None`), and gives back the connection to
-    /// keep, if any.
-    ///
-    /// A batch of outbox status updates alone is committed without waiting for the disk
-    /// (`synchronous = NORMAL`, which in WAL mode still never corrupts the file): the next
-    /// fully synchronous commit, a few milliseconds later on a busy store, makes it durable
-    /// along with itself. A power loss in between can only make an effect pending again,
-    /// which the dispatcher then sends once more, as after a crash between sending it and
-    /// recording it. Those batches were most of the fsyncs of a call (one per effect), and
-    /// every commit queued behind them waited for theirs.
+    /// The group writer's own connection. When the store's commits wait for the disk
+    /// ([`SqliteSync::Full`]), it commits at `synchronous = NORMAL` and comes with its WAL
+    /// file, which the writer's sync thread makes durable after each batch (see
+    /// [`super::group`]): in WAL mode `FULL` differs from `NORMAL` only by that sync at each
+    /// commit, and taken off the writer it no longer holds up the next batch.
+    pub(super) fn open_own(&self) -> Result<Own, StoreError> {
+        let conn = self.open()?;
+        if self.sync != SqliteSync::Full {
+            return Ok(Own { conn, wal: None });
+        }
+        set_synchronous(&conn, SqliteSync::Normal)?;
+        // Reading the database opens (and if need be creates) its WAL. SQLite deletes the WAL
+        // only when the last connection to the file closes, so while this one is open the
+        // file synced is the one it commits to.
+        conn.query_row("PRAGMA schema_version", [], |_| Ok(()))?;
+        let mut path = self.path.clone().into_os_string();
+        path.push("-wal");
+        let wal =
+            std::fs::File::open(&path).map_err(|e| StoreError::Backend(sqlx::Error::Io(e)))?;
+        Ok(Own {
+            conn,
+            wal: Some(Arc::new(wal)),
+        })
+    }
+
+    /// Writes `batch` on `own` (opened first if `None`), and gives back the connection to
+    /// keep, if any. The batch is committed but, with a WAL to sync, not yet durable.
     pub(super) fn write(
         &self,
-        conn: Option<Connection>,
+        own: Option<Own>,
         batch: &[Pending],
         leases: &Leases,
-    ) -> (Option<Connection>, Vec<Written>) {
-        let mut conn = match conn.map_or_else(|| self.open(), Ok) {
-            Ok(conn) => conn,
+    ) -> (Option<Own>, Vec<Written>) {
+        let mut own = match own.map_or_else(|| self.open_own(), Ok) {
+            Ok(own) => own,
             Err(e) => return (None, batch_failed(batch.len(), &e)),
         };
-        let relax =
-            self.sync == SqliteSync::Full && batch.iter().all(|p| matches!(p, Pending::Effect(..)));
-        if !relax {
-            let results = write_all(&mut conn, batch, leases);
-            return (Some(conn), results);
-        }
-        if let Err(e) = set_synchronous(&conn, SqliteSync::Normal) {
-            return (Some(conn), batch_failed(batch.len(), &e));
-        }
-        let results = write_all(&mut conn, batch, leases);
-        match set_synchronous(&conn, self.sync) {
-            Ok(()) => (Some(conn), results),
-            // Never commit on it with less than the store's durability: the next batch opens
-            // a new one.
-            Err(e) => {
-                tracing::error!(error = %e, "the SQLite group writer's connection is dropped");
-                (None, results)
-            }
-        }
+        let results = write_all(&mut own.conn, batch, leases);
+        (Some(own), results)
     }
 }
 
-/// Sets `conn`'s `PRAGMA synchronous` through a cached statement (it changes twice for every
-/// batch of status updates alone).
+/// The group writer's connection to a database file.
+pub(super) struct Own {
+    pub(super) conn: Connection,
+    /// The WAL to make durable before a commit is acknowledged; `None` when commits need not
+    /// wait for the disk.
+    pub(super) wal: Option<Arc<dyn Durable>>,
+}
+
+/// A file whose written data can be made durable.
+pub(super) trait Durable: Send + Sync {
+    /// Waits until everything written to it so far is on disk.
+    fn sync(&self) -> std::io::Result<()>;
+}
+
+impl Durable for std::fs::File {
+    fn sync(&self) -> std::io::Result<()> {
+        self.sync_data()
+    }
+}
+
+/// Sets `conn`'s `PRAGMA synchronous`.
 fn set_synchronous(conn: &Connection, sync: SqliteSync) -> Result<(), StoreError> {
     let sql = match sync {
         SqliteSync::Full => "PRAGMA synchronous = FULL",
