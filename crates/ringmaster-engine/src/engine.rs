@@ -446,7 +446,7 @@ impl Engine {
                     claimed,
                 } => {
                     self.counters.commits.fetch_add(1, Ordering::Relaxed);
-                    if has_outbox && !self.hand_off(&commit, &effect_seqs, &claimed) {
+                    if has_outbox && !self.hand_off(&commit, &effect_seqs, &claimed).await {
                         self.kick.notify_one();
                     }
                     return Ok(Written::Committed(version));
@@ -465,7 +465,7 @@ impl Engine {
     /// Hands the effects `commit` claimed to the dispatcher; false when it still has to read
     /// the outbox: no hand-off, or one that failed, or an effect for it left unclaimed (held
     /// back, or of a quarantined session; host events are the webhook relay's).
-    fn hand_off(&self, commit: &Commit, effect_seqs: &[u64], claimed: &[u64]) -> bool {
+    async fn hand_off(&self, commit: &Commit, effect_seqs: &[u64], claimed: &[u64]) -> bool {
         let Some(handoff) = &self.handoff else {
             return false;
         };
@@ -473,7 +473,7 @@ impl Engine {
             .iter()
             .zip(&commit.effects)
             .any(|(seq, effect)| effect.lane != Lane::Host && !claimed.contains(seq));
-        handoff.hand(commit, effect_seqs, claimed) && !unclaimed
+        handoff.hand(commit, effect_seqs, claimed).await && !unclaimed
     }
 }
 

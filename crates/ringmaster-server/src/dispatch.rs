@@ -96,8 +96,13 @@ pub struct Dispatcher {
     finished: Mutex<Vec<Key>>,
     /// The earliest retry or dial slot scheduled since the last drain.
     wake_at: Mutex<Option<Timestamp>>,
-    /// Effects this node's engine committed and leased to it ([`Dispatcher::with_handoff`]).
+    /// Effects this node's engine committed and leased to it ([`Dispatcher::with_handoff`]),
+    /// until the dispatcher runs.
     handed: Mutex<Option<Handed>>,
+    /// The flights of handed effects, spawned by the committing tasks.
+    handed_tasks: Mutex<JoinSet<()>>,
+    /// The dispatcher has stopped: handed effects are left leased for the next start.
+    stopping: AtomicBool,
 }
 
 struct LaneState {
@@ -162,6 +167,22 @@ fn record_dismissal(n: &Notification, committed: Timestamp, now: Timestamp) {
             Channel::Push { .. } => "push",
         };
         telemetry::dismissal_delivered(channel, committed, now);
+    }
+}
+
+/// One effect being sent, and its outcome recorded.
+type Flight = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Starts what the engine hands over, on the dispatcher (held weakly: the dispatcher holds the
+/// engine, whose hand-off holds this).
+struct HandedStarter(std::sync::Weak<Dispatcher>);
+
+#[async_trait]
+impl ringmaster_engine::handoff::Starter for HandedStarter {
+    async fn start(&self, entries: Vec<OutboxEntry>) {
+        if let Some(dispatcher) = self.0.upgrade() {
+            dispatcher.start_handed(entries).await;
+        }
     }
 }
 
@@ -273,6 +294,8 @@ impl Dispatcher {
             finished: Mutex::new(Vec::new()),
             wake_at: Mutex::new(None),
             handed: Mutex::new(None),
+            handed_tasks: Mutex::default(),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -318,13 +341,13 @@ impl Dispatcher {
     }
 
     /// Drains the outbox until `shutdown` turns true, then lets effects in flight finish (for
-    /// up to a grace period; the rest stay pending in the store for the next start). Effects
-    /// handed over by the engine are started by a loop of their own, so they never wait for
-    /// a drain's read.
+    /// up to a grace period; the rest stay pending in the store for the next start). From
+    /// now on the engine starts what it hands over itself, in the committing task, so those
+    /// effects never wait for this loop.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let handoff = lock(&self.handed)
-            .take()
-            .map(|handed| tokio::spawn(self.clone().run_handoff(handed, shutdown.clone())));
+        if let Some(handed) = lock(&self.handed).take() {
+            handed.bind(Arc::new(HandedStarter(Arc::downgrade(&self))));
+        }
         let mut tasks = JoinSet::new();
         let mut wakeups = match self.store.outbox_wakeups().await {
             Ok(wakeups) => wakeups,
@@ -341,6 +364,10 @@ impl Dispatcher {
                 tracing::warn!(error = %e, "outbox read failed");
             }
             while tasks.try_join_next().is_some() {}
+            {
+                let mut handed = lock(&self.handed_tasks);
+                while handed.try_join_next().is_some() {}
+            }
             let wait = lock(&self.wake_at).take().map_or(self.sweep, |at| {
                 at.saturating_since(self.clock.now()).min(self.sweep)
             });
@@ -351,30 +378,9 @@ impl Dispatcher {
                 _ = shutdown.changed() => {}
             }
         }
-        let handoff = async {
-            if let Some(handoff) = handoff {
-                let _ = handoff.await;
-            }
-        };
-        tokio::join!(finish(tasks), handoff);
-    }
-
-    /// Starts what the engine hands over until `shutdown` turns true, then lets those effects
-    /// finish as [`Dispatcher::run`] does its own.
-    async fn run_handoff(self: Arc<Self>, mut handed: Handed, mut shutdown: watch::Receiver<bool>) {
-        let mut tasks = JoinSet::new();
-        while !*shutdown.borrow() {
-            tokio::select! {
-                entries = handed.recv() => match entries {
-                    Some(entries) => self.start_handed(entries, &mut tasks).await,
-                    // Every engine is gone: nothing more can be handed over.
-                    None => break,
-                },
-                _ = shutdown.changed() => {}
-            }
-            while tasks.try_join_next().is_some() {}
-        }
-        finish(tasks).await;
+        self.stopping.store(true, Ordering::SeqCst);
+        let handed = std::mem::take(&mut *lock(&self.handed_tasks));
+        tokio::join!(finish(tasks), finish(handed));
     }
 
     /// Who this node is in the outbox's leases.
@@ -425,8 +431,11 @@ impl Dispatcher {
         for entry in claimed {
             let fresh = entry.attempts == 0;
             let key = (entry.session_id.clone(), entry.seq);
-            if self.start(entry, now, tasks).await && fresh {
-                lock(&self.drained_fresh).insert(key, now);
+            if let Some(flight) = self.admit(entry, now).await {
+                tasks.spawn(flight);
+                if fresh {
+                    lock(&self.drained_fresh).insert(key, now);
+                }
             }
         }
         Ok(())
@@ -435,38 +444,37 @@ impl Dispatcher {
     /// Starts effects the engine committed and leased to this node ([`Handed`]), without
     /// reading them back. One that finds no permit stays leased to this node: its lane is
     /// marked saturated, so the next finished effect drains it.
-    async fn start_handed(self: &Arc<Self>, entries: Vec<OutboxEntry>, tasks: &mut JoinSet<()>) {
+    async fn start_handed(self: &Arc<Self>, entries: Vec<OutboxEntry>) {
+        if self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
         self.fault_after_claim(entries.len());
         let now = self.clock.now();
         for entry in entries {
             let key = (entry.session_id.clone(), entry.seq);
-            if !lock(&self.drained_fresh).take(&key) {
-                self.start(entry, now, tasks).await;
+            if lock(&self.drained_fresh).take(&key) {
+                continue;
+            }
+            if let Some(flight) = self.admit(entry, now).await {
+                lock(&self.handed_tasks).spawn(flight);
             }
         }
     }
 
-    /// Starts `entry` (claimed by this node) in its lane, unless it is in flight already, its
-    /// lane has no permit free, or it is a dial that must wait for its rate slot; whether it
-    /// started.
-    async fn start(
-        self: &Arc<Self>,
-        entry: OutboxEntry,
-        now: Timestamp,
-        tasks: &mut JoinSet<()>,
-    ) -> bool {
+    /// Admits `entry` (claimed by this node) to its lane: the flight that sends it, to be
+    /// spawned, unless it is in flight already, its lane has no permit free, or it is a dial
+    /// that must wait for its rate slot.
+    async fn admit(self: &Arc<Self>, entry: OutboxEntry, now: Timestamp) -> Option<Flight> {
         let lane = entry.lane;
-        let Some(state) = self.lanes.get(&lane) else {
-            return false;
-        };
+        let state = self.lanes.get(&lane)?;
         let key = (entry.session_id.clone(), entry.seq);
         // Taken at once: the drain and the hand-off loop may both hold this entry.
         if !lock(&self.in_flight).insert(key.clone()) {
-            return false;
+            return None;
         }
         let unstarted = |me: &Self| {
             lock(&me.in_flight).remove(&key);
-            false
+            None
         };
         let Ok(permit) = state.permits.clone().try_acquire_owned() else {
             state.saturated.store(true, Ordering::Relaxed);
@@ -483,7 +491,7 @@ impl Dispatcher {
         state.in_flight.fetch_add(1, Ordering::Relaxed);
         let me = self.clone();
         let (lane_busy, saturated) = (state.in_flight.clone(), state.saturated.clone());
-        tasks.spawn(async move {
+        Some(Box::pin(async move {
             if let Some(granted) = slot {
                 me.dials.budget().started(granted, me.clock.now());
             }
@@ -496,8 +504,7 @@ impl Dispatcher {
             if saturated.load(Ordering::Relaxed) || matches!(lane, Lane::Realtime | Lane::Push) {
                 me.kick.notify_one();
             }
-        });
-        true
+        }))
     }
 
     /// Ends the process once this node holds `claimed` rows it has not sent, if
