@@ -468,7 +468,7 @@ impl Dispatcher {
         let lane = entry.lane;
         let state = self.lanes.get(&lane)?;
         let key = (entry.session_id.clone(), entry.seq);
-        // Taken at once: the drain and the hand-off loop may both hold this entry.
+        // Taken at once: a drain and a committing task may both hold this entry.
         if !lock(&self.in_flight).insert(key.clone()) {
             return None;
         }
