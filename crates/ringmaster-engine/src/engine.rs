@@ -414,6 +414,20 @@ impl Engine {
         })
     }
 
+    /// Hands the effects `commit` claimed to the dispatcher; false when it still has to read
+    /// the outbox: no hand-off, or one that failed, or an effect for it left unclaimed (held
+    /// back, or of a quarantined session; host events are the webhook relay's).
+    async fn hand_off(&self, commit: &Commit, effect_seqs: &[u64], claimed: &[u64]) -> bool {
+        let Some(handoff) = &self.handoff else {
+            return false;
+        };
+        let unclaimed = effect_seqs
+            .iter()
+            .zip(&commit.effects)
+            .any(|(seq, effect)| effect.lane != Lane::Host && !claimed.contains(seq));
+        handoff.hand(commit, effect_seqs, claimed).await && !unclaimed
+    }
+
     /// Commits. A registry conflict (`Busy`) goes back to the caller, which tells the session;
     /// once it has (`told`), a conflict left over (an entry rewritten for a call that is
     /// already physically connected) is resolved by committing without the entry.
@@ -458,22 +472,6 @@ impl Engine {
                 CommitOutcome::Duplicate => return Ok(Written::Duplicate),
             }
         }
-    }
-}
-
-impl Engine {
-    /// Hands the effects `commit` claimed to the dispatcher; false when it still has to read
-    /// the outbox: no hand-off, or one that failed, or an effect for it left unclaimed (held
-    /// back, or of a quarantined session; host events are the webhook relay's).
-    async fn hand_off(&self, commit: &Commit, effect_seqs: &[u64], claimed: &[u64]) -> bool {
-        let Some(handoff) = &self.handoff else {
-            return false;
-        };
-        let unclaimed = effect_seqs
-            .iter()
-            .zip(&commit.effects)
-            .any(|(seq, effect)| effect.lane != Lane::Host && !claimed.contains(seq));
-        handoff.hand(commit, effect_seqs, claimed).await && !unclaimed
     }
 }
 

@@ -397,7 +397,7 @@ impl State {
             .sessions
             .get(session_id)
             .is_some_and(|r| r.quarantined.is_some());
-        let mut keys: BTreeSet<String> = BTreeSet::new();
+        let mut keys: BTreeSet<&str> = BTreeSet::new();
         let mut claimed = Vec::new();
         let rows = self
             .outbox_index
@@ -407,29 +407,22 @@ impl State {
                 continue;
             };
             // The first pending row per key is the one a claim may take.
-            let head = row
-                .order_key
-                .as_ref()
-                .is_none_or(|k| keys.insert(k.clone()));
+            let head = row.order_key.as_deref().is_none_or(|k| keys.insert(k));
             let lane = row.entry.lane;
             if seqs.contains(&seq)
                 && head
                 && lane != Lane::Host
                 && !(quarantined && lane != Lane::Release)
             {
-                claimed.push(seq);
+                claimed.push((seq, *id));
             }
         }
-        for seq in &claimed {
-            if let Some(row) = self
-                .outbox_index
-                .get(&(session_id.clone(), *seq))
-                .and_then(|id| self.outbox.get_mut(id))
-            {
+        for (_, id) in &claimed {
+            if let Some(row) = self.outbox.get_mut(id) {
                 row.lease = Some((claim.owner.clone(), claim.until));
             }
         }
-        claimed
+        claimed.into_iter().map(|(seq, _)| seq).collect()
     }
 }
 

@@ -188,12 +188,19 @@ impl Writer {
     ) -> Result<Self, StoreError> {
         let runtime = Handle::current();
         Ok(match conn {
-            WriterConn::Owned { conn, opener, gate } => Self::Thread(
-                std::thread::Builder::new()
-                    .name("sqlite-group-writer".into())
-                    .spawn(move || own_writer(conn, &opener, &gate, &leases, queue, &runtime))
-                    .map_err(|e| StoreError::Backend(sqlx::Error::Io(e)))?,
-            ),
+            WriterConn::Owned { conn, opener, gate } => {
+                let (to_sync, unsynced) = std::sync::mpsc::channel();
+                let syncer = {
+                    let (leases, runtime) = (Arc::clone(&leases), runtime.clone());
+                    spawn_thread("sqlite-wal-sync", move || {
+                        sync_wal(&unsynced, &leases, &runtime);
+                    })?
+                };
+                let sync = WalSync { to_sync, syncer };
+                Self::Thread(spawn_thread("sqlite-group-writer", move || {
+                    own_writer(conn, &opener, &gate, &leases, queue, sync, &runtime);
+                })?)
+            }
             WriterConn::Borrowed(pool) => {
                 Self::Task(runtime.spawn(borrowing_writer(pool, leases, queue)))
             }
@@ -230,22 +237,9 @@ fn own_writer(
     gate: &Mutex<()>,
     leases: &Arc<Leases>,
     mut queue: mpsc::Receiver<Queued>,
+    sync: WalSync,
     runtime: &Handle,
 ) {
-    let (to_sync, unsynced) = std::sync::mpsc::channel::<Unsynced>();
-    let syncer = {
-        let (leases, runtime) = (Arc::clone(leases), runtime.clone());
-        std::thread::Builder::new()
-            .name("sqlite-wal-sync".into())
-            .spawn(move || sync_wal(&unsynced, &leases, &runtime))
-    };
-    let to_sync = match syncer {
-        Ok(_) => Some(to_sync),
-        Err(ref e) => {
-            tracing::error!(error = %e, "no WAL sync thread; the group writer syncs each batch");
-            None
-        }
-    };
     let mut own = Some(own);
     while let Some(first) = queue.blocking_recv() {
         let batch = gather(first, &mut queue);
@@ -277,25 +271,36 @@ fn own_writer(
                     batch,
                     results,
                 };
-                match &to_sync {
-                    Some(to_sync) => {
-                        if let Err(unsent) = to_sync.send(written) {
-                            sync_and_answer(vec![unsent.0], leases, runtime);
-                        }
-                    }
-                    None => sync_and_answer(vec![written], leases, runtime),
+                // The sync thread is gone only if it panicked: sync here instead.
+                if let Err(unsent) = sync.to_sync.send(written) {
+                    sync_and_answer(vec![unsent.0], leases, runtime);
                 }
             }
             None => answer(batch, results, leases, runtime),
         }
     }
     // The sync thread answers what it holds and ends.
-    drop(to_sync);
-    if let Ok(syncer) = syncer {
-        if syncer.join().is_err() {
-            tracing::error!("the SQLite WAL sync thread panicked");
-        }
+    drop(sync.to_sync);
+    if sync.syncer.join().is_err() {
+        tracing::error!("the SQLite WAL sync thread panicked");
     }
+}
+
+/// The group writer's way to its WAL sync thread.
+struct WalSync {
+    to_sync: std::sync::mpsc::Sender<Unsynced>,
+    syncer: std::thread::JoinHandle<()>,
+}
+
+/// A thread named `name` running `f`.
+fn spawn_thread(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, StoreError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| StoreError::Backend(sqlx::Error::Io(e)))
 }
 
 /// A batch written and committed, waiting for its WAL to reach the disk.
@@ -318,28 +323,19 @@ fn sync_wal(
     }
 }
 
-/// Syncs the WAL of `ready` (once per file: the WAL is appended in order, so one sync covers
-/// every batch written before it), then answers each batch's callers; if the sync fails, the
-/// commits may not be durable and their callers are told they failed.
+/// Syncs the WAL once for all of `ready`, then answers each batch's callers; if the sync
+/// fails, the commits may not be durable and their callers are told they failed. One sync
+/// covers every batch written before it: the WAL is appended in order, and `fdatasync` acts on
+/// the file, whichever descriptor it is called through (a reopened connection's included).
 fn sync_and_answer(ready: Vec<Unsynced>, leases: &Arc<Leases>, runtime: &Handle) {
-    let mut synced: Vec<(Arc<dyn Durable>, Result<(), String>)> = Vec::new();
-    for written in ready.iter().rev() {
-        if !synced.iter().any(|(wal, _)| Arc::ptr_eq(wal, &written.wal)) {
-            let result = written.wal.sync().map_err(|e| e.to_string());
-            if let Err(e) = &result {
-                tracing::error!(error = %e, "syncing the SQLite WAL failed");
-            }
-            synced.push((Arc::clone(&written.wal), result));
-        }
+    let synced = ready.last().map_or(Ok(()), |last| last.wal.sync());
+    if let Err(e) = &synced {
+        tracing::error!(error = %e, "syncing the SQLite WAL failed");
     }
     for written in ready {
-        let outcome = synced
-            .iter()
-            .find(|(wal, _)| Arc::ptr_eq(wal, &written.wal))
-            .map(|(_, result)| result.clone());
-        let results = match outcome {
-            Some(Err(e)) => batch_failed(written.batch.len(), &format!("WAL sync failed: {e}")),
-            _ => written.results,
+        let results = match &synced {
+            Ok(()) => written.results,
+            Err(e) => batch_failed(written.batch.len(), &format!("WAL sync failed: {e}")),
         };
         answer(written.batch, results, leases, runtime);
     }

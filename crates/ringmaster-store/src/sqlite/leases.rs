@@ -17,7 +17,7 @@ pub(crate) type LeaseMap = HashMap<(CallSessionId, u64), (String, Timestamp)>;
 pub(crate) struct Leases {
     /// Outbox rows. Held only for map work, never across a read, so the group writer can
     /// lease a commit's own effects without waiting for a dispatcher's claim.
-    pub(crate) outbox: Mutex<LeaseMap>,
+    outbox: Mutex<LeaseMap>,
     /// An outbox claim's turn, held across its read; a release takes it too. A lease ended
     /// while another owner's claim reads the row as still pending would let that claim take a
     /// row already done; two claims never interleave either.
