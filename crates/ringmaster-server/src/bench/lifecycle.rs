@@ -4,7 +4,8 @@
 //! Full calls go through the built-in Telnyx emulator and the real coordinator (SQLite store in
 //! a temporary directory), each to its own user with three devices (iOS, Android, web):
 //! 1. `ringing`: M callers dial in (`call.initiated`); the coordinator dials the 3 devices and
-//!    the run waits until all 3×M legs ring;
+//!    the run waits until all 3×M legs ring, then until the emulator has sent the coordinator
+//!    every webhook of that phase (it sends one at a time, so thousands may still be queued);
 //! 2. `commit`: one store commit at a time on the same store, with the calls ringing: the
 //!    baseline;
 //! 3. `answer`: the web device of every call answers, at a steady rate. For each call the
@@ -150,6 +151,9 @@ pub struct LifecycleReport {
     pub ringing: usize,
     /// Seconds from the first caller to every device leg ringing.
     pub ringing_secs: f64,
+    /// Seconds from then until the coordinator had been sent every webhook of the ringing
+    /// phase; the baseline and the answers start after that.
+    pub backlog_secs: f64,
     /// Calls whose `call.answered` webhook was sent.
     pub answered: usize,
     /// Calls with every dismissal effect dispatched.
@@ -419,6 +423,22 @@ pub async fn lifecycle(plan: LifecyclePlan) -> anyhow::Result<LifecycleReport> {
     }
     eprintln!();
     let ringing_secs = started.elapsed().as_secs_f64();
+    // The emulator sends its webhooks one at a time: when the last leg rings, thousands of
+    // them may still be on their way to the coordinator. Measured over that backlog, the
+    // baseline and the answers would run at whatever rate the coordinator drains it, not at
+    // the plan's rate.
+    let backlog_started = Instant::now();
+    let backlog = emulator.pending_webhooks();
+    loop {
+        let left = emulator.pending_webhooks();
+        bar("webhooks", backlog.saturating_sub(left), backlog);
+        if left == 0 || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!();
+    let backlog_secs = backlog_started.elapsed().as_secs_f64();
     let calls: Vec<Call> = callers
         .into_iter()
         .zip(legs)
@@ -521,6 +541,7 @@ pub async fn lifecycle(plan: LifecyclePlan) -> anyhow::Result<LifecycleReport> {
         plan,
         ringing: calls.len(),
         ringing_secs,
+        backlog_secs,
         answered: progress.answered,
         dismissed: dismissal.samples,
         ended,
@@ -534,11 +555,13 @@ pub async fn lifecycle(plan: LifecyclePlan) -> anyhow::Result<LifecycleReport> {
 /// The report as a table.
 pub fn table(r: &LifecycleReport) -> String {
     let mut out = format!(
-        "{} calls ringing (all rang after {:.1} s), {} answers/s, push provider {}\n\
+        "{} calls ringing (all rang after {:.1} s, their webhooks all sent {:.1} s later), \
+         {} answers/s, push provider {}\n\
          answered {}, dismissed {}, ended {}\n\
          {:<28} {:>8} {:>9} {:>9} {:>9} {:>9}\n",
         r.plan.calls,
         r.ringing_secs,
+        r.backlog_secs,
         r.plan.answer_rate,
         r.plan.push.as_str(),
         r.answered,
