@@ -51,6 +51,16 @@ impl Recorded {
     }
 }
 
+/// What [`EffectRunner::record`] wrote, and what it means for the rest of the outbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recording {
+    /// The outcome recorded.
+    pub recorded: Recorded,
+    /// The effect may have held back a pending effect with its ordering key, free to go now:
+    /// a notification done ahead of another for its target, or given up on.
+    pub freed_successor: bool,
+}
+
 /// Runs attempts through an executor and records their outcomes in the store.
 pub struct EffectRunner {
     store: Arc<dyn Store>,
@@ -175,7 +185,7 @@ impl EffectRunner {
     /// Records `disposition` for `entry` in the store (done, failed until its next try, or
     /// abandoned) and returns what it recorded. A store failure is logged: the effect's lease
     /// runs out and it is redone.
-    pub async fn record(&self, entry: &OutboxEntry, disposition: Disposition) -> Recorded {
+    pub async fn record(&self, entry: &OutboxEntry, disposition: Disposition) -> Recording {
         let (sid, seq) = (&entry.session_id, entry.seq);
         let recorded = self.decide(entry, &disposition, self.clock.now());
         let (error, retry_after) = match &disposition {
@@ -183,6 +193,7 @@ impl EffectRunner {
             Disposition::Retry(e, retry_after) => (e.as_str(), *retry_after),
             Disposition::Abandon(e) => (e.as_str(), None),
         };
+        let notification = matches!(entry.lane, Lane::Realtime | Lane::Push);
         let result = match recorded {
             Recorded::Done => self.store.mark_effect_done(sid, seq).await,
             Recorded::Retry(at) => {
@@ -193,7 +204,10 @@ impl EffectRunner {
                     ?retry_after,
                     "effect failed; will retry"
                 );
-                self.store.mark_effect_failed(sid, seq, error, at).await
+                self.store
+                    .mark_effect_failed(sid, seq, error, at)
+                    .await
+                    .map(|()| false)
             }
             Recorded::Abandoned => {
                 if matches!(disposition, Disposition::Retry(..)) {
@@ -205,13 +219,20 @@ impl EffectRunner {
                 } else {
                     tracing::error!(error, "effect abandoned");
                 }
-                self.store.mark_effect_abandoned(sid, seq, error).await
+                self.store
+                    .mark_effect_abandoned(sid, seq, error)
+                    .await
+                    .map(|()| notification)
             }
         };
-        if let Err(e) = result {
+        let freed_successor = result.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "could not record the effect's outcome; it will be redone");
+            false
+        });
+        Recording {
+            recorded,
+            freed_successor,
         }
-        recorded
     }
 
     /// Whether the leg a release targets is already gone by the session's account (its

@@ -23,7 +23,7 @@ pub mod step;
 pub mod timers;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use effects::{Disposition, EffectRunner, Recorded};
+pub use effects::{Disposition, EffectRunner, Recorded, Recording};
 pub use engine::{Applied, Created, Engine, EngineError, EngineStats, Step};
 pub use executor::{CommandAttempt, EffectExecutor, NotifyAttempt};
 pub use sessions::SessionStore;

@@ -126,8 +126,8 @@ impl StepDispatcher {
             }
         }
         let disposition = self.runner.attempt(entry, &*self.executor).await;
-        let recorded = self.runner.record(entry, disposition).await;
-        dispatched(StepOutcome::Attempted(recorded))
+        let recording = self.runner.record(entry, disposition).await;
+        dispatched(StepOutcome::Attempted(recording.recorded))
     }
 }
 

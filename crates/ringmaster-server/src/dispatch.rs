@@ -495,13 +495,14 @@ impl Dispatcher {
             if let Some(granted) = slot {
                 me.dials.budget().started(granted, me.clock.now());
             }
-            me.dispatch(entry).await;
+            let freed_successor = me.dispatch(entry).await;
             drop(permit);
             lane_busy.fetch_sub(1, Ordering::Relaxed);
             lock(&me.finished).push(key);
-            // A notification may have held back the next one for its target; a full lane
-            // may have left due effects behind.
-            if saturated.load(Ordering::Relaxed) || matches!(lane, Lane::Realtime | Lane::Push) {
+            // A full lane may have left due effects behind. A notification that held back
+            // the next one for its target says so: only then is there more to read, and a
+            // read after every notification would cost a store round trip each.
+            if saturated.load(Ordering::Relaxed) || freed_successor {
                 me.kick.notify_one();
             }
         }))
@@ -539,13 +540,15 @@ impl Dispatcher {
     }
 
     #[tracing::instrument(skip_all, fields(call_session_id = %entry.session_id, seq = entry.seq, lane = %entry.lane))]
-    async fn dispatch(&self, entry: OutboxEntry) {
+    /// Sends `entry` once and records the outcome; true when it freed a held-back effect.
+    async fn dispatch(&self, entry: OutboxEntry) -> bool {
         let disposition = self.runner.attempt(&entry, &self.executor).await;
-        let recorded = self.runner.record(&entry, disposition).await;
-        telemetry::dispatched(entry.lane.as_str().to_owned(), recorded.label());
-        if let Recorded::Retry(at) = recorded {
+        let recording = self.runner.record(&entry, disposition).await;
+        telemetry::dispatched(entry.lane.as_str().to_owned(), recording.recorded.label());
+        if let Recorded::Retry(at) = recording.recorded {
             self.schedule_wake(at);
         }
+        recording.freed_successor
     }
 }
 

@@ -29,6 +29,8 @@ enum Behaviour {
     FailFirst(usize, Duration),
     /// Never answers (a provider that hangs).
     Hang,
+    /// Delivers after this long, in real time.
+    Slow(Duration),
 }
 
 /// Records every notification it is handed, in order.
@@ -73,6 +75,10 @@ impl Notifier for Recorder {
             }),
             Behaviour::FailFirst(..) => Ok(()),
             Behaviour::Hang => std::future::pending().await,
+            Behaviour::Slow(after) => {
+                tokio::time::sleep(after).await;
+                Ok(())
+            }
         }
     }
 }
@@ -894,5 +900,44 @@ async fn an_effect_a_drain_sent_before_its_hand_off_came_is_not_sent_again() {
         seen.len(),
         "a notification was sent twice: {seen:?}"
     );
+    running.abort();
+}
+
+/// A notification held back behind another for its target goes out once that one is done,
+/// woken by the store's report that it was waiting: no sweep, no kick from a commit, and no
+/// read after notifications that hold nothing back.
+#[tokio::test]
+async fn a_held_back_notification_goes_out_when_the_one_ahead_is_done() {
+    let rig = Rig::handing_off(
+        Behaviour::Slow(Duration::from_millis(500)),
+        Duration::from_secs(30),
+    )
+    .await;
+    let (_stop, stopped) = watch::channel(false);
+    let running = tokio::spawn(rig.dispatcher.clone().run(stopped));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    rig.ring("waits").await;
+    // Committed past the engine while both rings are in flight: nothing hands these over
+    // or kicks the dispatcher, and each waits behind its device's ring.
+    let id = CallSessionId::new("waits");
+    rig.queue(
+        &id,
+        vec![
+            push(&id, "waits-d1", ended()),
+            push(&id, "waits-d2", ended()),
+        ],
+    )
+    .await;
+    rig.sent(2, 4).await;
+    let seen = rig.push.seen();
+    for device in ["waits-d1", "waits-d2"] {
+        let ring = seen
+            .iter()
+            .position(|s| s == &format!("incoming_call:{device}"));
+        let end = seen
+            .iter()
+            .position(|s| s == &format!("call_ended:{device}"));
+        assert!(ring < end, "{device}'s dismissal before its ring: {seen:?}");
+    }
     running.abort();
 }

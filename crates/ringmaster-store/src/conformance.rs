@@ -913,7 +913,11 @@ pub async fn outbox_lanes_due_times_and_target_order(h: &dyn Harness) {
         .mark_effect_failed(&sid("a"), 2, "503", t(5_000))
         .await
         .unwrap();
-    store.mark_effect_done(&sid("a"), 3).await.unwrap();
+    // Done, d2's ring says it held back d2's dismissal; said once only.
+    assert!(store.mark_effect_done(&sid("a"), 3).await.unwrap());
+    assert!(!store.mark_effect_done(&sid("a"), 3).await.unwrap());
+    // Nothing waits behind the WebSocket ring for alice's channel.
+    assert!(!store.mark_effect_done(&sid("a"), 4).await.unwrap());
     assert_eq!(due_ops(&*store, Lane::Push, 4_999).await, ["ended-d2"]);
     // Earliest due first: ended-d2 has been due since 1_100, ring-d1 only from 5_000.
     assert_eq!(
@@ -1633,8 +1637,9 @@ pub async fn outbox_keeps_commit_order_and_tracks_dispatch(h: &dyn Harness) {
     );
     assert!(store.pending_effects(0).await.unwrap().is_empty());
 
-    store.mark_effect_done(&sid("a"), 1).await.unwrap();
-    store.mark_effect_done(&sid("a"), 1).await.unwrap();
+    // Effects without an ordering key hold nothing back.
+    assert!(!store.mark_effect_done(&sid("a"), 1).await.unwrap());
+    assert!(!store.mark_effect_done(&sid("a"), 1).await.unwrap());
     store
         .mark_effect_failed(&sid("a"), 2, "timeout", t(0))
         .await
@@ -1666,7 +1671,7 @@ pub async fn outbox_keeps_commit_order_and_tracks_dispatch(h: &dyn Harness) {
     assert_eq!(pending[0].last_error.as_deref(), Some("503 from Telnyx"));
 
     for result in [
-        store.mark_effect_done(&sid("a"), 99).await,
+        store.mark_effect_done(&sid("a"), 99).await.map(drop),
         store.mark_effect_failed(&sid("zzz"), 1, "x", t(0)).await,
         store.mark_effect_abandoned(&sid("a"), 0, "x").await,
     ] {

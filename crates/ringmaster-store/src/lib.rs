@@ -229,12 +229,14 @@ pub trait Store: QualityStore + OpsStore + WebhookStore + Send + Sync + 'static 
         None
     }
 
-    /// Marks an effect dispatched. Idempotent; `NotFound` for an unknown effect.
+    /// Marks an effect dispatched. Idempotent; `NotFound` for an unknown effect. True when this
+    /// call marked it and a pending effect with its ordering key waits behind it (it held that
+    /// one back until now), so the dispatcher knows when a read can find more.
     async fn mark_effect_done(
         &self,
         session_id: &CallSessionId,
         seq: u64,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// Records a failed attempt (attempts + 1, error kept); the effect stays pending and is not
     /// due again before `retry_at`.

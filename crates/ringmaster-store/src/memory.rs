@@ -650,13 +650,23 @@ impl Store for MemoryStore {
         &self,
         session_id: &CallSessionId,
         seq: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut state = self.lock();
         let (id, row) = state.outbox_row(session_id, seq)?;
-        row.pending = false;
+        let was_pending = std::mem::replace(&mut row.pending, false);
         row.lease = None;
+        let key = row.order_key.clone();
         state.pending.remove(&id);
-        Ok(())
+        let (Some(key), true) = (key, was_pending) else {
+            return Ok(false);
+        };
+        let later = (session_id.clone(), seq + 1)..=(session_id.clone(), u64::MAX);
+        Ok(state.outbox_index.range(later).any(|(_, id)| {
+            state
+                .outbox
+                .get(id)
+                .is_some_and(|r| r.pending && r.order_key.as_ref() == Some(&key))
+        }))
     }
 
     async fn due_effects(

@@ -872,16 +872,43 @@ impl Store for PostgresStore {
         &self,
         session_id: &CallSessionId,
         seq: u64,
-    ) -> Result<(), StoreError> {
-        self.update_effect(
-            "UPDATE outbox SET status = 'done', lease_owner = NULL, lease_until = NULL \
-             WHERE session_id = $1 AND seq = $2 AND status = 'pending'",
-            session_id,
-            seq,
-            None,
-            None,
+    ) -> Result<bool, StoreError> {
+        let seq_i = int(seq)?;
+        if !storable(session_id.as_str()) {
+            return Err(StoreError::not_found(
+                "effect",
+                format!("{session_id}#{seq}"),
+            ));
+        }
+        // The outer query reads the table as it was before the update: the rows it looks for
+        // are other, still pending ones.
+        let (changed, waiting): (i64, bool) = sqlx::query_as(
+            "WITH done AS (UPDATE outbox SET status = 'done', lease_owner = NULL, \
+               lease_until = NULL \
+               WHERE session_id = $1 AND seq = $2 AND status = 'pending' RETURNING order_key) \
+             SELECT (SELECT count(*) FROM done), EXISTS (SELECT 1 FROM done d \
+               JOIN outbox e ON e.session_id = $1 AND e.order_key = d.order_key \
+               WHERE e.seq > $2 AND e.status = 'pending')",
         )
-        .await
+        .bind(session_id.as_str())
+        .bind(seq_i)
+        .fetch_one(&self.pool)
+        .await?;
+        if changed == 0 {
+            let exists = sqlx::query("SELECT 1 FROM outbox WHERE session_id = $1 AND seq = $2")
+                .bind(session_id.as_str())
+                .bind(seq_i)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some();
+            if !exists {
+                return Err(StoreError::not_found(
+                    "effect",
+                    format!("{session_id}#{seq}"),
+                ));
+            }
+        }
+        Ok(waiting)
     }
 
     async fn due_effects(

@@ -325,7 +325,7 @@ impl SqliteStore {
         session_id: &CallSessionId,
         seq: u64,
         status: EffectStatus,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         int(seq)?;
         let update = EffectUpdate {
             session_id: session_id.clone(),
@@ -865,7 +865,7 @@ impl Store for SqliteStore {
         &self,
         session_id: &CallSessionId,
         seq: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.update_effect(session_id, seq, EffectStatus::Done)
             .await
     }
@@ -989,7 +989,7 @@ impl Store for SqliteStore {
             error: error.to_owned(),
             retry_at: ms(retry_at)?,
         };
-        self.update_effect(session_id, seq, status).await
+        self.update_effect(session_id, seq, status).await.map(drop)
     }
 
     async fn defer_effect(
@@ -999,7 +999,7 @@ impl Store for SqliteStore {
         until: Timestamp,
     ) -> Result<(), StoreError> {
         let status = EffectStatus::Deferred { until: ms(until)? };
-        self.update_effect(session_id, seq, status).await
+        self.update_effect(session_id, seq, status).await.map(drop)
     }
 
     async fn quarantine_session(
@@ -1081,7 +1081,7 @@ impl Store for SqliteStore {
         let status = EffectStatus::Abandoned {
             error: error.to_owned(),
         };
-        self.update_effect(session_id, seq, status).await
+        self.update_effect(session_id, seq, status).await.map(drop)
     }
 
     async fn due_sessions(

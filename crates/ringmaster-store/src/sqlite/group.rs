@@ -71,7 +71,7 @@ pub(super) enum Pending {
         oneshot::Sender<Result<CommitOutcome, StoreError>>,
     ),
     /// An outbox status update.
-    Effect(EffectUpdate, oneshot::Sender<Result<(), StoreError>>),
+    Effect(EffectUpdate, oneshot::Sender<Result<bool, StoreError>>),
     /// Moves up to this many pending host events from the outbox to the event log.
     PublishHost(u32, oneshot::Sender<Result<u32, StoreError>>),
 }
@@ -81,8 +81,9 @@ pub(super) enum Pending {
 pub(super) enum Wrote {
     /// A commit's outcome.
     Commit(CommitOutcome),
-    /// A status update was applied.
-    Updated,
+    /// A status update was applied; true when it marked a row done that held back a pending
+    /// row with its ordering key.
+    Updated(bool),
     /// This many host events were published.
     Published(u32),
 }
@@ -372,7 +373,7 @@ fn answer(batch: Vec<Pending>, results: Vec<Written>, leases: &Arc<Leases>, runt
                 if result.is_ok() {
                     released.push((update.session_id, update.seq));
                 }
-                updaters.push((reply, result.map(|_| ())));
+                updaters.push((reply, result.map(|w| matches!(w, Wrote::Updated(true)))));
             }
             Pending::PublishHost(_, reply) => {
                 let _ = reply.send(result.and_then(Wrote::published));

@@ -220,7 +220,7 @@ fn write_all(conn: &mut Connection, batch: &[Pending], leases: &Leases) -> Vec<W
             Pending::Commit(checked, _) => {
                 commit_in(&outer, &checked.commit, &checked.encoded).map(Wrote::Commit)
             }
-            Pending::Effect(update, _) => update_effect(&outer, update).map(|()| Wrote::Updated),
+            Pending::Effect(update, _) => update_effect(&outer, update).map(Wrote::Updated),
             Pending::PublishHost(limit, _) => publish_host_in(&outer, *limit).map(Wrote::Published),
         });
         if outer.is_autocommit() {
@@ -649,19 +649,34 @@ fn publish_host_in(tx: &Connection, limit: u32) -> Result<u32, StoreError> {
 
 /// Applies one status update inside `tx`. A single `UPDATE` needs no savepoint: SQLite undoes
 /// a failing statement by itself. "No such effect" is told apart from "no longer pending"
-/// (which changes nothing and is not an error).
-fn update_effect(tx: &Connection, update: &EffectUpdate) -> Result<(), StoreError> {
+/// (which changes nothing and is not an error). True when it marked a row done that held
+/// back a pending row with its ordering key.
+fn update_effect(tx: &Connection, update: &EffectUpdate) -> Result<bool, StoreError> {
     let seq = int(update.seq)?;
     let sid = update.session_id.as_str();
     let (changed, only_pending) = match &update.status {
-        EffectStatus::Done => (
-            tx.prepare_cached(
-                "UPDATE outbox SET status = 'done' \
-                 WHERE session_id = ? AND seq = ? AND status = 'pending'",
-            )?
-            .execute(params![sid, seq])?,
-            true,
-        ),
+        EffectStatus::Done => {
+            let done: Option<Option<String>> = tx
+                .prepare_cached(
+                    "UPDATE outbox SET status = 'done' \
+                     WHERE session_id = ? AND seq = ? AND status = 'pending' \
+                     RETURNING order_key",
+                )?
+                .query_row(params![sid, seq], |row| row.get(0))
+                .optional()?;
+            if let Some(key) = done {
+                return Ok(match key {
+                    Some(key) => tx
+                        .prepare_cached(
+                            "SELECT 1 FROM outbox WHERE session_id = ? AND order_key = ? \
+                             AND seq > ? AND status = 'pending'",
+                        )?
+                        .exists(params![sid, key, seq])?,
+                    None => false,
+                });
+            }
+            (0, true)
+        }
         EffectStatus::Failed { error, retry_at } => (
             tx.prepare_cached(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?, \
@@ -688,14 +703,14 @@ fn update_effect(tx: &Connection, update: &EffectUpdate) -> Result<(), StoreErro
         ),
     };
     if changed > 0 {
-        return Ok(());
+        return Ok(false);
     }
     let exists = only_pending
         && tx
             .prepare_cached("SELECT 1 FROM outbox WHERE session_id = ? AND seq = ?")?
             .exists(params![sid, seq])?;
     if exists {
-        Ok(())
+        Ok(false)
     } else {
         Err(StoreError::not_found(
             "effect",
