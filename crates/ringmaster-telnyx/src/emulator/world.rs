@@ -17,7 +17,7 @@ use crate::webhook::{
 };
 use ringmaster_core::{CallControlId, CallLegId, CallSessionId, Timestamp};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 /// How long a `command_id` is remembered, as documented by Telnyx.
@@ -136,6 +136,8 @@ pub(crate) struct World {
     order: Vec<String>,
     scripts: HashMap<String, EndpointScript>,
     dedupe: HashMap<(String, String), StoredResult>,
+    /// `dedupe`'s keys, oldest first, so the expired ones go without a scan of every result.
+    dedupe_order: VecDeque<(Timestamp, (String, String))>,
     recordings: HashMap<String, Duration>,
     next_media: u64,
 }
@@ -181,6 +183,7 @@ impl World {
             order: Vec::new(),
             scripts: HashMap::new(),
             dedupe: HashMap::new(),
+            dedupe_order: VecDeque::new(),
             recordings: HashMap::new(),
             next_media: 0,
         }
@@ -193,9 +196,17 @@ impl World {
         command_id: &str,
         now: Timestamp,
     ) -> Option<(u16, Value)> {
-        let window = DEDUPE_WINDOW;
-        self.dedupe
-            .retain(|_, stored| now.saturating_since(stored.at) < window);
+        while let Some((at, _)) = self.dedupe_order.front() {
+            if now.saturating_since(*at) < DEDUPE_WINDOW {
+                break;
+            }
+            if let Some((at, key)) = self.dedupe_order.pop_front() {
+                // A key remembered again since is kept until its newer result expires.
+                if self.dedupe.get(&key).is_some_and(|s| s.at == at) {
+                    self.dedupe.remove(&key);
+                }
+            }
+        }
         self.dedupe
             .get(&(scope.to_owned(), command_id.to_owned()))
             .map(|s| (s.status, s.body.clone()))
@@ -210,8 +221,10 @@ impl World {
         status: u16,
         body: Value,
     ) {
+        let key = (scope.to_owned(), command_id.to_owned());
+        self.dedupe_order.push_back((now, key.clone()));
         self.dedupe.insert(
-            (scope.to_owned(), command_id.to_owned()),
+            key,
             StoredResult {
                 at: now,
                 status,
@@ -1277,5 +1290,23 @@ mod tests {
         let effects = w.control_hangup(&b, at(4)).unwrap();
         assert_eq!(event_types(&effects), ["call.hangup", "call.hangup"]);
         assert!(w.control_hangup(&a, at(5)).is_err());
+    }
+
+    #[test]
+    fn a_command_id_is_remembered_for_sixty_seconds_from_its_last_result() {
+        let mut w = world();
+        w.remember("conn", "a", at(0), 200, Value::from("a0"));
+        w.remember("conn", "b", at(10), 200, Value::from("b10"));
+        // Remembered again: the newer result counts, from its own time.
+        w.remember("conn", "a", at(30), 200, Value::from("a30"));
+        assert_eq!(
+            w.deduplicated("conn", "a", at(59)),
+            Some((200, Value::from("a30")))
+        );
+        assert_eq!(w.deduplicated("conn", "b", at(69)).map(|r| r.0), Some(200));
+        assert_eq!(w.deduplicated("conn", "b", at(70)), None);
+        assert_eq!(w.deduplicated("conn", "a", at(89)).map(|r| r.0), Some(200));
+        assert_eq!(w.deduplicated("conn", "a", at(90)), None);
+        assert!(w.dedupe.is_empty() && w.dedupe_order.is_empty());
     }
 }
