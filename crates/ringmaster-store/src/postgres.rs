@@ -131,13 +131,7 @@ impl PostgresStore {
         error: Option<&str>,
         retry_at: Option<i64>,
     ) -> Result<(), StoreError> {
-        let seq_i = int(seq)?;
-        if !storable(session_id.as_str()) {
-            return Err(StoreError::not_found(
-                "effect",
-                format!("{session_id}#{seq}"),
-            ));
-        }
+        let seq_i = effect_key(session_id, seq)?;
         let mut tx = self.pool.begin().await?;
         let mut query = sqlx::query(sql);
         if let Some(error) = error {
@@ -153,21 +147,45 @@ impl PostgresStore {
             .await?
             .rows_affected();
         if changed == 0 {
-            let exists = sqlx::query("SELECT 1 FROM outbox WHERE session_id = $1 AND seq = $2")
-                .bind(session_id.as_str())
-                .bind(seq_i)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some();
-            if !exists {
-                return Err(StoreError::not_found(
-                    "effect",
-                    format!("{session_id}#{seq}"),
-                ));
-            }
+            effect_exists(&mut *tx, session_id, seq).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// `seq` as stored, or `NotFound` for a key no row can have.
+fn effect_key(session_id: &CallSessionId, seq: u64) -> Result<i64, StoreError> {
+    let seq_i = int(seq)?;
+    if !storable(session_id.as_str()) {
+        return Err(StoreError::not_found(
+            "effect",
+            format!("{session_id}#{seq}"),
+        ));
+    }
+    Ok(seq_i)
+}
+
+/// `NotFound` unless the outbox holds the effect: an update that changed nothing either found
+/// it no longer pending (not an error) or found no such effect.
+async fn effect_exists<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    session_id: &CallSessionId,
+    seq: u64,
+) -> Result<(), StoreError> {
+    let exists = sqlx::query("SELECT 1 FROM outbox WHERE session_id = $1 AND seq = $2")
+        .bind(session_id.as_str())
+        .bind(int(seq)?)
+        .fetch_optional(db)
+        .await?
+        .is_some();
+    if exists {
+        Ok(())
+    } else {
+        Err(StoreError::not_found(
+            "effect",
+            format!("{session_id}#{seq}"),
+        ))
     }
 }
 
@@ -873,13 +891,7 @@ impl Store for PostgresStore {
         session_id: &CallSessionId,
         seq: u64,
     ) -> Result<bool, StoreError> {
-        let seq_i = int(seq)?;
-        if !storable(session_id.as_str()) {
-            return Err(StoreError::not_found(
-                "effect",
-                format!("{session_id}#{seq}"),
-            ));
-        }
+        let seq_i = effect_key(session_id, seq)?;
         // The outer query reads the table as it was before the update: the rows it looks for
         // are other, still pending ones.
         let (changed, waiting): (i64, bool) = sqlx::query_as(
@@ -895,18 +907,7 @@ impl Store for PostgresStore {
         .fetch_one(&self.pool)
         .await?;
         if changed == 0 {
-            let exists = sqlx::query("SELECT 1 FROM outbox WHERE session_id = $1 AND seq = $2")
-                .bind(session_id.as_str())
-                .bind(seq_i)
-                .fetch_optional(&self.pool)
-                .await?
-                .is_some();
-            if !exists {
-                return Err(StoreError::not_found(
-                    "effect",
-                    format!("{session_id}#{seq}"),
-                ));
-            }
+            effect_exists(&self.pool, session_id, seq).await?;
         }
         Ok(waiting)
     }
