@@ -539,8 +539,8 @@ impl Dispatcher {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(call_session_id = %entry.session_id, seq = entry.seq, lane = %entry.lane))]
     /// Sends `entry` once and records the outcome; true when it freed a held-back effect.
+    #[tracing::instrument(skip_all, fields(call_session_id = %entry.session_id, seq = entry.seq, lane = %entry.lane))]
     async fn dispatch(&self, entry: OutboxEntry) -> bool {
         let disposition = self.runner.attempt(&entry, &self.executor).await;
         let recording = self.runner.record(&entry, disposition).await;

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use ringmaster_core::{CallControlId, CallSessionId, DeviceId, Timestamp, UserId};
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::directory::{Device, PushProvider, User, UserSettings};
@@ -660,7 +661,10 @@ impl Store for MemoryStore {
         let (Some(key), true) = (key, was_pending) else {
             return Ok(false);
         };
-        let later = (session_id.clone(), seq + 1)..=(session_id.clone(), u64::MAX);
+        let later = (
+            Bound::Excluded((session_id.clone(), seq)),
+            Bound::Included((session_id.clone(), u64::MAX)),
+        );
         Ok(state.outbox_index.range(later).any(|(_, id)| {
             state
                 .outbox
